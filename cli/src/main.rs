@@ -1,0 +1,2 @@
+//! The `dastra-connect` binary.
+fn main() {}

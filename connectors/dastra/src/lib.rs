@@ -1,0 +1,1 @@
+//! Dastra: the API model and client, the sink, and the webhook receiver.

@@ -1,0 +1,13 @@
+//! dastra-connect-core: the framework every connector stands on — CloudEvents change events and their
+//! codecs (Avro single-object, Confluent wire format, JSON), the Kafka and NATS JetStream bus, the
+//! key-value state kept on the bus, configuration helpers and telemetry.
+
+pub mod bus;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod state;
+pub mod telemetry;
+
+pub use error::{Classify, ErrorClass};
