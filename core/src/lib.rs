@@ -9,5 +9,7 @@ pub mod error;
 pub mod event;
 pub mod state;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use error::{Classify, ErrorClass};

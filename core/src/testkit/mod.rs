@@ -1,0 +1,1 @@
+//! Test helpers: spawn real brokers (nats-server, tansu) and MockClusters for tests.
