@@ -247,7 +247,7 @@ mod tests {
     fn unknown_key_is_rejected_with_its_path() {
         let err =
             from_yaml_str_with_env::<Outer>("name: a\ninner:\n  - brokers: b\n    brokerz: c\n", env).unwrap_err();
-        assert_eq!(err.path, "inner[0]");
+        assert_eq!(err.path, "inner[0].brokerz");
         assert!(err.reason.contains("unknown field `brokerz`"), "{err}");
     }
 

@@ -2,6 +2,7 @@
 //! codecs (Avro single-object, Confluent wire format, JSON), the Kafka and NATS JetStream bus, the
 //! key-value state kept on the bus, configuration helpers and telemetry.
 
+pub mod admin;
 pub mod bus;
 pub mod codec;
 pub mod config;
