@@ -1,2 +1,66 @@
-//! The `dastra-connect` binary.
-fn main() {}
+//! The `dastra-connect` binary: one process for every role (connectors, quickstart, emulator, tools).
+
+mod app_config;
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps a company's GDPR register in Dastra in sync with the systems where the truth lives.
+#[derive(Debug, Parser)]
+#[command(name = "dastra-connect", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the connectors of a config file until SIGTERM/SIGINT.
+    Run {
+        /// YAML config file (`${ENV}` interpolation, `*_file` secrets).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file without connecting to anything; exits non-zero with the key path on error.
+    Validate {
+        /// YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print, check or register schemas.
+    #[command(subcommand)]
+    Schemas(commands::schemas::SchemasCommand),
+    /// Serve the local Dastra API emulator.
+    Emulator(commands::emulator::EmulatorArgs),
+    /// Run the whole product on this machine with embedded defaults and print a summary.
+    Quickstart(commands::quickstart::QuickstartArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run { config } => commands::run::run(&config).await,
+            Command::Validate { config } => commands::validate(&config),
+            Command::Schemas(cmd) => commands::schemas::execute(cmd).await,
+            Command::Emulator(args) => commands::emulator::execute(args).await,
+            Command::Quickstart(args) => commands::quickstart::execute(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod bus;
 pub mod codec;
 pub mod config;
+pub mod connector;
 pub mod error;
 pub mod event;
 pub mod state;

@@ -1,0 +1,256 @@
+//! The config file of `dastra-connect run`: bus, codec, topics, telemetry, admin server, and the list
+//! of connectors (a closed set: one variant per connector type, one `match` that builds them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dastra_connect_core::bus::BusConfig;
+use dastra_connect_core::codec::{Codec, RegistryConfig, SchemaRegistryClient};
+use dastra_connect_core::config::{self, ConfigError, Secret};
+use dastra_connect_core::connector::{Connector, Topics};
+use dastra_connect_core::telemetry::TelemetryConfig;
+use dastra_connect_dastra::webhook::{WebhookReceiver, WebhookReceiverConfig};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole config file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The bus every connector of this process uses.
+    pub bus: BusConfig,
+    /// How payloads are encoded on the bus.
+    #[serde(default)]
+    pub codec: CodecConfig,
+    /// Topic naming.
+    #[serde(default)]
+    pub topics: Topics,
+    /// Logs and traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The connectors this process runs, by instance name (the name is the metric label, the
+    /// CloudEvents source `/connectors/<name>` and the default consumer group).
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: default_admin_listen() }
+    }
+}
+
+/// Payload encoding: what this process writes. Reading always accepts every format.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodecConfig {
+    /// Format of the payloads this process publishes.
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// Confluent Schema Registry; required for `format: confluent`, and lets any format decode
+    /// Confluent-framed input.
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistrySettings>,
+}
+
+/// Payload formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// Avro single-object encoding (`C3 01` + schema fingerprint); no registry needed.
+    #[default]
+    Avro,
+    /// Confluent wire format (magic 0 + schema id) with a schema registry, TopicNameStrategy subjects.
+    Confluent,
+    /// JSON, for debugging.
+    Json,
+}
+
+/// How to reach a Confluent-compatible schema registry.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistrySettings {
+    /// Base URL.
+    pub url: url::Url,
+    /// Basic-auth user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password (or `password_file`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Register missing schemas (true) or only look them up.
+    #[serde(default = "default_true")]
+    pub auto_register: bool,
+    /// Per-request timeout.
+    #[serde(default = "default_registry_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_registry_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The closed set of connector types (`type:` selects one).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConnectorConfig {
+    /// Receives Dastra webhooks and publishes them to `<prefix>.events`.
+    DastraWebhookReceiver(WebhookReceiverConfig),
+}
+
+impl AppConfig {
+    /// Reads, interpolates and validates a config file (no network I/O).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let cfg: AppConfig = config::load_file(path)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text (no network I/O).
+    #[cfg(test)]
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: AppConfig = config::from_yaml_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bus.validate().map_err(|e| ConfigError::new("bus", e.to_string()))?;
+        if self.codec.format == PayloadFormat::Confluent && self.codec.schema_registry.is_none() {
+            return Err(ConfigError::new("codec.schema_registry", "required when `codec.format` is `confluent`"));
+        }
+        if self.connectors.is_empty() {
+            return Err(ConfigError::new("connectors", "name at least one connector"));
+        }
+        for (name, c) in &self.connectors {
+            let at = format!("connectors.{name}");
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if !valid_name {
+                return Err(ConfigError::new(at, "a connector name is 1–64 characters of [A-Za-z0-9_-]"));
+            }
+            match c {
+                ConnectorConfig::DastraWebhookReceiver(w) => w.validate(&at)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The connector names, in order.
+    pub fn connector_names(&self) -> Vec<&str> {
+        self.connectors.keys().map(String::as_str).collect()
+    }
+
+    /// The codec this config describes.
+    pub fn codec(&self) -> anyhow::Result<Codec> {
+        let registry = match &self.codec.schema_registry {
+            Some(r) => {
+                let mut rc = RegistryConfig::new(r.url.clone());
+                rc.username = r.username.clone();
+                rc.password = r.password.clone();
+                rc.auto_register = r.auto_register;
+                rc.timeout = r.timeout;
+                Some(Arc::new(SchemaRegistryClient::new(rc)?))
+            }
+            None => None,
+        };
+        let base = match self.codec.format {
+            PayloadFormat::Avro => Codec::single_object(),
+            PayloadFormat::Json => Codec::json(),
+            PayloadFormat::Confluent => {
+                let r = registry.clone().ok_or_else(|| anyhow::anyhow!("codec.schema_registry is required"))?;
+                Codec::confluent(r)
+            }
+        };
+        Ok(match registry {
+            Some(r) if self.codec.format != PayloadFormat::Confluent => base.with_registry(r),
+            _ => base,
+        })
+    }
+}
+
+impl ConnectorConfig {
+    /// Builds the connector (the one `match` over the closed set).
+    pub fn build(&self) -> Box<dyn Connector> {
+        match self {
+            ConnectorConfig::DastraWebhookReceiver(c) => Box::new(WebhookReceiver::new(c.clone())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+bus: { type: nats, servers: ["nats://127.0.0.1:4222"] }
+connectors:
+  hooks:
+    type: dastra_webhook_receiver
+    signing_keys: ["k1"]
+"#;
+
+    #[test]
+    fn a_minimal_config_parses_with_defaults() {
+        let cfg = AppConfig::parse(GOOD).unwrap();
+        assert_eq!(cfg.topics.prefix, "dastra");
+        assert_eq!(cfg.admin.listen.port(), 9090);
+        assert_eq!(cfg.connector_names(), vec!["hooks"]);
+        assert!(!format!("{cfg:?}").contains("k1"), "secrets never print");
+    }
+
+    #[test]
+    fn unknown_keys_fail_with_their_path() {
+        let err = AppConfig::parse(&GOOD.replace("signing_keys", "signing_kyes")).unwrap_err();
+        assert!(err.to_string().contains("connectors.hooks"), "{err}");
+        assert!(err.to_string().contains("signing_kyes"), "{err}");
+        let err = AppConfig::parse(&format!("{GOOD}\nadmn: {{}}\n")).unwrap_err();
+        assert!(err.to_string().contains("admn"), "{err}");
+    }
+
+    #[test]
+    fn cross_field_rules_name_the_key() {
+        let err = AppConfig::parse(&GOOD.replace("signing_keys: [\"k1\"]", "require_signature: true")).unwrap_err();
+        assert_eq!(err.path, "connectors.hooks.signing_keys");
+        let err = AppConfig::parse(&format!("{GOOD}codec: {{ format: confluent }}\n")).unwrap_err();
+        assert_eq!(err.path, "codec.schema_registry");
+        let twice = format!("{GOOD}  hooks:\n    type: dastra_webhook_receiver\n    signing_keys: [\"k\"]\n");
+        assert!(AppConfig::parse(&twice).unwrap_err().reason.contains("duplicate"));
+        let err = AppConfig::parse(&GOOD.replace("  hooks:", "  \"bad name\":")).unwrap_err();
+        assert_eq!(err.path, "connectors.bad name");
+    }
+
+    #[test]
+    fn the_checked_in_json_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../", "schemas/config/dastra-connect.schema.json");
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            current == crate::commands::schemas::config_schema_json(),
+            "{path} is stale: run `cargo run -p dastra-connect -- schemas config --write`"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The webhook receiver: accepts Dastra webhooks, verifies `Dastra-Signature`, and publishes each one
+//! to `<prefix>.events` before answering 200 (Dastra never retries, so a 200 must mean "stored").
+
+mod config;
+mod receiver;
+mod signature;
+
+pub use config::WebhookReceiverConfig;
+pub use receiver::{WebhookReceiver, router};
+pub use signature::{sign, verify};
