@@ -1,1 +1,22 @@
-//! Dastra: the API model and client, the sink, and the webhook receiver.
+//! Dastra: the API model and client, the quota limiter (and, later, the sink and the webhook receiver).
+//!
+//! - [`model`]: serde DTOs named exactly as Dastra's OpenAPI document.
+//! - [`client`]: [`DastraClient`] with auth, timeouts, retries and the no-duplicate-create rule.
+//! - [`quota`]: [`QuotaLimiter`], the process-wide rate limiter with priority classes.
+//! - [`config`]: [`DastraClientConfig`].
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod quota;
+pub mod webhook;
+
+pub use client::resources::{
+    Actors, Archivable, Areas, Assets, BatchDeletable, BatchPatchable, Contracts, DataFields, DataProcessings,
+    DataSubjectRequests, ExternalKeyed, HasWorkflow, KeyLookup, ListQuery, Patchable, Resource, Routes, Tasks, Teams,
+};
+pub use client::{AttemptOutcome, DastraClient, RequestEvent, RequestObserver};
+pub use config::{AuthConfig, DastraClientConfig, RetryConfig};
+pub use error::{DastraError, Redactor, TransportKind};
+pub use quota::{Priority, QuotaConfig, QuotaGrant, QuotaLimiter, QuotaSnapshot, QuotaWindow};
