@@ -1,1 +1,175 @@
-//! TODO(owner): module state.
+//! State on the bus: a key-value store for source checkpoints and the sink ledger, kept in a
+//! compacted Kafka topic ([`KafkaStateStore`]) or a NATS KV bucket ([`NatsKvStore`]), with a local
+//! cache restored on start.
+//!
+//! - Reads come from the cache (no I/O). The cache is loaded whole on open and then follows the
+//!   topic/bucket, so writes made by other replicas appear too.
+//! - `put`/`delete` return once the broker has acknowledged the write (durable), and the cache then
+//!   holds the new value at once (read-your-writes).
+//! - Last write wins per key: every value carries its position (Kafka offset within the key's
+//!   partition, KV revision); the cache never replaces a value by an older one.
+//! - `delete` writes a tombstone (Kafka null value, KV delete marker).
+//!
+//! Use one namespace (topic / bucket) per purpose, e.g. `dastra-connect.ledger.<connector>` and
+//! `dastra-connect.checkpoints.<connector>`.
+
+mod kafka;
+mod nats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+pub use kafka::KafkaStateStore;
+pub use nats::{NatsKvStore, bucket_name, decode_key, encode_key};
+
+use crate::bus::{BusConfig, BusError};
+use crate::{Classify, ErrorClass};
+
+/// What the state store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The bus failed (connect, produce, consume, KV request).
+    #[error("state store `{namespace}`: {source}")]
+    Bus {
+        /// Topic or bucket.
+        namespace: String,
+        /// The bus error.
+        #[source]
+        source: BusError,
+    },
+    /// The key cannot be stored (empty).
+    #[error("invalid state key: {0}")]
+    InvalidKey(String),
+    /// A record in the topic/bucket cannot be read back as a state entry.
+    #[error("state store `{namespace}` holds a record it cannot read: {reason}")]
+    Corrupt {
+        /// Topic or bucket.
+        namespace: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl StateError {
+    pub(crate) fn bus(namespace: &str, source: BusError) -> Self {
+        Self::Bus { namespace: namespace.to_owned(), source }
+    }
+}
+
+impl Classify for StateError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Bus { source, .. } => source.class(),
+            Self::InvalidKey(_) => ErrorClass::Permanent,
+            Self::Corrupt { .. } => ErrorClass::Fatal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Bus { source, .. } => source.code(),
+            Self::InvalidKey(_) => "state_invalid_key",
+            Self::Corrupt { .. } => "state_corrupt",
+        }
+    }
+}
+
+/// A durable key-value store on the bus with a local cache.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The value of `key` in the cache (no I/O).
+    fn get(&self, key: &str) -> Option<Bytes>;
+    /// Stores `value` under `key`; returns once the broker acknowledged it.
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError>;
+    /// Deletes `key` with a tombstone; returns once the broker acknowledged it.
+    async fn delete(&self, key: &str) -> Result<(), StateError>;
+    /// A copy of every live entry, sorted by key.
+    fn snapshot(&self) -> BTreeMap<String, Bytes>;
+    /// How many live keys the cache holds.
+    fn len(&self) -> usize;
+    /// True when no live key is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The topic or bucket name.
+    fn namespace(&self) -> &str;
+}
+
+/// Opens the store `namespace` on the configured bus (topic on Kafka; bucket on NATS, see
+/// [`bucket_name`]), creating it if missing and loading it whole into the cache.
+pub async fn open(bus: &BusConfig, namespace: &str) -> Result<Arc<dyn StateStore>, StateError> {
+    bus.validate().map_err(|e| StateError::bus(namespace, e))?;
+    Ok(match bus {
+        BusConfig::Kafka(k) => Arc::new(KafkaStateStore::open(k, namespace).await?),
+        BusConfig::Nats(n) => Arc::new(NatsKvStore::open(n, namespace).await?),
+    })
+}
+
+/// One cached key: its value (`None` = deleted) and the position of the write that set it.
+#[derive(Debug, Clone)]
+struct Slot {
+    position: i64,
+    value: Option<Bytes>,
+}
+
+/// The local cache shared by both implementations: last write (highest position) wins per key.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    slots: RwLock<HashMap<String, Slot>>,
+}
+
+impl Cache {
+    /// Applies a write seen at `position`; ignored when the cache already holds a newer one.
+    pub(crate) fn apply(&self, key: &str, position: i64, value: Option<Bytes>) {
+        let mut slots = self.slots.write();
+        match slots.get_mut(key) {
+            Some(slot) if slot.position >= position => {}
+            Some(slot) => *slot = Slot { position, value },
+            None => {
+                slots.insert(key.to_owned(), Slot { position, value });
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        self.slots.read().get(key).and_then(|s| s.value.clone())
+    }
+
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, Bytes> {
+        self.slots.read().iter().filter_map(|(k, s)| s.value.clone().map(|v| (k.clone(), v))).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.read().values().filter(|s| s.value.is_some()).count()
+    }
+}
+
+pub(crate) fn check_key(key: &str) -> Result<(), StateError> {
+    if key.is_empty() {
+        return Err(StateError::InvalidKey("the key must not be empty".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keeps_the_newest_write_per_key() {
+        let c = Cache::default();
+        c.apply("k", 5, Some(Bytes::from_static(b"v5")));
+        c.apply("k", 3, Some(Bytes::from_static(b"v3")));
+        assert_eq!(c.get("k").as_deref(), Some(&b"v5"[..]));
+        c.apply("k", 7, None);
+        assert_eq!(c.get("k"), None);
+        c.apply("k", 6, Some(Bytes::from_static(b"v6")));
+        assert_eq!(c.get("k"), None, "an older write must not resurrect a deleted key");
+        assert_eq!(c.len(), 0);
+        c.apply("j", 1, Some(Bytes::from_static(b"x")));
+        assert_eq!(c.snapshot().len(), 1);
+    }
+}

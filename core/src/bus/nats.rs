@@ -1,0 +1,431 @@
+//! NATS JetStream bus: keyed publish to `<topic>.<partition>` subjects (murmur2, like Kafka) with
+//! publish acks, and a subscriber with one durable pull consumer per owned partition.
+//!
+//! **Ownership.** Replica `replica_index` of `replicas` owns the partitions `p` with
+//! `p % replicas == replica_index` (a StatefulSet ordinal fits); it reports them once as
+//! [`SubscriberEvent::Assigned`].
+//!
+//! **Commit scheme.** Each partition has a durable pull consumer `<group>-<topic>-<p>` with
+//! `AckPolicy::All`. Delivered messages are remembered with their ack handle;
+//! [`Committer::commit`]`(topic, p, next)` acks (double ack, i.e. confirmed by the server) the
+//! highest delivered message below `next`, which with `AckPolicy::All` acks everything before it.
+//! Nothing else acks.
+//!
+//! **Redelivery after a crash, without waiting for `ack_wait`.** When a partition consumer starts
+//! (process start, or after the server went away), it reads the durable consumer's ack floor, deletes
+//! the consumer and recreates it starting at `ack floor + 1`: every message that was not committed is
+//! delivered again at once. Only this replica owns the partition, so nothing else uses the consumer.
+//! Redeliveries that JetStream makes on its own (after `ack_wait`) for messages this process already
+//! delivered and has not committed are not passed on again.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
+use async_nats::{HeaderMap, HeaderValue};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{
+    BusError, Committer, Delivery, InboundMessage, NatsConfig, NatsErrorKind, OutboundMessage, Publisher, Subscriber,
+    SubscriberEvent, TopicPartition, partition_for,
+};
+
+/// Header carrying the message key on NATS (NATS has no key).
+pub const KEY_HEADER: &str = "Dastra-Key";
+/// Header marking a tombstone (a message without payload) on NATS.
+pub const TOMBSTONE_HEADER: &str = "Dastra-Tombstone";
+
+/// Maps an async-nats error kind to the reaction. async-nats has one kind enum per operation; their
+/// variant names are shared (`TimedOut`, `JetStream`, `NoResponders`…), so the Debug name decides.
+pub(crate) fn kind_of(kind: &impl std::fmt::Debug) -> NatsErrorKind {
+    let name = format!("{kind:?}");
+    if name.contains("TimedOut") || name.contains("Timeout") || name.contains("NoResponders") {
+        NatsErrorKind::Timeout
+    } else if name.contains("Authorization") || name.contains("Authentication") {
+        NatsErrorKind::Auth
+    } else if name.contains("Tls") {
+        NatsErrorKind::Tls
+    } else if name.contains("InvalidKey") || name.contains("InvalidSubject") || name.contains("InvalidName") {
+        NatsErrorKind::Invalid
+    } else if name.contains("JetStream") || name.contains("NotFound") {
+        NatsErrorKind::JetStream
+    } else if name.contains("BrokenPipe") || name.contains("Io") || name.contains("Disconnected") {
+        NatsErrorKind::Connection
+    } else {
+        NatsErrorKind::Other
+    }
+}
+
+/// Wraps an async-nats `Error<Kind>`.
+pub(crate) fn nats_err<K>(op: &'static str, err: async_nats::error::Error<K>) -> BusError
+where
+    K: Clone + std::fmt::Debug + std::fmt::Display + PartialEq,
+{
+    BusError::nats(op, kind_of(&err.kind()), err)
+}
+
+/// Connects a client with the configured credentials and TLS.
+pub async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, BusError> {
+    let mut opts = async_nats::ConnectOptions::new().name("dastra-connect").max_reconnects(None);
+    if let (Some(user), Some(pw)) = (&cfg.user, &cfg.password) {
+        opts = opts.user_and_password(user.clone(), pw.expose().to_owned());
+    }
+    if let Some(token) = &cfg.token {
+        opts = opts.token(token.expose().to_owned());
+    }
+    if let Some(seed) = &cfg.nkey {
+        opts = opts.nkey(seed.expose().to_owned());
+    }
+    if let Some(creds) = &cfg.credentials {
+        // The error would quote the file; say only that it is malformed.
+        opts = opts
+            .credentials(creds.expose())
+            .map_err(|_| BusError::config("credentials", "not a valid NATS credentials (.creds) document"))?;
+    }
+    if let Some(tls) = &cfg.tls {
+        opts = opts.require_tls(tls.required);
+        if let Some(ca) = &tls.ca_path {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_path, &tls.key_path) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    opts = opts.request_timeout(Some(cfg.timeout)).connection_timeout(cfg.timeout);
+    let servers: Vec<async_nats::ServerAddr> = cfg
+        .servers
+        .iter()
+        .map(|s| s.parse::<async_nats::ServerAddr>().map_err(|e| BusError::config("servers", format!("`{s}`: {e}"))))
+        .collect::<Result<_, _>>()?;
+    opts.connect(servers).await.map_err(|e| nats_err("connect", e))
+}
+
+/// A JetStream context with the configured timeout.
+pub fn jetstream(cfg: &NatsConfig, client: async_nats::Client) -> jetstream::Context {
+    let mut js = jetstream::new(client);
+    js.set_timeout(cfg.timeout);
+    js
+}
+
+/// Creates the stream if missing, or adds configured subjects it lacks. Idempotent.
+pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<jetstream::stream::Stream, BusError> {
+    let wanted = jetstream::stream::Config {
+        name: cfg.stream.clone(),
+        subjects: cfg.stream_subjects.clone(),
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: cfg.stream_replicas,
+        ..Default::default()
+    };
+    let mut stream = js.get_or_create_stream(wanted).await.map_err(|e| nats_err("create stream", e))?;
+    let info = stream.info().await.map_err(|e| nats_err("stream info", e))?.clone();
+    let missing: Vec<String> =
+        cfg.stream_subjects.iter().filter(|s| !info.config.subjects.contains(s)).cloned().collect();
+    if !missing.is_empty() {
+        let mut config = info.config.clone();
+        config.subjects.extend(missing);
+        js.update_stream(config).await.map_err(|e| nats_err("update stream", e))?;
+        stream = js.get_stream(&cfg.stream).await.map_err(|e| nats_err("get stream", e))?;
+    }
+    Ok(stream)
+}
+
+/// The subject of `topic`'s partition `p`.
+pub fn subject(topic: &str, partition: u32) -> String {
+    format!("{topic}.{partition}")
+}
+
+fn header_map(msg: &OutboundMessage) -> Result<HeaderMap, BusError> {
+    let mut headers = HeaderMap::new();
+    let text = |what: &str, v: &[u8]| -> Result<String, BusError> {
+        match std::str::from_utf8(v) {
+            Ok(s) if !s.contains(['\r', '\n']) => Ok(s.to_owned()),
+            _ => Err(BusError::InvalidMessage(format!("{what} must be UTF-8 text without line breaks on NATS"))),
+        }
+    };
+    for (k, v) in &msg.headers {
+        let value = text(&format!("header `{k}`"), v)?;
+        let name: async_nats::HeaderName =
+            k.parse().map_err(|_| BusError::InvalidMessage(format!("`{k}` is not a valid NATS header name")))?;
+        headers.append(name, HeaderValue::from(value.as_str()));
+    }
+    headers.insert(KEY_HEADER, HeaderValue::from(text("the key", &msg.key)?.as_str()));
+    if msg.payload.is_none() {
+        headers.insert(TOMBSTONE_HEADER, "1");
+    }
+    Ok(headers)
+}
+
+/// Publisher to JetStream with publish acks.
+pub struct NatsPublisher {
+    js: jetstream::Context,
+    partitions: u32,
+}
+
+impl NatsPublisher {
+    /// Connects and makes sure the stream exists.
+    pub async fn connect(cfg: &NatsConfig) -> Result<Self, BusError> {
+        let js = jetstream(cfg, connect(cfg).await?);
+        ensure_stream(&js, cfg).await?;
+        Ok(Self { js, partitions: cfg.partitions })
+    }
+
+    /// Sends `msg` to the server and returns the future of its ack (sending keeps call order).
+    async fn send(&self, msg: &OutboundMessage) -> Result<(i32, jetstream::context::PublishAckFuture), BusError> {
+        let p = partition_for(&msg.key, self.partitions);
+        let headers = header_map(msg)?;
+        let payload = msg.payload.clone().unwrap_or_default();
+        let fut = self
+            .js
+            .publish_with_headers(subject(&msg.topic, p), headers, payload)
+            .await
+            .map_err(|e| nats_err("publish", e))?;
+        Ok((p as i32, fut))
+    }
+
+    async fn await_ack((p, fut): (i32, jetstream::context::PublishAckFuture)) -> Result<Delivery, BusError> {
+        let ack = fut.await.map_err(|e| nats_err("publish ack", e))?;
+        Ok(Delivery { partition: p, offset: ack.sequence as i64 })
+    }
+}
+
+#[async_trait]
+impl Publisher for NatsPublisher {
+    async fn publish(&self, msg: OutboundMessage) -> Result<Delivery, BusError> {
+        let sent = self.send(&msg).await?;
+        Self::await_ack(sent).await
+    }
+
+    async fn publish_batch(&self, msgs: Vec<OutboundMessage>) -> Result<Vec<Delivery>, BusError> {
+        let mut pending = Vec::with_capacity(msgs.len());
+        for msg in &msgs {
+            pending.push(self.send(msg).await?);
+        }
+        futures::future::join_all(pending.into_iter().map(Self::await_ack)).await.into_iter().collect()
+    }
+}
+
+/// Ack handles of delivered, not yet committed messages, per (topic, partition), by stream sequence.
+type PendingAcks = Arc<Mutex<HashMap<(String, i32), BTreeMap<u64, jetstream::message::Acker>>>>;
+
+/// The subscriber: one task per owned partition feeding a channel.
+pub struct NatsSubscriber {
+    rx: mpsc::Receiver<InboundMessage>,
+    queued: VecDeque<SubscriberEvent>,
+    assignment: Vec<TopicPartition>,
+    pending: PendingAcks,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A durable consumer name for `group`, `topic`, `partition` (letters, digits, `-`, `_`).
+pub fn durable_name(group: &str, topic: &str, partition: u32) -> String {
+    let clean: String = topic.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("{group}-{clean}-{partition}")
+}
+
+struct PartitionTask {
+    js: jetstream::Context,
+    stream: String,
+    topic: String,
+    partition: u32,
+    durable: String,
+    ack_wait: Duration,
+    max_ack_pending: i64,
+    tx: mpsc::Sender<InboundMessage>,
+    pending: PendingAcks,
+}
+
+impl PartitionTask {
+    /// Recreates the durable consumer at its ack floor + 1 (see the module doc) and returns it.
+    async fn reset_consumer(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("get stream", e))?;
+        let floor = match stream.consumer_info(&self.durable).await {
+            Ok(info) => {
+                let floor = info.ack_floor.stream_sequence;
+                stream.delete_consumer(&self.durable).await.map_err(|e| nats_err("delete consumer", e))?;
+                floor
+            }
+            Err(e) if format!("{:?}", e.kind()).contains("NotFound") || e.to_string().contains("not found") => 0,
+            Err(e) => return Err(nats_err("consumer info", e)),
+        };
+        let deliver_policy =
+            if floor == 0 { DeliverPolicy::All } else { DeliverPolicy::ByStartSequence { start_sequence: floor + 1 } };
+        let config = pull::Config {
+            durable_name: Some(self.durable.clone()),
+            filter_subject: subject(&self.topic, self.partition),
+            ack_policy: AckPolicy::All,
+            ack_wait: self.ack_wait,
+            max_ack_pending: self.max_ack_pending,
+            deliver_policy,
+            ..Default::default()
+        };
+        self.pending.lock().remove(&(self.topic.clone(), self.partition as i32));
+        stream.create_consumer(config).await.map_err(|e| nats_err("create consumer", e))
+    }
+
+    /// Runs until the subscriber is dropped.
+    async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.consume().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %self.topic, partition = self.partition, "nats partition consumer restarting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(3));
+                }
+            }
+        }
+    }
+
+    /// Consumes until the receiver is gone (`Ok`) or the consumer must be recreated (`Err`).
+    async fn consume(&self) -> Result<(), BusError> {
+        let consumer = self.reset_consumer().await?;
+        let mut messages = consumer.messages().await.map_err(|e| nats_err("pull", e))?;
+        let key = (self.topic.clone(), self.partition as i32);
+        let mut highest_delivered = 0u64;
+        while let Some(item) = messages.next().await {
+            let msg = item.map_err(|e| nats_err("pull", e))?;
+            let (seq, timestamp) = match msg.info() {
+                Ok(info) => {
+                    let nanos = info.published.unix_timestamp_nanos();
+                    (info.stream_sequence, chrono::DateTime::from_timestamp_nanos(nanos as i64))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "jetstream message without ack info, skipped");
+                    continue;
+                }
+            };
+            let (message, acker) = msg.split();
+            // Keep the newest ack handle: it is valid for this delivery.
+            self.pending.lock().entry(key.clone()).or_default().insert(seq, acker);
+            if seq <= highest_delivered {
+                // JetStream redelivered after ack_wait: the application still holds it.
+                continue;
+            }
+            highest_delivered = seq;
+            let mut headers = Vec::new();
+            let mut msg_key = Bytes::new();
+            let mut tombstone = false;
+            if let Some(h) = &message.headers {
+                for (name, values) in h.iter() {
+                    let name: &str = name.as_ref();
+                    for v in values {
+                        match name {
+                            KEY_HEADER => msg_key = Bytes::copy_from_slice(v.as_str().as_bytes()),
+                            TOMBSTONE_HEADER => tombstone = true,
+                            _ => headers.push((name.to_owned(), v.as_str().as_bytes().to_vec())),
+                        }
+                    }
+                }
+            }
+            // HeaderMap is a hash map: give a stable order.
+            headers.sort_by(|a, b| a.0.cmp(&b.0));
+            let inbound = InboundMessage {
+                topic: self.topic.clone(),
+                partition: self.partition as i32,
+                offset: seq as i64,
+                key: msg_key,
+                payload: if tombstone { None } else { Some(message.payload) },
+                headers,
+                timestamp: Some(timestamp),
+            };
+            if self.tx.send(inbound).await.is_err() {
+                return Ok(());
+            }
+        }
+        Err(BusError::nats("pull", NatsErrorKind::Connection, "message stream ended"))
+    }
+}
+
+impl NatsSubscriber {
+    /// Connects, makes sure the stream exists, and starts one durable pull consumer per owned
+    /// partition of each topic.
+    pub async fn connect(cfg: &NatsConfig, group: &str, topics: &[String]) -> Result<Self, BusError> {
+        let js = jetstream(cfg, connect(cfg).await?);
+        ensure_stream(&js, cfg).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let pending: PendingAcks = Arc::default();
+        let mut tasks = Vec::new();
+        let mut assignment = Vec::new();
+        for topic in topics {
+            for p in cfg.owned_partitions() {
+                assignment.push(TopicPartition::new(topic.clone(), p as i32));
+                let task = PartitionTask {
+                    js: js.clone(),
+                    stream: cfg.stream.clone(),
+                    topic: topic.clone(),
+                    partition: p,
+                    durable: durable_name(group, topic, p),
+                    ack_wait: cfg.ack_wait,
+                    max_ack_pending: cfg.max_ack_pending,
+                    tx: tx.clone(),
+                    pending: pending.clone(),
+                };
+                tasks.push(tokio::spawn(task.run()));
+            }
+        }
+        let queued = VecDeque::from([SubscriberEvent::Assigned(assignment.clone())]);
+        Ok(Self { rx, queued, assignment, pending, tasks })
+    }
+}
+
+impl Drop for NatsSubscriber {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+struct NatsCommitter {
+    pending: PendingAcks,
+}
+
+#[async_trait]
+impl Committer for NatsCommitter {
+    async fn commit(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), BusError> {
+        let key = (topic.to_owned(), partition);
+        let below = {
+            let mut map = self.pending.lock();
+            let Some(acks) = map.get_mut(&key) else { return Ok(()) };
+            let keep = acks.split_off(&(next_offset.max(0) as u64));
+            std::mem::replace(acks, keep)
+        };
+        let Some((_, acker)) = below.iter().next_back() else { return Ok(()) };
+        if let Err(e) = acker.double_ack_with(AckKind::Ack).await {
+            // Put the handles back so a retry can ack them.
+            self.pending.lock().entry(key).or_default().extend(below);
+            return Err(BusError::nats("commit", NatsErrorKind::Timeout, e));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscriber for NatsSubscriber {
+    async fn next_event(&mut self) -> Result<SubscriberEvent, BusError> {
+        if let Some(ev) = self.queued.pop_front() {
+            return Ok(ev);
+        }
+        self.rx.recv().await.map(SubscriberEvent::Message).ok_or(BusError::Closed)
+    }
+
+    fn committer(&self) -> Arc<dyn Committer> {
+        Arc::new(NatsCommitter { pending: self.pending.clone() })
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.assignment.clone()
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        drop(self);
+        Ok(())
+    }
+}

@@ -1,0 +1,425 @@
+//! Proves the bus guarantees with one test body per guarantee, run against the Kafka MockCluster,
+//! a real nats-server and (end to end) a tansu broker: per-key order and identical murmur2
+//! partitioning, at-least-once across a consumer restart, two consumers splitting the partitions,
+//! and a broker outage that resumes without loss.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dastra_connect_core::bus::{
+    BusConfig, InboundMessage, KafkaConfig, OutboundMessage, Subscriber, SubscriberEvent, TopicPartition, TopicSpec,
+    partition_for,
+};
+use dastra_connect_core::testkit::{MockKafka, NatsServer, Tansu, mock_kafka, unique, unique_topic};
+
+const PARTITIONS: i32 = 4;
+
+/// A running bus for one test.
+enum Env {
+    Mock(MockKafka),
+    Nats(NatsServer),
+    Tansu(Tansu),
+}
+
+impl Env {
+    async fn mock() -> Self {
+        Env::Mock(mock_kafka(3))
+    }
+    async fn nats() -> Self {
+        Env::Nats(NatsServer::start().await)
+    }
+    async fn tansu() -> Self {
+        Env::Tansu(Tansu::start().await)
+    }
+
+    /// The bus config; for NATS, replica `index` of `replicas` (Kafka ignores it: the group decides).
+    fn bus_replica(&self, index: u32, replicas: u32) -> BusConfig {
+        let kafka = |mut k: KafkaConfig| {
+            k.topic_partitions = PARTITIONS;
+            // A consumer that dies without leaving its group is noticed after the session timeout:
+            // keep it short so the restart tests do not wait the default 45 s.
+            k.properties.insert("session.timeout.ms".into(), "6000".into());
+            k.properties.insert("heartbeat.interval.ms".into(), "500".into());
+            BusConfig::Kafka(k)
+        };
+        match self {
+            Env::Mock(m) => kafka(m.kafka_config()),
+            Env::Tansu(t) => kafka(t.kafka_config()),
+            Env::Nats(n) => {
+                let mut c = n.nats_config();
+                c.partitions = PARTITIONS as u32;
+                c.replica_index = index;
+                c.replicas = replicas;
+                BusConfig::Nats(c)
+            }
+        }
+    }
+
+    fn bus(&self) -> BusConfig {
+        self.bus_replica(0, 1)
+    }
+
+    async fn create_topic(&self, topic: &str) {
+        match self {
+            Env::Mock(m) => m.create_topic(topic, PARTITIONS),
+            _ => self.bus().ensure_topics(&[TopicSpec::new(topic)]).await.expect("ensure topics"),
+        }
+    }
+
+    /// Takes the broker(s) away for a moment, then brings them back.
+    async fn outage_begin(&mut self) {
+        match self {
+            Env::Mock(m) => m.all_down(),
+            Env::Nats(n) => n.stop(),
+            Env::Tansu(t) => t.stop(),
+        }
+    }
+
+    async fn outage_end(&mut self) {
+        match self {
+            Env::Mock(m) => m.all_up(),
+            Env::Nats(n) => n.resume().await,
+            Env::Tansu(t) => t.resume().await,
+        }
+    }
+
+    fn is_kafka(&self) -> bool {
+        !matches!(self, Env::Nats(_))
+    }
+}
+
+fn msg(topic: &str, key: &str, seq: usize) -> OutboundMessage {
+    OutboundMessage::new(topic, Bytes::copy_from_slice(key.as_bytes()), Bytes::from(format!("{key}#{seq}")))
+        .with_header("ce_id", format!("{key}-{seq}").into_bytes())
+}
+
+fn seq_of(m: &InboundMessage) -> (String, usize) {
+    let text = String::from_utf8(m.payload.clone().expect("payload").to_vec()).expect("utf8");
+    let (key, seq) = text.split_once('#').expect("key#seq");
+    (key.to_owned(), seq.parse().expect("seq"))
+}
+
+/// Reads messages until `want` returns true, failing after `limit` with what was seen.
+async fn collect_until(
+    sub: &mut Box<dyn Subscriber>,
+    limit: Duration,
+    mut want: impl FnMut(&[InboundMessage]) -> bool,
+) -> Vec<InboundMessage> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    while !want(&got) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, sub.next_event()).await {
+            Ok(Ok(SubscriberEvent::Message(m))) => got.push(m),
+            Ok(Ok(_assignment)) => {}
+            Ok(Err(e)) => panic!("subscriber error: {e}"),
+            Err(_) => panic!("timed out after {limit:?} with {} messages", got.len()),
+        }
+    }
+    got
+}
+
+/// Commits, per partition, everything in `msgs`, retrying transient errors (a rebalance may be
+/// finishing).
+async fn commit_all(sub: &dyn Subscriber, msgs: &[InboundMessage]) {
+    let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for m in msgs {
+        let e = next.entry(m.topic_partition()).or_default();
+        *e = (*e).max(m.next_offset());
+    }
+    for (tp, off) in next {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match sub.commit(&tp.topic, tp.partition, off).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("commit {tp:?}@{off} failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("commit failed: {e}"),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-key order, and the partition of every key is Kafka's murmur2 on both buses.
+
+async fn per_key_order(env: Env) {
+    let topic = unique_topic("order");
+    env.create_topic(&topic).await;
+    let bus = env.bus();
+    let publisher = bus.publisher().await.expect("publisher");
+    let keys: Vec<String> = (0..20).map(|i| format!("system:asset:{i}")).collect();
+    let mut batch = Vec::new();
+    for seq in 0..10 {
+        for k in &keys {
+            batch.push(msg(&topic, k, seq));
+        }
+    }
+    let deliveries = publisher.publish_batch(batch.clone()).await.expect("publish batch");
+    assert_eq!(deliveries.len(), batch.len());
+    for (m, d) in batch.iter().zip(&deliveries) {
+        // On Kafka librdkafka chose the partition (murmur2_random): it must equal our function.
+        assert_eq!(d.partition as u32, partition_for(&m.key, PARTITIONS as u32), "partition of {:?}", m.key);
+    }
+    // A single publish goes to the same partition as the batch did.
+    let single = publisher.publish(msg(&topic, &keys[0], 10)).await.expect("publish");
+    assert_eq!(single.partition, deliveries[0].partition);
+
+    let mut sub = bus.subscriber(&unique("g"), std::slice::from_ref(&topic)).await.expect("subscriber");
+    let got = collect_until(&mut sub, Duration::from_secs(60), |g| g.len() >= 201).await;
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for m in &got {
+        let (key, seq) = seq_of(m);
+        assert_eq!(m.key.as_ref(), key.as_bytes(), "key travels with the message");
+        assert_eq!(m.header("ce_id"), Some(format!("{key}-{seq}").as_bytes()), "headers travel");
+        assert_eq!(m.partition as u32, partition_for(key.as_bytes(), PARTITIONS as u32));
+        let expected = last.get(&key).map_or(0, |s| s + 1);
+        assert_eq!(seq, expected, "order of key {key}");
+        last.insert(key, seq);
+    }
+    assert_eq!(last.len(), 20);
+    sub.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_kafka_mock() {
+    per_key_order(Env::mock().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_nats() {
+    per_key_order(Env::nats().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_tansu() {
+    per_key_order(Env::tansu().await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// At-least-once across a consumer restart: what was not committed comes again; nothing is lost.
+
+async fn at_least_once_across_restart(env: Env) {
+    let topic = unique_topic("alo");
+    env.create_topic(&topic).await;
+    let bus = env.bus();
+    let group = unique("g");
+    let publisher = bus.publisher().await.expect("publisher");
+    let batch: Vec<_> = (0..40).map(|i| msg(&topic, &format!("k{}", i % 8), i / 8)).collect();
+    publisher.publish_batch(batch).await.expect("publish");
+
+    let mut first = bus.subscriber(&group, std::slice::from_ref(&topic)).await.expect("subscriber");
+    let got = collect_until(&mut first, Duration::from_secs(60), |g| g.len() >= 40).await;
+    // Work is "done" for the first 15 messages only; then the consumer dies before committing more.
+    commit_all(first.as_ref(), &got[..15]).await;
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in &got[..15] {
+        let e = committed.entry(m.partition).or_default();
+        *e = (*e).max(m.next_offset());
+    }
+    drop(first);
+
+    let expected: BTreeSet<(i32, i64)> = got
+        .iter()
+        .filter(|m| m.offset >= committed.get(&m.partition).copied().unwrap_or(0))
+        .map(|m| (m.partition, m.offset))
+        .collect();
+    assert!(expected.len() >= 25, "uncommitted messages remain");
+
+    let mut second = bus.subscriber(&group, std::slice::from_ref(&topic)).await.expect("subscriber");
+    let again = collect_until(&mut second, Duration::from_secs(90), |g| {
+        let seen: BTreeSet<(i32, i64)> = g.iter().map(|m| (m.partition, m.offset)).collect();
+        expected.is_subset(&seen)
+    })
+    .await;
+    // Committed messages are not delivered again (the commit is real).
+    for m in &again {
+        let floor = committed.get(&m.partition).copied().unwrap_or(0);
+        assert!(m.offset >= floor, "committed message {}@{} delivered again", m.partition, m.offset);
+    }
+    commit_all(second.as_ref(), &again).await;
+    second.close().await.expect("close");
+
+    // After committing everything, a third consumer of the group gets nothing old: publish a marker
+    // and check it is the first thing it sees.
+    publisher.publish(msg(&topic, "k0", 99)).await.expect("publish marker");
+    let mut third = bus.subscriber(&group, std::slice::from_ref(&topic)).await.expect("subscriber");
+    let first_seen = collect_until(&mut third, Duration::from_secs(60), |g| !g.is_empty()).await;
+    assert_eq!(seq_of(&first_seen[0]), ("k0".to_owned(), 99));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_across_restart_kafka_mock() {
+    at_least_once_across_restart(Env::mock().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_across_restart_nats() {
+    at_least_once_across_restart(Env::nats().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_across_restart_tansu() {
+    at_least_once_across_restart(Env::tansu().await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two consumers split the partitions (Kafka group; NATS replica 0 and 1 of 2).
+
+async fn two_consumers_split_partitions(env: Env) {
+    let topic = unique_topic("split");
+    env.create_topic(&topic).await;
+    let group = unique("g");
+    let mut a = env.bus_replica(0, 2).subscriber(&group, std::slice::from_ref(&topic)).await.expect("a");
+    let mut b = env.bus_replica(1, 2).subscriber(&group, std::slice::from_ref(&topic)).await.expect("b");
+
+    // Drive both until the assignment is a partition of all partitions between the two.
+    let all: BTreeSet<i32> = (0..PARTITIONS).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pa: BTreeSet<i32> = a.assignment().iter().map(|tp| tp.partition).collect();
+        let pb: BTreeSet<i32> = b.assignment().iter().map(|tp| tp.partition).collect();
+        if !pa.is_empty()
+            && !pb.is_empty()
+            && pa.is_disjoint(&pb)
+            && pa.union(&pb).copied().collect::<BTreeSet<_>>() == all
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no split assignment: a={pa:?} b={pb:?}");
+        tokio::select! {
+            e = a.next_event() => { e.expect("a event"); }
+            e = b.next_event() => { e.expect("b event"); }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let pa: BTreeSet<i32> = a.assignment().iter().map(|tp| tp.partition).collect();
+    let pb: BTreeSet<i32> = b.assignment().iter().map(|tp| tp.partition).collect();
+
+    let publisher = env.bus().publisher().await.expect("publisher");
+    let batch: Vec<_> = (0..40).map(|i| msg(&topic, &format!("key-{i}"), 0)).collect();
+    publisher.publish_batch(batch).await.expect("publish");
+
+    let mut seen_a = BTreeSet::new();
+    let mut seen_b = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen_a.union(&seen_b).count() < 40 {
+        assert!(Instant::now() < deadline, "only {} of 40 messages arrived", seen_a.union(&seen_b).count());
+        tokio::select! {
+            e = a.next_event() => if let SubscriberEvent::Message(m) = e.expect("a") {
+                assert!(pa.contains(&m.partition), "a got partition {} it does not own", m.partition);
+                seen_a.insert(seq_of(&m).0);
+            },
+            e = b.next_event() => if let SubscriberEvent::Message(m) = e.expect("b") {
+                assert!(pb.contains(&m.partition), "b got partition {} it does not own", m.partition);
+                seen_b.insert(seq_of(&m).0);
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    assert!(!seen_a.is_empty() && !seen_b.is_empty(), "both consumers got work");
+    assert!(seen_a.is_disjoint(&seen_b), "no message went to both");
+    // Each key went to the owner of its murmur2 partition.
+    for k in &seen_a {
+        assert!(pa.contains(&(partition_for(k.as_bytes(), PARTITIONS as u32) as i32)));
+    }
+    if env.is_kafka() {
+        b.close().await.expect("close b");
+        a.close().await.expect("close a");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_split_partitions_kafka_mock() {
+    two_consumers_split_partitions(Env::mock().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_split_partitions_nats() {
+    two_consumers_split_partitions(Env::nats().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_split_partitions_tansu() {
+    two_consumers_split_partitions(Env::tansu().await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A broker that goes away and comes back: publishing and consuming resume, nothing is lost.
+
+async fn broker_outage_resumes_without_loss(mut env: Env) {
+    let topic = unique_topic("outage");
+    env.create_topic(&topic).await;
+    let bus = env.bus();
+    let group = unique("g");
+    let publisher = bus.publisher().await.expect("publisher");
+    let before: Vec<_> = (0..20).map(|i| msg(&topic, &format!("k{}", i % 5), i / 5)).collect();
+    publisher.publish_batch(before).await.expect("publish before");
+    let mut sub = bus.subscriber(&group, std::slice::from_ref(&topic)).await.expect("subscriber");
+    let got = collect_until(&mut sub, Duration::from_secs(60), |g| g.len() >= 20).await;
+    commit_all(sub.as_ref(), &got).await;
+
+    env.outage_begin().await;
+    // Publish during the outage, retrying as a source would until the broker is back.
+    let during: Vec<_> = (20..40).map(|i| msg(&topic, &format!("k{}", i % 5), i / 5)).collect();
+    let publisher2 = publisher.clone();
+    let publishing = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match publisher2.publish_batch(during.clone()).await {
+                Ok(d) => return d,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "publish never succeeded: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    });
+    // The outage lasts a moment: long enough for clients to notice the broken connections.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.outage_end().await;
+    publishing.await.expect("publishing task");
+
+    // The subscriber that lived through the outage gets every new message (duplicates allowed).
+    let want: BTreeSet<(String, usize)> = (20..40).map(|i| (format!("k{}", i % 5), i / 5)).collect();
+    let after = collect_until(&mut sub, Duration::from_secs(90), |g| {
+        let seen: BTreeSet<(String, usize)> = g.iter().map(seq_of).collect();
+        want.is_subset(&seen)
+    })
+    .await;
+    // Per-key order holds among the new messages (first occurrences).
+    let mut last: HashMap<String, usize> = HashMap::new();
+    let mut firsts = BTreeSet::new();
+    for m in &after {
+        let (k, s) = seq_of(m);
+        if s < 4 || !firsts.insert((k.clone(), s)) {
+            continue;
+        }
+        if let Some(prev) = last.get(&k) {
+            assert!(s > *prev, "order of {k}: {s} after {prev}");
+        }
+        last.insert(k, s);
+    }
+    commit_all(sub.as_ref(), &after).await;
+    if env.is_kafka() {
+        sub.close().await.expect("close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_resumes_without_loss_kafka_mock() {
+    broker_outage_resumes_without_loss(Env::mock().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_resumes_without_loss_nats() {
+    broker_outage_resumes_without_loss(Env::nats().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_resumes_without_loss_tansu() {
+    broker_outage_resumes_without_loss(Env::tansu().await).await;
+}
