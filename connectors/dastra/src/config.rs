@@ -212,7 +212,9 @@ impl DastraClientConfig {
             return Err(ConfigError::new("page_size", "must be between 1 and 500 (Dastra's maximum)"));
         }
         self.quota.validate().map_err(|reason| {
-            let (path, reason) = reason.split_once(": ").map_or(("quota".to_owned(), reason.clone()), |(p, r)| (p.to_owned(), r.to_owned()));
+            let (path, reason) = reason
+                .split_once(": ")
+                .map_or(("quota".to_owned(), reason.clone()), |(p, r)| (p.to_owned(), r.to_owned()));
             ConfigError::new(path, reason)
         })
     }
@@ -236,20 +238,25 @@ retry:
 quota:
   windows: [{limit: 250, per: 1m}]
 "#;
-        let cfg: DastraClientConfig =
-            from_yaml_str_with_env(yaml, |k| (k == "PRIV").then(|| "s3cr3t".to_owned())).unwrap_or_else(|e| panic!("{e}"));
+        let cfg: DastraClientConfig = from_yaml_str_with_env(yaml, |k| (k == "PRIV").then(|| "s3cr3t".to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(cfg.validate().is_ok());
         assert_eq!(cfg.base_url.as_str(), "https://api.dastra.eu/");
         assert_eq!(cfg.retry.max_attempts, 3);
         assert_eq!(cfg.quota.windows.len(), 1);
-        assert!(matches!(&cfg.auth, AuthConfig::Oauth2 { scope, token_url, .. } if scope == "api1" && token_url.as_str() == "https://account.dastra.eu/connect/token"));
+        assert!(
+            matches!(&cfg.auth, AuthConfig::Oauth2 { scope, token_url, .. } if scope == "api1" && token_url.as_str() == "https://account.dastra.eu/connect/token")
+        );
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_path() {
         let yaml = "workspace_id: 1\nauth: {type: api_key, api_key: k, apikey2: x}\n";
-        let err = from_yaml_str_with_env::<DastraClientConfig>(yaml, |_| None).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = from_yaml_str_with_env::<DastraClientConfig>(yaml, |_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("auth") && err.contains("apikey2"), "{err}");
         let yaml = "workspace_id: 1\nauth: {type: api_key, api_key: k}\nretries: {}\n";
         assert!(from_yaml_str_with_env::<DastraClientConfig>(yaml, |_| None).is_err());

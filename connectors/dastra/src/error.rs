@@ -57,7 +57,9 @@ pub enum DastraError {
     /// A create (POST) got no clear answer — timeout, broken connection, or a 408/5xx that may have
     /// come after the write. It is **not** retried: the entity may exist now. Look it up by its
     /// external key (`ref`, `refId`, custom field) before any new POST.
-    #[error("create {route} has an unknown outcome ({cause}); look the entity up by its external key before creating it again")]
+    #[error(
+        "create {route} has an unknown outcome ({cause}); look the entity up by its external key before creating it again"
+    )]
     AmbiguousCreate {
         /// Route template.
         route: &'static str,
@@ -197,7 +199,17 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
-const SENSITIVE_KEYS: &[&str] = &["access_token", "refresh_token", "id_token", "client_secret", "password", "api_key", "apikey", "privatekey", "private_key"];
+const SENSITIVE_KEYS: &[&str] = &[
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "password",
+    "api_key",
+    "apikey",
+    "privatekey",
+    "private_key",
+];
 
 impl Redactor {
     /// Redacts the given secrets (empty strings are ignored).

@@ -1,9 +1,10 @@
 //! Dastra: the API model and client, the quota limiter (and, later, the sink and the webhook receiver).
 //!
-//! - [`model`]: serde DTOs named exactly as Dastra's OpenAPI document.
-//! - [`client`]: [`DastraClient`] with auth, timeouts, retries and the no-duplicate-create rule.
-//! - [`quota`]: [`QuotaLimiter`], the process-wide rate limiter with priority classes.
-//! - [`config`]: [`DastraClientConfig`].
+//! - [`model`] — serde DTOs named exactly as Dastra's OpenAPI document.
+//! - [`client`] — [`DastraClient`] with auth, timeouts, retries and the no-duplicate-create rule.
+//! - [`quota`] — [`QuotaLimiter`], the process-wide rate limiter with priority classes.
+//! - [`config`] — [`DastraClientConfig`].
+//! - [`webhook`] — the webhook receiver.
 
 pub mod client;
 pub mod config;

@@ -71,7 +71,11 @@ async fn default_windows_are_never_exceeded_and_a_backlog_uses_at_least_95_perce
     assert!(per_10min <= 10_000, "{per_10min} grants in ten minutes");
     let ideal = 500.0 * run.as_secs_f64() / 60.0;
     let utilisation = grants.len() as f64 / ideal;
-    println!("default windows, 30 min backlog: {} grants, utilisation {:.3}, max/min {per_min}", grants.len(), utilisation);
+    println!(
+        "default windows, 30 min backlog: {} grants, utilisation {:.3}, max/min {per_min}",
+        grants.len(),
+        utilisation
+    );
     assert!(utilisation >= 0.95, "utilisation {utilisation}");
 }
 
@@ -97,7 +101,14 @@ async fn higher_classes_are_served_first_and_fifo_within_a_class() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     // Registered in the worst order: backfill first, urgent last.
-    for (i, p) in [(0, Priority::Backfill), (1, Priority::Backfill), (2, Priority::Live), (3, Priority::Live), (4, Priority::Urgent), (5, Priority::Urgent)] {
+    for (i, p) in [
+        (0, Priority::Backfill),
+        (1, Priority::Backfill),
+        (2, Priority::Live),
+        (3, Priority::Live),
+        (4, Priority::Urgent),
+        (5, Priority::Urgent),
+    ] {
         let limiter = limiter.clone();
         let order = order.clone();
         tasks.push(tokio::spawn(async move {
@@ -170,7 +181,8 @@ async fn share_splits_the_rate_and_an_increase_is_phased_in_over_one_window() {
     let mut all = first.clone();
     all.extend(&second);
     assert!(max_in_any_window(&all, Duration::from_secs(10)) <= 50);
-    let later: Vec<_> = second.iter().copied().filter(|t| t.duration_since(change) >= Duration::from_secs(10)).collect();
+    let later: Vec<_> =
+        second.iter().copied().filter(|t| t.duration_since(change) >= Duration::from_secs(10)).collect();
     assert!(later.len() >= 430, "{} grants at 50/10 s over 90 s", later.len());
 
     // Owning nothing stops grants until partitions come back.
@@ -249,7 +261,9 @@ fn config_rejects_empty_or_zero_windows_and_unknown_keys() {
     assert!(config(&[(0, 10)], 0, 0).validate().is_err());
     assert!(config(&[(1, 0)], 0, 0).validate().is_err());
     let parsed: Result<QuotaConfig, _> = serde_json::from_str(r#"{"windows":[{"limit":5,"per":"1m"}],"burst":2}"#);
-    assert!(matches!(parsed, Ok(ref c) if c.windows[0].per == Duration::from_secs(60) && c.safety_margin == Duration::from_secs(1)));
+    assert!(
+        matches!(parsed, Ok(ref c) if c.windows[0].per == Duration::from_secs(60) && c.safety_margin == Duration::from_secs(1))
+    );
     let unknown: Result<QuotaConfig, _> = serde_json::from_str(r#"{"windowz":[]}"#);
     assert!(unknown.is_err());
 }

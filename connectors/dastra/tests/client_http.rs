@@ -18,7 +18,7 @@ use dastra_connect_core::config::Secret;
 use dastra_connect_core::{Classify, ErrorClass};
 use dastra_connect_dastra::model::{Asset, AssetType, AttachmentUpload, Filter};
 use dastra_connect_dastra::{
-    AttemptOutcome, AuthConfig, Assets, DastraClient, DastraClientConfig, DastraError, Priority, QuotaLimiter,
+    Assets, AttemptOutcome, AuthConfig, DastraClient, DastraClientConfig, DastraError, Priority, QuotaLimiter,
     RequestEvent, RequestObserver, RetryConfig,
 };
 use parking_lot::Mutex;
@@ -68,7 +68,14 @@ async fn api(State(mock): State<Arc<Mock>>, req: Request) -> Response {
         let mut n = mock.tokens_issued.lock();
         *n += 1;
         let lifetime = *mock.token_lifetime.lock();
-        mock.seen.lock().push(Seen { method: parts.method.to_string(), path, query: String::new(), headers: parts.headers, body, at: Instant::now() });
+        mock.seen.lock().push(Seen {
+            method: parts.method.to_string(),
+            path,
+            query: String::new(),
+            headers: parts.headers,
+            body,
+            at: Instant::now(),
+        });
         return (
             StatusCode::OK,
             [("content-type", "application/json")],
@@ -97,7 +104,8 @@ async fn api(State(mock): State<Arc<Mock>>, req: Request) -> Response {
 }
 
 async fn start(replies: Vec<Reply>) -> (Arc<Mock>, Url) {
-    let mock = Arc::new(Mock { replies: Mutex::new(replies.into()), token_lifetime: Mutex::new(3600), ..Mock::default() });
+    let mock =
+        Arc::new(Mock { replies: Mutex::new(replies.into()), token_lifetime: Mutex::new(3600), ..Mock::default() });
     let app = Router::new().fallback(api).with_state(mock.clone());
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -138,7 +146,12 @@ fn client(cfg: &DastraClientConfig) -> (DastraClient, Arc<Events>) {
 }
 
 fn asset() -> Asset {
-    Asset { label: "CRM".into(), r#type: Some(AssetType::Software), r#ref: Some("netbox:asset:1".into()), ..Asset::default() }
+    Asset {
+        label: "CRM".into(),
+        r#type: Some(AssetType::Software),
+        r#ref: Some("netbox:asset:1".into()),
+        ..Asset::default()
+    }
 }
 
 #[tokio::test]
@@ -200,10 +213,12 @@ async fn oauth_token_is_fetched_once_shared_and_refreshed_before_expiry() {
     };
     let (c, _) = client(&config(&base, auth));
     // Ten concurrent calls: one token request.
-    let calls: Vec<_> = (0..10).map(|_| {
-        let c = c.clone();
-        tokio::spawn(async move { c.me().await })
-    }).collect();
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.me().await })
+        })
+        .collect();
     for h in calls {
         assert!(h.await.expect("join").is_ok());
     }
@@ -217,17 +232,24 @@ async fn oauth_token_is_fetched_once_shared_and_refreshed_before_expiry() {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&token_req.body).into_owned().collect();
     assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
     assert!(form.contains(&("scope".into(), "api1".into())));
-    assert!(seen.iter().filter(|s| s.path == "/me").all(|s| s.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer tok-1")));
+    assert!(
+        seen.iter()
+            .filter(|s| s.path == "/me")
+            .all(|s| s.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer tok-1"))
+    );
 
     // A token living 2 s is refreshed after half its life (refresh_before is capped at lifetime/2).
     *mock.token_lifetime.lock() = 2;
-    let (c2, _) = client(&config(&base, AuthConfig::Oauth2 {
-        token_url: base.join("/connect/token").expect("url"),
-        client_id: "pub-client".into(),
-        client_secret: Secret::new("priv-SECRET"),
-        scope: "api1".into(),
-        refresh_before: Duration::from_secs(60),
-    }));
+    let (c2, _) = client(&config(
+        &base,
+        AuthConfig::Oauth2 {
+            token_url: base.join("/connect/token").expect("url"),
+            client_id: "pub-client".into(),
+            client_secret: Secret::new("priv-SECRET"),
+            scope: "api1".into(),
+            refresh_before: Duration::from_secs(60),
+        },
+    ));
     c2.me().await.expect("me");
     c2.me().await.expect("me");
     assert_eq!(c2.token_fetches(), 1);
@@ -257,17 +279,21 @@ async fn a_401_with_oauth_fetches_a_new_token_once_then_fails_fatally() {
 
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_until_success() {
-    let (mock, base) = start(vec![status(503, ""), status(500, "oops"), ok(r#"{"id":9,"label":"x","type":"Data"}"#)]).await;
+    let (mock, base) =
+        start(vec![status(503, ""), status(500, "oops"), ok(r#"{"id":9,"label":"x","type":"Data"}"#)]).await;
     let (c, events) = client(&config(&base, api_key()));
     let a = c.get::<Assets>(&9).await.expect("third attempt succeeds");
     assert_eq!(a.id, Some(9));
     assert_eq!(mock.seen.lock().len(), 3);
     let outcomes: Vec<_> = events.0.lock().iter().map(|e| (e.attempt, e.status, e.outcome)).collect();
-    assert_eq!(outcomes, vec![
-        (1, Some(503), AttemptOutcome::Retrying),
-        (2, Some(500), AttemptOutcome::Retrying),
-        (3, Some(200), AttemptOutcome::Success),
-    ]);
+    assert_eq!(
+        outcomes,
+        vec![
+            (1, Some(503), AttemptOutcome::Retrying),
+            (2, Some(500), AttemptOutcome::Retrying),
+            (3, Some(200), AttemptOutcome::Success),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -289,7 +315,9 @@ async fn permanent_client_errors_are_not_retried_and_name_invalid_fields() {
     let err = c.create::<Assets>(&Asset::default()).await.expect_err("400");
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert_eq!(err.code(), "dastra_bad_request");
-    assert!(matches!(&err, DastraError::Http { invalid_fields, attempts: 1, .. } if invalid_fields == &vec!["Label".to_owned()]));
+    assert!(
+        matches!(&err, DastraError::Http { invalid_fields, attempts: 1, .. } if invalid_fields == &vec!["Label".to_owned()])
+    );
     let err = c.get::<Assets>(&3).await.expect_err("404");
     assert!(err.is_not_found());
     // A delete of something already gone is done.
@@ -327,7 +355,8 @@ async fn a_429_pauses_every_request_until_retry_after_then_retries() {
 
 #[tokio::test]
 async fn a_create_is_retried_after_429_but_not_after_503() {
-    let (mock, base) = start(vec![status(429, ""), ok(r#"{"id":1,"label":"CRM","type":"Software"}"#), status(503, "")]).await;
+    let (mock, base) =
+        start(vec![status(429, ""), ok(r#"{"id":1,"label":"CRM","type":"Software"}"#), status(503, "")]).await;
     let mut cfg = config(&base, api_key());
     cfg.retry.default_retry_after = Duration::from_millis(20);
     let (c, _) = client(&cfg);
@@ -340,7 +369,12 @@ async fn a_create_is_retried_after_429_but_not_after_503() {
 
 #[tokio::test]
 async fn a_create_that_times_out_is_ambiguous_and_not_repeated_while_a_get_is_retried() {
-    let slow = Reply { status: 200, body: r#"{"id":1,"label":"CRM","type":"Software"}"#.into(), retry_after: None, delay: Duration::from_secs(3) };
+    let slow = Reply {
+        status: 200,
+        body: r#"{"id":1,"label":"CRM","type":"Software"}"#.into(),
+        retry_after: None,
+        delay: Duration::from_secs(3),
+    };
     let (mock, base) = start(vec![slow.clone(), slow, ok(r#"{"id":1,"label":"CRM","type":"Software"}"#)]).await;
     let mut cfg = config(&base, api_key());
     cfg.request_timeout = Duration::from_millis(300);
@@ -395,11 +429,21 @@ async fn a_dropped_connection_makes_a_create_ambiguous_and_a_refused_connection_
 
 #[tokio::test]
 async fn attachments_are_uploaded_as_multipart_part_file() {
-    let (mock, base) = start(vec![ok(r#"{"id":"6f1c2a9e-8a43-4a4b-9b51-3e0c7e0d2f10","fileName":"export.pdf","size":5,"userRequestId":3}"#)]).await;
+    let (mock, base) = start(vec![ok(
+        r#"{"id":"6f1c2a9e-8a43-4a4b-9b51-3e0c7e0d2f10","fileName":"export.pdf","size":5,"userRequestId":3}"#,
+    )])
+    .await;
     let (c, _) = client(&config(&base, api_key()));
     let att = c
         .with_priority(Priority::Urgent)
-        .upload_dsr_attachment(3, AttachmentUpload { file_name: "export.pdf".into(), content_type: "application/pdf".into(), content: Bytes::from_static(b"%PDF-") })
+        .upload_dsr_attachment(
+            3,
+            AttachmentUpload {
+                file_name: "export.pdf".into(),
+                content_type: "application/pdf".into(),
+                content: Bytes::from_static(b"%PDF-"),
+            },
+        )
         .await
         .expect("upload");
     assert_eq!(att.file_name.as_deref(), Some("export.pdf"));
@@ -421,7 +465,14 @@ async fn secrets_never_reach_error_display_or_debug() {
     let (c, _) = client(&cfg);
     let err = c.get::<Assets>(&1).await.expect_err("403");
     let err2 = c.create::<Assets>(&asset()).await.expect_err("500 on create");
-    for text in [err.to_string(), format!("{err:?}"), err2.to_string(), format!("{err2:?}"), format!("{c:?}"), format!("{cfg:?}")] {
+    for text in [
+        err.to_string(),
+        format!("{err:?}"),
+        err2.to_string(),
+        format!("{err2:?}"),
+        format!("{c:?}"),
+        format!("{cfg:?}"),
+    ] {
         assert!(!text.contains(KEY), "{text}");
         assert!(!text.contains("tok-LEAK") && !text.contains("pw-LEAK"), "{text}");
     }

@@ -58,7 +58,13 @@ fn case<T: Serialize>(name: &'static str, schema: &str, body: &T, extensions: &'
 }
 
 fn inline<T: Serialize>(name: &'static str, schema: Value, body: &T) -> Case {
-    Case { name, schema, body: serde_json::to_value(body).expect("serializes"), extensions: &[], ignore_required: false }
+    Case {
+        name,
+        schema,
+        body: serde_json::to_value(body).expect("serializes"),
+        extensions: &[],
+        ignore_required: false,
+    }
 }
 
 fn run(cases: &[Case]) -> Vec<(String, Vec<String>)> {
@@ -89,7 +95,10 @@ fn run(cases: &[Case]) -> Vec<(String, Vec<String>)> {
         .into_iter()
         .map(|r| {
             let name = r["name"].as_str().unwrap_or_default().to_owned();
-            let errors = r["errors"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+            let errors = r["errors"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
             (name, errors)
         })
         .collect()
@@ -100,7 +109,12 @@ fn uuid(n: u8) -> Uuid {
 }
 
 fn tags() -> Option<Vec<TagDto>> {
-    Some(vec![TagDto { id: Some(3), label: "CMDB".into(), r#type: Some(TagType::Asset), color: Some("#ff0000".into()) }])
+    Some(vec![TagDto {
+        id: Some(3),
+        label: "CMDB".into(),
+        r#type: Some(TagType::Asset),
+        color: Some("#ff0000".into()),
+    }])
 }
 
 fn custom() -> Option<CustomFields> {
@@ -182,7 +196,12 @@ fn processing() -> DataProcessing {
         owner_id: Some(10),
         work_flow_step_id: Some(2),
         tags: tags(),
-        assets: Some(vec![Asset { id: Some(12), label: "Salesforce CRM".into(), r#type: Some(AssetType::Software), ..Asset::default() }]),
+        assets: Some(vec![Asset {
+            id: Some(12),
+            label: "Salesforce CRM".into(),
+            r#type: Some(AssetType::Software),
+            ..Asset::default()
+        }]),
         purposes: Some(vec![Purpose {
             id: Some(1),
             key: Some(uuid(4)),
@@ -208,7 +227,11 @@ fn processing() -> DataProcessing {
                 other_label: None,
             }]),
         }]),
-        recipients: Some(vec![DataProcessingActor { actor_id: Some(4), r#type: Some(DataProcessingActorType::Recipient), ..DataProcessingActor::default() }]),
+        recipients: Some(vec![DataProcessingActor {
+            actor_id: Some(4),
+            r#type: Some(DataProcessingActorType::Recipient),
+            ..DataProcessingActor::default()
+        }]),
         person_categories: Some(vec![PersonCategory {
             id: Some(1),
             r#type: PersonCategoryType::Employee,
@@ -335,7 +358,9 @@ fn all_cases() -> Vec<Case> {
     let int_ids = json!({"type": "array", "items": {"type": "integer", "format": "int32"}});
     let uuid_ids = json!({"type": "array", "items": {"type": "string", "format": "uuid"}});
     let ops_schema = json!({"type": "array", "items": {"$ref": "#/components/schemas/Operation"}});
-    let json_patch = operations_from_patch(&json_patch::diff(&json!({"label": "a", "city": "x"}), &json!({"label": "b"}))).expect("ops");
+    let json_patch =
+        operations_from_patch(&json_patch::diff(&json!({"label": "a", "city": "x"}), &json!({"label": "b"})))
+            .expect("ops");
     let mut close_case = case(
         "DataSubjectRequestClose (fields of DataSubjectRequestDto)",
         "DataSubjectRequestDto",
@@ -349,41 +374,136 @@ fn all_cases() -> Vec<Case> {
     close_case.ignore_required = true;
     vec![
         case("POST/PUT Assets", "AssetDto", &asset(), &["ref", "customFields"]),
-        case("POST/PUT Assets (minimal)", "AssetDto", &Asset { label: "x".into(), r#type: Some(AssetType::Data), ..Asset::default() }, &[]),
+        case(
+            "POST/PUT Assets (minimal)",
+            "AssetDto",
+            &Asset { label: "x".into(), r#type: Some(AssetType::Data), ..Asset::default() },
+            &[],
+        ),
         case("POST/PUT Actors", "ActorDto", &actor(), &["customFields"]),
-        case("POST DataProcessings", "DataProcessingCreationDto", &DataProcessingCreate { label: "Payroll".into(), area_id: 1, processing_type: Some(ProcessingType::Vendor) }, &[]),
+        case(
+            "POST DataProcessings",
+            "DataProcessingCreationDto",
+            &DataProcessingCreate {
+                label: "Payroll".into(),
+                area_id: 1,
+                processing_type: Some(ProcessingType::Vendor),
+            },
+            &[],
+        ),
         case("PUT DataProcessings", "DataProcessingUpdateDto", &processing(), &["customFields"]),
         case("POST/PUT DataFields", "DataFieldDto", &field(), &["customFields"]),
         case("POST/PUT DataSubjectRequests", "DataSubjectRequestDto", &dsr(), &["customFields"]),
         close_case,
         case("POST/PUT Tasks", "TaskCreateUpdateDto", &task(), &["customFields"]),
-        case("POST/PUT Areas", "AreaBaseDto", &Area {
-            id: Some(1), label: "ACME France".into(), r#type: Some(AreaType::Entity), parent_id: None, r#ref: Some("sap:company:FR01".into()),
-            description: Some("Legal entity".into()), address: Some("1 rue".into()), zip_code: Some("75001".into()), city: Some("Paris".into()),
-            country_code: Some("FR".into()), immatriculation_number: Some("552100554".into()), phone_number: Some("+3310000000".into()),
-            mail_address: Some("dpo@acme.example".into()),
-        }, &[]),
-        case("POST/PUT Teams", "TeamDto", &Team { id: None, label: "Privacy".into(), r#ref: Some("okta:group:17".into()), areas: Some(vec![1]), users: Some(vec![10, 11]) }, &[]),
-        case("POST GenericRelationships", "GenericRelationShipCreationDto", &GenericRelationshipCreate {
-            origin_type: Some(RelationShipObjectType::Asset), origin_id: "12".into(), target_type: Some(RelationShipObjectType::Actor),
-            target_ids: Some(vec!["4".into()]), reverse: Some(false), label: Some("hosted by".into()), description: Some("IaaS".into()),
-        }, &[]),
-        case("PUT GenericRelationships", "GenericRelationShipLinkedObjectDto", &GenericRelationship {
-            id: Some(uuid(8)), origin_type: Some(RelationShipObjectType::Asset), origin_id: "12".into(),
-            target: Some(GenericRelationshipObject { id: "4".into(), r#type: Some(RelationShipObjectType::Actor), label: Some("ACME".into()) }),
-            reverse: Some(false), label: Some("hosted by".into()), description: None,
-        }, &[]),
-        case("POST DataProcessingRelationships", "DataProcessingRelationShipDto", &DataProcessingRelationship {
-            id: None, element: Some(DataProcessingLight { id: Some(uuid(9)), label: Some("Recruitment".into()), r#ref: Some("x".into()) }),
-            relation_ship_type: Some(RelationShipType::Child), area_id: Some(1), label: Some("sub-processing".into()), processing_type: Some(ProcessingType::Default),
-        }, &[]),
-        case("POST DataSubjectRequests/workflow", "Int32WorkflowUpdateDto", &WorkflowUpdate { id: 33, step_id: 5 }, &[]),
-        case("POST DataProcessings/workflow", "GuidWorkflowUpdateDto", &WorkflowUpdate { id: uuid(2), step_id: 5 }, &[]),
+        case(
+            "POST/PUT Areas",
+            "AreaBaseDto",
+            &Area {
+                id: Some(1),
+                label: "ACME France".into(),
+                r#type: Some(AreaType::Entity),
+                parent_id: None,
+                r#ref: Some("sap:company:FR01".into()),
+                description: Some("Legal entity".into()),
+                address: Some("1 rue".into()),
+                zip_code: Some("75001".into()),
+                city: Some("Paris".into()),
+                country_code: Some("FR".into()),
+                immatriculation_number: Some("552100554".into()),
+                phone_number: Some("+3310000000".into()),
+                mail_address: Some("dpo@acme.example".into()),
+            },
+            &[],
+        ),
+        case(
+            "POST/PUT Teams",
+            "TeamDto",
+            &Team {
+                id: None,
+                label: "Privacy".into(),
+                r#ref: Some("okta:group:17".into()),
+                areas: Some(vec![1]),
+                users: Some(vec![10, 11]),
+            },
+            &[],
+        ),
+        case(
+            "POST GenericRelationships",
+            "GenericRelationShipCreationDto",
+            &GenericRelationshipCreate {
+                origin_type: Some(RelationShipObjectType::Asset),
+                origin_id: "12".into(),
+                target_type: Some(RelationShipObjectType::Actor),
+                target_ids: Some(vec!["4".into()]),
+                reverse: Some(false),
+                label: Some("hosted by".into()),
+                description: Some("IaaS".into()),
+            },
+            &[],
+        ),
+        case(
+            "PUT GenericRelationships",
+            "GenericRelationShipLinkedObjectDto",
+            &GenericRelationship {
+                id: Some(uuid(8)),
+                origin_type: Some(RelationShipObjectType::Asset),
+                origin_id: "12".into(),
+                target: Some(GenericRelationshipObject {
+                    id: "4".into(),
+                    r#type: Some(RelationShipObjectType::Actor),
+                    label: Some("ACME".into()),
+                }),
+                reverse: Some(false),
+                label: Some("hosted by".into()),
+                description: None,
+            },
+            &[],
+        ),
+        case(
+            "POST DataProcessingRelationships",
+            "DataProcessingRelationShipDto",
+            &DataProcessingRelationship {
+                id: None,
+                element: Some(DataProcessingLight {
+                    id: Some(uuid(9)),
+                    label: Some("Recruitment".into()),
+                    r#ref: Some("x".into()),
+                }),
+                relation_ship_type: Some(RelationShipType::Child),
+                area_id: Some(1),
+                label: Some("sub-processing".into()),
+                processing_type: Some(ProcessingType::Default),
+            },
+            &[],
+        ),
+        case(
+            "POST DataSubjectRequests/workflow",
+            "Int32WorkflowUpdateDto",
+            &WorkflowUpdate { id: 33, step_id: 5 },
+            &[],
+        ),
+        case(
+            "POST DataProcessings/workflow",
+            "GuidWorkflowUpdateDto",
+            &WorkflowUpdate { id: uuid(2), step_id: 5 },
+            &[],
+        ),
         case("POST Tasks/{id}/archive", "ArchivePayload", &ArchivePayload { archived: true }, &[]),
         inline("PATCH …/{id} (JSON Patch)", ops_schema.clone(), &ops()),
         inline("PATCH …/{id} (from json_patch::diff)", ops_schema.clone(), &json_patch),
-        case("PATCH Actors (batch ids)", "Int32ActorDtoBatchPatchDto", &json!({"ids": BatchPatch { ids: vec![1, 2], patch: ops() }.ids}), &[]),
-        case("PATCH DataProcessings (batch ids)", "GuidDataProcessingUpdateDtoBatchPatchDto", &json!({"ids": [uuid(1), uuid(2)]}), &[]),
+        case(
+            "PATCH Actors (batch ids)",
+            "Int32ActorDtoBatchPatchDto",
+            &json!({"ids": BatchPatch { ids: vec![1, 2], patch: ops() }.ids}),
+            &[],
+        ),
+        case(
+            "PATCH DataProcessings (batch ids)",
+            "GuidDataProcessingUpdateDtoBatchPatchDto",
+            &json!({"ids": [uuid(1), uuid(2)]}),
+            &[],
+        ),
         inline("PATCH batch (operations)", ops_schema, &BatchPatch { ids: vec![1], patch: ops() }.patch),
         inline("POST …/batch-delete (int ids)", int_ids, &[1, 2, 3]),
         inline("POST …/batch-delete (uuid ids)", uuid_ids, &[uuid(1), uuid(2)]),
@@ -395,18 +515,17 @@ fn every_body_the_client_sends_matches_the_openapi_schemas() {
     let cases = all_cases();
     let results = run(&cases);
     assert_eq!(results.len(), cases.len());
-    let failures: Vec<String> = results
-        .iter()
-        .filter(|(_, e)| !e.is_empty())
-        .map(|(n, e)| format!("{n}:\n  {}", e.join("\n  ")))
-        .collect();
+    let failures: Vec<String> =
+        results.iter().filter(|(_, e)| !e.is_empty()).map(|(n, e)| format!("{n}:\n  {}", e.join("\n  "))).collect();
     println!("{} request bodies validated against openapi-2022.json", cases.len());
     assert!(failures.is_empty(), "bodies not matching the OpenAPI document:\n{}", failures.join("\n"));
 }
 
 #[test]
 fn the_validator_catches_misnamed_fields_overlong_strings_bad_enums_formats_read_only_and_missing_required() {
-    let mut misnamed = serde_json::to_value(Asset { label: "x".into(), r#type: Some(AssetType::Data), ..Asset::default() }).expect("json");
+    let mut misnamed =
+        serde_json::to_value(Asset { label: "x".into(), r#type: Some(AssetType::Data), ..Asset::default() })
+            .expect("json");
     misnamed["lable"] = json!("typo");
     let mut long = serde_json::to_value(field()).expect("json");
     long["label"] = json!("x".repeat(151));
@@ -414,22 +533,41 @@ fn the_validator_catches_misnamed_fields_overlong_strings_bad_enums_formats_read
     bad_enum["actorType"] = json!("Company");
     let mut read_only = serde_json::to_value(actor()).expect("json");
     read_only["displayName"] = json!("set by the server");
-    let mut ref_on_create = serde_json::to_value(DataProcessingCreate { label: "x".into(), area_id: 1, processing_type: None }).expect("json");
+    let mut ref_on_create =
+        serde_json::to_value(DataProcessingCreate { label: "x".into(), area_id: 1, processing_type: None })
+            .expect("json");
     ref_on_create["ref"] = json!("k");
     let cases = vec![
         inline("misnamed", json!({"$ref": "#/components/schemas/AssetDto"}), &misnamed),
         inline("overlong", json!({"$ref": "#/components/schemas/DataFieldDto"}), &long),
         inline("bad enum", json!({"$ref": "#/components/schemas/ActorDto"}), &bad_enum),
         inline("read only", json!({"$ref": "#/components/schemas/ActorDto"}), &read_only),
-        inline("missing required", json!({"$ref": "#/components/schemas/DataSubjectRequestDto"}), &json!({"title": "x"})),
-        inline("ref is not accepted on create", json!({"$ref": "#/components/schemas/DataProcessingCreationDto"}), &ref_on_create),
-        inline("bad uuid", json!({"$ref": "#/components/schemas/GuidWorkflowUpdateDto"}), &json!({"id": "not-a-uuid", "stepId": 1})),
-        inline("bad date", json!({"$ref": "#/components/schemas/TaskCreateUpdateDto"}), &json!({"label": "x", "deadline": "tomorrow"})),
+        inline(
+            "missing required",
+            json!({"$ref": "#/components/schemas/DataSubjectRequestDto"}),
+            &json!({"title": "x"}),
+        ),
+        inline(
+            "ref is not accepted on create",
+            json!({"$ref": "#/components/schemas/DataProcessingCreationDto"}),
+            &ref_on_create,
+        ),
+        inline(
+            "bad uuid",
+            json!({"$ref": "#/components/schemas/GuidWorkflowUpdateDto"}),
+            &json!({"id": "not-a-uuid", "stepId": 1}),
+        ),
+        inline(
+            "bad date",
+            json!({"$ref": "#/components/schemas/TaskCreateUpdateDto"}),
+            &json!({"label": "x", "deadline": "tomorrow"}),
+        ),
     ];
     // Inline `$ref` schemas are resolved by the validator like named ones, but the read-only walk needs
     // the schema name: use named cases for that one.
     let mut cases = cases;
-    cases[3] = Case { name: "read only", schema: json!("ActorDto"), body: read_only, extensions: &[], ignore_required: false };
+    cases[3] =
+        Case { name: "read only", schema: json!("ActorDto"), body: read_only, extensions: &[], ignore_required: false };
     let results = run(&cases);
     for (name, errors) in &results {
         assert!(!errors.is_empty(), "the validator accepted the bad case `{name}`");
@@ -441,7 +579,9 @@ fn the_validator_catches_misnamed_fields_overlong_strings_bad_enums_formats_read
 
 #[test]
 fn model_enums_have_exactly_the_documents_values() {
-    let doc: Value = serde_json::from_slice(&std::fs::read(crate_dir().join("tests/openapi-2022.json")).expect("read openapi")).expect("json");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(crate_dir().join("tests/openapi-2022.json")).expect("read openapi"))
+            .expect("json");
     let schemas = &doc["components"]["schemas"];
     for (name, values) in all_enums() {
         let spec: Vec<String> = schemas[name]["enum"]

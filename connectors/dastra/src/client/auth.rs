@@ -42,7 +42,7 @@ pub(crate) struct OAuth {
 pub(crate) enum Auth {
     ApiKey(Secret),
     Basic(Secret),
-    OAuth(Box<OAuth>),
+    OAuth2(Box<OAuth>),
 }
 
 #[derive(serde::Deserialize)]
@@ -71,7 +71,7 @@ impl Auth {
             AuthConfig::ApiKey { api_key } => Auth::ApiKey(api_key.clone()),
             AuthConfig::Basic { api_key } => Auth::Basic(api_key.clone()),
             AuthConfig::Oauth2 { token_url, client_id, client_secret, scope, refresh_before } => {
-                Auth::OAuth(Box::new(OAuth {
+                Auth::OAuth2(Box::new(OAuth {
                     token_url: token_url.clone(),
                     client_id: client_id.clone(),
                     client_secret: client_secret.clone(),
@@ -89,11 +89,18 @@ impl Auth {
     pub(crate) fn secrets(&self) -> Vec<String> {
         match self {
             Auth::ApiKey(k) | Auth::Basic(k) => {
-                vec![k.expose().to_owned(), base64::engine::general_purpose::STANDARD.encode(format!("{}:", k.expose()))]
+                vec![
+                    k.expose().to_owned(),
+                    base64::engine::general_purpose::STANDARD.encode(format!("{}:", k.expose())),
+                ]
             }
-            Auth::OAuth(o) => vec![
+            Auth::OAuth2(o) => vec![
                 o.client_secret.expose().to_owned(),
-                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", o.client_id, o.client_secret.expose())),
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    o.client_id,
+                    o.client_secret.expose()
+                )),
             ],
         }
     }
@@ -101,7 +108,7 @@ impl Auth {
     /// Number of token requests made so far (0 unless OAuth2).
     pub(crate) fn token_fetches(&self) -> u64 {
         match self {
-            Auth::OAuth(o) => o.fetches.load(Ordering::Relaxed),
+            Auth::OAuth2(o) => o.fetches.load(Ordering::Relaxed),
             _ => 0,
         }
     }
@@ -117,7 +124,7 @@ impl Auth {
                 // Older docs: the private key as user name, password irrelevant.
                 Ok(AuthHeader { name: AUTHORIZATION, value: sensitive(&basic(k.expose(), ""))?, token: None })
             }
-            Auth::OAuth(o) => {
+            Auth::OAuth2(o) => {
                 let token = o.token(http, redactor).await?;
                 Ok(AuthHeader {
                     name: AUTHORIZATION,
@@ -131,7 +138,7 @@ impl Auth {
     /// Forgets `used` after a 401 (unless another caller already replaced it). Returns true when a new
     /// token will be fetched, i.e. one more attempt makes sense.
     pub(crate) async fn invalidate(&self, used: Option<&Secret>) -> bool {
-        let (Auth::OAuth(o), Some(used)) = (self, used) else { return false };
+        let (Auth::OAuth2(o), Some(used)) = (self, used) else { return false };
         let mut cache = o.cache.lock().await;
         if cache.as_ref().is_some_and(|c| &c.token == used) {
             *cache = None;
@@ -162,12 +169,17 @@ impl OAuth {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| DastraError::Token { status: None, detail: redactor.redact(&e.to_string()), retryable: true })?;
+            .map_err(|e| DastraError::Token {
+                status: None,
+                detail: redactor.redact(&e.to_string()),
+                retryable: true,
+            })?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DastraError::Token { status: Some(status), detail: redactor.redact(&e.to_string()), retryable: true })?;
+        let bytes = resp.bytes().await.map_err(|e| DastraError::Token {
+            status: Some(status),
+            detail: redactor.redact(&e.to_string()),
+            retryable: true,
+        })?;
         if !(200..300).contains(&status) {
             return Err(DastraError::Token {
                 status: Some(status),

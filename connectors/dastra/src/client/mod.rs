@@ -194,7 +194,10 @@ impl DastraClient {
         format!("v1/ws/{}/{rest}", self.inner.workspace_id)
     }
 
-    pub(crate) fn json_body<T: serde::Serialize + ?Sized>(route: &'static str, body: &T) -> Result<Payload, DastraError> {
+    pub(crate) fn json_body<T: serde::Serialize + ?Sized>(
+        route: &'static str,
+        body: &T,
+    ) -> Result<Payload, DastraError> {
         serde_json::to_vec(body)
             .map(|v| Payload::Json(Bytes::from(v)))
             .map_err(|e| DastraError::Build { route, detail: format!("body does not serialize: {e}") })
@@ -252,7 +255,18 @@ impl DastraClient {
         Ok(req)
     }
 
-    fn report(&self, call: &Call, attempt: u32, status: Option<u16>, transport: Option<&'static str>, outcome: AttemptOutcome, started: Instant, quota_wait: Duration) {
+    // One argument per field of the event; a struct for a private helper would only move the list.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        call: &Call,
+        attempt: u32,
+        status: Option<u16>,
+        transport: Option<&'static str>,
+        outcome: AttemptOutcome,
+        started: Instant,
+        quota_wait: Duration,
+    ) {
         if let Some(o) = &self.inner.observer {
             o.request_done(&RequestEvent {
                 method: call.method_label,
@@ -301,7 +315,8 @@ impl DastraClient {
                             // The status line came but the body broke. For a create that answered 2xx
                             // the entity exists but its id is lost: ambiguous, like a timeout.
                             let kind = if e.is_timeout() { TransportKind::Timeout } else { TransportKind::Broken };
-                            let delay = self.transport_verdict(&call, attempt, kind, &e, &redactor, started, grant.waited)?;
+                            let delay =
+                                self.transport_verdict(&call, attempt, kind, &e, &redactor, started, grant.waited)?;
                             tokio::time::sleep(delay).await;
                             continue;
                         }

@@ -131,9 +131,25 @@ macro_rules! resource {
 resource!(Assets, "Assets", i32, Asset, Asset, Asset, Asset);
 resource!(Actors, "Actors", i32, Actor, Actor, Actor, Actor);
 resource!(Contracts, "Contracts", Uuid, Contract, Contract, Contract, Contract);
-resource!(DataProcessings, "DataProcessings", Uuid, DataProcessingCreate, DataProcessing, DataProcessing, DataProcessing);
+resource!(
+    DataProcessings,
+    "DataProcessings",
+    Uuid,
+    DataProcessingCreate,
+    DataProcessing,
+    DataProcessing,
+    DataProcessing
+);
 resource!(DataFields, "DataFields", Uuid, DataField, DataField, DataField, DataField);
-resource!(DataSubjectRequests, "DataSubjectRequests", i32, DataSubjectRequest, DataSubjectRequest, DataSubjectRequest, DataSubjectRequest);
+resource!(
+    DataSubjectRequests,
+    "DataSubjectRequests",
+    i32,
+    DataSubjectRequest,
+    DataSubjectRequest,
+    DataSubjectRequest,
+    DataSubjectRequest
+);
 resource!(Tasks, "Tasks", i32, Task, Task, Task, Task);
 resource!(Areas, "Areas", i32, Area, Area, Area, Area);
 resource!(Teams, "Teams", i32, Team, Option<Team>, Team, Team);
@@ -294,9 +310,9 @@ impl DastraClient {
     /// Every page of `GET <collection>`, up to `max_pages` pages.
     pub async fn list_all<R: Resource>(&self, query: &ListQuery, max_pages: u32) -> Result<Vec<R::Read>, DastraError> {
         let mut q = query.clone();
-        let mut page = q.page.unwrap_or(1).max(1);
+        let first = q.page.unwrap_or(1).max(1);
         let mut out = Vec::new();
-        for _ in 0..max_pages.max(1) {
+        for page in first..first.saturating_add(max_pages.max(1)) {
             q.page = Some(page);
             let p = self.list::<R>(&q).await?;
             let more = p.has_more();
@@ -304,7 +320,6 @@ impl DastraClient {
             if !more {
                 break;
             }
-            page += 1;
         }
         Ok(out)
     }
@@ -336,7 +351,11 @@ impl DastraClient {
     }
 
     /// `PATCH <collection>` with `{ids, patch}`: one patch for many objects, one request.
-    pub async fn batch_patch<R: BatchPatchable>(&self, ids: &[R::Id], ops: &[PatchOperation]) -> Result<(), DastraError> {
+    pub async fn batch_patch<R: BatchPatchable>(
+        &self,
+        ids: &[R::Id],
+        ops: &[PatchOperation],
+    ) -> Result<(), DastraError> {
         let mut c = self.call(Method::PATCH, "PATCH", R::ROUTES.batch_patch, self.ws_path(R::PATH));
         c.payload = Self::json_body(c.route, &BatchPatch { ids: ids.to_vec(), patch: ops.to_vec() })?;
         c.safety = patch_safety(ops);
@@ -346,7 +365,8 @@ impl DastraClient {
     /// `POST <collection>/batch-delete` with the ids as a JSON array (2024 route; the 2022 form was
     /// `DELETE <collection>` with the same body). Urgent class.
     pub async fn batch_delete<R: BatchDeletable>(&self, ids: &[R::Id]) -> Result<(), DastraError> {
-        let mut c = self.call(Method::POST, "POST", R::ROUTES.batch_delete, self.ws_path(&format!("{}/batch-delete", R::PATH)));
+        let mut c =
+            self.call(Method::POST, "POST", R::ROUTES.batch_delete, self.ws_path(&format!("{}/batch-delete", R::PATH)));
         c.payload = Self::json_body(c.route, ids)?;
         c.priority = Priority::Urgent;
         self.call_unit(c).await
@@ -398,15 +418,29 @@ impl DastraClient {
 
     /// `POST DataSubjectRequests/{id}/close` (body undocumented; see [`DataSubjectRequestClose`]).
     pub async fn close_dsr(&self, id: i32, body: &DataSubjectRequestClose) -> Result<(), DastraError> {
-        let mut c = self.call(Method::POST, "POST", "POST /v1/ws/{workspaceId}/DataSubjectRequests/{id}/close", self.ws_path(&format!("DataSubjectRequests/{id}/close")));
+        let mut c = self.call(
+            Method::POST,
+            "POST",
+            "POST /v1/ws/{workspaceId}/DataSubjectRequests/{id}/close",
+            self.ws_path(&format!("DataSubjectRequests/{id}/close")),
+        );
         c.payload = Self::json_body(c.route, body)?;
         self.call_unit(c).await
     }
 
     /// `POST DataSubjectAttachments/{dsrId}`: uploads one file (multipart part `File`). An upload
     /// creates: an unclear outcome is [`DastraError::AmbiguousCreate`] (list the attachments to check).
-    pub async fn upload_dsr_attachment(&self, dsr_id: i32, file: AttachmentUpload) -> Result<DataSubjectAttachment, DastraError> {
-        let mut c = self.call(Method::POST, "POST", "POST /v1/ws/{workspaceId}/DataSubjectAttachments/{dataSubjectRequestId}", self.ws_path(&format!("DataSubjectAttachments/{dsr_id}")));
+    pub async fn upload_dsr_attachment(
+        &self,
+        dsr_id: i32,
+        file: AttachmentUpload,
+    ) -> Result<DataSubjectAttachment, DastraError> {
+        let mut c = self.call(
+            Method::POST,
+            "POST",
+            "POST /v1/ws/{workspaceId}/DataSubjectAttachments/{dataSubjectRequestId}",
+            self.ws_path(&format!("DataSubjectAttachments/{dsr_id}")),
+        );
         c.payload = Payload::Multipart(file);
         c.safety = Safety::Create;
         self.call_json(c).await
@@ -414,13 +448,23 @@ impl DastraClient {
 
     /// `GET DataSubjectAttachments/{dsrId}` (2024 route; read as a bare array).
     pub async fn list_dsr_attachments(&self, dsr_id: i32) -> Result<Vec<DataSubjectAttachment>, DastraError> {
-        let c = self.call(Method::GET, "GET", "GET /v1/ws/{workspaceId}/DataSubjectAttachments/{dataSubjectRequestId}", self.ws_path(&format!("DataSubjectAttachments/{dsr_id}")));
+        let c = self.call(
+            Method::GET,
+            "GET",
+            "GET /v1/ws/{workspaceId}/DataSubjectAttachments/{dataSubjectRequestId}",
+            self.ws_path(&format!("DataSubjectAttachments/{dsr_id}")),
+        );
         Ok(self.call_json::<Option<BareList<DataSubjectAttachment>>>(c).await?.map(|l| l.0).unwrap_or_default())
     }
 
     /// `DELETE DataSubjectAttachments/{dsrId}/{fileId}` (urgent; 404 = already gone).
     pub async fn delete_dsr_attachment(&self, dsr_id: i32, file_id: Uuid) -> Result<(), DastraError> {
-        let mut c = self.call(Method::DELETE, "DELETE", "DELETE /v1/ws/{workspaceId}/DataSubjectAttachments/{dataSubjectRequestId}/{fileId}", self.ws_path(&format!("DataSubjectAttachments/{dsr_id}/{file_id}")));
+        let mut c = self.call(
+            Method::DELETE,
+            "DELETE",
+            "DELETE /v1/ws/{workspaceId}/DataSubjectAttachments/{dataSubjectRequestId}/{fileId}",
+            self.ws_path(&format!("DataSubjectAttachments/{dsr_id}/{file_id}")),
+        );
         c.priority = Priority::Urgent;
         match self.call_unit(c).await {
             Err(e) if e.is_not_found() => Ok(()),
@@ -432,7 +476,12 @@ impl DastraClient {
 
     /// `POST Tasks/{id}/archive` with `{archived}` (true archives, false restores).
     pub async fn archive_task(&self, id: i32, archived: bool) -> Result<(), DastraError> {
-        let mut c = self.call(Method::POST, "POST", "POST /v1/ws/{workspaceId}/Tasks/{id}/archive", self.ws_path(&format!("Tasks/{id}/archive")));
+        let mut c = self.call(
+            Method::POST,
+            "POST",
+            "POST /v1/ws/{workspaceId}/Tasks/{id}/archive",
+            self.ws_path(&format!("Tasks/{id}/archive")),
+        );
         c.payload = Self::json_body(c.route, &ArchivePayload { archived })?;
         self.call_unit(c).await
     }
@@ -446,7 +495,12 @@ impl DastraClient {
         object_type: Option<&RelationShipObjectType>,
         target_type: Option<&RelationShipObjectType>,
     ) -> Result<Vec<GenericRelationship>, DastraError> {
-        let mut c = self.call(Method::GET, "GET", "GET /v1/ws/{workspaceId}/GenericRelationships", self.ws_path("GenericRelationships"));
+        let mut c = self.call(
+            Method::GET,
+            "GET",
+            "GET /v1/ws/{workspaceId}/GenericRelationships",
+            self.ws_path("GenericRelationships"),
+        );
         c.query = object_ids.iter().map(|id| ("objectIds".to_owned(), id.clone())).collect();
         if let Some(t) = object_type {
             c.query.push(("objectType".to_owned(), t.to_string()));
@@ -459,7 +513,12 @@ impl DastraClient {
 
     /// `POST GenericRelationships` (Dastra answers no body: list to learn the new ids). A create.
     pub async fn create_generic_relationship(&self, body: &GenericRelationshipCreate) -> Result<(), DastraError> {
-        let mut c = self.call(Method::POST, "POST", "POST /v1/ws/{workspaceId}/GenericRelationships", self.ws_path("GenericRelationships"));
+        let mut c = self.call(
+            Method::POST,
+            "POST",
+            "POST /v1/ws/{workspaceId}/GenericRelationships",
+            self.ws_path("GenericRelationships"),
+        );
         c.payload = Self::json_body(c.route, body)?;
         c.safety = Safety::Create;
         self.call_unit(c).await
@@ -467,14 +526,24 @@ impl DastraClient {
 
     /// `PUT GenericRelationships/{id}`.
     pub async fn update_generic_relationship(&self, id: Uuid, body: &GenericRelationship) -> Result<(), DastraError> {
-        let mut c = self.call(Method::PUT, "PUT", "PUT /v1/ws/{workspaceId}/GenericRelationships/{id}", self.ws_path(&format!("GenericRelationships/{id}")));
+        let mut c = self.call(
+            Method::PUT,
+            "PUT",
+            "PUT /v1/ws/{workspaceId}/GenericRelationships/{id}",
+            self.ws_path(&format!("GenericRelationships/{id}")),
+        );
         c.payload = Self::json_body(c.route, body)?;
         self.call_unit(c).await
     }
 
     /// `DELETE GenericRelationships/{id}` (urgent; 404 = already gone).
     pub async fn delete_generic_relationship(&self, id: Uuid) -> Result<(), DastraError> {
-        let mut c = self.call(Method::DELETE, "DELETE", "DELETE /v1/ws/{workspaceId}/GenericRelationships/{id}", self.ws_path(&format!("GenericRelationships/{id}")));
+        let mut c = self.call(
+            Method::DELETE,
+            "DELETE",
+            "DELETE /v1/ws/{workspaceId}/GenericRelationships/{id}",
+            self.ws_path(&format!("GenericRelationships/{id}")),
+        );
         c.priority = Priority::Urgent;
         match self.call_unit(c).await {
             Err(e) if e.is_not_found() => Ok(()),
@@ -485,15 +554,32 @@ impl DastraClient {
     // ---- Processing ↔ processing relationships --------------------------------------------
 
     /// `GET DataProcessingRelationships/{dataProcessingId}` (bare array).
-    pub async fn list_processing_relationships(&self, processing_id: Uuid) -> Result<Vec<DataProcessingRelationship>, DastraError> {
-        let c = self.call(Method::GET, "GET", "GET /v1/ws/{workspaceId}/DataProcessingRelationships/{dataProcessingId}", self.ws_path(&format!("DataProcessingRelationships/{processing_id}")));
+    pub async fn list_processing_relationships(
+        &self,
+        processing_id: Uuid,
+    ) -> Result<Vec<DataProcessingRelationship>, DastraError> {
+        let c = self.call(
+            Method::GET,
+            "GET",
+            "GET /v1/ws/{workspaceId}/DataProcessingRelationships/{dataProcessingId}",
+            self.ws_path(&format!("DataProcessingRelationships/{processing_id}")),
+        );
         Ok(self.call_json::<Option<BareList<DataProcessingRelationship>>>(c).await?.map(|l| l.0).unwrap_or_default())
     }
 
     /// `POST DataProcessingRelationships/{id}` ("save or update"; the meaning of `{id}` is
     /// undocumented — API-NOTES §7 #18 reads it as the source processing). Treated as a create.
-    pub async fn save_processing_relationship(&self, id: Uuid, body: &DataProcessingRelationship) -> Result<Option<DataProcessingRelationship>, DastraError> {
-        let mut c = self.call(Method::POST, "POST", "POST /v1/ws/{workspaceId}/DataProcessingRelationships/{id}", self.ws_path(&format!("DataProcessingRelationships/{id}")));
+    pub async fn save_processing_relationship(
+        &self,
+        id: Uuid,
+        body: &DataProcessingRelationship,
+    ) -> Result<Option<DataProcessingRelationship>, DastraError> {
+        let mut c = self.call(
+            Method::POST,
+            "POST",
+            "POST /v1/ws/{workspaceId}/DataProcessingRelationships/{id}",
+            self.ws_path(&format!("DataProcessingRelationships/{id}")),
+        );
         c.payload = Self::json_body(c.route, body)?;
         c.safety = Safety::Create;
         self.call_json(c).await
@@ -501,7 +587,12 @@ impl DastraClient {
 
     /// `DELETE DataProcessingRelationships/{id}` (urgent; 404 = already gone).
     pub async fn delete_processing_relationship(&self, id: Uuid) -> Result<(), DastraError> {
-        let mut c = self.call(Method::DELETE, "DELETE", "DELETE /v1/ws/{workspaceId}/DataProcessingRelationships/{id}", self.ws_path(&format!("DataProcessingRelationships/{id}")));
+        let mut c = self.call(
+            Method::DELETE,
+            "DELETE",
+            "DELETE /v1/ws/{workspaceId}/DataProcessingRelationships/{id}",
+            self.ws_path(&format!("DataProcessingRelationships/{id}")),
+        );
         c.priority = Priority::Urgent;
         match self.call_unit(c).await {
             Err(e) if e.is_not_found() => Ok(()),

@@ -95,6 +95,12 @@ impl PatchOperation {
     pub fn replace(path: impl Into<String>, value: serde_json::Value) -> Self {
         Self { op: "replace".into(), path: path.into(), value: Some(value), from: None }
     }
+    /// Sets an object member whether or not it is present: `add`, which RFC 6902 defines as replacing an
+    /// existing member and creating a missing one. `replace` fails on a member absent from the JSON
+    /// document (RFC 6902), while ASP.NET accepts it on any DTO property; `add` is right under both.
+    pub fn set(path: impl Into<String>, value: serde_json::Value) -> Self {
+        Self::add(path, value)
+    }
     /// `{"op":"add","path":…,"value":…}`.
     pub fn add(path: impl Into<String>, value: serde_json::Value) -> Self {
         Self { op: "add".into(), path: path.into(), value: Some(value), from: None }
@@ -197,13 +203,8 @@ mod tests {
 
     #[test]
     fn paged_list_reads_null_items_and_knows_when_more_pages_exist() {
-        let p: PagedList<i32> =
-            serde_json::from_str(r#"{"items":null,"total":0,"size":20,"page":1}"#).unwrap_or(PagedList {
-                items: vec![9],
-                total: 9,
-                size: 9,
-                page: 9,
-            });
+        let p: PagedList<i32> = serde_json::from_str(r#"{"items":null,"total":0,"size":20,"page":1}"#)
+            .unwrap_or(PagedList { items: vec![9], total: 9, size: 9, page: 9 });
         assert!(p.items.is_empty());
         assert!(!p.has_more());
         let p = PagedList { items: vec![1, 2], total: 5, size: 2, page: 2 };
