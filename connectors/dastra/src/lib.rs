@@ -11,8 +11,10 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod quota;
+pub mod sink;
 pub mod webhook;
 
+pub use client::metrics::MetricsObserver;
 pub use client::resources::{
     Actors, Archivable, Areas, Assets, BatchDeletable, BatchPatchable, Contracts, DataFields, DataProcessings,
     DataSubjectRequests, ExternalKeyed, HasWorkflow, KeyLookup, ListQuery, Patchable, Resource, Routes, Tasks, Teams,

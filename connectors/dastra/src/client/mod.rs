@@ -6,6 +6,7 @@
 //! [`resources`].
 
 pub mod auth;
+pub mod metrics;
 pub mod resources;
 pub mod retry;
 

@@ -38,6 +38,9 @@ pub struct Contract {
     /// Signatory actor ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signatories: Option<Vec<i32>>,
+    /// Associated user ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<i32>>,
     /// Tags (by id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<TagDto>>,

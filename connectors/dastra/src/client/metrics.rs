@@ -1,0 +1,102 @@
+//! Bridges the client's [`RequestObserver`] hook and the quota snapshot to the project's metric
+//! catalogue (`dastra_connect_core::telemetry::Metrics`, the one place metrics are defined).
+
+use dastra_connect_core::telemetry::Metrics;
+
+use super::{RequestEvent, RequestObserver};
+use crate::quota::QuotaSnapshot;
+
+/// Counts Dastra requests (`dastra_connect_dastra_requests_total{connector,method,route,status}`),
+/// observes their latency, counts 429s and quota wait time per priority.
+#[derive(Clone)]
+pub struct MetricsObserver {
+    metrics: Metrics,
+    connector: String,
+}
+
+impl MetricsObserver {
+    /// Reports into `metrics` under the `connector` label.
+    pub fn new(metrics: Metrics, connector: impl Into<String>) -> Self {
+        Self { metrics, connector: connector.into() }
+    }
+
+    /// Sets `dastra_connect_quota_tokens{connector,window}` from a limiter snapshot (`window` = the
+    /// window length, e.g. `60s`). Call it when `/metrics` is scraped or on a timer.
+    pub fn export_quota(&self, snapshot: &QuotaSnapshot) {
+        for w in &snapshot.windows {
+            let window = format!("{}s", w.per_seconds);
+            self.metrics
+                .quota_tokens
+                .with_label_values(&[self.connector.as_str(), window.as_str()])
+                .set(f64::from(w.available));
+        }
+    }
+}
+
+/// The route label without the method (the method has its own label): `/v1/ws/{workspaceId}/Assets`.
+fn route_label(route: &str) -> &str {
+    route.split_once(' ').map_or(route, |(_, path)| path)
+}
+
+impl RequestObserver for MetricsObserver {
+    fn request_done(&self, e: &RequestEvent) {
+        let route = route_label(e.route);
+        let status = match (e.status, e.transport_error) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(code)) => code.to_owned(),
+            (None, None) => "error".to_owned(),
+        };
+        let c = self.connector.as_str();
+        self.metrics.dastra_requests.with_label_values(&[c, e.method, route, status.as_str()]).inc();
+        self.metrics.dastra_request_seconds.with_label_values(&[c, e.method, route]).observe(e.duration.as_secs_f64());
+        if e.status == Some(429) {
+            self.metrics.dastra_throttled.with_label_values(&[c]).inc();
+        }
+        if !e.quota_wait.is_zero() {
+            self.metrics
+                .quota_wait_seconds
+                .with_label_values(&[c, e.priority.as_str()])
+                .inc_by(e.quota_wait.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::client::AttemptOutcome;
+    use crate::quota::{Priority, QuotaConfig, QuotaLimiter};
+
+    #[tokio::test]
+    async fn events_and_quota_state_reach_the_catalogue() {
+        let metrics = Metrics::new();
+        let obs = MetricsObserver::new(metrics.clone(), "sink");
+        let ev = RequestEvent {
+            method: "POST",
+            route: "POST /v1/ws/{workspaceId}/Assets",
+            status: Some(429),
+            transport_error: None,
+            attempt: 1,
+            outcome: AttemptOutcome::Retrying,
+            duration: Duration::from_millis(30),
+            quota_wait: Duration::from_millis(500),
+            priority: Priority::Backfill,
+        };
+        obs.request_done(&ev);
+        obs.request_done(&RequestEvent { status: None, transport_error: Some("dastra_timeout"), ..ev.clone() });
+        let limiter = QuotaLimiter::new(&QuotaConfig::default());
+        limiter.acquire(Priority::Live).await;
+        obs.export_quota(&limiter.snapshot());
+        let text = metrics.render();
+        assert!(text.contains(r#"dastra_connect_dastra_requests_total{connector="sink",method="POST",route="/v1/ws/{workspaceId}/Assets",status="429"} 1"#), "{text}");
+        assert!(text.contains(r#"status="dastra_timeout"} 1"#), "{text}");
+        assert!(text.contains(r#"dastra_connect_dastra_throttled_total{connector="sink"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"dastra_connect_quota_wait_seconds_total{connector="sink",priority="backfill"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"dastra_connect_quota_tokens{connector="sink",window="60s"} 499"#), "{text}");
+    }
+}
