@@ -263,6 +263,13 @@ quota:
     }
 
     #[test]
+    fn the_json_schema_of_the_config_generates() {
+        let schema = serde_json::to_value(schemars::schema_for!(DastraClientConfig)).unwrap_or_default();
+        let text = schema.to_string();
+        assert!(text.contains("workspace_id") && text.contains("oauth2") && text.contains("safety_margin"), "{text}");
+    }
+
+    #[test]
     fn validate_names_the_bad_key() {
         let mut cfg = DastraClientConfig::new(default_base_url(), 1, AuthConfig::ApiKey { api_key: Secret::new("k") });
         assert!(cfg.validate().is_ok());

@@ -238,6 +238,13 @@ impl DastraClient {
         if !call.query.is_empty() {
             req = req.query(&call.query);
         }
+        // Continue the source's trace into Dastra (no-op when no OpenTelemetry layer is installed).
+        let mut trace = Vec::new();
+        if dastra_connect_core::telemetry::propagation::inject(&tracing::Span::current(), &mut trace) {
+            for (k, v) in trace {
+                req = req.header(k, v);
+            }
+        }
         req = match &call.payload {
             Payload::None => req,
             Payload::Json(b) => req.header(CONTENT_TYPE, "application/json").body(b.clone()),
@@ -352,6 +359,11 @@ impl DastraClient {
                 // Everyone stops until Dastra says so, not just this request.
                 let pause = retry_after.unwrap_or(inner.retry.default_retry_after);
                 inner.quota.pause_until(Instant::now() + pause);
+                tracing::warn!(
+                    route = call.route,
+                    pause_ms = pause.as_millis() as u64,
+                    "Dastra answered 429: pausing every request"
+                );
             }
             let verdict = classify_status(status, call.safety);
             let retrying = verdict == Verdict::Retry && inner.retry.may_retry(attempt);
@@ -364,6 +376,7 @@ impl DastraClient {
             match verdict {
                 Verdict::Done => return Ok(body),
                 Verdict::Retry if retrying => {
+                    tracing::debug!(route = call.route, status, attempt, "retrying Dastra request");
                     if status != 429 {
                         tokio::time::sleep(inner.retry.delay(attempt, retry_after)).await;
                     }
@@ -414,6 +427,7 @@ impl DastraClient {
         };
         match classify_transport(kind, call.safety) {
             Verdict::Retry if self.inner.retry.may_retry(attempt) => {
+                tracing::debug!(route = call.route, error = code, attempt, "retrying Dastra request");
                 self.report(call, attempt, None, Some(code), AttemptOutcome::Retrying, started, quota_wait);
                 Ok(self.inner.retry.delay(attempt, None))
             }

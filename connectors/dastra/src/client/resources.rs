@@ -109,6 +109,12 @@ pub trait ExternalKeyed: Resource {
     const KEY_LOOKUP: KeyLookup;
     /// The field's maximum length (use [`crate::model::fit_external_key`]).
     const KEY_MAX_LEN: usize;
+
+    /// The value to write into (and look up in) the key field for an entity key: the key itself when
+    /// it fits, else its deterministic shortened form.
+    fn key_value(entity_key: &str) -> String {
+        crate::model::fit_external_key(entity_key, Self::KEY_MAX_LEN)
+    }
 }
 
 macro_rules! resource {
