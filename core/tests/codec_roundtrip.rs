@@ -166,3 +166,25 @@ async fn json_is_readable_by_hand() {
     assert_eq!(a.custom_fields.get("a").map(String::as_str), Some("b"));
     assert!(!a.deleted);
 }
+
+#[tokio::test]
+async fn codec_config_from_yaml() {
+    use dastra_connect_core::codec::CodecConfig;
+    let c: CodecConfig = serde_yaml::from_str(
+        "format: confluent\nregistry:\n  url: http://127.0.0.1:8081\n  username: u\n  password: p\n  timeout: 3s\n",
+    )
+    .expect("yaml");
+    let CodecConfig::Confluent { registry } = &c else { panic!("{c:?}") };
+    assert!(registry.auto_register);
+    assert_eq!(registry.timeout, std::time::Duration::from_secs(3));
+    assert_eq!(format!("{:?}", registry.password), "Some(***)");
+    assert_eq!(c.build().expect("build").format(), WireFormat::Confluent);
+    let so: CodecConfig = serde_yaml::from_str("format: avro_single_object").expect("yaml");
+    assert_eq!(so.build().expect("build").format(), WireFormat::AvroSingleObject);
+    assert_eq!(CodecConfig::default(), so);
+    for bad in
+        ["format: confluent\nregistry:\n  url: http://x\n  urll: y\n", "format: json\nextra: 1\n", "format: protobuf\n"]
+    {
+        assert!(serde_yaml::from_str::<CodecConfig>(bad).is_err(), "{bad}");
+    }
+}

@@ -65,6 +65,42 @@ pub fn detect(bytes: &[u8]) -> Result<WireFormat, CodecError> {
     }
 }
 
+/// Which codec a connector encodes with (config, e.g. YAML `codec: {format: confluent, registry:
+/// {url: http://registry:8081}}`; default single-object).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CodecConfig {
+    /// Avro single-object encoding, no registry. (Variants are empty structs rather than unit
+    /// variants because serde ignores unknown keys next to an internally tagged unit variant.)
+    AvroSingleObject {},
+    /// Confluent wire format through a Schema Registry.
+    Confluent {
+        /// The registry.
+        registry: RegistryConfig,
+    },
+    /// JSON (debugging).
+    Json {},
+}
+
+impl Default for CodecConfig {
+    fn default() -> Self {
+        CodecConfig::AvroSingleObject {}
+    }
+}
+
+impl CodecConfig {
+    /// Builds the codec (no I/O: the registry is first called on the first encode/decode).
+    pub fn build(&self) -> Result<Codec, CodecError> {
+        Ok(match self {
+            CodecConfig::AvroSingleObject {} => Codec::single_object(),
+            CodecConfig::Json {} => Codec::json(),
+            CodecConfig::Confluent { registry } => {
+                Codec::confluent(Arc::new(SchemaRegistryClient::new(registry.clone())?))
+            }
+        })
+    }
+}
+
 /// Encodes payloads in one wire format and decodes any of them.
 ///
 /// Cheap to clone (shared registry client and caches).

@@ -164,6 +164,13 @@ impl EntityKey {
         EntityKey::parse(&format!("{system}:{}:{external_id}", kind.as_str()))
     }
 
+    /// A conventional key for the link between two entities, for sources that have no id of their
+    /// own for it: `<system>:relationship:<origin key>-><target key>`. Re-publishing the same link
+    /// gives the same key, so the sink updates rather than duplicates it.
+    pub fn for_relationship(system: &str, origin: &EntityKey, target: &EntityKey) -> Result<EntityKey, EventError> {
+        EntityKey::new(system, EntityKind::Relationship, &format!("{origin}->{target}"))
+    }
+
     /// The whole key as text.
     pub fn as_str(&self) -> &str {
         &self.text

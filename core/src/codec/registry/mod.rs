@@ -94,19 +94,34 @@ impl Classify for RegistryError {
     }
 }
 
-/// How to reach the registry.
-#[derive(Debug, Clone)]
+/// How to reach the registry (the `registry:` block of a Confluent codec config).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Base URL, e.g. `http://registry:8081`.
     pub url: Url,
     /// Basic-auth user.
+    #[serde(default)]
     pub username: Option<String>,
     /// Basic-auth password (never logged).
+    #[serde(default)]
     pub password: Option<Secret>,
-    /// Register schemas that are missing (`true`) or only look them up (`false`).
+    /// Register schemas that are missing (`true`, default) or only look them up (`false`, for
+    /// registries where producers may not write).
+    #[serde(default = "default_true")]
     pub auto_register: bool,
-    /// Per-request timeout.
+    /// Per-request timeout (default `10s`).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl RegistryConfig {
