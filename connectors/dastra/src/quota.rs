@@ -439,6 +439,15 @@ impl QuotaLimiter {
         st.wake_head();
     }
 
+    /// Sets the share without phasing an increase in: for the first assignment of a process, which
+    /// starts with the full share. (A process that called `set_share(0, n)` before its first
+    /// assignment would otherwise wait one full window before sending anything.)
+    pub fn init_share(&self, owned_partitions: u32, total_partitions: u32) {
+        let mut st = self.inner.lock();
+        st.apply_share(Instant::now(), owned_partitions, total_partitions, false);
+        st.wake_head();
+    }
+
     /// The current state, for metrics and `/status`.
     pub fn snapshot(&self) -> QuotaSnapshot {
         let now = Instant::now();

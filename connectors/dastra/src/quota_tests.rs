@@ -238,6 +238,20 @@ async fn two_replicas_splitting_one_quota_never_exceed_it_together_across_a_reba
 }
 
 #[tokio::test(start_paused = true)]
+async fn init_share_applies_an_increase_at_once_where_set_share_phases_it_in() {
+    let limiter = QuotaLimiter::new(&config(&[(100, 10)], 0, 100));
+    limiter.set_share(0, 2);
+    limiter.init_share(1, 2);
+    let start = Instant::now();
+    limiter.acquire(Priority::Live).await;
+    assert_eq!(Instant::now(), start, "no wait after init_share");
+    assert_eq!(limiter.snapshot().windows[0].share, 50);
+    limiter.set_share(2, 2);
+    // The 50 added slots count as used for one window.
+    assert_eq!(limiter.snapshot().windows[0].available, 49);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_cancelled_head_waiter_does_not_block_the_queue() {
     let limiter = QuotaLimiter::new(&config(&[(1, 10)], 0, 0));
     limiter.acquire(Priority::Live).await;
