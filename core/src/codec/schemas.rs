@@ -85,7 +85,7 @@ impl Schemas {
 /// it.
 ///
 /// apache-avro 0.22's `canonical_form()` strips `logicalType` but then leaves the remaining
-/// `{"type":"long"}` as an object instead of reducing it to the primitive `"long"` ([PRIMITIVES]
+/// `{"type":"long"}` as an object instead of reducing it to the primitive `"long"` (the `PRIMITIVES`
 /// rule), so its fingerprints of schemas with logical types differ from every other
 /// implementation (found by the fastavro cross-check). A lone-`type` object of a primitive cannot
 /// otherwise occur in canonical form, so rewriting those is exact.

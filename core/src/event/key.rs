@@ -71,7 +71,13 @@ impl EntityKind {
 
     /// The change topic with the default prefix, `dastra.changes.<suffix>`.
     pub fn default_topic(self) -> String {
-        format!("dastra.changes.{}", self.topic_suffix())
+        self.topic(DEFAULT_TOPIC_PREFIX)
+    }
+
+    /// The change topic under a configured prefix: `<prefix>.<suffix>` (a trailing `.` on the
+    /// prefix is tolerated).
+    pub fn topic(self, prefix: &str) -> String {
+        format!("{}.{}", prefix.trim_end_matches('.'), self.topic_suffix())
     }
 
     /// The kind a change topic carries: the last `.`-separated segment of the topic name, so any
@@ -114,6 +120,9 @@ impl FromStr for EntityKind {
         EntityKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| EventError::UnknownEntity(truncate(s)))
     }
 }
+
+/// Default prefix of change topics (`dastra.changes.<entity>`).
+pub const DEFAULT_TOPIC_PREFIX: &str = "dastra.changes";
 
 /// Longest accepted entity key, in bytes. Keys are Kafka message keys and ledger keys; a bound keeps
 /// a broken source from filling either with megabyte keys.
@@ -297,5 +306,6 @@ mod tests {
         }
         assert_eq!(EntityKind::from_topic("prod.dastra.changes.dsr"), Some(EntityKind::DataSubjectRequest));
         assert_eq!(EntityKind::from_topic("dastra.events"), None);
+        assert_eq!(EntityKind::Task.topic("acme.changes."), "acme.changes.task");
     }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 pub use binding::headers;
-pub use key::{EntityKey, EntityKind, MAX_KEY_LEN};
+pub use key::{DEFAULT_TOPIC_PREFIX, EntityKey, EntityKind, MAX_KEY_LEN};
 pub(crate) use payload::with_inner;
 pub use payload::{
     Actor, Asset, Attachment, Contract, CustomFields, DataField, DataProcessing, DataSubjectRequest, Payload,
