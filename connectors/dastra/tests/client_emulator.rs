@@ -174,6 +174,9 @@ async fn typed_routes_round_trip_against_the_emulator() {
     .await
     .expect("close");
     c.archive::<DataSubjectRequests>(&dsr_id).await.expect("archive dsr");
+    // Archived records are hidden from plain lists; the reconciliation lookup still finds them.
+    let hits = c.find_by_external_key::<DataSubjectRequests>("salesforce:case:1").await.expect("archived lookup");
+    assert_eq!(hits.iter().map(|d| d.id).collect::<Vec<_>>(), vec![Some(dsr_id)]);
 
     // Tasks.
     let t = c

@@ -75,6 +75,9 @@ pub trait Resource {
     type Id: Display + Serialize + Clone + Send + Sync;
     /// POST body.
     type Create: Serialize + Send + Sync;
+    /// True when the list route hides archived records unless `archived=true` is passed (API-NOTES
+    /// §7 #17): lookups then also search the archived ones.
+    const LIST_HIDES_ARCHIVED: bool = false;
     /// What POST answers (`Option<_>` where Dastra answers no body).
     type Created: DeserializeOwned + Send;
     /// PUT body.
@@ -119,11 +122,15 @@ pub trait ExternalKeyed: Resource {
 
 macro_rules! resource {
     ($t:ident, $path:literal, $id:ty, $create:ty, $created:ty, $write:ty, $read:ty) => {
+        resource!($t, $path, $id, $create, $created, $write, $read, false);
+    };
+    ($t:ident, $path:literal, $id:ty, $create:ty, $created:ty, $write:ty, $read:ty, $hides:literal) => {
         /// Route marker for this collection.
         #[derive(Debug, Clone, Copy)]
         pub struct $t;
         impl Resource for $t {
             const PATH: &'static str = $path;
+            const LIST_HIDES_ARCHIVED: bool = $hides;
             const ROUTES: Routes = routes!($path);
             type Id = $id;
             type Create = $create;
@@ -136,7 +143,7 @@ macro_rules! resource {
 
 resource!(Assets, "Assets", i32, Asset, Asset, Asset, Asset);
 resource!(Actors, "Actors", i32, Actor, Actor, Actor, Actor);
-resource!(Contracts, "Contracts", Uuid, Contract, Contract, Contract, Contract);
+resource!(Contracts, "Contracts", Uuid, Contract, Contract, Contract, Contract, true);
 resource!(
     DataProcessings,
     "DataProcessings",
@@ -144,7 +151,8 @@ resource!(
     DataProcessingCreate,
     DataProcessing,
     DataProcessing,
-    DataProcessing
+    DataProcessing,
+    true
 );
 resource!(DataFields, "DataFields", Uuid, DataField, DataField, DataField, DataField);
 resource!(
@@ -154,9 +162,10 @@ resource!(
     DataSubjectRequest,
     DataSubjectRequest,
     DataSubjectRequest,
-    DataSubjectRequest
+    DataSubjectRequest,
+    true
 );
-resource!(Tasks, "Tasks", i32, Task, Task, Task, Task);
+resource!(Tasks, "Tasks", i32, Task, Task, Task, Task, true);
 resource!(Areas, "Areas", i32, Area, Area, Area, Area);
 resource!(Teams, "Teams", i32, Team, Option<Team>, Team, Team);
 
@@ -397,15 +406,27 @@ impl DastraClient {
         self.call_unit(c).await
     }
 
+    /// A lookup for reconciliation: every page of the query, plus the archived records where the list
+    /// route hides them (an archived entity still exists: creating it again would duplicate it).
+    async fn lookup<R: Resource>(&self, query: ListQuery) -> Result<Vec<R::Read>, DastraError> {
+        let mut found = self.list_all::<R>(&query, MAX_LOOKUP_PAGES).await?;
+        if found.is_empty() && R::LIST_HIDES_ARCHIVED {
+            let mut archived = query;
+            archived.params.push(("archived".to_owned(), "true".to_owned()));
+            found = self.list_all::<R>(&archived, MAX_LOOKUP_PAGES).await?;
+        }
+        Ok(found)
+    }
+
     /// Records whose `field` equals `value` (a `filters` rule; PascalCase C# property names, e.g.
-    /// `Ref`, `CompanyName`, or a custom field path). At most 10 pages.
+    /// `Ref`, `CompanyName`, or a custom field path). At most 10 pages; archived records included.
     pub async fn find_by_field<R: Resource>(&self, field: &str, value: &str) -> Result<Vec<R::Read>, DastraError> {
-        self.list_all::<R>(&ListQuery::filtered(Filter::equal(field, value)), MAX_LOOKUP_PAGES).await
+        self.lookup::<R>(ListQuery::filtered(Filter::equal(field, value))).await
     }
 
     /// Records matching a filter (e.g. an Actor's natural key `CompanyName` + `CountryCode`).
     pub async fn find_by_filter<R: Resource>(&self, filter: Filter) -> Result<Vec<R::Read>, DastraError> {
-        self.list_all::<R>(&ListQuery::filtered(filter), MAX_LOOKUP_PAGES).await
+        self.lookup::<R>(ListQuery::filtered(filter)).await
     }
 
     /// Records carrying `key` in the resource's external-key field (`ref`, `refId`). The caller
@@ -415,7 +436,7 @@ impl DastraClient {
             KeyLookup::Filter(field) => self.find_by_field::<R>(field, key).await,
             KeyLookup::Query(param) => {
                 let q = ListQuery { params: vec![(param.to_owned(), key.to_owned())], ..ListQuery::default() };
-                self.list_all::<R>(&q, MAX_LOOKUP_PAGES).await
+                self.lookup::<R>(q).await
             }
         }
     }
