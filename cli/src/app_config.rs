@@ -12,6 +12,7 @@ use dastra_connect_core::codec::{Codec, RegistryConfig, SchemaRegistryClient};
 use dastra_connect_core::config::{self, ConfigError, Secret};
 use dastra_connect_core::connector::{Connector, Topics};
 use dastra_connect_core::telemetry::TelemetryConfig;
+use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
 use dastra_connect_dastra::webhook::{WebhookReceiver, WebhookReceiverConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,8 @@ fn default_registry_timeout() -> Duration {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ConnectorConfig {
+    /// Consumes change events and upserts them into Dastra.
+    DastraSink(Box<DastraSinkConfig>),
     /// Receives Dastra webhooks and publishes them to `<prefix>.events`.
     DastraWebhookReceiver(WebhookReceiverConfig),
 }
@@ -154,6 +157,7 @@ impl AppConfig {
                 return Err(ConfigError::new(at, "a connector name is 1–64 characters of [A-Za-z0-9_-]"));
             }
             match c {
+                ConnectorConfig::DastraSink(c) => c.validate(&at)?,
                 ConnectorConfig::DastraWebhookReceiver(w) => w.validate(&at)?,
             }
         }
@@ -197,6 +201,7 @@ impl ConnectorConfig {
     /// Builds the connector (the one `match` over the closed set).
     pub fn build(&self) -> Box<dyn Connector> {
         match self {
+            ConnectorConfig::DastraSink(c) => Box::new(DastraSink::new((**c).clone())),
             ConnectorConfig::DastraWebhookReceiver(c) => Box::new(WebhookReceiver::new(c.clone())),
         }
     }

@@ -1,0 +1,167 @@
+//! The generic create-or-update of one entity: intent before POST, lookup before any POST that may
+//! repeat an earlier one, JSON Patch of the changed fields only, recreate when a human deleted the
+//! entity in Dastra.
+
+use std::future::Future;
+
+use dastra_connect_core::event::EntityKey;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{ApplyCtx, ApplyError, Outcome, SkipReason};
+use crate::client::resources::{Patchable, Resource};
+use crate::error::DastraError;
+use crate::model::PatchOperation;
+use crate::sink::ledger::{EntryState, LedgerEntry, content_hashes};
+
+/// What the sink needs of a resource beyond the client's view.
+pub trait SinkResource: Resource + Patchable {
+    /// The Dastra id of a POST answer.
+    fn created_id(created: &Self::Created) -> Option<String>;
+    /// The Dastra id of a GET/list item.
+    fn read_id(read: &Self::Read) -> Option<String>;
+    /// Parses an id stored in the ledger.
+    fn parse_id(text: &str) -> Option<Self::Id>;
+}
+
+/// One upsert: the entity, its source version, and the DTO content to send (as JSON, with the
+/// external key field already set).
+pub struct UpsertInput<'a> {
+    /// The entity key.
+    pub key: &'a EntityKey,
+    /// Source version of the event.
+    pub sequence: &'a str,
+    /// The DTO, as JSON.
+    pub content: Value,
+    /// The current ledger entry.
+    pub current: Option<LedgerEntry>,
+}
+
+fn to_dto<T: DeserializeOwned>(content: &Value) -> Result<T, ApplyError> {
+    serde_json::from_value(content.clone()).map_err(|e| ApplyError::invalid("invalid_value", e.to_string()))
+}
+
+/// Creates or updates one entity. `find` looks the entity up in Dastra by its external key (used
+/// after an intent whose POST may have happened); it returns the Dastra id if found.
+pub async fn upsert<R, F, Fut>(ctx: &ApplyCtx<'_>, input: UpsertInput<'_>, find: F) -> Result<Outcome, ApplyError>
+where
+    R: SinkResource,
+    R::Create: DeserializeOwned,
+    R::Write: DeserializeOwned + Serialize,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Option<String>, DastraError>>,
+{
+    let (hash, fields) = content_hashes(&input.content);
+    let mut requests = 0u32;
+    let recorded = |id: String| LedgerEntry {
+        state: EntryState::Live,
+        id: Some(id),
+        version: Some(input.sequence.to_owned()),
+        hash: Some(hash.clone()),
+        fields: fields.clone(),
+        links: Default::default(),
+    };
+
+    let mut existing_id: Option<String> = None;
+    let mut previous_fields = None;
+    match input.current.as_ref().map(|e| e.state) {
+        Some(EntryState::Live) => {
+            let cur = input.current.as_ref().expect("matched Some");
+            if cur.hash.as_deref() == Some(hash.as_str()) {
+                let mut entry = cur.clone();
+                entry.version = Some(input.sequence.to_owned());
+                return Ok(Outcome::Skipped { reason: SkipReason::Unchanged, entry: Some(entry) });
+            }
+            existing_id = cur.id.clone();
+            previous_fields = Some(cur.fields.clone());
+        }
+        Some(EntryState::Intent) => {
+            // The earlier POST may have happened: look before creating again.
+            requests += 1;
+            existing_id = find().await?;
+        }
+        Some(EntryState::Deleted) | None => {}
+    }
+
+    if let Some(id_text) = existing_id {
+        let id = R::parse_id(&id_text)
+            .ok_or_else(|| ApplyError::invalid("ledger_bad_id", format!("ledger id {id_text:?} is not a Dastra id")))?;
+        let ops = patch_ops(&input.content, previous_fields.as_ref());
+        requests += 1;
+        let result = if ops.is_empty() { Ok(()) } else { ctx.client.patch::<R>(&id, &ops).await };
+        match result {
+            Ok(()) => return Ok(Outcome::Applied { entry: recorded(id_text), requests }),
+            // Deleted in Dastra by a person: the source still has it, so it is created again.
+            Err(e) if e.status() == Some(404) => {
+                tracing::warn!(key = %input.key, id = %id_text, "entity vanished from Dastra; creating it again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    // Create: record the intent first, so a crash or an ambiguous answer leads to a lookup, never to
+    // a second POST.
+    if input.current.as_ref().map(|e| e.state) != Some(EntryState::Intent) {
+        let mut intent = LedgerEntry::intent();
+        intent.version = input.current.as_ref().and_then(|e| e.version.clone());
+        ctx.ledger.put(input.key, &intent).await?;
+    }
+    let body: R::Create = to_dto(&input.content)?;
+    requests += 1;
+    let created = ctx.client.create::<R>(&body).await?;
+    let id = R::created_id(&created)
+        .ok_or_else(|| ApplyError::invalid("dastra_no_id", format!("Dastra created {} but returned no id", R::PATH)))?;
+    Ok(Outcome::Applied { entry: recorded(id), requests })
+}
+
+/// JSON Patch operations turning what was last sent (known by field hashes) into `content`. With no
+/// previous hashes (after a reconciling lookup) every field is replaced.
+pub fn patch_ops(
+    content: &Value,
+    previous: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<PatchOperation> {
+    let (_, now) = content_hashes(content);
+    let Value::Object(map) = content else { return Vec::new() };
+    let mut ops = Vec::new();
+    for (field, value) in map {
+        if previous.and_then(|p| p.get(field)) == now.get(field) {
+            continue;
+        }
+        ops.push(PatchOperation {
+            op: "replace".into(),
+            path: format!("/{field}"),
+            value: Some(value.clone()),
+            from: None,
+        });
+    }
+    if let Some(prev) = previous {
+        for field in prev.keys().filter(|f| !map.contains_key(*f)) {
+            // Sent before, absent now: the source cleared it.
+            ops.push(PatchOperation {
+                op: "replace".into(),
+                path: format!("/{field}"),
+                value: Some(Value::Null),
+                from: None,
+            });
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_changed_and_cleared_fields_are_patched() {
+        let before = json!({"label": "CRM", "type": "Software", "city": "Lyon"});
+        let (_, prev) = content_hashes(&before);
+        let after = json!({"label": "CRM 2", "type": "Software"});
+        let ops = patch_ops(&after, Some(&prev));
+        let paths: Vec<_> = ops.iter().map(|o| (o.path.as_str(), o.value.clone())).collect();
+        assert_eq!(paths, vec![("/label", Some(json!("CRM 2"))), ("/city", Some(Value::Null))]);
+        assert_eq!(patch_ops(&after, None).len(), 2, "no previous hashes: every field");
+    }
+}

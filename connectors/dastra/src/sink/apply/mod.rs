@@ -1,0 +1,144 @@
+//! Applying one (coalesced) change event to Dastra: map the payload to Dastra's DTO, compare with the
+//! ledger, and send the cheapest requests — nothing for non-changes, a JSON Patch of only the changed
+//! fields for updates, a POST guarded by an intent record and a lookup for creates, and the
+//! configured delete policy for deletes.
+//!
+//! The driver ([`super::driver`]) calls [`apply`] for one key at a time, so per-key order holds and no
+//! two requests for one entity race.
+
+mod engine;
+mod entities;
+
+use dastra_connect_core::event::{ChangeEvent, EntityKey};
+use dastra_connect_core::state::StateError;
+use dastra_connect_core::{Classify, ErrorClass};
+
+use super::config::SinkPolicy;
+use super::ledger::{Ledger, LedgerEntry};
+use crate::DastraClient;
+use crate::error::DastraError;
+
+pub use engine::{SinkResource, upsert};
+
+/// Everything [`apply`] needs.
+pub struct ApplyCtx<'a> {
+    /// The Dastra client (its priority class is chosen by the driver).
+    pub client: &'a DastraClient,
+    /// The ledger (resolves references; records intents).
+    pub ledger: &'a Ledger,
+    /// Entity policies (deletes, actor keys).
+    pub policy: &'a SinkPolicy,
+}
+
+/// Why an event needed no request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Older than (or as old as) the version already applied.
+    Stale,
+    /// The mapped content equals what was last sent.
+    Unchanged,
+    /// A delete of an entity the sink never created (create + delete cancelled out).
+    Cancelled,
+    /// A delete under the `ignore` policy.
+    Ignored,
+}
+
+impl SkipReason {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stale => "stale",
+            Self::Unchanged => "unchanged",
+            Self::Cancelled => "cancelled",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Requests were sent; the new ledger entry (not yet stored: the driver stores it).
+    Applied {
+        /// The entry to record.
+        entry: LedgerEntry,
+        /// Requests sent (including lookups).
+        requests: u32,
+    },
+    /// Nothing was sent; `entry` is the entry to record when it changed (e.g. a newer version with
+    /// the same content), `None` when the ledger stays as it is.
+    Skipped {
+        /// Why.
+        reason: SkipReason,
+        /// Entry to record, if any.
+        entry: Option<LedgerEntry>,
+    },
+    /// The event references entities Dastra does not have yet; retry when they appear.
+    Pending {
+        /// The missing entity keys.
+        missing: Vec<EntityKey>,
+    },
+}
+
+/// Why applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Dastra answered an error or could not be reached (after the client's own retries).
+    #[error(transparent)]
+    Dastra(#[from] DastraError),
+    /// The ledger could not record an intent.
+    #[error("ledger: {0}")]
+    State(#[from] StateError),
+    /// The event cannot be expressed as a valid Dastra DTO (a permanent error: DLQ).
+    #[error("{code}: {message}")]
+    Invalid {
+        /// Stable code (`missing_field`, `invalid_value`, …).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ApplyError {
+    /// An invalid-event error.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { code, message: message.into() }
+    }
+
+    /// The HTTP status, when Dastra answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Dastra(e) => e.status(),
+            _ => None,
+        }
+    }
+}
+
+impl Classify for ApplyError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Dastra(e) => e.class(),
+            Self::State(e) => match e.class() {
+                ErrorClass::Permanent => ErrorClass::Fatal,
+                c => c,
+            },
+            Self::Invalid { .. } => ErrorClass::Permanent,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Dastra(e) => e.code(),
+            Self::State(e) => e.code(),
+            Self::Invalid { code, .. } => code,
+        }
+    }
+}
+
+/// Applies `event` (already checked not stale by the driver, but checked again here).
+pub async fn apply(ctx: &ApplyCtx<'_>, event: &ChangeEvent) -> Result<Outcome, ApplyError> {
+    let current = ctx.ledger.get(&event.key);
+    if current.as_ref().is_some_and(|e| e.is_stale(&event.sequence)) {
+        return Ok(Outcome::Skipped { reason: SkipReason::Stale, entry: None });
+    }
+    entities::apply_entity(ctx, event, current).await
+}

@@ -1,0 +1,166 @@
+//! Config of the Dastra sink (`type: dastra_sink`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dastra_connect_core::config::ConfigError;
+use dastra_connect_core::event::EntityKind;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::DastraClientConfig;
+
+/// What to do in Dastra when the source deletes an entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletePolicy {
+    /// `DELETE` the entity.
+    #[default]
+    Delete,
+    /// Archive it (DataProcessings, Contracts, DSRs; Tasks by `archived`); others fall back to delete.
+    Archive,
+    /// Leave it in Dastra.
+    Ignore,
+}
+
+/// How Actors are found again in Dastra (Actors have no `ref` field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActorKey {
+    /// By company name (legal persons) or given + family name (natural persons). Safe when names are
+    /// unique in the workspace.
+    NaturalKey,
+    /// By a custom field holding the entity key; the field must exist in the workspace (Dastra drops
+    /// unknown custom fields).
+    CustomField {
+        /// The custom field's variable name.
+        name: String,
+    },
+}
+
+impl Default for ActorKey {
+    fn default() -> Self {
+        Self::NaturalKey
+    }
+}
+
+/// Entity policies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkPolicy {
+    /// Delete policy per entity (`asset`, `actor`, `contract`, `processing`, `datafield`,
+    /// `relationship`, `dsr`, `task`); unlisted entities use `delete`.
+    #[serde(default)]
+    pub deletes: BTreeMap<String, DeletePolicy>,
+    /// How Actors are matched.
+    #[serde(default)]
+    pub actor_key: ActorKey,
+}
+
+impl SinkPolicy {
+    /// The delete policy of `kind`.
+    pub fn delete_policy(&self, kind: EntityKind) -> DeletePolicy {
+        self.deletes.get(kind.as_str()).copied().unwrap_or_default()
+    }
+}
+
+/// What happens to later events of a key whose earlier event failed permanently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkedPolicy {
+    /// They go to the DLQ too (reason `parked`), so that `dlq redrive` replays them in order after the
+    /// failed one.
+    #[default]
+    Dlq,
+}
+
+/// The Dastra sink.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DastraSinkConfig {
+    /// The Dastra API: URL, workspace, auth, timeouts, retries, quota.
+    pub dastra: DastraClientConfig,
+    /// Entities to consume (default: all). Topics are `<prefix>.changes.<entity>`.
+    #[serde(default = "all_entities")]
+    pub entities: Vec<String>,
+    /// Entity policies.
+    #[serde(default)]
+    pub policy: SinkPolicy,
+    /// Later events of a parked key.
+    #[serde(default)]
+    pub parked: ParkedPolicy,
+    /// Keys worked on at once (requests still go through the quota limiter).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Events held in memory (queued behind in-flight keys) before consuming pauses.
+    #[serde(default = "default_buffered")]
+    pub max_buffered: usize,
+    /// How often consumed offsets are committed.
+    #[serde(default = "default_commit", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub commit_interval: Duration,
+    /// How long an event waits for a referenced entity before it goes to the DLQ.
+    #[serde(default = "default_pending", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub pending_deadline: Duration,
+    /// Longest pause between two attempts of a failing (retryable) key.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max_backoff: Duration,
+    /// On SIGTERM, how long in-flight work may take to finish before it is abandoned (it is then
+    /// redelivered and reconciled by the next owner).
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub shutdown_grace: Duration,
+}
+
+fn all_entities() -> Vec<String> {
+    EntityKind::ALL.iter().map(|k| k.as_str().to_owned()).collect()
+}
+fn default_in_flight() -> usize {
+    8
+}
+fn default_buffered() -> usize {
+    20_000
+}
+fn default_commit() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_pending() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(20)
+}
+
+impl DastraSinkConfig {
+    /// The entity kinds to consume.
+    pub fn kinds(&self) -> Vec<EntityKind> {
+        self.entities.iter().filter_map(|e| e.parse().ok()).collect()
+    }
+
+    /// Checks the config without I/O.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        self.dastra.validate().map_err(|e| ConfigError::new(format!("{at}.dastra"), e.to_string()))?;
+        for (i, e) in self.entities.iter().enumerate() {
+            if e.parse::<EntityKind>().is_err() {
+                return Err(ConfigError::new(format!("{at}.entities[{i}]"), format!("unknown entity `{e}`")));
+            }
+        }
+        for k in self.policy.deletes.keys() {
+            if k.parse::<EntityKind>().is_err() {
+                return Err(ConfigError::new(format!("{at}.policy.deletes.{k}"), format!("unknown entity `{k}`")));
+            }
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 256 {
+            return Err(ConfigError::new(format!("{at}.max_in_flight"), "must be 1..=256"));
+        }
+        if self.max_buffered < self.max_in_flight {
+            return Err(ConfigError::new(format!("{at}.max_buffered"), "must be at least max_in_flight"));
+        }
+        Ok(())
+    }
+}

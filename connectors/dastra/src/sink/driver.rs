@@ -1,0 +1,604 @@
+//! The sink's main loop, per process: consume → decode (bad input → DLQ) → coalesce by entity key →
+//! apply (one key at a time, at most `max_in_flight` keys at once) → record in the ledger → release
+//! the offsets → commit up to the watermark. Pending references and parked keys are kept in state
+//! stores on the bus, so no event is ever dropped by a restart.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dastra_connect_core::bus::{InboundMessage, Publisher, Subscriber, SubscriberEvent, TopicPartition};
+use dastra_connect_core::codec::Codec;
+use dastra_connect_core::event::{ChangeEvent, EntityKey, cmp_sequence};
+use dastra_connect_core::state::StateStore;
+use dastra_connect_core::telemetry::Metrics;
+use dastra_connect_core::{Classify, ErrorClass};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::apply::{ApplyCtx, ApplyError, Outcome, apply};
+use super::config::DastraSinkConfig;
+use super::dlq::{DlqReason, RawMessage, dlq_message};
+use super::ledger::Ledger;
+use super::tracker::Tracker;
+use crate::DastraClient;
+use crate::quota::Priority;
+
+/// One unit of work: the newest event of a key, the message it came in, and every offset it
+/// stands for (coalesced older events included).
+struct Work {
+    event: ChangeEvent,
+    raw: RawMessage,
+    offsets: Vec<(TopicPartition, i64)>,
+    /// Re-driven from the pending set: its entry is removed once the work ends.
+    from_pending: bool,
+}
+
+#[derive(Default)]
+struct Slot {
+    running: bool,
+    queued: Option<Work>,
+}
+
+/// How a worker ended: its result and the attempts it took. A worker still retrying at shutdown is
+/// aborted instead, and its offsets stay open (redelivered to the next owner).
+enum Finish {
+    Done(Result<Outcome, ApplyError>, u32),
+}
+
+/// An event waiting for referenced entities (persisted in the pending store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingEntry {
+    raw: RawMessage,
+    missing: Vec<String>,
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+/// Shared, immutable parts every worker needs.
+pub struct Shared {
+    /// Connector name (metric label).
+    pub name: String,
+    /// Config.
+    pub config: DastraSinkConfig,
+    /// Dastra client.
+    pub client: DastraClient,
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Pending references.
+    pub pending: Arc<dyn StateStore>,
+    /// Parked keys.
+    pub parked: Arc<dyn StateStore>,
+    /// DLQ publisher.
+    pub publisher: Arc<dyn Publisher>,
+    /// DLQ topic.
+    pub dlq_topic: String,
+    /// Codec (decode any format).
+    pub codec: Codec,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// Live counters for `/status`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SinkStatus {
+    /// Owned partitions.
+    pub partitions: Vec<String>,
+    /// Keys being applied now.
+    pub in_flight: usize,
+    /// Events held in memory.
+    pub buffered: usize,
+    /// Offsets consumed but not committed, per partition.
+    pub uncommitted: Vec<(String, i64)>,
+    /// Events waiting for referenced entities.
+    pub pending: usize,
+    /// Parked keys.
+    pub parked: usize,
+}
+
+/// The loop's state.
+pub struct Driver {
+    shared: Arc<Shared>,
+    slots: HashMap<EntityKey, Slot>,
+    ready: VecDeque<EntityKey>,
+    tracker: Tracker,
+    tasks: JoinSet<(EntityKey, Work, Finish)>,
+    in_flight: usize,
+    buffered: usize,
+    /// missing key → keys of pending events waiting for it.
+    waiting_on: HashMap<String, HashSet<String>>,
+    status: Arc<parking_lot::Mutex<SinkStatus>>,
+}
+
+impl Driver {
+    /// A driver over `shared`; `status` is updated for `/status`.
+    pub fn new(shared: Arc<Shared>, status: Arc<parking_lot::Mutex<SinkStatus>>) -> Self {
+        let mut d = Self {
+            shared,
+            slots: HashMap::new(),
+            ready: VecDeque::new(),
+            tracker: Tracker::default(),
+            tasks: JoinSet::new(),
+            in_flight: 0,
+            buffered: 0,
+            waiting_on: HashMap::new(),
+            status,
+        };
+        d.rebuild_waiting();
+        d
+    }
+
+    fn label(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Runs until `shutdown`; then finishes in-flight work (up to the grace period), commits and
+    /// closes the subscriber.
+    pub async fn run(mut self, mut sub: Box<dyn Subscriber>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(self.shared.config.commit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Pending events whose references appeared while the process was down.
+        self.redrive_resolved_pending();
+        let result = loop {
+            let can_consume = self.buffered < self.shared.config.max_buffered;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match joined {
+                        Ok((key, work, finish)) => {
+                            if let Err(e) = self.finish(key, work, finish).await {
+                                break Err(e);
+                            }
+                        }
+                        Err(e) => break Err(anyhow::anyhow!("sink worker panicked: {e}")),
+                    }
+                }
+                _ = tick.tick() => {
+                    self.commit(sub.as_ref()).await;
+                    self.expire_pending().await;
+                    self.redrive_resolved_pending();
+                    self.publish_status(sub.as_ref());
+                }
+                event = sub.next_event(), if can_consume => {
+                    match event {
+                        Ok(SubscriberEvent::Message(m)) => self.on_message(m).await,
+                        Ok(SubscriberEvent::Assigned(tps)) => {
+                            tracing::info!(connector = %self.label(), partitions = ?tps, "partitions assigned");
+                        }
+                        Ok(SubscriberEvent::Revoked(tps)) => self.on_revoked(sub.as_ref(), tps, &shutdown).await,
+                        Err(e) if e.class() == ErrorClass::Fatal => break Err(e.into()),
+                        Err(e) => {
+                            tracing::warn!(connector = %self.label(), error = %e, "consume failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+        };
+        self.drain(self.shared.config.shutdown_grace).await;
+        self.commit(sub.as_ref()).await;
+        if let Err(e) = sub.close().await {
+            tracing::warn!(connector = %self.label(), error = %e, "closing the consumer failed");
+        }
+        result
+    }
+
+    async fn on_message(&mut self, m: InboundMessage) {
+        let tp = m.topic_partition();
+        self.tracker.seen(&tp, m.offset);
+        let raw = RawMessage::from_inbound(&m);
+        let Some(value) = m.payload.as_ref() else {
+            // Tombstones on change topics carry no event (compaction leftovers): nothing to do.
+            self.tracker.done(&tp, m.offset);
+            return;
+        };
+        let event = match ChangeEvent::from_parts(&m.headers, value, &self.shared.codec).await {
+            Ok(e) => e,
+            Err(e) => {
+                let why = DlqReason { code: e.code().to_owned(), error: e.to_string(), status: None, attempts: 0 };
+                self.shared.metrics.dlq_events.with_label_values(&[self.label(), e.code()]).inc();
+                if self.dead_letter(&raw, &why).await {
+                    self.tracker.done(&tp, m.offset);
+                }
+                return;
+            }
+        };
+        let kind = event.kind().as_str();
+        self.shared.metrics.events_consumed.with_label_values(&[self.label(), kind]).inc();
+        let key = event.key.clone();
+
+        if self.shared.parked.get(key.as_str()).is_some() {
+            let why = DlqReason {
+                code: "parked".into(),
+                error: format!("{key} is parked behind an earlier failed event; redrive the DLQ in order"),
+                status: None,
+                attempts: 0,
+            };
+            self.shared.metrics.dlq_events.with_label_values(&[self.label(), "parked"]).inc();
+            if self.dead_letter(&raw, &why).await {
+                self.tracker.done(&tp, m.offset);
+            }
+            return;
+        }
+        let work = Work { event, raw, offsets: vec![(tp, m.offset)], from_pending: false };
+        self.submit(key, work);
+    }
+
+    /// Queues or starts work for a key, coalescing with what is already queued.
+    fn submit(&mut self, key: EntityKey, work: Work) {
+        let slot = self.slots.entry(key.clone()).or_default();
+        match slot.queued.take() {
+            Some(queued) => {
+                let (mut newer, older) = if cmp_sequence(&work.event.sequence, &queued.event.sequence).is_ge() {
+                    (work, queued)
+                } else {
+                    (queued, work)
+                };
+                newer.offsets.extend(older.offsets);
+                newer.from_pending |= older.from_pending;
+                let kind = newer.event.kind().as_str();
+                self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, "coalesced"]).inc();
+                self.shared.metrics.requests_saved.with_label_values(&[&self.shared.name, "coalesced"]).inc();
+                slot.queued = Some(newer);
+            }
+            None => {
+                slot.queued = Some(work);
+                self.buffered += 1;
+                if !slot.running {
+                    self.ready.push_back(key);
+                }
+            }
+        }
+        self.start_ready();
+    }
+
+    fn start_ready(&mut self) {
+        while self.in_flight < self.shared.config.max_in_flight {
+            let Some(key) = self.ready.pop_front() else { break };
+            let Some(slot) = self.slots.get_mut(&key) else { continue };
+            if slot.running {
+                continue;
+            }
+            let Some(work) = slot.queued.take() else { continue };
+            slot.running = true;
+            self.buffered -= 1;
+            self.in_flight += 1;
+            let shared = self.shared.clone();
+            self.tasks.spawn(async move {
+                let finish = work_on(&shared, &work).await;
+                (key, work, finish)
+            });
+        }
+    }
+
+    async fn finish(&mut self, key: EntityKey, work: Work, finish: Finish) -> anyhow::Result<()> {
+        self.in_flight -= 1;
+        let kind = work.event.kind().as_str();
+        let label = self.shared.name.clone();
+        let mut release = true;
+        match finish {
+            Finish::Done(Ok(Outcome::Applied { .. }), _) => {
+                let op = work.event.op.as_str();
+                self.shared.metrics.events_applied.with_label_values(&[&label, kind, op]).inc();
+                self.wake_waiting(&key);
+                self.clear_pending(&key, &work).await;
+            }
+            Finish::Done(Ok(Outcome::Skipped { reason, .. }), _) => {
+                self.shared.metrics.events_skipped.with_label_values(&[&label, kind, reason.as_str()]).inc();
+                self.shared.metrics.requests_saved.with_label_values(&[&label, reason.as_str()]).inc();
+                self.wake_waiting(&key);
+                self.clear_pending(&key, &work).await;
+            }
+            Finish::Done(Ok(Outcome::Pending { missing }), _) => {
+                let entry = PendingEntry {
+                    raw: work.raw.clone(),
+                    missing: missing.iter().map(|k| k.as_str().to_owned()).collect(),
+                    since: self.pending_since(&key).unwrap_or_else(chrono::Utc::now),
+                };
+                let bytes = Bytes::from(serde_json::to_vec(&entry).unwrap_or_default());
+                if let Err(e) = self.shared.pending.put(key.as_str(), bytes).await {
+                    tracing::warn!(connector = %label, key = %key, error = %e, "cannot record a pending event; it will be redelivered");
+                    release = false;
+                } else {
+                    for m in &entry.missing {
+                        self.waiting_on.entry(m.clone()).or_default().insert(key.as_str().to_owned());
+                    }
+                    tracing::info!(connector = %label, key = %key, missing = ?entry.missing, "waiting for referenced entities");
+                }
+            }
+            Finish::Done(Err(e), attempts) => match e.class() {
+                ErrorClass::Fatal => {
+                    return Err(anyhow::anyhow!("fatal error applying {key}: {e}"));
+                }
+                _ => {
+                    // Permanent: DLQ and park the key so later events cannot overtake this one.
+                    let why =
+                        DlqReason { code: e.code().to_owned(), error: e.to_string(), status: e.status(), attempts };
+                    self.shared.metrics.dlq_events.with_label_values(&[&label, e.code()]).inc();
+                    tracing::warn!(connector = %label, key = %key, code = e.code(), error = %e, "event dead-lettered; key parked");
+                    if self.dead_letter(&work.raw, &why).await {
+                        let note = Bytes::from(why.code.clone().into_bytes());
+                        if let Err(pe) = self.shared.parked.put(key.as_str(), note).await {
+                            tracing::warn!(connector = %label, key = %key, error = %pe, "cannot park the key");
+                        }
+                        self.clear_pending(&key, &work).await;
+                    } else {
+                        release = false;
+                    }
+                }
+            },
+        }
+        if release {
+            for (tp, o) in &work.offsets {
+                self.tracker.done(tp, *o);
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(&key) {
+            slot.running = false;
+            if slot.queued.is_some() {
+                self.ready.push_back(key);
+            } else {
+                self.slots.remove(&key);
+            }
+        }
+        self.start_ready();
+        Ok(())
+    }
+
+    fn pending_since(&self, key: &EntityKey) -> Option<chrono::DateTime<chrono::Utc>> {
+        let raw = self.shared.pending.get(key.as_str())?;
+        serde_json::from_slice::<PendingEntry>(&raw).ok().map(|p| p.since)
+    }
+
+    async fn clear_pending(&mut self, key: &EntityKey, work: &Work) {
+        if !work.from_pending && self.shared.pending.get(key.as_str()).is_none() {
+            return;
+        }
+        if let Err(e) = self.shared.pending.delete(key.as_str()).await {
+            tracing::warn!(connector = %self.label(), key = %key, error = %e, "cannot clear a pending event");
+        }
+        for waiters in self.waiting_on.values_mut() {
+            waiters.remove(key.as_str());
+        }
+    }
+
+    fn rebuild_waiting(&mut self) {
+        for (k, v) in self.shared.pending.snapshot() {
+            if let Ok(p) = serde_json::from_slice::<PendingEntry>(&v) {
+                for m in p.missing {
+                    self.waiting_on.entry(m).or_default().insert(k.clone());
+                }
+            }
+        }
+    }
+
+    /// A key became live: re-drive the pending events that waited for it.
+    fn wake_waiting(&mut self, key: &EntityKey) {
+        let Some(waiters) = self.waiting_on.remove(key.as_str()) else { return };
+        for w in waiters {
+            self.redrive_pending(&w);
+        }
+    }
+
+    fn redrive_pending(&mut self, key_text: &str) {
+        let Some(raw) = self.shared.pending.get(key_text) else { return };
+        let Ok(entry) = serde_json::from_slice::<PendingEntry>(&raw) else { return };
+        let Ok(key) = EntityKey::parse(key_text) else { return };
+        let codec = self.shared.codec.clone();
+        let headers = entry.raw.header_bytes();
+        let value = entry.raw.value.clone().unwrap_or_default();
+        // Decoding is async only for registry lookups, which are cached for anything seen before.
+        let event = futures::executor::block_on(ChangeEvent::from_parts(&headers, &value, &codec));
+        if let Ok(event) = event {
+            self.submit(key, Work { event, raw: entry.raw, offsets: Vec::new(), from_pending: true });
+        }
+    }
+
+    /// Pending events whose references are all in the ledger now (written by this or another
+    /// replica) are tried again.
+    fn redrive_resolved_pending(&mut self) {
+        let ready: Vec<String> = self
+            .shared
+            .pending
+            .snapshot()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let p: PendingEntry = serde_json::from_slice(&v).ok()?;
+                let resolved = p
+                    .missing
+                    .iter()
+                    .all(|m| EntityKey::parse(m).ok().and_then(|mk| self.shared.ledger.live_id(&mk)).is_some());
+                let busy = EntityKey::parse(&k).ok().and_then(|ek| self.slots.get(&ek)).is_some();
+                (resolved && !busy).then_some(k)
+            })
+            .collect();
+        for k in ready {
+            self.redrive_pending(&k);
+        }
+        self.shared.metrics.pending_references.with_label_values(&[self.label()]).set(self.shared.pending.len() as i64);
+        self.shared.metrics.parked_keys.with_label_values(&[self.label()]).set(self.shared.parked.len() as i64);
+        self.shared.metrics.ledger_entries.with_label_values(&[self.label()]).set(self.shared.ledger.len() as i64);
+    }
+
+    /// Pending events past the deadline go to the DLQ (reason `missing_reference`).
+    async fn expire_pending(&mut self) {
+        let deadline = chrono::Duration::from_std(self.shared.config.pending_deadline).unwrap_or(chrono::Duration::MAX);
+        let now = chrono::Utc::now();
+        for (k, v) in self.shared.pending.snapshot() {
+            let Ok(p) = serde_json::from_slice::<PendingEntry>(&v) else { continue };
+            if now - p.since < deadline {
+                continue;
+            }
+            if EntityKey::parse(&k).ok().and_then(|ek| self.slots.get(&ek)).is_some() {
+                continue;
+            }
+            let why = DlqReason {
+                code: "missing_reference".into(),
+                error: format!("referenced entities never appeared: {}", p.missing.join(", ")),
+                status: None,
+                attempts: 0,
+            };
+            self.shared.metrics.dlq_events.with_label_values(&[self.label(), "missing_reference"]).inc();
+            if self.dead_letter(&p.raw, &why).await
+                && let Err(e) = self.shared.pending.delete(&k).await
+            {
+                tracing::warn!(connector = %self.label(), key = %k, error = %e, "cannot clear an expired pending event");
+            }
+        }
+    }
+
+    /// Publishes to the DLQ, retrying until the broker takes it. False when shutting down first.
+    async fn dead_letter(&self, raw: &RawMessage, why: &DlqReason) -> bool {
+        let msg = dlq_message(&self.shared.dlq_topic, &self.shared.name, raw, why);
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..20 {
+            match self.shared.publisher.publish(msg.clone()).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::warn!(connector = %self.label(), error = %e, "DLQ publish failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        false
+    }
+
+    async fn commit(&mut self, sub: &dyn Subscriber) {
+        for (tp, offset) in self.tracker.to_commit() {
+            match sub.commit(&tp.topic, tp.partition, offset).await {
+                Ok(()) => self.tracker.committed(&tp, offset),
+                Err(e) => {
+                    tracing::warn!(connector = %self.label(), topic = %tp.topic, partition = tp.partition, error = %e, "commit failed; will retry")
+                }
+            }
+        }
+    }
+
+    async fn on_revoked(&mut self, sub: &dyn Subscriber, tps: Vec<TopicPartition>, shutdown: &CancellationToken) {
+        tracing::info!(connector = %self.label(), partitions = ?tps, "partitions revoked; finishing in-flight work");
+        // Work in flight is idempotent, but its commit belongs to this member: finish it first.
+        let grace = self.shared.config.shutdown_grace;
+        let deadline = Instant::now() + grace;
+        while !self.tasks.is_empty() && Instant::now() < deadline && !shutdown.is_cancelled() {
+            match tokio::time::timeout(deadline - Instant::now(), self.tasks.join_next()).await {
+                Ok(Some(Ok((key, work, finish)))) => {
+                    if let Err(e) = self.finish(key, work, finish).await {
+                        tracing::error!(connector = %self.label(), error = %e, "error while finishing work on revoke");
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.commit(sub).await;
+        let revoked: HashSet<&TopicPartition> = tps.iter().collect();
+        let before = self.slots.len();
+        self.slots.retain(|_, slot| {
+            let keep = slot.running
+                || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)));
+            keep
+        });
+        let dropped = before - self.slots.len();
+        self.buffered = self.slots.values().filter(|s| s.queued.is_some()).count();
+        for tp in &tps {
+            self.tracker.forget(tp);
+        }
+        if dropped > 0 {
+            tracing::info!(connector = %self.label(), dropped, "queued events of revoked partitions left to the new owner");
+        }
+    }
+
+    /// Waits for in-flight work up to `grace`; what is left is abandoned (not committed).
+    async fn drain(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while !self.tasks.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.tasks.join_next()).await {
+                Ok(Some(Ok((key, work, finish)))) => {
+                    if let Err(e) = self.finish(key, work, finish).await {
+                        tracing::error!(connector = %self.label(), error = %e, "error while draining");
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::error!(connector = %self.label(), error = %e, "worker panicked while draining")
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(connector = %self.label(), abandoned = self.tasks.len(), "grace period over; abandoning in-flight work (it will be redelivered)");
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+
+    fn publish_status(&self, sub: &dyn Subscriber) {
+        let mut s = self.status.lock();
+        s.partitions = sub.assignment().iter().map(|tp| format!("{}[{}]", tp.topic, tp.partition)).collect();
+        s.in_flight = self.in_flight;
+        s.buffered = self.buffered;
+        s.uncommitted = self
+            .tracker
+            .uncommitted()
+            .into_iter()
+            .map(|(tp, n)| (format!("{}[{}]", tp.topic, tp.partition), n))
+            .collect();
+        s.pending = self.shared.pending.len();
+        s.parked = self.shared.parked.len();
+    }
+}
+
+/// Applies one work item and records its effect in the ledger, retrying retryable failures with
+/// capped exponential backoff until they succeed or the process shuts down.
+async fn work_on(shared: &Shared, work: &Work) -> Finish {
+    let priority = if work.event.kind() == dastra_connect_core::event::EntityKind::DataSubjectRequest
+        || work.event.op == dastra_connect_core::event::Op::Delete
+    {
+        Priority::Urgent
+    } else if work.event.data.is_snapshot() {
+        Priority::Backfill
+    } else {
+        Priority::Live
+    };
+    let client = shared.client.with_priority(priority);
+    let ctx = ApplyCtx { client: &client, ledger: &shared.ledger, policy: &shared.config.policy };
+    let mut attempts = 0u32;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        attempts += 1;
+        let result = apply(&ctx, &work.event).await;
+        let result = match result {
+            Ok(outcome) => record(shared, &work.event.key, outcome).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.class() == ErrorClass::Retryable => {
+                tracing::warn!(connector = %shared.name, key = %work.event.key, attempts, code = e.code(), error = %e, "apply failed; retrying");
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(shared.config.max_backoff);
+            }
+            other => return Finish::Done(other, attempts),
+        }
+    }
+}
+
+/// Stores the outcome's ledger entry (durably) before the offsets may be released.
+async fn record(shared: &Shared, key: &EntityKey, outcome: Outcome) -> Result<Outcome, ApplyError> {
+    let entry = match &outcome {
+        Outcome::Applied { entry, .. } => Some(entry),
+        Outcome::Skipped { entry, .. } => entry.as_ref(),
+        Outcome::Pending { .. } => None,
+    };
+    if let Some(entry) = entry {
+        shared.ledger.put(key, entry).await?;
+    }
+    Ok(outcome)
+}
+
+fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    let ms = d.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}

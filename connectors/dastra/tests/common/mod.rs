@@ -1,0 +1,181 @@
+//! Shared harness of the sink tests: a bus (real nats-server or MockCluster), the emulator, a running
+//! sink connector, event builders, and "wait until the sink is idle".
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use dastra_connect_core::admin::Admin;
+use dastra_connect_core::bus::{BusConfig, OutboundMessage, Publisher, TopicSpec};
+use dastra_connect_core::codec::Codec;
+use dastra_connect_core::config::Secret;
+use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
+use dastra_connect_core::event::{ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
+use dastra_connect_core::telemetry::Metrics;
+use dastra_connect_core::testkit::{self, MockKafka, NatsServer};
+use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
+use dastra_connect_dastra::{AuthConfig, DastraClientConfig};
+use dastra_emulator::{EmulatorConfig, RunningEmulator};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The broker a scenario runs on; dropping it stops the broker.
+pub enum Broker {
+    /// A real nats-server with JetStream.
+    Nats(NatsServer),
+    /// librdkafka's MockCluster.
+    Kafka(MockKafka),
+}
+
+impl Broker {
+    pub async fn nats() -> Self {
+        Broker::Nats(NatsServer::start().await)
+    }
+
+    pub fn kafka() -> Self {
+        Broker::Kafka(testkit::mock_kafka(1))
+    }
+
+    /// The bus config, with every change topic, the DLQ and the state topics created (the
+    /// MockCluster has no CreateTopics API).
+    pub async fn bus(&self, topics: &Topics, sink_name: &str) -> BusConfig {
+        match self {
+            Broker::Nats(n) => n.bus_config(),
+            Broker::Kafka(k) => {
+                for kind in EntityKind::ALL {
+                    k.create_topic(&topics.changes(kind), 4);
+                }
+                k.create_topic(&topics.dlq(), 1);
+                for s in ["ledger", "pending", "parked"] {
+                    k.create_topic(&topics.state(&format!("{s}-{sink_name}")), 1);
+                }
+                let mut cfg = k.kafka_config();
+                cfg.create_topics = false;
+                BusConfig::Kafka(cfg)
+            }
+        }
+    }
+}
+
+/// A sink config pointing at the emulator.
+pub fn sink_config(emu: &RunningEmulator) -> DastraSinkConfig {
+    let dastra = DastraClientConfig::new(
+        emu.base_url.parse().unwrap(),
+        1,
+        AuthConfig::ApiKey { api_key: Secret::new("emulator-key") },
+    );
+    let yaml = serde_json::json!({ "dastra": dastra, "commit_interval": "200ms" });
+    let mut cfg: DastraSinkConfig = serde_json::from_value(yaml).unwrap();
+    cfg.dastra.auth = AuthConfig::ApiKey { api_key: Secret::new("emulator-key") };
+    cfg
+}
+
+/// A running sink.
+pub struct RunningSink {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+    pub admin: Admin,
+    pub metrics: Metrics,
+}
+
+impl RunningSink {
+    pub fn start(name: &str, bus: &BusConfig, topics: &Topics, config: DastraSinkConfig) -> Self {
+        let metrics = Metrics::new();
+        let admin = Admin::new(metrics.clone());
+        let ctx = ConnectorContext {
+            name: name.into(),
+            bus: bus.clone(),
+            topics: topics.clone(),
+            codec: Codec::single_object(),
+            metrics: metrics.clone(),
+            admin: admin.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(Box::new(DastraSink::new(config)).run(ctx, shutdown.clone()));
+        Self { shutdown, task, admin, metrics }
+    }
+
+    /// Waits until the sink has consumed and committed everything and holds no work, for `quiet`
+    /// in a row.
+    pub async fn wait_idle(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut quiet_since: Option<tokio::time::Instant> = None;
+        loop {
+            let s = self.admin.status_json();
+            let sink = &s.as_object().and_then(|o| o.values().find(|v| v.get("sink").is_some())).cloned();
+            let idle = sink.as_ref().is_some_and(|v| {
+                let k = &v["sink"];
+                k["in_flight"] == 0
+                    && k["buffered"] == 0
+                    && k["uncommitted"].as_array().is_some_and(|a| a.iter().all(|p| p[1] == 0))
+                    && !k["partitions"].as_array().is_none_or(|a| a.is_empty())
+            });
+            if idle {
+                let since = *quiet_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() > Duration::from_millis(1500) {
+                    return;
+                }
+            } else {
+                quiet_since = None;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "sink never became idle: {s}");
+            assert!(!self.task.is_finished(), "sink stopped early");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// Publishes events (binary-mode CloudEvents, single-object Avro) and waits for the acks.
+pub async fn publish(publisher: &dyn Publisher, topics: &Topics, events: &[ChangeEvent]) {
+    let codec = Codec::single_object();
+    let mut msgs = Vec::new();
+    for e in events {
+        let topic = topics.changes(e.kind());
+        let value = e.encode_value(&codec, &topic).await.unwrap();
+        let mut msg = OutboundMessage::new(topic, e.key.as_str().as_bytes().to_vec(), value);
+        for (k, v) in e.ce_headers(&codec) {
+            msg = msg.with_header(k, v.into_bytes());
+        }
+        msgs.push(msg);
+    }
+    publisher.publish_batch(msgs).await.unwrap();
+}
+
+/// A change event from `source` with a counter version.
+pub fn event(key: &str, version: u64, data: Payload) -> ChangeEvent {
+    ChangeEvent::new(
+        "/connectors/test",
+        EntityKey::parse(key).unwrap(),
+        sequence_from_u64(version),
+        chrono::Utc::now(),
+        data,
+    )
+    .unwrap()
+}
+
+/// Requests the emulator answered, by method and status, excluding reads.
+pub fn writes(emu: &RunningEmulator) -> u64 {
+    emu.state.counters().by_route.iter().filter(|r| r.method != "GET").map(|r| r.count).sum()
+}
+
+/// All requests the emulator answered.
+pub fn requests(emu: &RunningEmulator) -> u64 {
+    emu.state.counters().total
+}
+
+/// A fresh emulator without quota.
+pub async fn emulator() -> RunningEmulator {
+    dastra_emulator::spawn(EmulatorConfig::default().with_quota(vec![])).await.unwrap()
+}
+
+/// Ensures topics exist (NATS: the stream).
+pub async fn ensure(bus: &BusConfig, topics: &Topics) {
+    let mut specs: Vec<TopicSpec> = EntityKind::ALL.iter().map(|k| TopicSpec::new(topics.changes(*k))).collect();
+    specs.push(TopicSpec::new(topics.dlq()));
+    bus.ensure_topics(&specs).await.unwrap();
+}
