@@ -242,7 +242,13 @@ impl Spec {
         }
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
             for r in required.iter().filter_map(Value::as_str) {
-                if out.get(r).is_none_or(Value::is_null) {
+                // ASP.NET's [Required] also rejects empty and whitespace-only strings.
+                let missing = match out.get(r) {
+                    None | Some(Value::Null) => true,
+                    Some(Value::String(s)) => s.trim().is_empty(),
+                    Some(_) => false,
+                };
+                if missing {
                     push(errors, &join(path, r), format!("The {} field is required.", upper_first(r)));
                 }
             }

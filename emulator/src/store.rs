@@ -150,7 +150,13 @@ pub struct Store {
 /// Current time in Dastra's format: ISO-8601 with 7 fractional digits, in UTC with `Z`
 /// (API-NOTES §7 #16: decided once; the `Z` keeps it RFC 3339 for schema validators).
 pub fn now_string() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string()
+    format_time(chrono::Utc::now())
+}
+
+/// Formats a UTC time like [`now_string`] (chrono has no 7-digit fraction specifier).
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Timelike;
+    format!("{}.{:07}Z", t.format("%Y-%m-%dT%H:%M:%S"), t.nanosecond() % 1_000_000_000 / 100)
 }
 
 impl Store {
@@ -286,4 +292,22 @@ fn default_workflows() -> Vec<Value> {
         }
     }
     steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format_has_seven_digits_and_parses() {
+        let s = now_string();
+        assert_eq!(s.len(), "2023-09-18T10:31:30.6882299Z".len(), "{s}");
+        assert!(chrono::DateTime::parse_from_rfc3339(&s).is_ok());
+    }
+
+    #[test]
+    fn store_is_seeded_with_an_area() {
+        let store = Store::new(&EmulatorConfig::default());
+        assert!(store.get(1, "Areas", Id::Int(1)).is_some());
+    }
 }

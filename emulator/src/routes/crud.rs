@@ -224,7 +224,7 @@ fn defaults(kind: &Kind, ws: i64, v: &mut Map<String, Value>, store: &Store) {
                 v.entry("workFlowStepId").or_insert(json!(step));
             }
             let expiry = chrono::Utc::now() + chrono::Months::new(1);
-            v.entry("expiryTime").or_insert(json!(expiry.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string()));
+            v.entry("expiryTime").or_insert(json!(crate::store::format_time(expiry)));
         }
         "Tasks" => {
             v.entry("state").or_insert(json!("Open"));
@@ -412,8 +412,30 @@ fn known_fields(kind: &Kind, existing: &Value) -> Vec<String> {
 /// Applies a patch to a stored entity and validates the result; returns the new stored value.
 fn patched(store: &Store, ws: i64, kind: &Kind, existing: &Value, body: &Value) -> Result<Value, ApiError> {
     let patch = parse_patch(body, &known_fields(kind, existing))?;
+    // On a typed DTO every property exists (null when unset), so `replace` of an unset field works
+    // in ASP.NET: mirror that by pre-filling absent properties, and drop those still null after.
     let mut doc = existing.clone();
+    let mut prefilled = Vec::new();
+    if let Some(obj) = doc.as_object_mut() {
+        let names = spec().properties(kind.update_schema).into_iter().chain(kind.extensions.iter().map(|(e, _)| (*e).to_string()));
+        for name in names {
+            if !obj.contains_key(&name) {
+                obj.insert(name.clone(), Value::Null);
+                prefilled.push(name);
+            }
+        }
+        if kind.custom_fields && !obj.contains_key("customFields") {
+            obj.insert("customFields".into(), json!({}));
+        }
+    }
     json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::field("patch", format!("The patch cannot be applied: {e}")))?;
+    if let Some(obj) = doc.as_object_mut() {
+        for name in prefilled {
+            if obj.get(&name).is_some_and(Value::is_null) {
+                obj.remove(&name);
+            }
+        }
+    }
     let (ext, cf) = take_extensions(kind, &mut doc)?;
     let mut candidate = doc.clone();
     validate(kind.update_schema, &mut candidate)?;
