@@ -95,6 +95,10 @@ pub struct DastraSinkConfig {
     /// Events held in memory (queued behind in-flight keys) before consuming pauses.
     #[serde(default = "default_buffered")]
     pub max_buffered: usize,
+    /// Largest event value accepted, in bytes; larger ones go to the DLQ (reason `too_large`)
+    /// without being decoded.
+    #[serde(default = "default_max_event")]
+    pub max_event_bytes: usize,
     /// How often consumed offsets are committed.
     #[serde(default = "default_commit", with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -122,6 +126,9 @@ fn default_in_flight() -> usize {
 }
 fn default_buffered() -> usize {
     20_000
+}
+fn default_max_event() -> usize {
+    1024 * 1024
 }
 fn default_commit() -> Duration {
     Duration::from_secs(1)

@@ -194,6 +194,23 @@ impl Driver {
             self.tracker.done(&tp, m.offset);
             return;
         };
+        if value.len() > self.shared.config.max_event_bytes {
+            let why = DlqReason {
+                code: "too_large".into(),
+                error: format!(
+                    "event of {} bytes exceeds max_event_bytes ({})",
+                    value.len(),
+                    self.shared.config.max_event_bytes
+                ),
+                status: None,
+                attempts: 0,
+            };
+            self.shared.metrics.dlq_events.with_label_values(&[self.label(), "too_large"]).inc();
+            if self.dead_letter(&raw, &why).await {
+                self.tracker.done(&tp, m.offset);
+            }
+            return;
+        }
         let event = match ChangeEvent::from_parts(&m.headers, value, &self.shared.codec).await {
             Ok(e) => e,
             Err(e) => {

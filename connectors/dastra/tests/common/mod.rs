@@ -179,3 +179,23 @@ pub async fn ensure(bus: &BusConfig, topics: &Topics) {
     specs.push(TopicSpec::new(topics.dlq()));
     bus.ensure_topics(&specs).await.unwrap();
 }
+
+/// Reads every message of the DLQ topic currently there: `(key, reason header, value length)`.
+pub async fn read_dlq(bus: &BusConfig, topics: &Topics, expect: usize) -> Vec<(String, String, usize)> {
+    use dastra_connect_core::bus::SubscriberEvent;
+    let mut sub = bus.subscriber(&testkit::unique("dlq-reader"), &[topics.dlq()]).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while out.len() < expect {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(ev) = tokio::time::timeout(left, sub.next_event()).await else {
+            panic!("expected {expect} DLQ records, got {out:?}");
+        };
+        if let SubscriberEvent::Message(m) = ev.unwrap() {
+            let reason =
+                m.header("dastra_dlq_reason").map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+            out.push((String::from_utf8_lossy(&m.key).into_owned(), reason, m.payload.map(|p| p.len()).unwrap_or(0)));
+        }
+    }
+    out
+}
