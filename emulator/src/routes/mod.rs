@@ -82,6 +82,8 @@ enum Outcome {
     Answer(Response),
     /// Close the connection without answering.
     Drop,
+    /// The request was applied: hold, then close the connection without answering.
+    HangThenDrop(Duration),
 }
 
 /// The fallback handler serving every Dastra path.
@@ -110,8 +112,28 @@ pub(crate) async fn handle(State(state): State<EmulatorState>, req: Request) -> 
         }
         Err(_) => Outcome::Answer(ApiError::BadRequest("The request body is too large or unreadable.".into()).into_response()),
     };
+    if let Outcome::HangThenDrop(hang) = outcome {
+        // Logged now: the client may give up and close the connection during the hang, which
+        // cancels this handler.
+        let in_process = kill.is_none();
+        entry.status = if in_process { 504 } else { 0 };
+        if in_process {
+            entry.faults.push("no_connection_to_drop".into());
+        }
+        entry.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        state.record(entry);
+        tokio::time::sleep(hang).await;
+        return match kill {
+            Some(k) => {
+                k.kill();
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+            None => StatusCode::GATEWAY_TIMEOUT.into_response(),
+        };
+    }
     let response = match outcome {
         Outcome::Answer(r) => r,
+        Outcome::HangThenDrop(_) => StatusCode::GATEWAY_TIMEOUT.into_response(),
         Outcome::Drop => match kill {
             Some(k) => {
                 k.kill();
@@ -125,7 +147,7 @@ pub(crate) async fn handle(State(state): State<EmulatorState>, req: Request) -> 
             }
         },
     };
-    entry.status = if entry.faults.iter().any(|f| f == "drop_connection" || f == "timeout_after_write")
+    entry.status = if entry.faults.iter().any(|f| f == "drop_connection")
         && !entry.faults.iter().any(|f| f == "no_connection_to_drop")
     {
         0
@@ -199,8 +221,7 @@ async fn process(state: &EmulatorState, parts: &Parts, body: Bytes, entry: &mut 
         Err(e) => e.into_response(),
     };
     if let Some(hang) = decision.timeout_after_write {
-        tokio::time::sleep(hang.max(Duration::from_millis(1))).await;
-        return Outcome::Drop;
+        return Outcome::HangThenDrop(hang.max(Duration::from_millis(1)));
     }
     Outcome::Answer(response)
 }
