@@ -281,3 +281,59 @@ fn config_rejects_empty_or_zero_windows_and_unknown_keys() {
     let unknown: Result<QuotaConfig, _> = serde_json::from_str(r#"{"windowz":[]}"#);
     assert!(unknown.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn random_arrivals_pauses_and_share_changes_never_break_the_sliding_bound() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..5u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let limiter = QuotaLimiter::new(&config(&[(40, 5), (100, 20)], 0, rng.random_range(0..20)));
+        let grants = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        let mut patient = 0;
+        // 600 requests arriving at random times over 120 s with random priorities; some give up.
+        for _ in 0..600 {
+            let at = start + Duration::from_millis(rng.random_range(0..120_000));
+            let p = Priority::ALL[rng.random_range(0..3)];
+            let give_up = rng.random_bool(0.1).then(|| Duration::from_millis(rng.random_range(1..3_000)));
+            patient += usize::from(give_up.is_none());
+            let limiter = limiter.clone();
+            let grants = grants.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let acquire = limiter.acquire(p);
+                match give_up {
+                    Some(d) => {
+                        if tokio::time::timeout(d, acquire).await.is_ok() {
+                            grants.lock().push(Instant::now());
+                        }
+                    }
+                    None => {
+                        acquire.await;
+                        grants.lock().push(Instant::now());
+                    }
+                }
+            }));
+        }
+        // Meanwhile: 429 pauses and rebalances at random moments.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..8_000))).await;
+            if rng.random_bool(0.5) {
+                limiter.pause_until(Instant::now() + Duration::from_millis(rng.random_range(0..3_000)));
+            } else {
+                limiter.set_share(rng.random_range(1..=4), 4);
+            }
+        }
+        limiter.set_share(4, 4);
+        for t in tasks {
+            assert!(t.await.is_ok());
+        }
+        let mut g = grants.lock().clone();
+        g.sort();
+        assert!(max_in_any_window(&g, Duration::from_secs(5)) <= 40, "seed {seed}");
+        assert!(max_in_any_window(&g, Duration::from_secs(20)) <= 100, "seed {seed}");
+        assert_eq!(limiter.snapshot().waiters, [0, 0, 0], "seed {seed}");
+        assert!(g.len() >= patient, "seed {seed}: {} granted, {patient} never gave up", g.len());
+    }
+}
