@@ -32,6 +32,9 @@ enum Command {
     /// Print, check or register schemas.
     #[command(subcommand)]
     Schemas(commands::schemas::SchemasCommand),
+    /// Inspect or redrive the dead-letter queue of a sink.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
     /// Serve the local Dastra API emulator.
     Emulator(commands::emulator::EmulatorArgs),
     /// Run the whole product on this machine with embedded defaults and print a summary.
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
             Command::Run { config } => commands::run::run(&config).await,
             Command::Validate { config } => commands::validate(&config),
             Command::Schemas(cmd) => commands::schemas::execute(cmd).await,
+            Command::Dlq(cmd) => commands::dlq::execute(cmd).await,
             Command::Emulator(args) => commands::emulator::execute(args).await,
             Command::Quickstart(args) => commands::quickstart::execute(args).await,
         }

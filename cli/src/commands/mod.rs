@@ -1,5 +1,6 @@
 //! The subcommands of the binary.
 
+pub mod dlq;
 pub mod emulator;
 pub mod quickstart;
 pub mod run;
