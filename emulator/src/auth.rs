@@ -81,9 +81,9 @@ impl Tokens {
             if let Some((user, pass)) = basic_credentials(headers) {
                 // Basic with the private key as user name (password ignored), or public:private.
                 let index = find_private(keys, &user).or_else(|| {
-                    keys.iter().position(|k| k.public_key == user).filter(|&i| {
-                        keys.get(i).is_some_and(|k| constant_time_eq(k.key.as_bytes(), pass.as_bytes()))
-                    })
+                    keys.iter()
+                        .position(|k| k.public_key == user)
+                        .filter(|&i| keys.get(i).is_some_and(|k| constant_time_eq(k.key.as_bytes(), pass.as_bytes())))
                 });
                 return index.and_then(|i| principal(keys, i)).ok_or(ApiError::Unauthorized);
             }

@@ -149,7 +149,8 @@ impl EmulatorConfig {
             if limit == 0 {
                 return Err(bad("limit must be at least 1"));
             }
-            let period = parse_period(period.trim()).ok_or_else(|| bad("period must look like 60s, 1m, 500ms or 1h"))?;
+            let period =
+                parse_period(period.trim()).ok_or_else(|| bad("period must look like 60s, 1m, 500ms or 1h"))?;
             if period.is_zero() {
                 return Err(bad("period must be longer than zero"));
             }

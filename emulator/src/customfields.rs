@@ -9,7 +9,11 @@ use crate::store::{CustomFieldDef, CustomFieldType};
 
 /// Validates `given` against `defs`. `complete` = create or full replace (required fields must be
 /// present); a JSON Patch result is also complete. Returns the cleaned map.
-pub fn validate(defs: &[CustomFieldDef], given: Option<&Value>, complete: bool) -> Result<Map<String, Value>, FieldErrors> {
+pub fn validate(
+    defs: &[CustomFieldDef],
+    given: Option<&Value>,
+    complete: bool,
+) -> Result<Map<String, Value>, FieldErrors> {
     let mut errors = FieldErrors::new();
     let mut out = Map::new();
     let given = match given {
@@ -25,7 +29,10 @@ pub fn validate(defs: &[CustomFieldDef], given: Option<&Value>, complete: bool) 
         match value {
             None | Some(Value::Null) => {
                 if def.required && complete {
-                    errors.insert(format!("customFields.{}", def.key), vec![format!("The custom field {} is required.", def.key)]);
+                    errors.insert(
+                        format!("customFields.{}", def.key),
+                        vec![format!("The custom field {} is required.", def.key)],
+                    );
                 }
             }
             Some(v) => match check(def, &v) {
@@ -56,7 +63,11 @@ fn check(def: &CustomFieldDef, v: &Value) -> Result<(), String> {
             v.as_array().is_some_and(|a| a.iter().all(|i| i.as_str().is_some_and(in_options)))
         }
     };
-    if ok { Ok(()) } else { Err(format!("The value {v} is not valid for the custom field {} ({:?}).", def.key, def.field_type)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("The value {v} is not valid for the custom field {} ({:?}).", def.key, def.field_type))
+    }
 }
 
 #[cfg(test)]
@@ -66,7 +77,12 @@ mod tests {
 
     fn defs() -> Vec<CustomFieldDef> {
         vec![
-            CustomFieldDef { key: "externalId".into(), field_type: CustomFieldType::ShortText, required: true, options: vec![] },
+            CustomFieldDef {
+                key: "externalId".into(),
+                field_type: CustomFieldType::ShortText,
+                required: true,
+                options: vec![],
+            },
             CustomFieldDef {
                 key: "tier".into(),
                 field_type: CustomFieldType::SingleSelect,

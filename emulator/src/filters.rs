@@ -119,7 +119,10 @@ impl Filter {
             Self::Group { all: false, rules } => rules.is_empty() || rules.iter().any(|r| r.matches(entity)),
             Self::Rule { field, operator, value } => {
                 let found = resolve(entity, field);
-                let negative = matches!(operator.as_str(), "notequal" | "notin" | "doesnotcontains" | "doesnotcontain" | "excludeall");
+                let negative = matches!(
+                    operator.as_str(),
+                    "notequal" | "notin" | "doesnotcontains" | "doesnotcontain" | "excludeall"
+                );
                 if found.is_empty() {
                     return matches!(operator.as_str(), "isnull" | "isempty") || negative;
                 }
@@ -239,8 +242,12 @@ mod tests {
     use serde_json::json;
 
     fn f(text: &str) -> Filter {
-        parse(text, &|f: &str| ["label", "ref", "type", "tags", "purposes", "areaId", "description"].iter().any(|k| k.eq_ignore_ascii_case(f)))
-            .unwrap_or(Filter::Group { all: false, rules: vec![Filter::Group { all: true, rules: vec![] }] })
+        parse(text, &|f: &str| {
+            ["label", "ref", "type", "tags", "purposes", "areaId", "description"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(f))
+        })
+        .unwrap_or(Filter::Group { all: false, rules: vec![Filter::Group { all: true, rules: vec![] }] })
     }
 
     #[test]

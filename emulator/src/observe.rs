@@ -150,7 +150,8 @@ pub fn route_template(path: &str) -> String {
     let mut out = String::new();
     for (i, s) in segments.iter().enumerate() {
         out.push('/');
-        let ws_slot = i == 2 && segments.first().is_some_and(|v| v.eq_ignore_ascii_case("v1"))
+        let ws_slot = i == 2
+            && segments.first().is_some_and(|v| v.eq_ignore_ascii_case("v1"))
             && segments.get(1).is_some_and(|v| v.eq_ignore_ascii_case("ws"));
         if ws_slot {
             out.push_str("{workspaceId}");
@@ -176,7 +177,10 @@ mod tests {
             route_template("/v1/ws/1/DataProcessings/6f1c2a4e-8a0b-4c1d-9e2f-000000000001"),
             "/v1/ws/{workspaceId}/DataProcessings/{id}"
         );
-        assert_eq!(route_template("/v1/ws/1/DataSubjectRequests/3/close"), "/v1/ws/{workspaceId}/DataSubjectRequests/{id}/close");
+        assert_eq!(
+            route_template("/v1/ws/1/DataSubjectRequests/3/close"),
+            "/v1/ws/{workspaceId}/DataSubjectRequests/{id}/close"
+        );
         assert_eq!(route_template("/me"), "/me");
     }
 }

@@ -104,15 +104,10 @@ impl Spec {
 
     /// Writable (not `readOnly`) property names of an object schema, with their resolved schemas.
     pub fn writable_properties(&self, schema_name: &str) -> Vec<(String, &Value)> {
-        let Some(props) = self.schema(schema_name).and_then(|s| s.get("properties")).and_then(Value::as_object)
-        else {
+        let Some(props) = self.schema(schema_name).and_then(|s| s.get("properties")).and_then(Value::as_object) else {
             return Vec::new();
         };
-        props
-            .iter()
-            .filter(|(_, s)| !is_read_only(s))
-            .map(|(k, s)| (k.clone(), self.resolve(s)))
-            .collect()
+        props.iter().filter(|(_, s)| !is_read_only(s)).map(|(k, s)| (k.clone(), self.resolve(s))).collect()
     }
 
     /// Validates `value` against `components.schemas[schema_name]` the way ASP.NET model binding
@@ -157,19 +152,29 @@ impl Spec {
             Some("string") => self.validate_string(schema, value, path, errors),
             Some("integer") => {
                 let ok = match value.as_i64() {
-                    Some(i) => schema.get("format").and_then(Value::as_str) != Some("int32") || i32::try_from(i).is_ok(),
+                    Some(i) => {
+                        schema.get("format").and_then(Value::as_str) != Some("int32") || i32::try_from(i).is_ok()
+                    }
                     None => false,
                 };
                 if !ok {
-                    push(errors, path, format!("The JSON value could not be converted to an integer at {}.", field_label(path)));
+                    push(
+                        errors,
+                        path,
+                        format!("The JSON value could not be converted to an integer at {}.", field_label(path)),
+                    );
                 }
             }
-            Some("number") if !value.is_number() => {
-                push(errors, path, format!("The JSON value could not be converted to a number at {}.", field_label(path)))
-            }
-            Some("boolean") if !value.is_boolean() => {
-                push(errors, path, format!("The JSON value could not be converted to a boolean at {}.", field_label(path)))
-            }
+            Some("number") if !value.is_number() => push(
+                errors,
+                path,
+                format!("The JSON value could not be converted to a number at {}.", field_label(path)),
+            ),
+            Some("boolean") if !value.is_boolean() => push(
+                errors,
+                path,
+                format!("The JSON value could not be converted to a boolean at {}.", field_label(path)),
+            ),
             Some("array") => match value.as_array_mut() {
                 Some(items) => {
                     if let Some(item_schema) = schema.get("items") {
@@ -178,7 +183,11 @@ impl Spec {
                         }
                     }
                 }
-                None => push(errors, path, format!("The JSON value could not be converted to an array at {}.", field_label(path))),
+                None => push(
+                    errors,
+                    path,
+                    format!("The JSON value could not be converted to an array at {}.", field_label(path)),
+                ),
             },
             _ if is_object => self.validate_object(schema, value, path, errors),
             _ => {}
@@ -194,12 +203,20 @@ impl Spec {
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
             && len as u64 > max
         {
-            push(errors, path, format!("The field {} must be a string with a maximum length of {max}.", field_label(path)));
+            push(
+                errors,
+                path,
+                format!("The field {} must be a string with a maximum length of {max}.", field_label(path)),
+            );
         }
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && (len as u64) < min
         {
-            push(errors, path, format!("The field {} must be a string with a minimum length of {min}.", field_label(path)));
+            push(
+                errors,
+                path,
+                format!("The field {} must be a string with a minimum length of {min}.", field_label(path)),
+            );
         }
         match schema.get("format").and_then(Value::as_str) {
             Some("uuid") if uuid::Uuid::parse_str(s).is_err() => {
@@ -380,7 +397,8 @@ mod tests {
 
     #[test]
     fn conform_drops_what_the_schema_forbids() {
-        let out = spec().conform_named("TagDto", &json!({"id": 1, "label": "l", "type": "Task", "color": null, "x": 1}));
+        let out =
+            spec().conform_named("TagDto", &json!({"id": 1, "label": "l", "type": "Task", "color": null, "x": 1}));
         assert_eq!(out, json!({"id": 1, "label": "l", "type": "Task", "color": null}));
         let out = spec().conform_named("AssetDto", &json!({"id": 1, "label": "l", "type": "Data", "readonly": null}));
         assert_eq!(out, json!({"id": 1, "label": "l", "type": "Data"}));

@@ -30,27 +30,48 @@ pub async fn index(State(state): State<EmulatorState>) -> Html<String> {
     );
     let dump = state.dump();
     for ws in dump["workspaces"].as_array().into_iter().flatten() {
-        let _ = write!(html, "<h2>Workspace {} — {}</h2><table><tr><th>Entity</th><th>Count</th><th>Latest</th></tr>",
-            ws["id"], esc(ws["label"].as_str().unwrap_or("")));
+        let _ = write!(
+            html,
+            "<h2>Workspace {} — {}</h2><table><tr><th>Entity</th><th>Count</th><th>Latest</th></tr>",
+            ws["id"],
+            esc(ws["label"].as_str().unwrap_or(""))
+        );
         for kind in KINDS {
             let items = ws["entities"][kind.name].as_array().cloned().unwrap_or_default();
             let latest: Vec<String> = items
                 .iter()
                 .rev()
                 .take(5)
-                .map(|v| format!("{} <span class=\"muted\">#{}</span>", esc(&title(v, kind.label_field)), esc(&v["id"].to_string())))
+                .map(|v| {
+                    format!(
+                        "{} <span class=\"muted\">#{}</span>",
+                        esc(&title(v, kind.label_field)),
+                        esc(&v["id"].to_string())
+                    )
+                })
                 .collect();
-            let _ = write!(html, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", kind.name, items.len(), latest.join("<br>"));
+            let _ =
+                write!(html, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", kind.name, items.len(), latest.join("<br>"));
         }
         html.push_str("</table>");
     }
     let webhooks = dump["webhooks"].as_array().map_or(0, Vec::len);
     let _ = write!(html, "<p>Webhook subscriptions: {webhooks}</p>");
     let counters = state.counters();
-    let _ = write!(html, "<h2>Requests</h2><p>Total {} — 429: {}</p><table><tr><th>Method</th><th>Route</th><th>Status</th><th>Count</th></tr>",
-        counters.total, counters.too_many_requests);
+    let _ = write!(
+        html,
+        "<h2>Requests</h2><p>Total {} — 429: {}</p><table><tr><th>Method</th><th>Route</th><th>Status</th><th>Count</th></tr>",
+        counters.total, counters.too_many_requests
+    );
     for row in &counters.by_route {
-        let _ = write!(html, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&row.method), esc(&row.route), row.status, row.count);
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&row.method),
+            esc(&row.route),
+            row.status,
+            row.count
+        );
     }
     html.push_str("</table></body></html>");
     Html(html)

@@ -76,7 +76,12 @@ pub struct Delivery {
 }
 
 /// Sends one webhook POST; success is HTTP 200 only (WH: "anything other than 200 is a failure").
-pub async fn send(client: &reqwest::Client, url: &str, body: Vec<u8>, signature: &str) -> (Option<u16>, Option<String>) {
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    signature: &str,
+) -> (Option<u16>, Option<String>) {
     let result = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")

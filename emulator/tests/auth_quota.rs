@@ -22,7 +22,12 @@ async fn every_documented_auth_scheme() {
     let mut config = EmulatorConfig::default().with_quota(Vec::new());
     config.token_lifetime = Duration::from_secs(1);
     config.workspaces.push(dastra_emulator::WorkspaceSeed { id: 2, label: "Other".into() });
-    config.api_keys.push(ApiKey { key: "bound-key".into(), public_key: "bound-client".into(), workspace: Some(2), name: "bound".into() });
+    config.api_keys.push(ApiKey {
+        key: "bound-key".into(),
+        public_key: "bound-client".into(),
+        workspace: Some(2),
+        name: "bound".into(),
+    });
     let emu = start(config).await;
     let http = client();
     let url = emu.url("/v1/ws/1/Assets");
@@ -42,7 +47,15 @@ async fn every_documented_auth_scheme() {
     assert_eq!(status(http.get(&url).header("X-API-Key", "bound-key").send().await.unwrap()), 403);
     let own = emu.url("/v1/ws/2/Assets");
     assert_eq!(status(http.get(&own).header("X-API-Key", "bound-key").send().await.unwrap()), 200);
-    let listed: Value = http.get(emu.url("/v1/Workspaces")).header("X-API-Key", "bound-key").send().await.unwrap().json().await.unwrap();
+    let listed: Value = http
+        .get(emu.url("/v1/Workspaces"))
+        .header("X-API-Key", "bound-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["total"], 1);
 
     // OAuth2 client credentials: Basic public:private on the token endpoint.
@@ -51,21 +64,43 @@ async fn every_documented_auth_scheme() {
     let r = http
         .post(&token_url)
         .header("Authorization", basic)
-        .header("content-type", "application/x-www-form-urlencoded").body(form(&[("grant_type", "client_credentials"), ("scope", "api1")]))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("grant_type", "client_credentials"), ("scope", "api1")]))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let token: Value = r.json().await.unwrap();
-    assert_eq!((token["token_type"].as_str(), token["expires_in"].as_u64(), token["scope"].as_str()), (Some("Bearer"), Some(1), Some("api1")));
+    assert_eq!(
+        (token["token_type"].as_str(), token["expires_in"].as_u64(), token["scope"].as_str()),
+        (Some("Bearer"), Some(1), Some("api1"))
+    );
     let bearer = token["access_token"].as_str().unwrap().to_string();
     assert_eq!(status(http.get(&url).bearer_auth(&bearer).send().await.unwrap()), 200);
     // Form-field credentials work too; wrong secret is 401; other grant types 400.
-    let r = http.post(&token_url).header("content-type", "application/x-www-form-urlencoded").body(form(&[("grant_type", "client_credentials"), ("client_id", "emulator-client"), ("client_secret", KEY)])).send().await.unwrap();
+    let r = http
+        .post(&token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("grant_type", "client_credentials"), ("client_id", "emulator-client"), ("client_secret", KEY)]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let r = http.post(&token_url).header("content-type", "application/x-www-form-urlencoded").body(form(&[("grant_type", "client_credentials"), ("client_id", "emulator-client"), ("client_secret", "no")])).send().await.unwrap();
+    let r = http
+        .post(&token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("grant_type", "client_credentials"), ("client_id", "emulator-client"), ("client_secret", "no")]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = http.post(&token_url).header("content-type", "application/x-www-form-urlencoded").body(form(&[("grant_type", "password")])).send().await.unwrap();
+    let r = http
+        .post(&token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("grant_type", "password")]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     // The token expires (lifetime configured to 1 s here; Dastra's is 3600 s).
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -74,7 +109,10 @@ async fn every_documented_auth_scheme() {
 
 #[tokio::test]
 async fn quota_429_retry_after_and_recovery() {
-    let windows = vec![QuotaWindow { limit: 5, period: Duration::from_secs(2) }, QuotaWindow { limit: 100, period: Duration::from_secs(60) }];
+    let windows = vec![
+        QuotaWindow { limit: 5, period: Duration::from_secs(2) },
+        QuotaWindow { limit: 100, period: Duration::from_secs(60) },
+    ];
     let emu = start(EmulatorConfig::default().with_quota(windows)).await;
     let http = client();
     let url = emu.url("/v1/ws/1/Assets");

@@ -21,7 +21,9 @@ async fn error_status_on_a_route_pattern_then_recovery() {
     let emu = start_default().await;
     let http = client();
     let url = emu.url("/v1/ws/1/Assets");
-    emu.state.add_fault(FaultRule::always(FaultKind::Error { status: 503 }).method("POST").route("/assets$").count(2)).unwrap();
+    emu.state
+        .add_fault(FaultRule::always(FaultKind::Error { status: 503 }).method("POST").route("/assets$").count(2))
+        .unwrap();
     for _ in 0..2 {
         let r = http.post(&url).header("X-API-Key", KEY).json(&asset("a")).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 503);
@@ -34,13 +36,23 @@ async fn error_status_on_a_route_pattern_then_recovery() {
 
     // Through the admin API: 500 and 502 with rate 1 on everything.
     for status in [500, 502] {
-        let r = http.post(emu.url("/__admin/faults")).json(&json!({"kind": "error", "status": status})).send().await.unwrap();
+        let r = http
+            .post(emu.url("/__admin/faults"))
+            .json(&json!({"kind": "error", "status": status}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 204);
         let r = http.get(&url).header("X-API-Key", KEY).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status);
         assert_eq!(http.delete(emu.url("/__admin/faults")).send().await.unwrap().status().as_u16(), 204);
     }
-    let r = http.post(emu.url("/__admin/faults")).json(&json!({"kind": "error", "status": 503, "route": "("})).send().await.unwrap();
+    let r = http
+        .post(emu.url("/__admin/faults"))
+        .json(&json!({"kind": "error", "status": 503, "route": "("}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400, "invalid regex is refused");
 }
 
@@ -59,16 +71,32 @@ async fn latency_is_added_and_logged() {
 #[tokio::test]
 async fn timeout_after_write_is_an_ambiguous_create() {
     let emu = start_default().await;
-    emu.state.add_fault(FaultRule::always(FaultKind::TimeoutAfterWrite { hang_ms: 1500 }).method("POST").count(1)).unwrap();
+    emu.state
+        .add_fault(FaultRule::always(FaultKind::TimeoutAfterWrite { hang_ms: 1500 }).method("POST").count(1))
+        .unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_millis(400)).build().unwrap();
-    let err = http.post(emu.url("/v1/ws/1/Assets")).header("X-API-Key", KEY).json(&asset("ambiguous")).send().await.unwrap_err();
+    let err = http
+        .post(emu.url("/v1/ws/1/Assets"))
+        .header("X-API-Key", KEY)
+        .json(&asset("ambiguous"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_timeout(), "the client saw a timeout: {err}");
     let assets = emu.state.entities(1, "Assets");
     assert_eq!(assets.len(), 1, "…but the create was applied");
     assert_eq!(assets[0]["label"], "ambiguous");
     // A patient client gets a closed connection, never a response.
-    emu.state.add_fault(FaultRule::always(FaultKind::TimeoutAfterWrite { hang_ms: 100 }).method("POST").count(1)).unwrap();
-    let err = client().post(emu.url("/v1/ws/1/Assets")).header("X-API-Key", KEY).json(&asset("second")).send().await.unwrap_err();
+    emu.state
+        .add_fault(FaultRule::always(FaultKind::TimeoutAfterWrite { hang_ms: 100 }).method("POST").count(1))
+        .unwrap();
+    let err = client()
+        .post(emu.url("/v1/ws/1/Assets"))
+        .header("X-API-Key", KEY)
+        .json(&asset("second"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(!err.is_status(), "{err}");
     assert_eq!(emu.state.entities(1, "Assets").len(), 2);
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -86,12 +114,19 @@ async fn dropped_connection_applies_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    let err = client().post(emu.url("/v1/ws/1/Assets")).header("X-API-Key", KEY).json(&asset("lost")).send().await.unwrap_err();
+    let err = client()
+        .post(emu.url("/v1/ws/1/Assets"))
+        .header("X-API-Key", KEY)
+        .json(&asset("lost"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(!err.is_status() && !err.is_timeout(), "connection closed without a response: {err}");
     assert!(emu.state.entities(1, "Assets").is_empty());
     let faults: Value = client().get(emu.url("/__admin/faults")).send().await.unwrap().json().await.unwrap();
     assert_eq!(faults[0]["hits"], 1);
-    let r = client().post(emu.url("/v1/ws/1/Assets")).header("X-API-Key", KEY).json(&asset("kept")).send().await.unwrap();
+    let r =
+        client().post(emu.url("/v1/ws/1/Assets")).header("X-API-Key", KEY).json(&asset("kept")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
 
@@ -102,7 +137,9 @@ async fn rate_based_faults_are_reproducible_with_a_seed() {
         emu.state.add_fault(FaultRule::always(FaultKind::Error { status: 500 }).rate(0.3)).unwrap();
         let mut out = Vec::new();
         for _ in 0..30 {
-            out.push(client().get(emu.url("/v1/ws/1/Tags")).header("X-API-Key", KEY).send().await.unwrap().status().as_u16());
+            out.push(
+                client().get(emu.url("/v1/ws/1/Tags")).header("X-API-Key", KEY).send().await.unwrap().status().as_u16(),
+            );
         }
         out
     }
@@ -117,13 +154,20 @@ async fn admin_observation_and_reset() {
     let emu = start_default().await;
     let http = client();
     for i in 0..3 {
-        http.post(emu.url("/v1/ws/1/Assets")).header("X-API-Key", KEY).json(&asset(&format!("a{i}"))).send().await.unwrap();
+        http.post(emu.url("/v1/ws/1/Assets"))
+            .header("X-API-Key", KEY)
+            .json(&asset(&format!("a{i}")))
+            .send()
+            .await
+            .unwrap();
     }
     http.get(emu.url("/v1/ws/1/assets/1")).header("X-API-Key", KEY).send().await.unwrap();
     http.get(emu.url("/v1/ws/1/Assets/99")).header("X-API-Key", KEY).send().await.unwrap();
     let counters: Value = http.get(emu.url("/__admin/counters")).send().await.unwrap().json().await.unwrap();
     let rows = counters["byRoute"].as_array().unwrap();
-    let find = |m: &str, r: &str, s: u64| rows.iter().find(|x| x["method"] == m && x["route"] == r && x["status"] == s).map(|x| x["count"].clone());
+    let find = |m: &str, r: &str, s: u64| {
+        rows.iter().find(|x| x["method"] == m && x["route"] == r && x["status"] == s).map(|x| x["count"].clone())
+    };
     assert_eq!(find("POST", "/v1/ws/{workspaceId}/Assets", 200), Some(json!(3)));
     assert_eq!(find("GET", "/v1/ws/{workspaceId}/Assets/{id}", 200), Some(json!(1)));
     assert_eq!(find("GET", "/v1/ws/{workspaceId}/Assets/{id}", 404), Some(json!(1)));
@@ -155,6 +199,10 @@ async fn in_process_router() {
     assert_eq!(state.entities(1, "assets")[0]["label"], "in-process");
     // Without a connection to drop, a drop fault answers 504 (documented in `app`).
     state.add_fault(FaultRule::always(FaultKind::DropConnection)).unwrap();
-    let request = axum::http::Request::builder().uri("/v1/ws/1/Assets").header("x-api-key", KEY).body(axum::body::Body::empty()).unwrap();
+    let request = axum::http::Request::builder()
+        .uri("/v1/ws/1/Assets")
+        .header("x-api-key", KEY)
+        .body(axum::body::Body::empty())
+        .unwrap();
     assert_eq!(app(state).oneshot(request).await.unwrap().status().as_u16(), 504);
 }

@@ -14,14 +14,19 @@ async fn assets_crud_paging_filters_patch_put_delete() {
     let emu = start_default().await;
     let api = Api::new(&emu);
     for i in 0..25 {
-        let (s, v) = api.post("/Assets", json!({"label": format!("asset {i:02}"), "type": "Software", "ref": format!("sn:{i}")})).await;
+        let (s, v) = api
+            .post("/Assets", json!({"label": format!("asset {i:02}"), "type": "Software", "ref": format!("sn:{i}")}))
+            .await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["id"], json!(i + 1));
         assert_eq!(v["ref"], json!(format!("sn:{i}")));
     }
     // Paging: 1-based pages, total, size.
     let (_, page2) = api.get("/Assets?page=2&size=10").await;
-    assert_eq!((page2["total"].clone(), page2["size"].clone(), page2["page"].clone()), (json!(25), json!(10), json!(2)));
+    assert_eq!(
+        (page2["total"].clone(), page2["size"].clone(), page2["page"].clone()),
+        (json!(25), json!(10), json!(2))
+    );
     assert_eq!(page2["items"].as_array().unwrap().len(), 10);
     assert_eq!(page2["items"][0]["label"], "asset 10");
     let (_, default) = api.get("/Assets").await;
@@ -38,7 +43,9 @@ async fn assets_crud_paging_filters_patch_put_delete() {
     let (_, found) = api.get(&format!("/Assets?filters={f}")).await;
     assert_eq!(found["total"], 1);
     assert_eq!(found["items"][0]["label"], "asset 07");
-    let f = filters(r#"{"separator":"Or","rules":[{"field":"ref","operator":"in","value":["sn:1","sn:2"]},{"field":"label","operator":"contains","value":"24"}]}"#);
+    let f = filters(
+        r#"{"separator":"Or","rules":[{"field":"ref","operator":"in","value":["sn:1","sn:2"]},{"field":"label","operator":"contains","value":"24"}]}"#,
+    );
     let (_, found) = api.get(&format!("/Assets?filters={f}")).await;
     assert_eq!(found["total"], 3);
     let f = filters(r#"{"field":"description","operator":"isNull"}"#);
@@ -57,10 +64,14 @@ async fn assets_crud_paging_filters_patch_put_delete() {
     // JSON Patch (path case-insensitive, Swashbuckle's {operations} form too).
     let (s, _) = api.patch("/Assets/3", json!([{"op": "replace", "path": "/Label", "value": "patched"}, {"op": "add", "path": "/description", "value": "d"}])).await;
     assert_eq!(s, 200);
-    let (s, _) = api.patch("/Assets/3", json!({"operations": [{"op": "replace", "path": "/city", "value": "Lyon"}]})).await;
+    let (s, _) =
+        api.patch("/Assets/3", json!({"operations": [{"op": "replace", "path": "/city", "value": "Lyon"}]})).await;
     assert_eq!(s, 200);
     let one = api.get("/Assets/3").await.1;
-    assert_eq!((one["label"].clone(), one["description"].clone(), one["city"].clone()), (json!("patched"), json!("d"), json!("Lyon")));
+    assert_eq!(
+        (one["label"].clone(), one["description"].clone(), one["city"].clone()),
+        (json!("patched"), json!("d"), json!("Lyon"))
+    );
     // A patch producing an invalid DTO is a 400 and changes nothing.
     let (s, err) = api.patch("/Assets/3", json!([{"op": "replace", "path": "/type", "value": "Spaceship"}])).await;
     assert_eq!(s, 400);
@@ -76,7 +87,9 @@ async fn assets_crud_paging_filters_patch_put_delete() {
     assert_eq!(put["dateCreation"], created);
     assert_eq!(put["id"], 3);
     // Collection PATCH {ids, patch} and batch delete.
-    let (s, _) = api.patch("/Assets", json!({"ids": [1, 2], "patch": [{"op": "replace", "path": "/city", "value": "Paris"}]})).await;
+    let (s, _) = api
+        .patch("/Assets", json!({"ids": [1, 2], "patch": [{"op": "replace", "path": "/city", "value": "Paris"}]}))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(api.get("/Assets/2").await.1["city"], "Paris");
     let (s, _) = api.patch("/Assets", json!({"ids": [1, 999], "patch": []})).await;
@@ -105,7 +118,11 @@ async fn validation_errors_name_the_field() {
         ("/DataFields", json!({"definition": "no label"}), "label"),
         ("/DataProcessings", json!({"label": "p"}), "areaId"),
         ("/DataProcessings", json!({"label": "p", "areaId": 999}), "areaId"),
-        ("/DataSubjectRequests", json!({"title": "t", "areaId": 1, "locale": "fr-FR-x-toolong", "purposes": ["Access"]}), "locale"),
+        (
+            "/DataSubjectRequests",
+            json!({"title": "t", "areaId": 1, "locale": "fr-FR-x-toolong", "purposes": ["Access"]}),
+            "locale",
+        ),
         ("/DataSubjectRequests", json!({"title": "t", "areaId": 1, "locale": "fr"}), "purposes"),
         ("/Tasks", json!({"label": "t", "priority": "Urgent"}), "priority"),
         ("/Tags", json!({"label": "t"}), "type"),
@@ -118,7 +135,8 @@ async fn validation_errors_name_the_field() {
         assert!(v["errors"][field].is_array(), "{path} {body}: field {field} not named in {v}");
         assert_eq!(v["status"], 400);
     }
-    let resp = api.http.post(api.ws("/Assets")).header("X-API-Key", common::KEY).body("{not json").send().await.unwrap();
+    let resp =
+        api.http.post(api.ws("/Assets")).header("X-API-Key", common::KEY).body("{not json").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     // Enum names are case-insensitive and numbers map to the 0-based position (ASP.NET input).
     let (s, v) = api.post("/Assets", json!({"label": "x", "type": "SOFTWARE", "hostingType": 1})).await;
@@ -167,7 +185,9 @@ async fn data_processings_put_patch_archive() {
     assert!(err["errors"]["ref"].is_array());
     let f = filters(r#"{"field":"ref","operator":"equal","value":"hr:payroll"}"#);
     assert_eq!(api.get(&format!("/DataProcessings?filters={f}")).await.1["total"], 1);
-    let (s, _) = api.patch(&format!("/DataProcessings/{id}"), json!([{"op": "replace", "path": "/description", "value": "weekly"}])).await;
+    let (s, _) = api
+        .patch(&format!("/DataProcessings/{id}"), json!([{"op": "replace", "path": "/description", "value": "weekly"}]))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(api.get(&format!("/DataProcessings/{id}")).await.1["description"], "weekly");
     // Archive hides it from the default list; archived=true shows it; restore brings it back.
@@ -204,17 +224,41 @@ async fn data_subject_requests_lifecycle_and_attachments() {
     let got = api.get(&format!("/DataSubjectRequests/{id}")).await.1;
     assert_eq!((got["workFlowStepId"].clone(), got["state"].clone()), (json!(2), json!("Active")));
     // PATCH and PUT.
-    assert_eq!(api.patch(&format!("/DataSubjectRequests/{id}"), json!([{"op": "replace", "path": "/resolutionMessage", "value": "done"}])).await.0, 200);
-    let (s, put) = api.put(&format!("/DataSubjectRequests/{id}"), json!({"title": "Access v2", "areaId": 1, "locale": "en", "purposes": ["Access", "Erasure"]})).await;
+    assert_eq!(
+        api.patch(
+            &format!("/DataSubjectRequests/{id}"),
+            json!([{"op": "replace", "path": "/resolutionMessage", "value": "done"}])
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, put) = api
+        .put(
+            &format!("/DataSubjectRequests/{id}"),
+            json!({"title": "Access v2", "areaId": 1, "locale": "en", "purposes": ["Access", "Erasure"]}),
+        )
+        .await;
     assert_eq!(s, 200, "{put}");
     assert_eq!(put["title"], "Access v2");
     assert!(put.get("resolutionMessage").is_none());
     // Attachment: multipart part named File.
-    let form = reqwest::multipart::Form::new().part("File", reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("export.txt"));
-    let resp = api.http.post(api.ws(&format!("/DataSubjectAttachments/{id}"))).header("X-API-Key", common::KEY).multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part("File", reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("export.txt"));
+    let resp = api
+        .http
+        .post(api.ws(&format!("/DataSubjectAttachments/{id}")))
+        .header("X-API-Key", common::KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let att: Value = resp.json().await.unwrap();
-    assert_eq!((att["fileName"].clone(), att["size"].clone(), att["userRequestId"].clone()), (json!("export.txt"), json!(5), json!(id)));
+    assert_eq!(
+        (att["fileName"].clone(), att["size"].clone(), att["userRequestId"].clone()),
+        (json!("export.txt"), json!(5), json!(id))
+    );
     let file_id = att["id"].as_str().unwrap().to_string();
     let listed = api.get(&format!("/DataSubjectAttachments/{id}")).await.1;
     assert_eq!(listed.as_array().unwrap().len(), 1);
@@ -231,7 +275,14 @@ async fn data_subject_requests_lifecycle_and_attachments() {
         .unwrap();
     assert_eq!(&body[..], b"hello");
     let wrong_part = reqwest::multipart::Form::new().part("Other", reqwest::multipart::Part::bytes(b"x".to_vec()));
-    let resp = api.http.post(api.ws(&format!("/DataSubjectAttachments/{id}"))).header("X-API-Key", common::KEY).multipart(wrong_part).send().await.unwrap();
+    let resp = api
+        .http
+        .post(api.ws(&format!("/DataSubjectAttachments/{id}")))
+        .header("X-API-Key", common::KEY)
+        .multipart(wrong_part)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     assert_eq!(api.delete(&format!("/DataSubjectAttachments/{id}/{file_id}")).await.0, 200);
     // Archive / restore / close.
@@ -250,15 +301,22 @@ async fn data_subject_requests_lifecycle_and_attachments() {
 async fn tasks_datafields_tags_teams_areas_contracts() {
     let emu = start_default().await;
     let api = Api::new(&emu);
-    let (s, task) = api.post("/Tasks", json!({"label": "call DPO", "priority": "High", "objectType": "DataSubject", "objectId": "1"})).await;
+    let (s, task) = api
+        .post("/Tasks", json!({"label": "call DPO", "priority": "High", "objectType": "DataSubject", "objectId": "1"}))
+        .await;
     assert_eq!(s, 200, "{task}");
     let tid = task["id"].as_i64().unwrap();
-    assert_eq!(api.put(&format!("/Tasks/{tid}"), json!({"label": "call DPO", "state": "Active"})).await.1["state"], "Active");
+    assert_eq!(
+        api.put(&format!("/Tasks/{tid}"), json!({"label": "call DPO", "state": "Active"})).await.1["state"],
+        "Active"
+    );
     assert_eq!(api.post(&format!("/Tasks/{tid}/archive"), json!({"archived": true})).await.0, 200);
     assert_eq!(api.get("/Tasks/count").await.1, json!(0));
     assert_eq!(api.get("/Tasks/count?archived=true").await.1, json!(1));
 
-    let (_, field) = api.post("/DataFields", json!({"label": "email", "personalDataCategory": "CivilStatus", "dataType": "String"})).await;
+    let (_, field) = api
+        .post("/DataFields", json!({"label": "email", "personalDataCategory": "CivilStatus", "dataType": "String"}))
+        .await;
     let fid = field["id"].as_str().unwrap().to_string();
     assert_eq!(api.get("/DataFields?cats[]=CivilStatus").await.1["total"], 1);
     let (s, deleted) = api.delete(&format!("/DataFields/{fid}")).await;
@@ -281,10 +339,17 @@ async fn tasks_datafields_tags_teams_areas_contracts() {
     assert_eq!(api.get("/Areas?ref=org:hr").await.1["total"], 1);
 
     // Contracts: provisional shape (API-NOTES §7 #10).
-    let (s, c) = api.post("/Contracts", json!({"label": "DPA ACME", "ref": "coupa:c-1", "dateStart": "2026-01-01T00:00:00Z"})).await;
+    let (s, c) = api
+        .post("/Contracts", json!({"label": "DPA ACME", "ref": "coupa:c-1", "dateStart": "2026-01-01T00:00:00Z"}))
+        .await;
     assert_eq!(s, 200, "{c}");
     let cid = c["id"].as_str().unwrap().to_string();
-    assert_eq!(api.patch(&format!("/Contracts/{cid}"), json!([{"op": "replace", "path": "/description", "value": "v2"}])).await.0, 200);
+    assert_eq!(
+        api.patch(&format!("/Contracts/{cid}"), json!([{"op": "replace", "path": "/description", "value": "v2"}]))
+            .await
+            .0,
+        200
+    );
     assert_eq!(api.get(&format!("/Contracts/{cid}")).await.1["description"], "v2");
     let f = filters(r#"{"field":"ref","operator":"equal","value":"coupa:c-1"}"#);
     assert_eq!(api.get(&format!("/Contracts?filters={f}")).await.1["total"], 1);
@@ -315,7 +380,12 @@ async fn relationships() {
     let (_, a) = api.post("/DataProcessings", json!({"label": "A", "areaId": 1})).await;
     let (_, b) = api.post("/DataProcessings", json!({"label": "B", "areaId": 1})).await;
     let (aid, bid) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
-    let (s, rel) = api.post(&format!("/DataProcessingRelationships/{aid}"), json!({"element": {"id": bid}, "relationShipType": "Child"})).await;
+    let (s, rel) = api
+        .post(
+            &format!("/DataProcessingRelationships/{aid}"),
+            json!({"element": {"id": bid}, "relationShipType": "Child"}),
+        )
+        .await;
     assert_eq!(s, 200, "{rel}");
     assert_eq!(rel["element"]["label"], "B");
     let (_, rels) = api.get(&format!("/DataProcessingRelationships/{aid}")).await;
@@ -331,10 +401,13 @@ async fn custom_fields_follow_the_notes() {
     let defs = json!([{"key": "externalId", "type": "shortText", "required": true}, {"key": "tier", "type": "singleSelect", "options": ["gold", "silver"]}]);
     let r = api.http.put(emu.url("/__admin/custom-fields/1/Actors")).json(&defs).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    let (s, actor) = api.post("/Actors", json!({"companyName": "X", "customFields": {"externalId": "crm:1", "unknown": 5}})).await;
+    let (s, actor) =
+        api.post("/Actors", json!({"companyName": "X", "customFields": {"externalId": "crm:1", "unknown": 5}})).await;
     assert_eq!(s, 200, "{actor}");
     assert_eq!(actor["customFields"], json!({"externalId": "crm:1"}), "unknown keys are dropped");
-    let (s, err) = api.post("/Actors", json!({"companyName": "Y", "customFields": {"externalId": "crm:2", "tier": "bronze"}})).await;
+    let (s, err) = api
+        .post("/Actors", json!({"companyName": "Y", "customFields": {"externalId": "crm:2", "tier": "bronze"}}))
+        .await;
     assert_eq!(s, 400);
     assert!(err["errors"]["customFields.tier"].is_array(), "{err}");
     let (s, _) = api.post("/Actors", json!({"companyName": "Z"})).await;
@@ -365,7 +438,8 @@ async fn tenant_routes_and_webhook_subscriptions() {
     assert_eq!(get("/v1/ws/9/Assets").await.0, 404, "unknown workspace");
 
     let hooks = emu.url("/v1/WebHookUrls");
-    let r = api.http.post(&hooks).header("X-API-Key", common::KEY).json(&json!({"url": "not a url"})).send().await.unwrap();
+    let r =
+        api.http.post(&hooks).header("X-API-Key", common::KEY).json(&json!({"url": "not a url"})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let r = api
         .http
@@ -393,7 +467,12 @@ async fn workflows_and_page() {
     assert_eq!(all.as_array().unwrap().len(), 12);
     let (_, dsr) = api.get("/Workflows/DataSubject").await;
     assert_eq!(dsr.as_array().unwrap().len(), 3);
-    let (s, _) = api.put("/Workflows", json!([{"label": "Triage", "type": "Task"}, {"label": "Closed", "type": "Task", "finalStep": true}])).await;
+    let (s, _) = api
+        .put(
+            "/Workflows",
+            json!([{"label": "Triage", "type": "Task"}, {"label": "Closed", "type": "Task", "finalStep": true}]),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(api.get("/Workflows/task").await.1.as_array().unwrap().len(), 2);
     assert_eq!(api.get("/Workflows/Nope").await.0, 404);

@@ -21,7 +21,8 @@ const EXCLUDE: &str = r"/(columns|query|tree|nodes|insights|stats|dashboard|expo
 const CHECKS: &str = "not_a_server_error,response_schema_conformance,content_type_conformance,response_headers_conformance,use_after_free,ensure_resource_availability";
 
 fn schemathesis() -> PathBuf {
-    let from_python = std::env::var_os("DASTRA_PYTHON").map(PathBuf::from).and_then(|p| p.parent().map(|d| d.join("st")));
+    let from_python =
+        std::env::var_os("DASTRA_PYTHON").map(PathBuf::from).and_then(|p| p.parent().map(|d| d.join("st")));
     let tools = std::env::var_os("DASTRA_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dastra-connect/tools")
     });
@@ -71,6 +72,11 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     assert!(stdout.contains("passed"), "no passing test cases reported");
     let counters = emu.state.counters();
     let server_errors: u64 = counters.by_route.iter().filter(|r| r.status >= 500).map(|r| r.count).sum();
-    assert_eq!(server_errors, 0, "the emulator answered 5xx: {:?}", counters.by_route.iter().filter(|r| r.status >= 500).collect::<Vec<_>>());
+    assert_eq!(
+        server_errors,
+        0,
+        "the emulator answered 5xx: {:?}",
+        counters.by_route.iter().filter(|r| r.status >= 500).collect::<Vec<_>>()
+    );
     println!("emulator saw {} requests from schemathesis; checks: {}", counters.total, checks.join(", "));
 }

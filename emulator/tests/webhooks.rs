@@ -88,10 +88,20 @@ async fn subscribe(emu: &dastra_emulator::RunningEmulator, url: &str, events: Va
 async fn dsr_and_task_events_are_signed_like_dastra() {
     let emu = start_default().await;
     let rx = receiver(StatusCode::OK).await;
-    let hook = subscribe(&emu, &rx.url, json!(["DataSubjectCreation", "DataSubjectUpdate", "DataSubjectStateChange", "TaskCreation"])).await;
+    let hook = subscribe(
+        &emu,
+        &rx.url,
+        json!(["DataSubjectCreation", "DataSubjectUpdate", "DataSubjectStateChange", "TaskCreation"]),
+    )
+    .await;
     let key = hook["signatureKey"].as_str().unwrap().to_string();
     let api = Api::new(&emu);
-    let (_, dsr) = api.post("/DataSubjectRequests", json!({"title": "Erase me", "areaId": 1, "locale": "en", "purposes": ["Erasure"], "refId": "crm:9"})).await;
+    let (_, dsr) = api
+        .post(
+            "/DataSubjectRequests",
+            json!({"title": "Erase me", "areaId": 1, "locale": "en", "purposes": ["Erasure"], "refId": "crm:9"}),
+        )
+        .await;
     let id = dsr["id"].as_i64().unwrap();
     api.post("/DataSubjectRequests/workflow", json!({"id": id, "stepId": 2})).await;
     api.post("/Tasks", json!({"label": "check backups"})).await;
@@ -135,7 +145,15 @@ async fn failing_receiver_is_blocked_without_retries() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received.lock().len(), 6, "no retries: one attempt per event");
-    let (_, state) = (0, api.http.get(emu.url(&format!("/v1/WebHookUrls/{}", hook["id"]))).header("X-API-Key", KEY).send().await.unwrap());
+    let (_, state) = (
+        0,
+        api.http
+            .get(emu.url(&format!("/v1/WebHookUrls/{}", hook["id"])))
+            .header("X-API-Key", KEY)
+            .send()
+            .await
+            .unwrap(),
+    );
     let state: Value = state.json().await.unwrap();
     assert_eq!((state["nbErrors"].clone(), state["inError"].clone()), (json!(6), json!(true)), "{state}");
     assert!(state["errorMessage"].as_str().unwrap().contains("500"));

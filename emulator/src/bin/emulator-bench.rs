@@ -35,7 +35,10 @@ async fn worker(base: String, client: reqwest::Client, tally: Arc<Tally>, deadli
     while Instant::now() < deadline {
         i += 1;
         let (family, body) = match i % 3 {
-            0 => ("Assets", json!({"label": format!("asset {n}-{i}"), "type": "Software", "ref": format!("bench:{n}:{i}")})),
+            0 => (
+                "Assets",
+                json!({"label": format!("asset {n}-{i}"), "type": "Software", "ref": format!("bench:{n}:{i}")}),
+            ),
             1 => ("DataProcessings", json!({"label": format!("processing {n}-{i}"), "areaId": 1})),
             _ => (
                 "DataSubjectRequests",
@@ -75,9 +78,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = started.elapsed().as_secs_f64();
     let requests = tally.requests.load(Ordering::Relaxed);
     let errors = tally.errors.load(Ordering::Relaxed);
-    let stored: usize = ["Assets", "DataProcessings", "DataSubjectRequests"].iter().map(|f| emu.state.entities(1, f).len()).sum();
+    let stored: usize =
+        ["Assets", "DataProcessings", "DataSubjectRequests"].iter().map(|f| emu.state.entities(1, f).len()).sum();
     println!("emulator-bench: {concurrency} concurrent clients, {elapsed:.1} s, quota off, loopback HTTP/1.1");
-    println!("  mix per iteration: POST + GET by id + PATCH (JSON Patch) + GET list page, over Assets / DataProcessings / DSRs");
+    println!(
+        "  mix per iteration: POST + GET by id + PATCH (JSON Patch) + GET list page, over Assets / DataProcessings / DSRs"
+    );
     println!("  requests: {requests}  errors: {errors}  entities created: {stored}");
     println!("  throughput: {:.0} requests/s", requests as f64 / elapsed);
     println!("  (Dastra's own quota is 500 requests/min = 8.3 requests/s)");

@@ -30,7 +30,9 @@ pub(crate) async fn route(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&
             store.get(ws, "DataSubjectRequests", request).ok_or(ApiError::NotFound)?;
             let mut items: Vec<&Item> = store
                 .collection(ws, kind.name)
-                .map(|c| c.items.values().filter(|i| Some(&i.value["userRequestId"]) == Some(&request.to_json())).collect())
+                .map(|c| {
+                    c.items.values().filter(|i| Some(&i.value["userRequestId"]) == Some(&request.to_json())).collect()
+                })
                 .unwrap_or_default();
             items.sort_by_key(|i| i.seq);
             Ok(ok_json(Value::Array(items.iter().map(|i| render(kind, kind.output_schema, &i.value, false)).collect())))
@@ -53,8 +55,15 @@ pub(crate) async fn route(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&
         ([id, "download", file_id], &Method::GET) => {
             let (request, file_id) = (dsr(id)?, file(file_id)?);
             let store = ctx.state.inner.store.lock();
-            let v = store.get(ws, kind.name, file_id).filter(|v| v["userRequestId"] == request.to_json()).ok_or(ApiError::NotFound)?;
-            let bytes = v.get(CONTENT).and_then(Value::as_str).and_then(|b| STANDARD.decode(b).ok()).ok_or(ApiError::NotFound)?;
+            let v = store
+                .get(ws, kind.name, file_id)
+                .filter(|v| v["userRequestId"] == request.to_json())
+                .ok_or(ApiError::NotFound)?;
+            let bytes = v
+                .get(CONTENT)
+                .and_then(Value::as_str)
+                .and_then(|b| STANDARD.decode(b).ok())
+                .ok_or(ApiError::NotFound)?;
             let name = v["fileName"].as_str().unwrap_or("file").replace('"', "");
             let mut response = bytes.into_response();
             let headers = response.headers_mut();
@@ -99,10 +108,13 @@ async fn upload(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, request: Id) -> Res
         .await
         .map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
     let mut found = None;
-    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))? {
+    while let Some(field) =
+        multipart.next_field().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?
+    {
         if field.name().is_some_and(|n| n.eq_ignore_ascii_case("file")) {
             let name = field.file_name().unwrap_or("file").to_string();
-            let bytes = field.bytes().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
+            let bytes =
+                field.bytes().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
             found = Some((name, bytes));
             break;
         }

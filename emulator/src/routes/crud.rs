@@ -50,7 +50,9 @@ pub(crate) fn route(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&str]) 
             let archived = ctx.json_opt()?.and_then(|b| b.get("archived").and_then(Value::as_bool)).unwrap_or(true);
             set_archived_many(ctx, ws, kind, &[id], archived)
         }
-        ([id, "close"], &Method::POST) if kind.name == "DataSubjectRequests" => close(ctx, ws, kind, parse_id(kind, id)?),
+        ([id, "close"], &Method::POST) if kind.name == "DataSubjectRequests" => {
+            close(ctx, ws, kind, parse_id(kind, id)?)
+        }
         ([id], &Method::GET) => {
             let id = parse_id(kind, id)?;
             let store = ctx.state.inner.store.lock();
@@ -103,7 +105,9 @@ pub(crate) fn render_in(store: &Store, ws: i64, kind: &Kind, schema: &str, store
         let id = stored["id"].as_i64();
         let atts: Vec<Value> = store
             .collection(ws, "DataSubjectAttachments")
-            .map(|c| c.items.values().filter(|i| i.value["userRequestId"].as_i64() == id).map(|i| i.value.clone()).collect())
+            .map(|c| {
+                c.items.values().filter(|i| i.value["userRequestId"].as_i64() == id).map(|i| i.value.clone()).collect()
+            })
             .unwrap_or_default();
         v["attachments"] = Value::Array(atts);
     }
@@ -124,7 +128,10 @@ fn take_extensions(kind: &Kind, body: &mut Value) -> Result<(Map<String, Value>,
                     Value::Null => {}
                     Value::String(s) if s.chars().count() <= *max => {}
                     Value::String(_) => {
-                        return Err(ApiError::field(*name, format!("The field {name} must be a string with a maximum length of {max}.")));
+                        return Err(ApiError::field(
+                            *name,
+                            format!("The field {name} must be a string with a maximum length of {max}."),
+                        ));
                     }
                     _ => return Err(ApiError::field(*name, format!("The field {name} must be a string."))),
                 }
@@ -158,13 +165,15 @@ fn custom_fields(store: &Store, ws: i64, kind: &Kind, given: Option<&Value>) -> 
 /// References a body makes to other entities that Dastra would check.
 fn check_references(store: &Store, ws: i64, kind: &Kind, body: &Value) -> Result<(), ApiError> {
     let area_required = matches!(kind.name, "DataProcessings" | "DataSubjectRequests");
-    if let Some(area) = body.get("areaId").and_then(Value::as_i64) {
-        if (area_required || area != 0) && store.get(ws, "Areas", Id::Int(area)).is_none() {
-            return Err(ApiError::field("areaId", format!("The area {area} does not exist in this workspace.")));
-        }
+    if let Some(area) = body.get("areaId").and_then(Value::as_i64)
+        && (area_required || area != 0)
+        && store.get(ws, "Areas", Id::Int(area)).is_none()
+    {
+        return Err(ApiError::field("areaId", format!("The area {area} does not exist in this workspace.")));
     }
     if let Some(step) = body.get("workFlowStepId").and_then(Value::as_i64) {
-        let known = store.workspaces.get(&ws).is_some_and(|w| w.workflows.iter().any(|s| s["id"].as_i64() == Some(step)));
+        let known =
+            store.workspaces.get(&ws).is_some_and(|w| w.workflows.iter().any(|s| s["id"].as_i64() == Some(step)));
         if !known {
             return Err(ApiError::field("workFlowStepId", format!("The workflow step {step} does not exist.")));
         }
@@ -177,17 +186,15 @@ fn derive(kind: &Kind, v: &mut Value) {
     let Some(obj) = v.as_object_mut() else { return };
     match kind.name {
         "Actors" => {
-            let name = obj
-                .get("companyName")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .or_else(|| {
-                    let given = obj.get("givenName").and_then(Value::as_str).unwrap_or("");
-                    let family = obj.get("familyName").and_then(Value::as_str).unwrap_or("");
-                    let full = format!("{given} {family}").trim().to_string();
-                    (!full.is_empty()).then_some(full)
-                });
+            let name =
+                obj.get("companyName").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string).or_else(
+                    || {
+                        let given = obj.get("givenName").and_then(Value::as_str).unwrap_or("");
+                        let family = obj.get("familyName").and_then(Value::as_str).unwrap_or("");
+                        let full = format!("{given} {family}").trim().to_string();
+                        (!full.is_empty()).then_some(full)
+                    },
+                );
             obj.insert("displayName".into(), name.map_or(Value::Null, Value::String));
             obj.entry("nbReferences").or_insert(json!(0));
         }
@@ -385,7 +392,8 @@ fn parse_patch(body: &Value, known: &[String]) -> Result<json_patch::Patch, ApiE
         }
         fixed.push(op);
     }
-    serde_json::from_value(Value::Array(fixed)).map_err(|e| ApiError::field("patch", format!("Invalid JSON Patch: {e}")))
+    serde_json::from_value(Value::Array(fixed))
+        .map_err(|e| ApiError::field("patch", format!("Invalid JSON Patch: {e}")))
 }
 
 fn canonical_path(path: &str, known: &[String]) -> String {
@@ -417,7 +425,10 @@ fn patched(store: &Store, ws: i64, kind: &Kind, existing: &Value, body: &Value) 
     let mut doc = existing.clone();
     let mut prefilled = Vec::new();
     if let Some(obj) = doc.as_object_mut() {
-        let names = spec().properties(kind.update_schema).into_iter().chain(kind.extensions.iter().map(|(e, _)| (*e).to_string()));
+        let names = spec()
+            .properties(kind.update_schema)
+            .into_iter()
+            .chain(kind.extensions.iter().map(|(e, _)| (*e).to_string()));
         for name in names {
             if !obj.contains_key(&name) {
                 obj.insert(name.clone(), Value::Null);
@@ -428,7 +439,8 @@ fn patched(store: &Store, ws: i64, kind: &Kind, existing: &Value, body: &Value) 
             obj.insert("customFields".into(), json!({}));
         }
     }
-    json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::field("patch", format!("The patch cannot be applied: {e}")))?;
+    json_patch::patch(&mut doc, &patch)
+        .map_err(|e| ApiError::field("patch", format!("The patch cannot be applied: {e}")))?;
     if let Some(obj) = doc.as_object_mut() {
         for name in prefilled {
             if obj.get(&name).is_some_and(Value::is_null) {
@@ -475,7 +487,9 @@ fn patch_one(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, id: Id) -> Result<Resp
 
 fn batch_patch(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind) -> Result<Response, ApiError> {
     let body = ctx.json()?;
-    let get = |name: &str| body.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))).map(|(_, v)| v);
+    let get = |name: &str| {
+        body.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))).map(|(_, v)| v)
+    };
     let ids = match get("ids") {
         Some(Value::Null) | None => Vec::new(),
         Some(v) => id_list(kind, v).map_err(|_| ApiError::field("ids", "ids must be an array of ids."))?,
@@ -553,8 +567,14 @@ fn workflow(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind) -> Result<Response, Api
     let mut body = ctx.json()?;
     let schema = if kind.id == IdType::Uuid { "GuidWorkflowUpdateDto" } else { "Int32WorkflowUpdateDto" };
     validate(schema, &mut body)?;
-    let id = body.get("id").and_then(|v| Id::from_json(kind.id, v)).ok_or_else(|| ApiError::field("id", "The id field is required."))?;
-    let step = body.get("stepId").and_then(Value::as_i64).ok_or_else(|| ApiError::field("stepId", "The stepId field is required."))?;
+    let id = body
+        .get("id")
+        .and_then(|v| Id::from_json(kind.id, v))
+        .ok_or_else(|| ApiError::field("id", "The id field is required."))?;
+    let step = body
+        .get("stepId")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::field("stepId", "The stepId field is required."))?;
     let mut store = ctx.state.inner.store.lock();
     let existing = store.get(ws, kind.name, id).cloned().ok_or(ApiError::NotFound)?;
     let mapped = store
@@ -567,11 +587,13 @@ fn workflow(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind) -> Result<Response, Api
     value["workFlowStepId"] = json!(step);
     value["dateUpdate"] = json!(now_string());
     // The step's mapped state becomes the entity state when the entity's state enum has it.
-    let state_schema = spec().schema(kind.output_schema).and_then(|s| s.pointer("/properties/state")).map(|s| spec().resolve(s));
-    if let (Value::String(m), Some(options)) = (&mapped, state_schema.and_then(|s| s.get("enum")).and_then(Value::as_array)) {
-        if options.iter().any(|o| o.as_str() == Some(m.as_str())) {
-            value["state"] = json!(m);
-        }
+    let state_schema =
+        spec().schema(kind.output_schema).and_then(|s| s.pointer("/properties/state")).map(|s| spec().resolve(s));
+    if let (Value::String(m), Some(options)) =
+        (&mapped, state_schema.and_then(|s| s.get("enum")).and_then(Value::as_array))
+        && options.iter().any(|o| o.as_str() == Some(m.as_str()))
+    {
+        value["state"] = json!(m);
     }
     store_value(&mut store, ws, kind, id, value.clone())?;
     drop(store);
@@ -579,7 +601,13 @@ fn workflow(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind) -> Result<Response, Api
     Ok(if kind.id == IdType::Uuid { ok_json(body) } else { ok_empty() })
 }
 
-fn set_archived_many(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, ids: &[Id], archived: bool) -> Result<Response, ApiError> {
+fn set_archived_many(
+    ctx: &Ctx<'_>,
+    ws: i64,
+    kind: &'static Kind,
+    ids: &[Id],
+    archived: bool,
+) -> Result<Response, ApiError> {
     let mut changed = Vec::new();
     {
         let mut store = ctx.state.inner.store.lock();

@@ -121,9 +121,9 @@ pub(crate) fn list(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind) -> Result<Value,
         .map(|item| (item.seq, &item.value))
         .collect();
 
-    match &sort_by {
-        Some(field) => selected.sort_by(|a, b| compare(lookup(a.1, field), lookup(b.1, field))),
-        None => {} // default order: ascending id (int) / creation order (uuid): already so
+    // Default order: ascending id (int ids) / creation order (uuid ids).
+    if let Some(field) = &sort_by {
+        selected.sort_by(|a, b| compare(lookup(a.1, field), lookup(b.1, field)));
     }
     if sort_by.is_none() && kind.id == IdType::Uuid {
         selected.sort_by_key(|(seq, _)| *seq);

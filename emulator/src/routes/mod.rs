@@ -59,7 +59,8 @@ impl Ctx<'_> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("A non-empty request body is required.".into()));
         }
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}")))
     }
 
     /// The body as JSON, `None` when empty.
@@ -110,7 +111,9 @@ pub(crate) async fn handle(State(state): State<EmulatorState>, req: Request) -> 
             entry.body = log_body(&bytes);
             process(&state, &parts, bytes, &mut entry).await
         }
-        Err(_) => Outcome::Answer(ApiError::BadRequest("The request body is too large or unreadable.".into()).into_response()),
+        Err(_) => {
+            Outcome::Answer(ApiError::BadRequest("The request body is too large or unreadable.".into()).into_response())
+        }
     };
     if let Outcome::HangThenDrop(hang) = outcome {
         // Logged now: the client may give up and close the connection during the hang, which
@@ -210,11 +213,8 @@ async fn process(state: &EmulatorState, parts: &Parts, body: Bytes, entry: &mut 
         return Outcome::Answer((status, axum::Json(body)).into_response());
     }
 
-    let query = parts
-        .uri
-        .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let query =
+        parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let ctx = Ctx { state, principal, method: parts.method.clone(), query, body, parts };
     let response = match dispatch(&ctx, &segments).await {
         Ok(r) => r,

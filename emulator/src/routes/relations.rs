@@ -30,7 +30,12 @@ pub(crate) fn generic(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&str]
                 if let Some(v) = value {
                     let mut v = json!(v);
                     let mut errors = Default::default();
-                    spec().validate(&json!({"$ref": "#/components/schemas/RelationShipObjectType"}), &mut v, name, &mut errors);
+                    spec().validate(
+                        &json!({"$ref": "#/components/schemas/RelationShipObjectType"}),
+                        &mut v,
+                        name,
+                        &mut errors,
+                    );
                     if !errors.is_empty() {
                         return Err(ApiError::Validation(errors));
                     }
@@ -90,7 +95,11 @@ pub(crate) fn generic(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&str]
                     "dateCreation": now_string(),
                 });
                 let seq = store.next_seq();
-                store.collection_mut(ws, kind.name).ok_or(ApiError::NotFound)?.items.insert(id, Item { seq, value: value.clone() });
+                store
+                    .collection_mut(ws, kind.name)
+                    .ok_or(ApiError::NotFound)?
+                    .items
+                    .insert(id, Item { seq, value: value.clone() });
                 created.push(value);
             }
             drop(store);
@@ -106,7 +115,8 @@ pub(crate) fn generic(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&str]
             let mut body = ctx.json()?;
             validate(kind.update_schema, &mut body)?;
             let mut store = ctx.state.inner.store.lock();
-            let item = store.collection_mut(ws, kind.name).and_then(|c| c.items.get_mut(&id)).ok_or(ApiError::NotFound)?;
+            let item =
+                store.collection_mut(ws, kind.name).and_then(|c| c.items.get_mut(&id)).ok_or(ApiError::NotFound)?;
             for key in ["originType", "originId", "target", "reverse", "label", "description"] {
                 item.value[key] = body.get(key).cloned().unwrap_or(Value::Null);
             }
@@ -125,7 +135,11 @@ pub(crate) fn generic(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&str]
                 store.collection_mut(ws, kind.name).and_then(|c| c.items.remove(&id)).ok_or(ApiError::NotFound)?
             };
             if let Some(ev) = kind.events {
-                ctx.state.emit(ws, ev.deleted.unwrap_or(ev.archived), render(kind, kind.output_schema, &removed.value, false));
+                ctx.state.emit(
+                    ws,
+                    ev.deleted.unwrap_or(ev.archived),
+                    render(kind, kind.output_schema, &removed.value, false),
+                );
             }
             Ok(ok_empty())
         }
@@ -175,7 +189,10 @@ pub(crate) fn processing(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&s
             let mut body = ctx.json()?;
             validate(kind.create_schema, &mut body)?;
             let mut store = ctx.state.inner.store.lock();
-            let target_id = body.pointer("/element/id").and_then(Value::as_str).and_then(|s| Id::parse(crate::entities::IdType::Uuid, s));
+            let target_id = body
+                .pointer("/element/id")
+                .and_then(Value::as_str)
+                .and_then(|s| Id::parse(crate::entities::IdType::Uuid, s));
             let target = match target_id {
                 Some(t) => Some(store.get(ws, "DataProcessings", t).cloned().ok_or_else(|| {
                     ApiError::field("element.id", format!("The data processing {t} does not exist."))
@@ -197,7 +214,8 @@ pub(crate) fn processing(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&s
                 return Ok(ok_json(out));
             }
             store.get(ws, "DataProcessings", id).ok_or(ApiError::NotFound)?;
-            let target = target.ok_or_else(|| ApiError::field("element.id", "The related processing (element.id) is required."))?;
+            let target = target
+                .ok_or_else(|| ApiError::field("element.id", "The related processing (element.id) is required."))?;
             let rel_id = Id::Uuid(store.next_uuid());
             let value = json!({
                 "id": rel_id.to_json(),
@@ -213,7 +231,11 @@ pub(crate) fn processing(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&s
                 "dateCreation": now_string(),
             });
             let seq = store.next_seq();
-            store.collection_mut(ws, kind.name).ok_or(ApiError::NotFound)?.items.insert(rel_id, Item { seq, value: value.clone() });
+            store
+                .collection_mut(ws, kind.name)
+                .ok_or(ApiError::NotFound)?
+                .items
+                .insert(rel_id, Item { seq, value: value.clone() });
             drop(store);
             let out = render(kind, kind.output_schema, &value, false);
             ctx.state.emit(ws, "ProcessingAddRelation", out.clone());

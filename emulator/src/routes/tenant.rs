@@ -34,7 +34,9 @@ pub(crate) fn token(state: &EmulatorState, parts: &Parts, body: &Bytes) -> Respo
     );
     match result {
         Ok(body) => ok_json(body),
-        Err((status, body)) => (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), axum::Json(body)).into_response(),
+        Err((status, body)) => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), axum::Json(body)).into_response()
+        }
     }
 }
 

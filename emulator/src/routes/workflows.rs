@@ -37,7 +37,8 @@ pub(crate) fn route(ctx: &Ctx<'_>, ws: i64, rest: &[&str]) -> Result<Response, A
         }
         ([], &Method::PUT) => {
             let body = ctx.json()?;
-            let steps = body.as_array().ok_or_else(|| ApiError::BadRequest("Expected an array of WorkFlowStepDto.".into()))?;
+            let steps =
+                body.as_array().ok_or_else(|| ApiError::BadRequest("Expected an array of WorkFlowStepDto.".into()))?;
             let mut validated = Vec::new();
             let mut errors = crate::openapi::FieldErrors::new();
             let schema = json!({"$ref": "#/components/schemas/WorkFlowStepDto"});
@@ -51,14 +52,17 @@ pub(crate) fn route(ctx: &Ctx<'_>, ws: i64, rest: &[&str]) -> Result<Response, A
             }
             let mut store = ctx.state.inner.store.lock();
             let w = store.workspaces.get_mut(&ws).ok_or(ApiError::NotFound)?;
-            let types: Vec<Value> = validated.iter().map(|(_, s)| s.get("type").cloned().unwrap_or(json!("DataSubject"))).collect();
+            let types: Vec<Value> =
+                validated.iter().map(|(_, s)| s.get("type").cloned().unwrap_or(json!("DataSubject"))).collect();
             w.workflows.retain(|s| !types.contains(&s["type"]));
             let mut next = w.workflows.iter().filter_map(|s| s["id"].as_i64()).max().unwrap_or(0);
             for (order, ((id, mut s), ty)) in validated.into_iter().zip(types).enumerate() {
-                let id = id.filter(|i| *i > 0 && w.workflows.iter().all(|x| x["id"].as_i64() != Some(*i))).unwrap_or_else(|| {
-                    next += 1;
-                    next
-                });
+                let id = id
+                    .filter(|i| *i > 0 && w.workflows.iter().all(|x| x["id"].as_i64() != Some(*i)))
+                    .unwrap_or_else(|| {
+                        next += 1;
+                        next
+                    });
                 s["id"] = json!(id);
                 s["type"] = ty;
                 s["initialStep"] = json!(order == 0);
