@@ -2,6 +2,8 @@
 //! to a POST it has already applied (between the POST and the ledger write) — and restarted until
 //! done: the emulator ends with exactly the expected entities and no duplicate, on NATS and Kafka.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,7 +24,7 @@ fn events() -> Vec<ChangeEvent> {
     let mut out = Vec::new();
     for v in 1..=2u64 {
         for i in 0..N {
-            if v == 2 && i % 3 != 0 {
+            if v == 2 && !i.is_multiple_of(3) {
                 continue;
             }
             let data = Payload::Asset(Asset {
@@ -80,7 +82,9 @@ fn state(emu: &RunningEmulator) -> BTreeMap<String, String> {
 }
 
 fn expected() -> BTreeMap<String, String> {
-    (0..N).map(|i| (format!("cmdb:asset:srv{i}"), format!("version {}", if i % 3 == 0 { 2 } else { 1 }))).collect()
+    (0..N)
+        .map(|i| (format!("cmdb:asset:srv{i}"), format!("version {}", if i.is_multiple_of(3) { 2 } else { 1 })))
+        .collect()
 }
 
 async fn scenario(bus_yaml: &str, bus: BusConfig) {

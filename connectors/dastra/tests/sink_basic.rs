@@ -1,6 +1,8 @@
 //! The sink end to end on both buses: Assets and Actors created, updated with only the changed fields,
 //! deleted; the same stream delivered again and a restart cost zero Dastra requests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

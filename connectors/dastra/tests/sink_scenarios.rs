@@ -2,6 +2,8 @@
 //! write, dropped connections, 429 storms) still ends exactly right with no duplicates; poison records
 //! go to the DLQ with their reason while good ones are applied; out-of-order versions: newest wins.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -71,7 +73,7 @@ async fn faults(broker: Broker) {
     assert_eq!(got.len(), n, "every asset exactly once: {got:?}");
     for a in emu.state.entities(1, "Assets") {
         let i: usize = a["ref"].as_str().unwrap().trim_start_matches("cmdb:asset:a").parse().unwrap();
-        let want = if i % 2 == 0 { "v2" } else { "v1" };
+        let want = if i.is_multiple_of(2) { "v2" } else { "v1" };
         assert_eq!(a["description"], want, "{a}");
     }
     let c = emu.state.counters();

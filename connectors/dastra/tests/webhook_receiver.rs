@@ -2,6 +2,8 @@
 //! connector, which publishes each one to `<prefix>.events` on a real bus (nats-server, MockCluster)
 //! before answering 200; forged bodies get 401 and are not published.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -100,7 +102,8 @@ async fn scenario(bus: BusConfig, prepare: impl Fn(&str)) {
     assert_eq!(forged.status(), 401);
 
     let mut sub = bus.subscriber(&testkit::unique("reader"), std::slice::from_ref(&topic)).await.unwrap();
-    let mut got: BTreeMap<String, (Value, Vec<(String, Vec<u8>)>)> = BTreeMap::new();
+    type Headers = Vec<(String, Vec<u8>)>;
+    let mut got: BTreeMap<String, (Value, Headers)> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while got.len() < 2 {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

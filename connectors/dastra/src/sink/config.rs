@@ -24,11 +24,12 @@ pub enum DeletePolicy {
 }
 
 /// How Actors are found again in Dastra (Actors have no `ref` field).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ActorKey {
     /// By company name (legal persons) or given + family name (natural persons). Safe when names are
     /// unique in the workspace.
+    #[default]
     NaturalKey,
     /// By a custom field holding the entity key; the field must exist in the workspace (Dastra drops
     /// unknown custom fields).
@@ -36,12 +37,6 @@ pub enum ActorKey {
         /// The custom field's variable name.
         name: String,
     },
-}
-
-impl Default for ActorKey {
-    fn default() -> Self {
-        Self::NaturalKey
-    }
 }
 
 /// Entity policies.

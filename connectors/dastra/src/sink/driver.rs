@@ -513,9 +513,7 @@ impl Driver {
         let revoked: HashSet<&TopicPartition> = tps.iter().collect();
         let before = self.slots.len();
         self.slots.retain(|_, slot| {
-            let keep = slot.running
-                || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)));
-            keep
+            slot.running || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)))
         });
         let dropped = before - self.slots.len();
         self.buffered = self.slots.values().filter(|s| s.queued.is_some()).count();

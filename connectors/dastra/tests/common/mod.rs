@@ -1,7 +1,7 @@
 //! Shared harness of the sink tests: a bus (real nats-server or MockCluster), the emulator, a running
 //! sink connector, event builders, and "wait until the sink is idle".
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
