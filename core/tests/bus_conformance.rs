@@ -423,3 +423,146 @@ async fn broker_outage_resumes_without_loss_nats() {
 async fn broker_outage_resumes_without_loss_tansu() {
     broker_outage_resumes_without_loss(Env::tansu().await).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// librdkafka's `murmur2_random` partitioner and our `partition_for` agree on many keys and counts.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn murmur2_matches_librdkafka_partitioner_kafka_mock() {
+    let kafka = mock_kafka(1);
+    let bus = kafka.bus_config();
+    let publisher = bus.publisher().await.expect("publisher");
+    for partitions in [1, 3, 7, 12] {
+        let topic = unique_topic(&format!("murmur{partitions}"));
+        kafka.create_topic(&topic, partitions);
+        // Keys of every length 0..64 plus entity-like keys, so every tail length of murmur2 is covered.
+        let mut keys: Vec<Vec<u8>> = (0..64).map(|n| (0..n).map(|i| (i * 37 + n) as u8).collect()).collect();
+        keys.extend((0..200).map(|i| format!("servicenow:asset:{i:08x}").into_bytes()));
+        let batch: Vec<_> =
+            keys.iter().map(|k| OutboundMessage::new(topic.clone(), Bytes::copy_from_slice(k), "x")).collect();
+        let deliveries = publisher.publish_batch(batch).await.expect("publish");
+        for (k, d) in keys.iter().zip(deliveries) {
+            assert_eq!(d.partition as u32, partition_for(k, partitions as u32), "key {k:?} over {partitions}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput figures (printed, not asserted): a pipelined batch publish then a full consume.
+
+async fn throughput(env: Env, label: &str) {
+    const N: usize = 20_000;
+    let topic = unique_topic("tput");
+    env.create_topic(&topic).await;
+    let bus = env.bus();
+    let publisher = bus.publisher().await.expect("publisher");
+    let payload = Bytes::from(vec![b'x'; 200]);
+    let batch: Vec<_> = (0..N)
+        .map(|i| {
+            OutboundMessage::new(topic.clone(), Bytes::from(format!("system:asset:{}", i % 1000)), payload.clone())
+        })
+        .collect();
+    let t = Instant::now();
+    let d = publisher.publish_batch(batch).await.expect("publish");
+    let publish_s = t.elapsed().as_secs_f64();
+    assert_eq!(d.len(), N);
+    let mut sub = bus.subscriber(&unique("g"), std::slice::from_ref(&topic)).await.expect("subscriber");
+    let t = Instant::now();
+    let mut first_at = None;
+    let mut n = 0;
+    while n < N {
+        match tokio::time::timeout(Duration::from_secs(60), sub.next_event()).await.expect("consume stalled") {
+            Ok(SubscriberEvent::Message(_)) => {
+                first_at.get_or_insert_with(Instant::now);
+                n += 1;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let consume_s = first_at.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    println!(
+        "FIGURE {label}: publish_batch {N} x 200 B acked in {publish_s:.2} s ({:.0} msg/s); consumed in {consume_s:.2} s after the first message ({:.0} msg/s; {:.1} s to the first incl. group join)",
+        N as f64 / publish_s,
+        N as f64 / consume_s.max(1e-9),
+        first_at.map_or(0.0, |f| (f - t).as_secs_f64()),
+    );
+    sub.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_figures_kafka_mock() {
+    throughput(Env::mock().await, "kafka-mock").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_figures_nats() {
+    throughput(Env::nats().await, "nats").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// NATS credentials are used; wrong ones fail as a fatal (not retryable) error.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_credentials_are_used_and_bad_ones_are_fatal() {
+    use dastra_connect_core::config::Secret;
+    use dastra_connect_core::{Classify, ErrorClass};
+    let nats = NatsServer::start_with_args(&["--user", "connector", "--pass", "s3cret-pw"]).await;
+    let mut good = nats.nats_config();
+    good.user = Some("connector".into());
+    good.password = Some(Secret::new("s3cret-pw"));
+    let publisher = BusConfig::Nats(good.clone()).publisher().await.expect("connect with the right password");
+    let topic = unique_topic("auth");
+    publisher.publish(msg(&topic, "k", 0)).await.expect("publish");
+
+    let mut bad = good;
+    bad.password = Some(Secret::new("wrong-pw"));
+    let err = match BusConfig::Nats(bad).publisher().await {
+        Ok(_) => panic!("a wrong password must not connect"),
+        Err(e) => e,
+    };
+    assert_eq!(err.class(), ErrorClass::Fatal, "{err}");
+    assert_eq!(err.code(), "nats_auth", "{err}");
+    assert!(!err.to_string().contains("wrong-pw"), "the password must not reach the error: {err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pause stops delivery of a partition (backpressure) and resume brings the messages.
+
+async fn pause_and_resume(env: Env) {
+    let topic = unique_topic("pause");
+    env.create_topic(&topic).await;
+    let bus = env.bus();
+    let mut sub = bus.subscriber(&unique("g"), std::slice::from_ref(&topic)).await.expect("subscriber");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sub.assignment().len() < PARTITIONS as usize {
+        assert!(Instant::now() < deadline, "no assignment");
+        let _ = tokio::time::timeout(Duration::from_millis(200), sub.next_event()).await;
+    }
+    let assignment = sub.assignment();
+    sub.pause(&assignment).expect("pause");
+    let publisher = bus.publisher().await.expect("publisher");
+    let batch: Vec<_> = (0..10).map(|i| msg(&topic, &format!("k{i}"), 0)).collect();
+    publisher.publish_batch(batch).await.expect("publish");
+    // Paused: nothing is delivered for a while (assignment events may still come).
+    let quiet_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet_until {
+        if let Ok(ev) = tokio::time::timeout(Duration::from_millis(200), sub.next_event()).await {
+            assert!(!matches!(ev, Ok(SubscriberEvent::Message(_))), "message delivered while paused: {ev:?}");
+        }
+    }
+    sub.resume(&assignment).expect("resume");
+    let got = collect_until(&mut sub, Duration::from_secs(30), |g| g.len() >= 10).await;
+    assert_eq!(got.iter().map(seq_of).map(|(k, _)| k).collect::<BTreeSet<_>>().len(), 10);
+    sub.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_kafka_mock() {
+    pause_and_resume(Env::mock().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_nats() {
+    pause_and_resume(Env::nats().await).await;
+}

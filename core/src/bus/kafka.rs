@@ -238,6 +238,14 @@ pub(crate) fn inbound(m: &BorrowedMessage<'_>) -> InboundMessage {
     }
 }
 
+fn tpl_of(partitions: &[TopicPartition]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for tp in partitions {
+        tpl.add_partition(&tp.topic, tp.partition);
+    }
+    tpl
+}
+
 /// Commits through the group coordinator.
 struct KafkaCommitter {
     consumer: Arc<GroupConsumer>,
@@ -304,6 +312,14 @@ impl Subscriber for KafkaSubscriber {
 
     fn assignment(&self) -> Vec<TopicPartition> {
         self.assignment.lock().iter().cloned().collect()
+    }
+
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), BusError> {
+        self.consumer.pause(&tpl_of(partitions)).map_err(|e| BusError::kafka("pause", e))
+    }
+
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), BusError> {
+        self.consumer.resume(&tpl_of(partitions)).map_err(|e| BusError::kafka("resume", e))
     }
 
     async fn close(self: Box<Self>) -> Result<(), BusError> {
@@ -400,4 +416,25 @@ pub(crate) fn partition_count<C: ClientContext>(
         return Err(BusError::kafka("fetch metadata", KafkaError::MetadataFetch(err.into())));
     }
     Ok(t.partitions().len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// librdkafka is built with TLS and SASL: a SASL_SSL/SCRAM configuration is accepted.
+    #[test]
+    fn tls_and_sasl_properties_pass_through() {
+        let mut cfg = KafkaConfig::new("127.0.0.1:1");
+        cfg.sasl_username = Some("user".into());
+        cfg.sasl_password = Some(crate::config::Secret::new("pw"));
+        cfg.properties.insert("security.protocol".into(), "SASL_SSL".into());
+        cfg.properties.insert("sasl.mechanism".into(), "SCRAM-SHA-512".into());
+        cfg.validate().unwrap();
+        KafkaPublisher::new(&cfg).expect("librdkafka accepts SASL_SSL + SCRAM");
+        let mut bad = cfg.clone();
+        bad.properties.insert("security.protocol".into(), "NOT_A_PROTOCOL".into());
+        let err = KafkaPublisher::new(&bad).err().expect("invalid property value");
+        assert_eq!(crate::Classify::class(&err), crate::ErrorClass::Fatal);
+    }
 }

@@ -194,6 +194,17 @@ pub trait Subscriber: Send + Sync {
     /// The partitions currently owned.
     fn assignment(&self) -> Vec<TopicPartition>;
 
+    /// Stops delivering messages of these partitions (backpressure, e.g. while the Dastra quota is
+    /// exhausted) while [`Subscriber::next_event`] keeps serving assignment changes; keep calling it,
+    /// Kafka leaves the group when it is not polled for `max.poll.interval.ms`. Kafka forgets pauses
+    /// on a rebalance (newly assigned partitions start resumed). On NATS a pause longer than the
+    /// idle heartbeat makes the partition consumer restart at its ack floor: uncommitted messages
+    /// come again (at-least-once).
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), BusError>;
+
+    /// Resumes delivery of paused partitions.
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), BusError>;
+
     /// Commits through [`Subscriber::committer`].
     async fn commit(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), BusError> {
         self.committer().commit(topic, partition, next_offset).await

