@@ -138,6 +138,20 @@ impl Ledger {
         self.store.put(key.as_str(), Bytes::from(bytes)).await
     }
 
+    /// An auxiliary entry not tied to a source entity (e.g. a Dastra area id found by its `ref`),
+    /// stored under `aux:<name>`. Names start with a word that is no entity kind (`area:…`,
+    /// `workflow:…`), so these keys can never be valid entity keys.
+    pub fn get_aux(&self, name: &str) -> Option<LedgerEntry> {
+        let raw = self.store.get(&format!("aux:{name}"))?;
+        serde_json::from_slice(&raw).ok()
+    }
+
+    /// Stores an auxiliary entry (see [`Ledger::get_aux`]).
+    pub async fn put_aux(&self, name: &str, entry: &LedgerEntry) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(entry).unwrap_or_default();
+        self.store.put(&format!("aux:{name}"), Bytes::from(bytes)).await
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.store.len()

@@ -36,6 +36,11 @@ pub struct UpsertInput<'a> {
     pub content: Value,
     /// The current ledger entry.
     pub current: Option<LedgerEntry>,
+    /// The POST body carries only part of the content (DataProcessings: `{label, areaId,
+    /// processingType}`): after the create, the entity is recorded live with what the POST sent and
+    /// the rest is PATCHed at once (a failure there is retried as an ordinary update, never as a
+    /// second POST).
+    pub partial_create: bool,
 }
 
 fn to_dto<T: DeserializeOwned>(content: &Value) -> Result<T, ApplyError> {
@@ -54,13 +59,15 @@ where
 {
     let (hash, fields) = content_hashes(&input.content);
     let mut requests = 0u32;
-    let recorded = |id: String| LedgerEntry {
+    // Dependent-object ids (relationship ids, DSR state, attachments…) survive updates of the entity.
+    let kept_links = input.current.as_ref().filter(|e| e.state == EntryState::Live).map(|e| e.links.clone());
+    let recorded = |id: String, links: Option<std::collections::BTreeMap<String, String>>| LedgerEntry {
         state: EntryState::Live,
         id: Some(id),
         version: Some(input.sequence.to_owned()),
         hash: Some(hash.clone()),
         fields: fields.clone(),
-        links: Default::default(),
+        links: links.unwrap_or_default(),
     };
 
     let mut existing_id: Option<String> = None;
@@ -91,7 +98,7 @@ where
         requests += 1;
         let result = if ops.is_empty() { Ok(()) } else { ctx.client.patch::<R>(&id, &ops).await };
         match result {
-            Ok(()) => return Ok(Outcome::Applied { entry: recorded(id_text), requests }),
+            Ok(()) => return Ok(Outcome::Applied { entry: recorded(id_text, kept_links), requests }),
             // Deleted in Dastra by a person: the source still has it, so it is created again.
             Err(e) if e.status() == Some(404) => {
                 tracing::warn!(key = %input.key, id = %id_text, "entity vanished from Dastra; creating it again");
@@ -112,7 +119,32 @@ where
     let created = ctx.client.create::<R>(&body).await?;
     let id = R::created_id(&created)
         .ok_or_else(|| ApplyError::invalid("dastra_no_id", format!("Dastra created {} but returned no id", R::PATH)))?;
-    Ok(Outcome::Applied { entry: recorded(id), requests })
+    if input.partial_create {
+        let sent = serde_json::to_value(&body).map_err(|e| ApplyError::invalid("invalid_value", e.to_string()))?;
+        let (sent_hash, sent_fields) = content_hashes(&sent);
+        // Live with what the POST carried, at the previous version: if the PATCH below fails, the
+        // retry sees a live entity and PATCHes the difference.
+        let partial = LedgerEntry {
+            state: EntryState::Live,
+            id: Some(id.clone()),
+            version: input.current.as_ref().and_then(|e| e.version.clone()),
+            hash: Some(sent_hash),
+            fields: sent_fields.clone(),
+            links: Default::default(),
+        };
+        ctx.ledger.put(input.key, &partial).await?;
+        let ops: Vec<PatchOperation> = patch_ops(&input.content, Some(&sent_fields))
+            .into_iter()
+            .filter(|op| op.value.as_ref().is_some_and(|v| !v.is_null()))
+            .collect();
+        if !ops.is_empty() {
+            let typed = R::parse_id(&id)
+                .ok_or_else(|| ApplyError::invalid("dastra_bad_id", format!("Dastra returned the id {id:?}")))?;
+            requests += 1;
+            ctx.client.patch::<R>(&typed, &ops).await?;
+        }
+    }
+    Ok(Outcome::Applied { entry: recorded(id, None), requests })
 }
 
 /// JSON Patch operations turning what was last sent (known by field hashes) into `content`. With no
@@ -128,22 +160,14 @@ pub fn patch_ops(
         if previous.and_then(|p| p.get(field)) == now.get(field) {
             continue;
         }
-        ops.push(PatchOperation {
-            op: "replace".into(),
-            path: format!("/{field}"),
-            value: Some(value.clone()),
-            from: None,
-        });
+        // `add` sets a member whether or not the stored document has it (`replace` fails on an
+        // absent member under RFC 6902, e.g. `ref` right after a DataProcessing create).
+        ops.push(PatchOperation::set(format!("/{field}"), value.clone()));
     }
     if let Some(prev) = previous {
         for field in prev.keys().filter(|f| !map.contains_key(*f)) {
             // Sent before, absent now: the source cleared it.
-            ops.push(PatchOperation {
-                op: "replace".into(),
-                path: format!("/{field}"),
-                value: Some(Value::Null),
-                from: None,
-            });
+            ops.push(PatchOperation::set(format!("/{field}"), Value::Null));
         }
     }
     ops

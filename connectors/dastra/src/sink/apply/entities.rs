@@ -1,14 +1,18 @@
-//! Per-entity mapping from change-event payloads to Dastra DTOs, and the resource each one goes to.
+//! Mapping of payloads to Dastra DTOs: the dispatch over entity kinds, the shared helpers (payload
+//! JSON without event-only fields, normalising through the typed DTO, deletes by policy), and the
+//! Asset and Actor mappings. The other kinds live in their own modules (`contract`, `datafield`,
+//! `task`, `processing`, `relationship`, `dsr`).
 //!
-//! Payload field names are Dastra's DTO names already, so the mapping starts from the payload's JSON,
-//! drops what is not a DTO field (`snapshot`, `deleted`, tags by label), sets the external key field,
-//! and lets the typed DTO check names, types and enum values.
+//! Every mapping starts from the payload's JSON, drops what is not a DTO field (`snapshot`,
+//! `deleted`, tags by label), sets the external key field, and lets the typed DTO check names,
+//! types and enum values.
 
 use dastra_connect_core::event::{ChangeEvent, Payload};
 use serde_json::{Map, Value};
 
 use super::engine::{SinkResource, UpsertInput, upsert};
 use super::{ApplyCtx, ApplyError, Outcome, SkipReason};
+use super::{contract, datafield, dsr, processing, relationship, task};
 use crate::client::resources::{Actors, Assets, ExternalKeyed};
 use crate::model::{Filter, fit_external_key};
 use crate::sink::config::{ActorKey, DeletePolicy};
@@ -39,7 +43,7 @@ impl SinkResource for Actors {
 }
 
 /// The payload's JSON without the event-only fields.
-fn payload_json(payload: &impl serde::Serialize) -> Result<Map<String, Value>, ApplyError> {
+pub(super) fn payload_json(payload: &impl serde::Serialize) -> Result<Map<String, Value>, ApplyError> {
     match serde_json::to_value(payload) {
         Ok(Value::Object(mut m)) => {
             for f in ["snapshot", "deleted", "tags"] {
@@ -59,7 +63,7 @@ fn payload_json(payload: &impl serde::Serialize) -> Result<Map<String, Value>, A
 
 /// Normalises content through the typed DTO: unknown names or bad enum values fail here (permanent),
 /// and what is sent is exactly what the DTO serialises.
-fn through_dto<T: serde::de::DeserializeOwned + serde::Serialize>(
+pub(super) fn through_dto<T: serde::de::DeserializeOwned + serde::Serialize>(
     content: Map<String, Value>,
 ) -> Result<Value, ApplyError> {
     let dto: T = serde_json::from_value(Value::Object(content))
@@ -91,8 +95,16 @@ pub(super) async fn apply_entity(
             let mut m = payload_json(a)?;
             m.insert("ref".into(), Value::String(ext.clone()));
             let content = through_dto::<crate::model::Asset>(m)?;
-            let input = UpsertInput { key, sequence: &event.sequence, content, current };
-            upsert::<Assets, _, _>(ctx, input, find).await
+            // A processing lists its assets as `AssetDto`s, whose `label` and `type` are required:
+            // they are kept with the asset's ledger entry so that processings need no GET.
+            let label = content.get("label").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let ty = content.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
+            let outcome = upsert::<Assets, _, _>(ctx, input, find).await?;
+            Ok(with_links(outcome, |links| {
+                links.insert("label".into(), label);
+                links.insert("type".into(), ty);
+            }))
         }
         Payload::Actor(a) if a.deleted => {
             // Deleting needs no lookup filter unless an intent is open; the natural key may be
@@ -125,7 +137,7 @@ pub(super) async fn apply_entity(
                 }
             };
             let content = through_dto::<crate::model::Actor>(m)?;
-            let input = UpsertInput { key, sequence: &event.sequence, content, current };
+            let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
             upsert::<Actors, _, _>(ctx, input, || {
                 let filter = filter.clone();
                 async move {
@@ -135,11 +147,25 @@ pub(super) async fn apply_entity(
             })
             .await
         }
-        other => Err(ApplyError::invalid(
-            "unsupported_entity",
-            format!("the sink does not write {} entities yet", other.kind()),
-        )),
+        Payload::Contract(c) => contract::apply(ctx, event, c, current).await,
+        Payload::DataField(f) => datafield::apply(ctx, event, f, current).await,
+        Payload::Task(t) => task::apply(ctx, event, t, current).await,
+        Payload::DataProcessing(p) => processing::apply(ctx, event, p, current).await,
+        Payload::Relationship(r) => relationship::apply(ctx, event, r, current).await,
+        Payload::DataSubjectRequest(d) => dsr::apply(ctx, event, d, current).await,
     }
+}
+
+/// Adds links to the entry an outcome records (when it records one).
+pub(super) fn with_links(
+    mut outcome: Outcome,
+    f: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+) -> Outcome {
+    match &mut outcome {
+        Outcome::Applied { entry, .. } | Outcome::Skipped { entry: Some(entry), .. } => f(&mut entry.links),
+        _ => {}
+    }
+    outcome
 }
 
 /// Company name for legal persons, given + family name for natural persons.
@@ -157,9 +183,10 @@ fn natural_actor_filter(m: &Map<String, Value>) -> Result<Filter, ApplyError> {
     }
 }
 
-/// Deletes (or archives / ignores) an entity by policy. A delete of an unknown entity records the
-/// version, so that an older upsert arriving later cannot bring it back.
-async fn delete<R, F, Fut>(
+/// Deletes (or archives / ignores) an entity by policy, with `DELETE <collection>/{id}` for both
+/// `delete` and `archive` (resources Dastra cannot archive). A delete of an unknown entity records
+/// the version, so that an older upsert arriving later cannot bring it back.
+pub(super) async fn delete<R, F, Fut>(
     ctx: &ApplyCtx<'_>,
     event: &ChangeEvent,
     current: Option<LedgerEntry>,
@@ -170,35 +197,58 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Option<String>, crate::error::DastraError>>,
 {
+    remove(ctx, event, current, find, |id_text, _policy| async move {
+        let id = R::parse_id(&id_text)
+            .ok_or_else(|| ApplyError::invalid("ledger_bad_id", format!("ledger id {id_text:?} is not a Dastra id")))?;
+        // The client treats a 404 as already gone.
+        ctx.client.delete::<R>(&id).await?;
+        Ok(1)
+    })
+    .await
+}
+
+/// The policy skeleton of every delete: resolve the Dastra id (looking up after an open intent),
+/// honour `ignore`, else call `removal(id, policy)` (`delete` or `archive`), which answers the
+/// number of requests it sent.
+pub(super) async fn remove<F, Fut, D, DFut>(
+    ctx: &ApplyCtx<'_>,
+    event: &ChangeEvent,
+    current: Option<LedgerEntry>,
+    find: F,
+    removal: D,
+) -> Result<Outcome, ApplyError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, crate::error::DastraError>>,
+    D: FnOnce(String, DeletePolicy) -> DFut,
+    DFut: std::future::Future<Output = Result<u32, ApplyError>>,
+{
     let mut tombstone = LedgerEntry::intent();
     tombstone.state = EntryState::Deleted;
     tombstone.version = Some(event.sequence.clone());
+    let mut requests = 0;
     let id_text = match current.as_ref().map(|e| (e.state, e.id.clone())) {
         Some((EntryState::Live, Some(id))) => id,
         // The create may have reached Dastra before the process died: look before concluding.
-        Some((EntryState::Intent, _)) => match find().await? {
-            Some(id) => id,
-            None => return Ok(Outcome::Skipped { reason: SkipReason::Cancelled, entry: Some(tombstone) }),
-        },
+        Some((EntryState::Intent, _)) => {
+            requests += 1;
+            match find().await? {
+                Some(id) => id,
+                None => return Ok(Outcome::Skipped { reason: SkipReason::Cancelled, entry: Some(tombstone) }),
+            }
+        }
         _ => return Ok(Outcome::Skipped { reason: SkipReason::Cancelled, entry: Some(tombstone) }),
     };
-    match ctx.policy.delete_policy(event.kind()) {
-        DeletePolicy::Ignore => {
-            let mut kept = current.unwrap_or_else(|| LedgerEntry::live(id_text));
-            kept.version = Some(event.sequence.clone());
-            Ok(Outcome::Skipped { reason: SkipReason::Ignored, entry: Some(kept) })
-        }
-        DeletePolicy::Delete | DeletePolicy::Archive => {
-            let id = R::parse_id(&id_text).ok_or_else(|| {
-                ApplyError::invalid("ledger_bad_id", format!("ledger id {id_text:?} is not a Dastra id"))
-            })?;
-            match ctx.client.delete::<R>(&id).await {
-                Ok(()) => {}
-                Err(e) if e.status() == Some(404) => {}
-                Err(e) => return Err(e.into()),
-            }
-            tombstone.id = Some(id_text);
-            Ok(Outcome::Applied { entry: tombstone, requests: 1 })
-        }
+    let policy = ctx.policy.delete_policy(event.kind());
+    if policy == DeletePolicy::Ignore {
+        let mut kept = current.unwrap_or_else(|| LedgerEntry::live(id_text));
+        kept.version = Some(event.sequence.clone());
+        return Ok(Outcome::Skipped { reason: SkipReason::Ignored, entry: Some(kept) });
     }
+    requests += removal(id_text.clone(), policy).await?;
+    tombstone.id = Some(id_text);
+    if let Some(cur) = current {
+        tombstone.links = cur.links;
+    }
+    Ok(Outcome::Applied { entry: tombstone, requests })
 }

@@ -6,8 +6,15 @@
 //! The driver ([`super::driver`]) calls [`apply`] for one key at a time, so per-key order holds and no
 //! two requests for one entity race.
 
+mod contract;
+mod datafield;
+mod dsr;
 mod engine;
 mod entities;
+mod processing;
+mod refs;
+mod relationship;
+mod task;
 
 use dastra_connect_core::event::{ChangeEvent, EntityKey};
 use dastra_connect_core::state::StateError;
@@ -18,7 +25,9 @@ use super::ledger::{Ledger, LedgerEntry};
 use crate::DastraClient;
 use crate::error::DastraError;
 
+pub use dsr::MAX_ATTACHMENT_BYTES;
 pub use engine::{SinkResource, upsert};
+pub use task::TASK_KEY_FIELD;
 
 /// Everything [`apply`] needs.
 pub struct ApplyCtx<'a> {
@@ -89,6 +98,14 @@ pub enum ApplyError {
     /// The ledger could not record an intent.
     #[error("ledger: {0}")]
     State(#[from] StateError),
+    /// A DSR attachment could not be fetched from the URL the event gives.
+    #[error("attachment fetch: {message}")]
+    Fetch {
+        /// True for network failures and 5xx answers (tried again), false for 4xx and oversize.
+        retryable: bool,
+        /// What failed (file name and cause; never the content).
+        message: String,
+    },
     /// The event cannot be expressed as a valid Dastra DTO (a permanent error: DLQ).
     #[error("{code}: {message}")]
     Invalid {
@@ -122,13 +139,15 @@ impl Classify for ApplyError {
                 ErrorClass::Permanent => ErrorClass::Fatal,
                 c => c,
             },
-            Self::Invalid { .. } => ErrorClass::Permanent,
+            Self::Fetch { retryable: true, .. } => ErrorClass::Retryable,
+            Self::Fetch { .. } | Self::Invalid { .. } => ErrorClass::Permanent,
         }
     }
     fn code(&self) -> &'static str {
         match self {
             Self::Dastra(e) => e.code(),
             Self::State(e) => e.code(),
+            Self::Fetch { .. } => "attachment_fetch",
             Self::Invalid { code, .. } => code,
         }
     }

@@ -1,0 +1,70 @@
+//! DataFields (the data glossary). `DataFieldDto` has no external-key field (API-NOTES §6.3): the
+//! ledger maps the entity key to the Dastra id, and the lookup that guards a repeated create (after
+//! an open intent) matches the natural key — `technicalDefinition` (e.g. `db.schema.table.column`)
+//! when the payload has one, else `label`. The payload's `processings` are not written: Dastra links
+//! fields to processings through datasets (`DataRetentionRules`), which the sink does not manage.
+
+use dastra_connect_core::event::{ChangeEvent, DataField};
+use serde_json::Value;
+
+use super::engine::{SinkResource, UpsertInput, upsert};
+use super::entities::{delete, payload_json, through_dto};
+use super::{ApplyCtx, ApplyError, Outcome};
+use crate::client::resources::DataFields;
+use crate::model::Filter;
+use crate::sink::ledger::LedgerEntry;
+
+impl SinkResource for DataFields {
+    fn created_id(c: &Self::Created) -> Option<String> {
+        c.id.map(|i| i.to_string())
+    }
+    fn read_id(r: &Self::Read) -> Option<String> {
+        r.id.map(|i| i.to_string())
+    }
+    fn parse_id(t: &str) -> Option<uuid::Uuid> {
+        t.parse().ok()
+    }
+}
+
+/// The natural-key filter of a data field: technical definition, else label.
+fn natural_key(f: &DataField) -> Option<Filter> {
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    text(&f.technical_definition)
+        .map(|t| Filter::equal("TechnicalDefinition", t))
+        .or_else(|| text(&f.label).map(|l| Filter::equal("Label", l)))
+}
+
+pub(super) async fn apply(
+    ctx: &ApplyCtx<'_>,
+    event: &ChangeEvent,
+    f: &DataField,
+    current: Option<LedgerEntry>,
+) -> Result<Outcome, ApplyError> {
+    let filter = natural_key(f);
+    let find = || {
+        let filter = filter.clone();
+        async move {
+            match filter {
+                Some(filter) => {
+                    let found = ctx.client.find_by_filter::<DataFields>(filter).await?;
+                    Ok(found.first().and_then(DataFields::read_id))
+                }
+                // A delete event may carry no content: with an intent open and nothing to match,
+                // the field is treated as never created.
+                None => Ok(None),
+            }
+        }
+    };
+    if f.deleted {
+        // Dastra cannot archive data fields: `archive` falls back to DELETE.
+        return delete::<DataFields, _, _>(ctx, event, current, find).await;
+    }
+    if !f.processings.is_empty() {
+        tracing::debug!(key = %event.key, n = f.processings.len(), "data field processings are not written (datasets are not managed)");
+    }
+    let mut m = payload_json(f)?;
+    m.remove("processings");
+    let content: Value = through_dto::<crate::model::DataField>(m)?;
+    let input = UpsertInput { key: &event.key, sequence: &event.sequence, content, current, partial_create: false };
+    upsert::<DataFields, _, _>(ctx, input, find).await
+}
