@@ -135,3 +135,43 @@ async fn state_store_nats_survives_server_restart() {
     let reopened = state::open(&bus, &ns).await.expect("reopen");
     assert_eq!(reopened.get("source:cursor"), Some(b("2024-01-02T00:00:00Z|43")));
 }
+
+async fn batch_writes(env: Env, label: &str) {
+    const N: usize = 2_000;
+    let ns = unique("dastra-connect.ledger.batch");
+    env.prepare(&ns);
+    let bus = env.bus();
+    let store = state::open(&bus, &ns).await.expect("open");
+    let mut entries: Vec<(String, Option<Bytes>)> =
+        (0..N).map(|i| (format!("system:asset:{i}"), Some(b(&format!("v{i}"))))).collect();
+    // In the same batch: key 0 overwritten, key 1 deleted.
+    entries.push(("system:asset:0".into(), Some(b("v0-bis"))));
+    entries.push(("system:asset:1".into(), None));
+    let t = Instant::now();
+    store.put_batch(entries).await.expect("put_batch");
+    let secs = t.elapsed().as_secs_f64();
+    println!("FIGURE state {label}: put_batch of {} entries acknowledged in {secs:.2} s", N + 2);
+    assert_eq!(store.len(), N - 1);
+    let t = Instant::now();
+    let reopened = state::open(&bus, &ns).await.expect("reopen");
+    println!("FIGURE state {label}: reopen and restore of {} entries in {:.2} s", N + 2, t.elapsed().as_secs_f64());
+    assert_eq!(reopened.len(), N - 1);
+    assert_eq!(reopened.get("system:asset:0"), Some(b("v0-bis")));
+    assert_eq!(reopened.get("system:asset:1"), None);
+    assert_eq!(reopened.get("system:asset:1999"), Some(b("v1999")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_writes_kafka_mock() {
+    batch_writes(Env::Mock(mock_kafka(3)), "kafka-mock").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_writes_nats_kv() {
+    batch_writes(Env::Nats(NatsServer::start().await), "nats-kv").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_writes_tansu() {
+    batch_writes(Env::Tansu(Tansu::start().await), "tansu").await;
+}

@@ -390,6 +390,19 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<()
     Ok(())
 }
 
+/// The partition count of `topic` (metadata request).
+pub async fn topic_partitions(cfg: &KafkaConfig, topic: &str) -> Result<usize, BusError> {
+    let admin: AdminClient<TracingContext> = cfg
+        .client_config()
+        .create_with_context(TracingContext)
+        .map_err(|e| BusError::kafka("create admin client", e))?;
+    let topic = topic.to_owned();
+    let timeout = cfg.timeout;
+    tokio::task::spawn_blocking(move || partition_count(admin.inner(), &topic, timeout))
+        .await
+        .map_err(|e| BusError::InvalidMessage(format!("metadata task failed: {e}")))?
+}
+
 /// The librdkafka client config for a plain (group-less) consumer, used by the state store.
 pub(crate) fn plain_consumer_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut cc = cfg.client_config();

@@ -227,6 +227,16 @@ impl BusConfig {
         }
     }
 
+    /// How many partitions `topic` has (Kafka: broker metadata; NATS: [`NatsConfig::partitions`]),
+    /// e.g. to share a quota by owned partitions.
+    pub async fn partition_count(&self, topic: &str) -> Result<usize, BusError> {
+        self.validate()?;
+        match self {
+            Self::Kafka(k) => kafka::topic_partitions(k, topic).await,
+            Self::Nats(n) => Ok(n.partitions as usize),
+        }
+    }
+
     /// Connects a publisher.
     pub async fn publisher(&self) -> Result<Arc<dyn Publisher>, BusError> {
         self.validate()?;

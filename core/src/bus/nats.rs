@@ -141,6 +141,38 @@ pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<
     Ok(stream)
 }
 
+/// True when NATS subject pattern `pattern` (with `*` and `>` wildcards) matches `subject`.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Checks that the stream captures `topic`'s partition subjects, so a wrong topic is a clear
+/// configuration error instead of a publish that times out with "no responders".
+fn check_topic(cfg_subjects: &[String], topic: &str) -> Result<(), BusError> {
+    let probe = subject(topic, 0);
+    if topic.is_empty() || topic.contains([' ', '*', '>']) {
+        return Err(BusError::InvalidMessage(format!("`{topic}` is not a valid topic for NATS subjects")));
+    }
+    if cfg_subjects.iter().any(|pat| subject_matches(pat, &probe)) {
+        Ok(())
+    } else {
+        Err(BusError::config(
+            "stream_subjects",
+            format!("topic `{topic}` (subjects `{topic}.<partition>`) is not captured by {cfg_subjects:?}"),
+        ))
+    }
+}
+
 /// The subject of `topic`'s partition `p`.
 pub fn subject(topic: &str, partition: u32) -> String {
     format!("{topic}.{partition}")
@@ -171,6 +203,7 @@ fn header_map(msg: &OutboundMessage) -> Result<HeaderMap, BusError> {
 pub struct NatsPublisher {
     js: jetstream::Context,
     partitions: u32,
+    stream_subjects: Vec<String>,
 }
 
 impl NatsPublisher {
@@ -178,11 +211,12 @@ impl NatsPublisher {
     pub async fn connect(cfg: &NatsConfig) -> Result<Self, BusError> {
         let js = jetstream(cfg, connect(cfg).await?);
         ensure_stream(&js, cfg).await?;
-        Ok(Self { js, partitions: cfg.partitions })
+        Ok(Self { js, partitions: cfg.partitions, stream_subjects: cfg.stream_subjects.clone() })
     }
 
     /// Sends `msg` to the server and returns the future of its ack (sending keeps call order).
     async fn send(&self, msg: &OutboundMessage) -> Result<(i32, jetstream::context::PublishAckFuture), BusError> {
+        check_topic(&self.stream_subjects, &msg.topic)?;
         let p = partition_for(&msg.key, self.partitions);
         let headers = header_map(msg)?;
         let payload = msg.payload.clone().unwrap_or_default();
@@ -370,6 +404,9 @@ impl NatsSubscriber {
     /// Connects, makes sure the stream exists, and starts one durable pull consumer per owned
     /// partition of each topic.
     pub async fn connect(cfg: &NatsConfig, group: &str, topics: &[String]) -> Result<Self, BusError> {
+        for topic in topics {
+            check_topic(&cfg.stream_subjects, topic)?;
+        }
         let js = jetstream(cfg, connect(cfg).await?);
         ensure_stream(&js, cfg).await?;
         let (tx, rx) = mpsc::channel(1024);
@@ -478,5 +515,21 @@ impl Subscriber for NatsSubscriber {
     async fn close(self: Box<Self>) -> Result<(), BusError> {
         drop(self);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_match_like_nats() {
+        assert!(subject_matches("dastra.>", "dastra.changes.asset.3"));
+        assert!(subject_matches("dastra.*.asset.*", "dastra.changes.asset.3"));
+        assert!(!subject_matches("dastra.*", "dastra.changes.asset"));
+        assert!(!subject_matches("dastra.>", "dastra"));
+        assert!(subject_matches("a.b", "a.b"));
+        assert!(check_topic(&["dastra.>".into()], "other.topic").is_err());
+        assert!(check_topic(&["dastra.>".into()], "dastra.changes.asset").is_ok());
     }
 }

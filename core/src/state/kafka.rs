@@ -163,6 +163,23 @@ impl StateStore for KafkaStateStore {
         Ok(())
     }
 
+    async fn put_batch(&self, entries: Vec<(String, Option<Bytes>)>) -> Result<(), StateError> {
+        let mut msgs = Vec::with_capacity(entries.len());
+        for (key, value) in &entries {
+            check_key(key)?;
+            let k = Bytes::copy_from_slice(key.as_bytes());
+            msgs.push(match value {
+                Some(v) => OutboundMessage::new(self.topic.clone(), k, v.clone()),
+                None => OutboundMessage::tombstone(self.topic.clone(), k),
+            });
+        }
+        let deliveries = self.publisher.publish_batch(msgs).await.map_err(|e| StateError::bus(&self.topic, e))?;
+        for ((key, value), d) in entries.into_iter().zip(deliveries) {
+            self.cache.apply(&key, d.offset, value);
+        }
+        Ok(())
+    }
+
     fn snapshot(&self) -> BTreeMap<String, Bytes> {
         self.cache.snapshot()
     }

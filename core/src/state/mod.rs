@@ -86,6 +86,10 @@ pub trait StateStore: Send + Sync {
     async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError>;
     /// Deletes `key` with a tombstone; returns once the broker acknowledged it.
     async fn delete(&self, key: &str) -> Result<(), StateError>;
+    /// Writes many entries pipelined (`None` deletes the key) and returns once every write is
+    /// acknowledged; within the batch a later entry for the same key wins. On error some entries
+    /// may be stored: retry the batch.
+    async fn put_batch(&self, entries: Vec<(String, Option<Bytes>)>) -> Result<(), StateError>;
     /// A copy of every live entry, sorted by key.
     fn snapshot(&self) -> BTreeMap<String, Bytes>;
     /// How many live keys the cache holds.

@@ -7,6 +7,7 @@
 //! is stored as `servicenow=3Aasset=3A8f2c` ([`encode_key`] / [`decode_key`]).
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -191,6 +192,40 @@ impl StateStore for NatsKvStore {
         let ack =
             self.js.publish_with_headers(subject, headers, Bytes::new()).await.map_err(map)?.await.map_err(map)?;
         self.cache.apply(key, ack.sequence as i64, None);
+        Ok(())
+    }
+
+    async fn put_batch(&self, entries: Vec<(String, Option<Bytes>)>) -> Result<(), StateError> {
+        let map = |e: async_nats::jetstream::context::PublishError| {
+            StateError::bus(&self.bucket, BusError::nats("KV write", kind_of(&e.kind()), e))
+        };
+        let mut acks = Vec::with_capacity(entries.len());
+        for (key, value) in &entries {
+            check_key(key)?;
+            // The messages `kv::Store::put` / `delete` send, pipelined; acks are awaited in their own
+            // tasks so batches beyond the context's in-flight ack window keep flowing.
+            let subject = format!("$KV.{}.{}", self.bucket, encode_key(key));
+            let fut = match value {
+                Some(v) => self.js.publish(subject, v.clone()).await.map_err(map)?,
+                None => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("KV-Operation", "DEL");
+                    self.js.publish_with_headers(subject, headers, Bytes::new()).await.map_err(map)?
+                }
+            };
+            acks.push(tokio::spawn(fut.into_future()));
+        }
+        let mut sequences = Vec::with_capacity(acks.len());
+        for ack in acks {
+            let ack = ack
+                .await
+                .map_err(|e| StateError::bus(&self.bucket, BusError::nats("KV write", NatsErrorKind::Other, e)))?
+                .map_err(map)?;
+            sequences.push(ack.sequence);
+        }
+        for ((key, value), seq) in entries.into_iter().zip(sequences) {
+            self.cache.apply(&key, seq as i64, value);
+        }
         Ok(())
     }
 
