@@ -9,6 +9,7 @@ pub mod config;
 pub mod connector;
 pub mod error;
 pub mod event;
+pub mod source;
 pub mod state;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
