@@ -76,7 +76,12 @@ pub fn init_tracing(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .map_err(|e| anyhow::anyhow!("telemetry.log_level `{}` is not a valid filter: {e}", cfg.log_level))?;
     let fmt = match cfg.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            // Colour codes only for people: files and log collectors get plain text.
+            let ansi = std::io::stderr().is_terminal();
+            tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).boxed()
+        }
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     };
     let mut provider = None;

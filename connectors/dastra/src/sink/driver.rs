@@ -95,6 +95,8 @@ pub struct SinkStatus {
     pub pending: usize,
     /// Parked keys.
     pub parked: usize,
+    /// The first parked keys with the reason code they were parked for (at most 50).
+    pub parked_keys: Vec<(String, String)>,
 }
 
 /// The loop's state.
@@ -562,6 +564,14 @@ impl Driver {
             .collect();
         s.pending = self.shared.pending.len();
         s.parked = self.shared.parked.len();
+        s.parked_keys = self
+            .shared
+            .parked
+            .snapshot()
+            .into_iter()
+            .take(50)
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
     }
 }
 

@@ -19,13 +19,11 @@ use async_trait::async_trait;
 use dastra_connect_core::bus::TopicSpec;
 use dastra_connect_core::connector::{Connector, ConnectorContext};
 use dastra_connect_core::state;
-use dastra_connect_core::telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 pub use config::DastraSinkConfig;
 
-use crate::client::{RequestEvent, RequestObserver};
-use crate::{DastraClient, QuotaLimiter};
+use crate::{DastraClient, MetricsObserver, QuotaLimiter};
 
 /// The sink connector.
 pub struct DastraSink {
@@ -36,26 +34,6 @@ impl DastraSink {
     /// A sink for `config` (validated by the caller).
     pub fn new(config: DastraSinkConfig) -> Self {
         Self { config }
-    }
-}
-
-/// Counts every Dastra request attempt in the metric catalogue.
-struct MetricsObserver {
-    name: String,
-    metrics: Metrics,
-}
-
-impl RequestObserver for MetricsObserver {
-    fn request_done(&self, e: &RequestEvent) {
-        let status = e.status.map(|s| s.to_string());
-        let status = status.as_deref().or(e.transport_error).unwrap_or("none");
-        let m = &self.metrics;
-        m.dastra_requests.with_label_values(&[&self.name, e.method, e.route, status]).inc();
-        m.dastra_request_seconds.with_label_values(&[&self.name, e.method, e.route]).observe(e.duration.as_secs_f64());
-        m.quota_wait_seconds.with_label_values(&[&self.name, e.priority.as_str()]).inc_by(e.quota_wait.as_secs_f64());
-        if e.status == Some(429) {
-            m.dastra_throttled.with_label_values(&[&self.name]).inc();
-        }
     }
 }
 
@@ -83,8 +61,8 @@ impl Connector for DastraSink {
         let pending = state::open(&ctx.bus, &pending_ns).await?;
         let parked = state::open(&ctx.bus, &parked_ns).await?;
         let quota = QuotaLimiter::new(&self.config.dastra.quota);
-        let observer = Arc::new(MetricsObserver { name: ctx.name.clone(), metrics: ctx.metrics.clone() });
-        let client = DastraClient::new(&self.config.dastra, quota.clone(), Some(observer))?;
+        let observer = MetricsObserver::new(ctx.metrics.clone(), ctx.name.clone());
+        let client = DastraClient::new(&self.config.dastra, quota.clone(), Some(Arc::new(observer.clone())))?;
         let publisher = ctx.bus.publisher().await?;
         let subscriber = ctx.bus.subscriber(&ctx.name, &topics).await?;
         tracing::info!(connector = %ctx.name, ledger = ledger.len(), pending = pending.len(), parked = parked.len(), "dastra sink started");
@@ -94,10 +72,13 @@ impl Connector for DastraSink {
             let status = status.clone();
             let quota = quota.clone();
             ctx.admin.status_provider(&ctx.name, move || {
+                let snapshot = quota.snapshot();
+                // /status is polled by people and probes: refresh the quota gauges at the same time.
+                observer.export_quota(&snapshot);
                 serde_json::json!({
                     "type": "dastra_sink",
                     "sink": *status.lock(),
-                    "quota": format!("{:?}", quota.snapshot()),
+                    "quota": snapshot,
                 })
             });
         }
