@@ -181,6 +181,14 @@ async fn per_key_order(env: Env) {
         last.insert(key, seq);
     }
     assert_eq!(last.len(), 20);
+
+    // A tombstone (no payload) travels as such, after the key's earlier messages.
+    let t = publisher.publish(OutboundMessage::tombstone(topic.clone(), keys[1].clone())).await.expect("tombstone");
+    assert_eq!(t.partition as u32, partition_for(keys[1].as_bytes(), PARTITIONS as u32));
+    let more = collect_until(&mut sub, Duration::from_secs(30), |g| g.iter().any(|m| m.payload.is_none())).await;
+    let tomb = more.iter().find(|m| m.payload.is_none()).expect("tombstone");
+    assert_eq!(tomb.key.as_ref(), keys[1].as_bytes());
+    assert_eq!((tomb.partition, tomb.offset), (t.partition, t.offset));
     sub.close().await.expect("close");
 }
 
