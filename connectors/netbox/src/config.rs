@@ -1,0 +1,237 @@
+//! [`NetBoxConfig`]: where NetBox is, its API token, which object types to read and how they map.
+//! Validated without I/O by [`NetBoxConfig::validate`].
+
+use std::collections::BTreeMap;
+
+use dastra_connect_core::config::{ConfigError, Secret};
+use dastra_connect_core::event::{EntityKey, EntityKind};
+use dastra_connect_core::source::{HttpSettings, Mapping, SourceSettings};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::mapping::{default_params, default_program, merge};
+
+/// The NetBox source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetBoxConfig {
+    /// NetBox root URL (the API is under `<url>/api/`), e.g. `https://netbox.example.com`.
+    pub url: Url,
+    /// API token (NetBox → Admin → API Tokens; read-only is enough).
+    pub token: Secret,
+    /// How the token is sent: `token` (`Authorization: Token <key>`, v1 tokens, the default) or
+    /// `bearer` (`Authorization: Bearer nbt_…`, NetBox ≥ 4.5 v2 tokens).
+    #[serde(default)]
+    pub token_scheme: TokenScheme,
+    /// Object types to read. Default: devices, virtual machines, sites and tenants.
+    #[serde(default = "default_objects")]
+    pub objects: Vec<ObjectConfig>,
+    /// Polling, look-back, page size (NetBox's `MAX_PAGE_SIZE` is 1000 by default) and sweeps.
+    #[serde(default)]
+    pub sync: SourceSettings,
+    /// Timeouts, retries and request rate towards NetBox.
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// System segment of entity keys (`<key_system>:asset:device-12`). Default `netbox`.
+    #[serde(default = "default_key_system")]
+    pub key_system: String,
+}
+
+/// How the API token is presented.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScheme {
+    /// `Authorization: Token <key>`.
+    #[default]
+    Token,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+}
+
+/// The NetBox object types this source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetBoxObject {
+    /// `/api/dcim/devices/` → Asset (+ Relationships to its site and tenant).
+    Devices,
+    /// `/api/virtualization/virtual-machines/` → Asset (+ Relationships to its site and tenant).
+    VirtualMachines,
+    /// `/api/dcim/sites/` → Asset of type Building (+ Relationship to its tenant).
+    Sites,
+    /// `/api/tenancy/tenants/` → Actor.
+    Tenants,
+}
+
+impl NetBoxObject {
+    /// Every type.
+    pub const ALL: [NetBoxObject; 4] =
+        [NetBoxObject::Devices, NetBoxObject::VirtualMachines, NetBoxObject::Sites, NetBoxObject::Tenants];
+
+    /// The list endpoint, relative to the root URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            NetBoxObject::Devices => "api/dcim/devices/",
+            NetBoxObject::VirtualMachines => "api/virtualization/virtual-machines/",
+            NetBoxObject::Sites => "api/dcim/sites/",
+            NetBoxObject::Tenants => "api/tenancy/tenants/",
+        }
+    }
+
+    /// The stream name (checkpoint key, metric label).
+    pub fn stream(self) -> &'static str {
+        match self {
+            NetBoxObject::Devices => "devices",
+            NetBoxObject::VirtualMachines => "virtual_machines",
+            NetBoxObject::Sites => "sites",
+            NetBoxObject::Tenants => "tenants",
+        }
+    }
+
+    /// The type from a stream name.
+    pub fn from_stream(stream: &str) -> Option<NetBoxObject> {
+        NetBoxObject::ALL.into_iter().find(|o| o.stream() == stream)
+    }
+}
+
+/// One object type and how it maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectConfig {
+    /// The object type.
+    pub object: NetBoxObject,
+    /// Extra NetBox filters added to every request, e.g. `{status: active, tag: gdpr}`.
+    #[serde(default)]
+    pub filters: BTreeMap<String, String>,
+    /// A jq program replacing the default mapping (see README).
+    #[serde(default)]
+    pub mapping: Option<String>,
+    /// Parameters of the mapping (`$params`), deep-merged over the defaults, e.g.
+    /// `{role_map: {storage: Data}}`.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+impl ObjectConfig {
+    /// An object type with defaults.
+    pub fn new(object: NetBoxObject) -> ObjectConfig {
+        ObjectConfig { object, filters: BTreeMap::new(), mapping: None, params: Map::new() }
+    }
+
+    /// The mapping program and `$params` in effect.
+    pub fn effective_mapping(&self) -> (String, Value) {
+        let program = self.mapping.clone().unwrap_or_else(|| default_program(self.object).to_owned());
+        let mut params = default_params(self.object);
+        merge(&mut params, &Value::Object(self.params.clone()));
+        (program, params)
+    }
+}
+
+fn default_objects() -> Vec<ObjectConfig> {
+    NetBoxObject::ALL.into_iter().map(ObjectConfig::new).collect()
+}
+fn default_key_system() -> String {
+    "netbox".into()
+}
+
+/// Query parameters the source sets itself; a filter must not override them.
+const RESERVED: &[&str] = &["limit", "offset", "ordering", "last_updated__gte", "id__gt", "brief", "fields"];
+
+impl NetBoxConfig {
+    /// A config with defaults.
+    pub fn new(url: Url, token: Secret) -> NetBoxConfig {
+        NetBoxConfig {
+            url,
+            token,
+            token_scheme: TokenScheme::Token,
+            objects: default_objects(),
+            sync: SourceSettings::default(),
+            http: HttpSettings::default(),
+            key_system: default_key_system(),
+        }
+    }
+
+    /// Checks everything that needs no I/O; `at` is this block's key path (e.g. `connectors[0]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if !matches!(self.url.scheme(), "http" | "https") || self.url.host_str().is_none() {
+            return Err(ConfigError::new(format!("{at}.url"), "must be an http(s) URL with a host"));
+        }
+        if self.token.is_empty() {
+            return Err(ConfigError::new(format!("{at}.token"), "must not be empty"));
+        }
+        if EntityKey::new(&self.key_system, EntityKind::Asset, "x").is_err() {
+            return Err(ConfigError::new(format!("{at}.key_system"), "must be 1-64 characters of a-z, 0-9, _ or -"));
+        }
+        if self.objects.is_empty() {
+            return Err(ConfigError::new(format!("{at}.objects"), "at least one object type is needed"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, o) in self.objects.iter().enumerate() {
+            let here = format!("{at}.objects[{i}]");
+            if !seen.insert(o.object) {
+                return Err(ConfigError::new(
+                    format!("{here}.object"),
+                    format!("`{}` is listed twice", o.object.stream()),
+                ));
+            }
+            for k in o.filters.keys() {
+                if RESERVED.contains(&k.as_str()) {
+                    return Err(ConfigError::new(format!("{here}.filters.{k}"), "is set by the source itself"));
+                }
+            }
+            let (program, _) = o.effective_mapping();
+            Mapping::compile(o.object.stream(), &program)
+                .map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
+        }
+        if self.sync.page_size > 1000 {
+            return Err(ConfigError::new(
+                format!("{at}.sync.page_size"),
+                "NetBox caps pages at MAX_PAGE_SIZE (1000 by default)",
+            ));
+        }
+        self.sync.validate(&format!("{at}.sync"))?;
+        self.http.validate(&format!("{at}.http"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Result<NetBoxConfig, String> {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_validate_and_unknown_keys_are_rejected() {
+        let c = yaml("url: https://netbox.example.com\ntoken: 0123456789abcdef\n").unwrap();
+        c.validate("connectors[0]").unwrap();
+        assert_eq!(c.objects.len(), 4);
+        assert_eq!(c.token_scheme, TokenScheme::Token);
+        let err = yaml("url: https://a.b\ntoken: t\ncolour: red\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+        let err = yaml("url: https://a.b\ntoken: t\nobjects: [{object: devices, colour: x}]\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+        let err = yaml("url: https://a.b\ntoken: t\nobjects: [{object: cables}]\n").unwrap_err();
+        assert!(err.contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let base = "url: https://a.b\ntoken: t\n";
+        let cases = [
+            ("objects: [{object: devices}, {object: devices}]", "connectors[0].objects[1].object"),
+            ("objects: [{object: sites, filters: {limit: '5'}}]", "connectors[0].objects[0].filters.limit"),
+            ("objects: [{object: sites, mapping: '{kind: '}]", "connectors[0].objects[0].mapping"),
+            ("sync: {page_size: 5000}", "connectors[0].sync.page_size"),
+            ("key_system: NetBox", "connectors[0].key_system"),
+        ];
+        for (extra, path) in cases {
+            let c = yaml(&format!("{base}{extra}\n")).unwrap();
+            let e = c.validate("connectors[0]").unwrap_err();
+            assert_eq!(e.path, path, "{extra}: {e}");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! A fake NetBox (feature `fake`) for tests and the quickstart, written from NetBox's public REST
+//! API documentation (netboxlabs.com/docs/netbox: "REST API Overview", "REST API Filtering",
+//! "Authentication"): list endpoints `/api/dcim/devices/`, `/api/virtualization/virtual-machines/`,
+//! `/api/dcim/sites/`, `/api/tenancy/tenants/` answering `{count, next, previous, results}` with
+//! `limit`/`offset` pagination (default page 50, `MAX_PAGE_SIZE` 1000, `limit=0` = the maximum) and
+//! absolute `next`/`previous` links; `ordering` (comma-separated, `-` for descending); lookup filters
+//! `last_updated__gte`, `last_updated__gt`, `id__gt`, `id__lt`, and `status`, `tag`, `site_id`,
+//! `tenant_id`, `role`; authentication `Authorization: Token <key>` (and `Bearer` for v2 tokens)
+//! with `403 {"detail": "Invalid token"}` otherwise (NetBox's session authentication comes first,
+//! so DRF answers 403, not 401). Like django-filter, unknown query parameters are ignored.
+//!
+//! NetBox has no rate limit of its own; the 429 with `Retry-After` and DRF's throttling message
+//! here is what a throttling reverse proxy or DRF throttle class in front of it answers.
+//! Times are `last_updated` with microseconds from a simulated clock that ticks one second per
+//! write. [`FakeNetBox::set_public_base`] makes `next` links name another host, as NetBox does
+//! behind a TLS-terminating proxy.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, SecondsFormat, Utc};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::config::NetBoxObject;
+
+/// Sample data shipped with the crate (`samples/*.json`).
+pub const SAMPLES: &[(NetBoxObject, &str)] = &[
+    (NetBoxObject::Tenants, include_str!("../samples/tenants.json")),
+    (NetBoxObject::Sites, include_str!("../samples/sites.json")),
+    (NetBoxObject::Devices, include_str!("../samples/devices.json")),
+    (NetBoxObject::VirtualMachines, include_str!("../samples/virtual_machines.json")),
+];
+
+/// One request the fake answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logged {
+    /// Path.
+    pub path: String,
+    /// Query parameters.
+    pub params: BTreeMap<String, String>,
+    /// Status answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Store {
+    objects: BTreeMap<NetBoxObject, Vec<Value>>,
+    clock: Option<DateTime<Utc>>,
+    tokens: HashSet<String>,
+    throttle_next: u32,
+    public_base: Option<String>,
+    log: Vec<Logged>,
+    next_id: u64,
+}
+
+/// The fake's state; clone it freely (shared).
+#[derive(Clone, Default)]
+pub struct FakeNetBox {
+    inner: Arc<Mutex<Store>>,
+}
+
+/// A fake served on a local port.
+pub struct RunningFake {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// The state (to change objects, throttle, read the log).
+    pub state: FakeNetBox,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The token the fake accepts by default.
+pub const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn nb_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn id_of(v: &Value) -> u64 {
+    v.get("id").and_then(Value::as_u64).unwrap_or(0)
+}
+
+impl FakeNetBox {
+    /// An empty NetBox accepting [`TOKEN`].
+    pub fn new() -> FakeNetBox {
+        let f = FakeNetBox::default();
+        {
+            let mut s = f.inner.lock();
+            s.tokens.insert(TOKEN.into());
+            s.clock = parse_time("2025-06-01T09:00:00Z");
+            s.next_id = 1000;
+        }
+        f
+    }
+
+    /// A NetBox holding the bundled samples.
+    pub fn with_samples() -> FakeNetBox {
+        let f = FakeNetBox::new();
+        for (object, text) in SAMPLES {
+            // The samples are part of the crate and parsed by its tests; a broken file is a bug.
+            let records: Vec<Value> = serde_json::from_str(text).unwrap_or_else(|e| panic!("sample {object:?}: {e}"));
+            f.inner.lock().objects.entry(*object).or_default().extend(records);
+        }
+        f
+    }
+
+    /// Accepts another token.
+    pub fn add_token(&self, token: &str) {
+        self.inner.lock().tokens.insert(token.into());
+    }
+
+    /// `next`/`previous` links use this base instead of the request's host.
+    pub fn set_public_base(&self, base: &str) {
+        self.inner.lock().public_base = Some(base.trim_end_matches('/').to_owned());
+    }
+
+    fn tick(s: &mut Store) -> String {
+        // One second and a few microseconds per write: distinct, increasing `last_updated`.
+        let t = s.clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::microseconds(1_000_123);
+        s.clock = Some(t);
+        nb_time(t)
+    }
+
+    /// Creates an object (sets `id`, `url`, `display`, `created`, `last_updated`). Returns its id.
+    pub fn insert(&self, object: NetBoxObject, mut record: Value) -> u64 {
+        let mut s = self.inner.lock();
+        let now = Self::tick(&mut s);
+        s.next_id += 1;
+        let id = s.next_id;
+        if let Some(obj) = record.as_object_mut() {
+            let display = obj.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+            obj.insert("id".into(), json!(id));
+            obj.insert("url".into(), json!(format!("https://netbox.example.com/{}{id}/", object.path())));
+            obj.insert("display".into(), json!(display));
+            obj.insert("created".into(), json!(now));
+            obj.insert("last_updated".into(), json!(now));
+        }
+        s.objects.entry(object).or_default().push(record);
+        id
+    }
+
+    /// Sets fields of an object (a `PATCH`): `last_updated` becomes now. False when absent.
+    pub fn update(&self, object: NetBoxObject, id: u64, fields: Value) -> bool {
+        let mut s = self.inner.lock();
+        let now = Self::tick(&mut s);
+        let Some(r) = s.objects.entry(object).or_default().iter_mut().find(|r| id_of(r) == id) else { return false };
+        if let (Some(obj), Some(f)) = (r.as_object_mut(), fields.as_object()) {
+            for (k, v) in f {
+                obj.insert(k.clone(), v.clone());
+            }
+            obj.insert("last_updated".into(), json!(now));
+        }
+        true
+    }
+
+    /// Deletes an object. False when absent.
+    pub fn delete(&self, object: NetBoxObject, id: u64) -> bool {
+        let mut s = self.inner.lock();
+        Self::tick(&mut s);
+        let list = s.objects.entry(object).or_default();
+        let before = list.len();
+        list.retain(|r| id_of(r) != id);
+        list.len() < before
+    }
+
+    /// Every object of a type.
+    pub fn records(&self, object: NetBoxObject) -> Vec<Value> {
+        self.inner.lock().objects.get(&object).cloned().unwrap_or_default()
+    }
+
+    /// An object by name.
+    pub fn by_name(&self, object: NetBoxObject, name: &str) -> Option<Value> {
+        self.records(object).into_iter().find(|r| r["name"] == name)
+    }
+
+    /// The next `n` list requests are answered 429.
+    pub fn throttle_next(&self, n: u32) {
+        self.inner.lock().throttle_next = n;
+    }
+
+    /// Requests answered so far.
+    pub fn log(&self) -> Vec<Logged> {
+        self.inner.lock().log.clone()
+    }
+
+    /// How many requests were answered with `status`.
+    pub fn count_status(&self, status: u16) -> usize {
+        self.inner.lock().log.iter().filter(|l| l.status == status).count()
+    }
+
+    /// The router.
+    pub fn router(&self) -> Router {
+        let mut r = Router::new();
+        for o in NetBoxObject::ALL {
+            r = r.route(&format!("/{}", o.path()), get(move |st, h, u, q| list(o, st, h, u, q)));
+        }
+        r.with_state(self.clone())
+    }
+
+    /// Serves the fake on `127.0.0.1:<free port>`.
+    pub async fn spawn(self) -> std::io::Result<RunningFake> {
+        self.spawn_on("127.0.0.1:0").await
+    }
+
+    /// Serves the fake on `addr`.
+    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningFake> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let app = self.router();
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake NetBox stopped");
+            }
+        });
+        Ok(RunningFake { base_url, state: self, task })
+    }
+}
+
+fn detail(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(json!({"detail": text}))).into_response()
+}
+
+/// A value of a field for ordering and filters.
+fn field<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r.get(name).unwrap_or(&Value::Null)
+}
+
+fn cmp_field(a: &Value, b: &Value, name: &str) -> std::cmp::Ordering {
+    match name {
+        "id" => id_of(a).cmp(&id_of(b)),
+        "last_updated" | "created" => {
+            let t = |v: &Value| field(v, name).as_str().and_then(parse_time);
+            t(a).cmp(&t(b))
+        }
+        _ => field(a, name).as_str().unwrap_or("").cmp(field(b, name).as_str().unwrap_or("")),
+    }
+}
+
+fn matches(r: &Value, key: &str, value: &str) -> Result<bool, String> {
+    let time = |v: &str| parse_time(v).ok_or_else(|| format!("Enter a valid date/time: {v}"));
+    let rec_time = || field(r, "last_updated").as_str().and_then(parse_time);
+    let num = |v: &str| v.parse::<u64>().map_err(|_| format!("Enter a number: {v}"));
+    Ok(match key {
+        "last_updated__gte" => {
+            let v = time(value)?;
+            rec_time().is_some_and(|t| t >= v)
+        }
+        "last_updated__gt" => {
+            let v = time(value)?;
+            rec_time().is_some_and(|t| t > v)
+        }
+        "id__gt" => id_of(r) > num(value)?,
+        "id__lt" => id_of(r) < num(value)?,
+        "id" => id_of(r) == num(value)?,
+        "status" => field(r, "status").get("value").and_then(Value::as_str) == Some(value),
+        "tag" => field(r, "tags").as_array().is_some_and(|t| t.iter().any(|t| t["slug"] == value)),
+        "site_id" => field(r, "site").get("id").and_then(Value::as_u64) == Some(num(value)?),
+        "tenant_id" => field(r, "tenant").get("id").and_then(Value::as_u64) == Some(num(value)?),
+        "role" => field(r, "role").get("slug").and_then(Value::as_str) == Some(value),
+        _ => true,
+    })
+}
+
+async fn list(
+    object: NetBoxObject,
+    State(fake): State<FakeNetBox>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let resp = answer(object, &fake, &headers, &uri, &params);
+    let mut s = fake.inner.lock();
+    s.log.push(Logged {
+        path: uri.path().to_owned(),
+        params: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        status: resp.status().as_u16(),
+    });
+    resp
+}
+
+fn answer(
+    object: NetBoxObject,
+    fake: &FakeNetBox,
+    headers: &HeaderMap,
+    uri: &Uri,
+    params: &HashMap<String, String>,
+) -> Response {
+    let mut s = fake.inner.lock();
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = auth.strip_prefix("Token ").or_else(|| auth.strip_prefix("Bearer "));
+    match token {
+        None => return detail(StatusCode::FORBIDDEN, "Authentication credentials were not provided."),
+        Some(t) if !s.tokens.contains(t.trim()) => return detail(StatusCode::FORBIDDEN, "Invalid token"),
+        Some(_) => {}
+    }
+    if s.throttle_next > 0 {
+        s.throttle_next -= 1;
+        let mut r = detail(StatusCode::TOO_MANY_REQUESTS, "Request was throttled. Expected available in 1 second.");
+        r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return r;
+    }
+    let mut rows: Vec<Value> = s.objects.get(&object).cloned().unwrap_or_default();
+    for (k, v) in params {
+        if matches!(k.as_str(), "limit" | "offset" | "ordering" | "brief" | "format") {
+            continue;
+        }
+        let mut kept = Vec::with_capacity(rows.len());
+        for r in rows {
+            match matches(&r, k, v) {
+                Ok(true) => kept.push(r),
+                Ok(false) => {}
+                Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(json!({k.clone(): [e]}))).into_response(),
+            }
+        }
+        rows = kept;
+    }
+    let ordering: Vec<String> =
+        params.get("ordering").map(|o| o.split(',').map(str::to_owned).collect()).unwrap_or_default();
+    rows.sort_by(|a, b| {
+        for o in ordering.iter().map(String::as_str).chain(["id"]) {
+            let (name, desc) = o.strip_prefix('-').map(|n| (n, true)).unwrap_or((o, false));
+            let c = cmp_field(a, b, name);
+            let c = if desc { c.reverse() } else { c };
+            if c != std::cmp::Ordering::Equal {
+                return c;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+        None => 50,
+        Some(Ok(0)) => 1000,
+        Some(Ok(n)) => n.min(1000),
+        Some(Err(_)) => 50,
+    };
+    let offset = params.get("offset").and_then(|o| o.parse::<usize>().ok()).unwrap_or(0);
+    let count = rows.len();
+    let results: Vec<Value> = rows.into_iter().skip(offset).take(limit).collect();
+    let base = s.public_base.clone().unwrap_or_else(|| {
+        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}")
+    });
+    let link = |off: usize| {
+        let mut q: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| *k != "offset" && *k != "limit")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        q.sort();
+        q.push(("limit".into(), limit.to_string()));
+        q.push(("offset".into(), off.to_string()));
+        let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
+        format!("{base}{}?{query}", uri.path())
+    };
+    let next = (offset + limit < count).then(|| link(offset + limit));
+    let previous = (offset > 0).then(|| link(offset.saturating_sub(limit)));
+    axum::Json(json!({"count": count, "next": next, "previous": previous, "results": results})).into_response()
+}
