@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::sync::OnceLock;
+
 use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use parking_lot::RwLock;
 
@@ -58,84 +61,153 @@ pub fn encode_datum(payload: &Payload) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a raw datum written with `writer` into a payload of `kind` (reading it with the current
 /// schema of `kind`, Avro schema resolution in between). The datum must be consumed entirely.
+///
+/// This computes the writer's fingerprint on every call; the codec's own paths know it already
+/// (single-object header, cached per Confluent id) and go through [`decode_with_writer`].
 pub fn decode_datum(kind: EntityKind, writer: &Schema, datum: &[u8]) -> Result<Payload, CodecError> {
-    let reader_schema = &schemas()?.payload(kind).schema;
-    let same = fingerprint(writer) == schemas()?.payload(kind).fingerprint;
-    if !same {
-        check_record_name(kind, writer)?;
+    decode_with_writer(kind, writer, &fingerprint(writer), datum)
+}
+
+/// [`decode_datum`] with the writer's fingerprint known: a writer with the fingerprint of the
+/// current schema of `kind` has the same binary layout (same Parsing Canonical Form), so its datum
+/// is read straight into the payload type with the bundled schema's prepared reader; any other
+/// writer goes through Avro schema resolution.
+pub(crate) fn decode_with_writer(
+    kind: EntityKind,
+    writer: &Schema,
+    writer_fp: &[u8; 8],
+    datum: &[u8],
+) -> Result<Payload, CodecError> {
+    if *writer_fp == schemas()?.payload(kind).fingerprint {
+        decode_current(kind, datum)
+    } else {
+        decode_evolved(kind, writer, datum)
     }
-    let mut rest = datum;
-    let value = apache_avro::reader::datum::GenericDatumReader::builder(writer)
+}
+
+/// The bundled payload schemas' datum readers, built once (building one resolves every named type
+/// of the schema, which used to be redone for every message).
+fn current_readers() -> Result<&'static [GenericDatumReader<'static>], CodecError> {
+    static READERS: OnceLock<Result<Vec<GenericDatumReader<'static>>, String>> = OnceLock::new();
+    READERS
+        .get_or_init(|| {
+            let all = schemas().map_err(|e| e.to_string())?;
+            EntityKind::ALL
+                .iter()
+                .map(|k| GenericDatumReader::builder(&all.payload(*k).schema).build().map_err(|e| e.to_string()))
+                .collect()
+        })
+        .as_deref()
+        .map_err(|e| CodecError::InvalidSchema(e.clone()))
+}
+
+/// Reads a datum of the current schema of `kind` directly into the payload type (no intermediate
+/// `Value`, no resolution).
+pub(crate) fn decode_current(kind: EntityKind, datum: &[u8]) -> Result<Payload, CodecError> {
+    let readers = current_readers()?;
+    // `current_readers` is built from EntityKind::ALL in order, so the index always exists.
+    let index = EntityKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+    let reader = readers.get(index).ok_or_else(|| CodecError::InvalidSchema(format!("no reader for {kind}")))?;
+    let mut input = SliceInput::new(datum);
+    fn de<T: serde::de::DeserializeOwned>(
+        reader: &GenericDatumReader<'static>,
+        input: &mut SliceInput<'_>,
+    ) -> Result<T, CodecError> {
+        let result = reader.read_deser::<T>(input);
+        // An attempt to read past the end explains whatever went wrong next.
+        input.check_not_short()?;
+        result.map_err(classify_read_error)
+    }
+    let payload = match kind {
+        EntityKind::Asset => Payload::Asset(de(reader, &mut input)?),
+        EntityKind::Actor => Payload::Actor(de(reader, &mut input)?),
+        EntityKind::Contract => Payload::Contract(de(reader, &mut input)?),
+        EntityKind::DataProcessing => Payload::DataProcessing(de(reader, &mut input)?),
+        EntityKind::DataField => Payload::DataField(de(reader, &mut input)?),
+        EntityKind::Relationship => Payload::Relationship(de(reader, &mut input)?),
+        EntityKind::DataSubjectRequest => Payload::DataSubjectRequest(de(reader, &mut input)?),
+        EntityKind::Task => Payload::Task(de(reader, &mut input)?),
+    };
+    input.check_consumed()?;
+    Ok(payload)
+}
+
+/// Reads a datum of another writer schema (an older or newer version) through Avro schema
+/// resolution into the current schema of `kind`. Rare (schema evolution), so not cached.
+fn decode_evolved(kind: EntityKind, writer: &Schema, datum: &[u8]) -> Result<Payload, CodecError> {
+    check_record_name(kind, writer)?;
+    let reader_schema = &schemas()?.payload(kind).schema;
+    let mut input = SliceInput::new(datum);
+    let value = GenericDatumReader::builder(writer)
         .build()
         .map_err(|e| CodecError::SchemaMismatch(e.to_string()))?
-        .read_value(&mut rest)
-        .map_err(classify_read_error)?;
-    if !rest.is_empty() {
-        return Err(CodecError::InvalidAvro(format!("{} bytes left after the datum", rest.len())));
-    }
-    check_complete(writer, &value, datum.len())?;
-    let value = if same {
-        value
-    } else {
-        value.resolve(reader_schema).map_err(|e| CodecError::SchemaMismatch(e.to_string()))?
-    };
+        .read_value(&mut input);
+    input.check_not_short()?;
+    let value = value.map_err(classify_read_error)?;
+    input.check_consumed()?;
+    let value = value.resolve(reader_schema).map_err(|e| CodecError::SchemaMismatch(e.to_string()))?;
     payload_from_value(kind, &value)
 }
 
-/// apache-avro reads a union index at end of input as "null" instead of failing, so a datum cut
-/// just before trailing optional fields would decode silently with those fields lost. Re-encoding
-/// the decoded value gives the length it needs at least (map entry order changes no length): input
-/// shorter than that was truncated.
-pub(crate) fn check_complete(writer: &Schema, value: &Value, input_len: usize) -> Result<(), CodecError> {
-    let encoded = apache_avro::writer::datum::GenericDatumWriter::builder(writer)
-        .validate(false)
-        .build()
-        .and_then(|w| {
-            let mut counter = ByteCounter(0);
-            w.write_value_ref(&mut counter, value).map(|_| counter.0)
-        })
-        .map_err(|e| CodecError::InvalidAvro(e.to_string()))?;
-    // Longer is fine (other writers may split arrays into blocks or pad varints); shorter
-    // input than the value needs cannot happen for a complete datum.
-    if encoded > input_len {
-        return Err(CodecError::Truncated("Avro datum (ends inside trailing optional fields)"));
-    }
-    Ok(())
+/// The input of a datum decode: a byte slice that remembers whether the decoder ever asked for
+/// bytes past its end.
+///
+/// apache-avro reads a union index (or a boolean) at end of input as "null" instead of failing,
+/// so a datum cut just before trailing optional fields would otherwise decode silently with those
+/// fields lost. The decoder never reads ahead of what the schema needs, so a request it could not
+/// fill means the datum was cut: exact, and free (the previous guard re-encoded every decoded
+/// value to compare lengths).
+pub(crate) struct SliceInput<'a> {
+    rest: &'a [u8],
+    short: bool,
 }
 
-/// Counts bytes written (apache-avro's own return value leaves out union indexes).
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
+impl<'a> SliceInput<'a> {
+    /// Input over `bytes`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes, short: false }
     }
-    fn flush(&mut self) -> std::io::Result<()> {
+
+    /// `truncated` if a read wanted more bytes than were left.
+    pub(crate) fn check_not_short(&self) -> Result<(), CodecError> {
+        if self.short {
+            return Err(CodecError::Truncated("Avro datum"));
+        }
+        Ok(())
+    }
+
+    /// `invalid_avro` if bytes are left after the datum.
+    pub(crate) fn check_consumed(&self) -> Result<(), CodecError> {
+        if !self.rest.is_empty() {
+            return Err(CodecError::InvalidAvro(format!("{} bytes left after the datum", self.rest.len())));
+        }
         Ok(())
     }
 }
 
-/// [`check_complete`] for a schema that refers to other named schemas.
-pub(crate) fn check_complete_schemata(
-    writer: &Schema,
-    schemata: &[Schema],
-    value: &Value,
-    input_len: usize,
-) -> Result<(), CodecError> {
-    let encoded = apache_avro::writer::datum::GenericDatumWriter::builder(writer)
-        .validate(false)
-        .schemata(schemata.iter().collect())
-        .and_then(|b| b.build())
-        .and_then(|w| {
-            let mut counter = ByteCounter(0);
-            w.write_value_ref(&mut counter, value).map(|_| counter.0)
-        })
-        .map_err(|e| CodecError::InvalidAvro(e.to_string()))?;
-    if encoded > input_len {
-        return Err(CodecError::Truncated("Avro datum (ends inside trailing optional fields)"));
+impl std::io::Read for SliceInput<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.short = true;
+        }
+        let n = buf.len().min(self.rest.len());
+        let (head, tail) = self.rest.split_at(n);
+        buf[..n].copy_from_slice(head);
+        self.rest = tail;
+        Ok(n)
     }
-    Ok(())
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if buf.len() > self.rest.len() {
+            self.short = true;
+            self.rest = &[];
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let (head, tail) = self.rest.split_at(buf.len());
+        buf.copy_from_slice(head);
+        self.rest = tail;
+        Ok(())
+    }
 }
 
 /// A writer schema for another record than the expected payload cannot be resolved; say so
@@ -231,13 +303,70 @@ pub fn decode_single_object(kind: EntityKind, bytes: &[u8], known: &KnownSchemas
                 "message carries a {writer_kind} payload, expected {kind}"
             )));
         }
-        return decode_datum(kind, &all.payload(kind).schema, &bytes[10..]);
+        return decode_current(kind, &bytes[10..]);
     }
     match known.get(&fp) {
-        Some(writer) => decode_datum(kind, &writer, &bytes[10..]),
+        Some(writer) => decode_with_writer(kind, &writer, &fp, &bytes[10..]),
         None => Err(CodecError::UnknownSchema(format!(
             "single-object fingerprint {} is not a known {kind} schema",
             hex::encode(fp)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The asset schema without its trailing `supportType`, `tags` and `customFields`: a writer
+    /// whose datum ends with optional unions, where apache-avro alone would read a cut datum's
+    /// missing union indexes as null.
+    fn old_asset_writer() -> Schema {
+        let mut v: serde_json::Value =
+            serde_json::from_str(super::super::schemas::payload_schema_source(EntityKind::Asset)).unwrap();
+        let fields = v["fields"].as_array_mut().unwrap();
+        fields.retain(|f| !matches!(f["name"].as_str(), Some("supportType" | "customFields" | "tags")));
+        Schema::parse_str(&v.to_string()).unwrap()
+    }
+
+    #[test]
+    fn every_prefix_of_a_datum_ending_in_unions_is_truncated() {
+        let writer = old_asset_writer();
+        let asset = Asset { label: Some("CRM".into()), ..Asset::default() };
+        let value = apache_avro::to_value(&asset).unwrap();
+        let Value::Record(all) = value else { panic!("record") };
+        let names: Vec<String> = match &writer {
+            Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+            _ => panic!("record schema"),
+        };
+        let record = Value::Record(all.into_iter().filter(|(n, _)| names.contains(n)).collect());
+        let record = record.resolve(&writer).unwrap();
+        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&writer)
+            .build()
+            .and_then(|w| w.write_value_to_vec(record))
+            .unwrap();
+        // The last bytes are the null-union indexes of the trailing optional fields.
+        assert_eq!(datum.last(), Some(&0));
+        let Payload::Asset(back) = decode_datum(EntityKind::Asset, &writer, &datum).unwrap() else { panic!() };
+        assert_eq!(back.label.as_deref(), Some("CRM"));
+        for len in 0..datum.len() {
+            let err = decode_datum(EntityKind::Asset, &writer, &datum[..len]).unwrap_err();
+            assert!(matches!(err, CodecError::Truncated(_)), "prefix {len}/{}: {err}", datum.len());
+        }
+    }
+
+    #[test]
+    fn slice_input_notices_reads_past_the_end() {
+        use std::io::Read;
+        let mut input = SliceInput::new(&[1, 2, 3]);
+        let mut two = [0u8; 2];
+        input.read_exact(&mut two).unwrap();
+        assert!(input.check_not_short().is_ok());
+        assert!(input.check_consumed().is_err(), "one byte left");
+        assert!(input.read_exact(&mut two).is_err());
+        assert!(matches!(input.check_not_short(), Err(CodecError::Truncated(_))));
+        let mut exact = SliceInput::new(&[1, 2]);
+        exact.read_exact(&mut two).unwrap();
+        assert!(exact.check_not_short().is_ok() && exact.check_consumed().is_ok());
     }
 }

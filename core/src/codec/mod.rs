@@ -12,7 +12,10 @@ pub mod registry;
 pub mod schemas;
 mod structured;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 pub use avro::{
     KnownSchemas, SINGLE_OBJECT_MAGIC, decode_datum, decode_single_object, encode_datum, encode_single_object,
@@ -109,28 +112,48 @@ pub struct Codec {
     format: WireFormat,
     registry: Option<Arc<SchemaRegistryClient>>,
     known: Arc<KnownSchemas>,
+    /// Fingerprint of the writer schema of each Confluent id seen (ids are immutable in a
+    /// registry): a datum whose writer is the current schema then decodes without asking the
+    /// registry client or fingerprinting the schema again.
+    confluent_fingerprints: Arc<RwLock<HashMap<u32, [u8; 8]>>>,
 }
 
 impl Codec {
     /// Avro single-object encoding, no registry (Confluent-framed input then fails with
     /// `no_registry`).
     pub fn single_object() -> Codec {
-        Codec { format: WireFormat::AvroSingleObject, registry: None, known: Arc::default() }
+        Codec {
+            format: WireFormat::AvroSingleObject,
+            registry: None,
+            known: Arc::default(),
+            confluent_fingerprints: Arc::default(),
+        }
     }
 
     /// Confluent wire format through this registry.
     pub fn confluent(registry: Arc<SchemaRegistryClient>) -> Codec {
-        Codec { format: WireFormat::Confluent, registry: Some(registry), known: Arc::default() }
+        Codec {
+            format: WireFormat::Confluent,
+            registry: Some(registry),
+            known: Arc::default(),
+            confluent_fingerprints: Arc::default(),
+        }
     }
 
     /// JSON (debugging, hand-written events).
     pub fn json() -> Codec {
-        Codec { format: WireFormat::Json, registry: None, known: Arc::default() }
+        Codec {
+            format: WireFormat::Json,
+            registry: None,
+            known: Arc::default(),
+            confluent_fingerprints: Arc::default(),
+        }
     }
 
     /// Adds a registry to a non-Confluent codec so that it can also *decode* Confluent input.
     pub fn with_registry(mut self, registry: Arc<SchemaRegistryClient>) -> Codec {
         self.registry = Some(registry);
+        self.confluent_fingerprints = Arc::default();
         self
     }
 
@@ -180,8 +203,22 @@ impl Codec {
             WireFormat::Confluent => {
                 let (id, datum) = unframe_confluent(bytes)?;
                 let registry = self.registry.as_ref().ok_or(CodecError::NoRegistry)?;
+                let cached = self.confluent_fingerprints.read().get(&id).copied();
+                if let Some(fp) = cached
+                    && fp == schemas::schemas()?.payload(kind).fingerprint
+                {
+                    return avro::decode_current(kind, datum);
+                }
                 let writer = registry.schema_by_id(id).await?;
-                decode_datum(kind, &writer, datum)
+                let fp = match cached {
+                    Some(fp) => fp,
+                    None => {
+                        let fp = schemas::fingerprint(&writer);
+                        self.confluent_fingerprints.write().insert(id, fp);
+                        fp
+                    }
+                };
+                avro::decode_with_writer(kind, &writer, &fp, datum)
             }
         }
     }
@@ -215,11 +252,28 @@ pub fn encode_json(payload: &Payload) -> Result<Vec<u8>, CodecError> {
     with_inner!(payload, p => serde_json::to_vec(p)).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
-/// A payload of `kind` from JSON text.
+/// A payload of `kind` from JSON text, parsed straight into the payload type (no intermediate
+/// `serde_json::Value`).
 pub fn decode_json(kind: EntityKind, bytes: &[u8]) -> Result<Payload, CodecError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| CodecError::InvalidJson(e.to_string()))?;
-    if !value.is_object() {
-        return Err(CodecError::InvalidJson("expected a JSON object".into()));
+    // A struct also deserializes from a JSON array (field by position): only objects are payloads.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let what = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => "expected a JSON object".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        return Err(CodecError::InvalidJson(what));
     }
-    Payload::from_json_value(kind, value).map_err(|e| CodecError::InvalidJson(e.to_string()))
+    fn de<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        serde_json::from_slice(bytes).map_err(|e| CodecError::InvalidJson(e.to_string()))
+    }
+    Ok(match kind {
+        EntityKind::Asset => Payload::Asset(de(bytes)?),
+        EntityKind::Actor => Payload::Actor(de(bytes)?),
+        EntityKind::Contract => Payload::Contract(de(bytes)?),
+        EntityKind::DataProcessing => Payload::DataProcessing(de(bytes)?),
+        EntityKind::DataField => Payload::DataField(de(bytes)?),
+        EntityKind::Relationship => Payload::Relationship(de(bytes)?),
+        EntityKind::DataSubjectRequest => Payload::DataSubjectRequest(de(bytes)?),
+        EntityKind::Task => Payload::Task(de(bytes)?),
+    })
 }

@@ -4,7 +4,11 @@
 
 use apache_avro::types::Value;
 
-use super::avro::{check_complete_schemata, classify_read_error, payload_from_value, payload_to_value};
+use std::sync::OnceLock;
+
+use apache_avro::reader::datum::GenericDatumReader;
+
+use super::avro::{SliceInput, classify_read_error, payload_from_value, payload_to_value};
 use super::schemas::schemas;
 use super::{CodecError, SINGLE_OBJECT_MAGIC};
 use crate::event::{ChangeEvent, EntityKey, EntityKind, EventError, SPEC_VERSION, parse_event_type};
@@ -45,6 +49,21 @@ pub fn encode_structured(event: &ChangeEvent) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// The envelope's datum reader, built once (it resolves the envelope and the eight payload schemas).
+fn envelope_reader() -> Result<&'static GenericDatumReader<'static>, CodecError> {
+    static READER: OnceLock<Result<GenericDatumReader<'static>, String>> = OnceLock::new();
+    READER
+        .get_or_init(|| {
+            let all = schemas().map_err(|e| e.to_string())?;
+            GenericDatumReader::builder(&all.envelope)
+                .writer_schemata(all.envelope_schemata.iter().collect())
+                .and_then(|b| b.build())
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| CodecError::InvalidSchema(e.clone()))
+}
+
 /// Decodes an event written by [`encode_structured`] and validates it.
 pub fn decode_structured(bytes: &[u8]) -> Result<ChangeEvent, CodecError> {
     let all = schemas()?;
@@ -60,19 +79,11 @@ pub fn decode_structured(bytes: &[u8]) -> Result<ChangeEvent, CodecError> {
             hex::encode(&bytes[2..10])
         )));
     }
-    let mut rest = &bytes[10..];
-    let schemata: Vec<&apache_avro::Schema> = all.envelope_schemata.iter().collect();
-    let value = apache_avro::reader::datum::GenericDatumReader::builder(&all.envelope)
-        .writer_schemata(schemata)
-        .and_then(|b| b.build())
-        .map_err(|e| CodecError::InvalidSchema(e.to_string()))?
-        .read_value(&mut rest)
-        .map_err(classify_read_error)?;
-    if !rest.is_empty() {
-        return Err(CodecError::InvalidAvro(format!("{} bytes left after the datum", rest.len())));
-    }
-    let consumed = bytes.len() - 10;
-    check_complete_schemata(&all.envelope, &all.envelope_schemata, &value, consumed)?;
+    let mut input = SliceInput::new(&bytes[10..]);
+    let value = envelope_reader()?.read_value(&mut input);
+    input.check_not_short()?;
+    let value = value.map_err(classify_read_error)?;
+    input.check_consumed()?;
     let Value::Record(fields) = value else {
         return Err(CodecError::SchemaMismatch("envelope is not a record".into()));
     };
