@@ -2,7 +2,9 @@
 //! type — processings, contracts, tasks and relationships published before the assets, actors and
 //! processings they reference, then updates and deletes — leaves the emulator's workspace exactly
 //! equal to the expected state (whole DTOs compared; only server-managed ids and dates ignored), and
-//! replaying the whole stream costs zero requests.
+//! replaying the whole stream costs zero requests. The same scenario with the first create of every
+//! collection answered by a timeout *after* Dastra stored it (ambiguous creates) ends in the very
+//! same state: every retry looked the entity up instead of creating it twice.
 
 mod common;
 
@@ -19,6 +21,7 @@ use dastra_connect_core::event::{
 };
 use dastra_emulator::RunningEmulator;
 use serde_json::{Value, json};
+use base64::Engine;
 use sha2::Digest;
 
 /// Server-managed fields left out of the comparison: ids and dates Dastra assigns.
@@ -167,8 +170,9 @@ fn gone(kind: EntityKind) -> Payload {
     Payload::tombstone(kind, false)
 }
 
-/// Phase 1 (references before their ends) and phase 2 (updates and deletes).
-fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>) {
+/// Phase 1 (references before their ends), phase 2 (updates and deletes), phase 3 (an archived
+/// task comes back at the source).
+fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>) {
     let consent = Attachment {
         file_name: "consent.pdf".into(),
         url: format!("{files}/consent.pdf"),
@@ -234,7 +238,8 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>) {
         event("dc:datafield:fax", 2, gone(EntityKind::DataField)),
         event("hub:dsr:1003", 2, gone(EntityKind::DataSubjectRequest)),
     ];
-    (phase1, phase2)
+    let phase3 = vec![event("jira:task:3", 3, task("Obsolete no more", None, None))];
+    (phase1, phase2, phase3)
 }
 
 /// Serves the attachment the DSR events point at.
@@ -357,24 +362,35 @@ fn expected_state(emu: &RunningEmulator) {
     if generic != want {
         errors.push(format!("GenericRelationships:\n  actual   {generic:?}\n  expected {want:?}"));
     }
-    let links = dump(emu, "DataProcessingRelationships", "label");
     let payroll_id = dp_id("grc:processing:payroll");
     let recruit_id = dp_id("grc:processing:recruit");
-    assert_eq!(links.len(), 1, "{links:#?}");
-    let l = &links["feeds"];
-    assert_eq!(l["sourceId"], payroll_id);
-    assert_eq!(l["element"]["id"], recruit_id);
-    assert_eq!(l["element"]["ref"], "grc:processing:recruit");
-    assert_eq!(l["relationShipType"], "Parent");
+    let recruit_light = emu.state.entities(1, "DataProcessings").into_iter().find(|d| d["id"] == recruit_id).unwrap();
+    let mut links = emu.state.entities(1, "DataProcessingRelationships");
+    for l in &mut links {
+        for f in ["id", "dateCreation"] {
+            l.as_object_mut().unwrap().remove(f);
+        }
+    }
+    let want = vec![json!({
+        "sourceId": payroll_id, "relationShipType": "Parent", "label": "feeds", "areaId": null, "url": null,
+        "processingType": "Vendor", "workspaceId": 1, "create": false,
+        "element": {
+            "id": recruit_id, "label": "Recruitment", "ref": "grc:processing:recruit", "description": null,
+            "workspaceId": 1, "archived": false, "areaId": 1, "processingType": "Vendor",
+            "dateCreation": recruit_light["dateCreation"], "dateUpdate": recruit_light["dateUpdate"],
+        },
+    })];
+    if links != want {
+        errors.push(format!("DataProcessingRelationships:\n  actual   {links:?}\n  expected {want:?}"));
+    }
 
     let contract_dto = |label: &str, r: &str, supplier: &str, assets: Vec<Value>, archived: bool| {
-        let mut v = json!({
+        json!({
             "label": label, "ref": r, "description": format!("{label} terms"),
             "signatories": [actor_id(supplier)],
             "dateStart": "2026-01-01T00:00:00.000Z", "dateEnd": "2028-12-31T00:00:00.000Z",
             "archived": archived, "assets": assets,
-        });
-        v
+        })
     };
     assert_family(emu,
         "Contracts",
@@ -425,11 +441,22 @@ fn expected_state(emu: &RunningEmulator) {
             d2,
             dsr_dto("Spam", "hub:dsr:1003", "Information", "Open", 1, true),
         ], &mut errors);
-    let files = emu.state.entities(1, "DataSubjectAttachments");
-    assert_eq!(files.len(), 1, "{files:#?}");
-    assert_eq!(files[0]["fileName"], "consent.pdf");
-    assert_eq!(files[0]["userRequestId"], dsr_id("hub:dsr:1001"));
-    assert_eq!(files[0]["size"], CONSENT.len());
+    let mut files = emu.state.entities(1, "DataSubjectAttachments");
+    for f in &mut files {
+        for k in ["id", "dateCreation", "dateUpdate"] {
+            f.as_object_mut().unwrap().remove(k);
+        }
+    }
+    let want = vec![json!({
+        "fileName": "consent.pdf", "label": "consent.pdf", "extension": ".pdf", "size": CONSENT.len(),
+        "userRequestId": dsr_id("hub:dsr:1001"), "transmitted": false, "deleted": false, "expired": false,
+        "nbDownload": 0,
+        // The bytes the sink downloaded are the bytes Dastra stores (the emulator's hidden field).
+        "_contentBase64": base64::engine::general_purpose::STANDARD.encode(CONSENT),
+    })];
+    if files != want {
+        errors.push(format!("DataSubjectAttachments:\n  actual   {files:?}\n  expected {want:?}"));
+    }
 
     let task_dto = |label: &str, k: &str, object: Option<(&str, String)>, parent: Option<Value>, archived: bool| {
         let mut v = json!({
@@ -459,12 +486,27 @@ fn expected_state(emu: &RunningEmulator) {
                 Some(t1),
                 false,
             ),
-            task_dto("Obsolete", "jira:task:3", None, None, true),
+            // Archived in phase 2, restored and updated in phase 3: still one task.
+            task_dto("Obsolete no more", "jira:task:3", None, None, false),
         ], &mut errors);
     assert!(errors.is_empty(), "workspace differs from the expected state:\n{}", errors.join("\n"));
 }
 
-async fn scenario(broker: Broker) {
+/// Collections whose first create is made ambiguous (applied, then no answer).
+const CREATES: &[&str] = &[
+    "Assets$",
+    "Actors$",
+    "Contracts$",
+    "DataProcessings$",
+    "DataFields$",
+    "DataSubjectRequests$",
+    "Tasks$",
+    "GenericRelationships$",
+    "DataProcessingRelationships/[^/]+$",
+    "DataSubjectAttachments/[^/]+$",
+];
+
+async fn scenario(broker: Broker, ambiguous_creates: bool) {
     let started = Instant::now();
     let topics = Topics::default();
     let bus = broker.bus(&topics, "sink").await;
@@ -472,11 +514,20 @@ async fn scenario(broker: Broker) {
     let emu = emulator().await;
     let files = file_server().await;
     let publisher = bus.publisher().await.unwrap();
-    let (phase1, phase2) = stream(&files);
+    let (phase1, phase2, phase3) = stream(&files);
 
     let mut config = sink_config(&emu);
     for kind in ["contract", "task", "dsr"] {
         config.policy.deletes.insert(kind.into(), dastra_connect_dastra::sink::config::DeletePolicy::Archive);
+    }
+    if ambiguous_creates {
+        // The client gives up on an answer after 400 ms; these answers never come.
+        config.dastra.request_timeout = Duration::from_millis(400);
+        for route in CREATES {
+            let kind = dastra_emulator::FaultKind::TimeoutAfterWrite { hang_ms: 800 };
+            let rule = dastra_emulator::FaultRule::always(kind).method("POST").route(route).count(1);
+            emu.state.add_fault(rule).unwrap();
+        }
     }
     let sink = RunningSink::start("sink", &bus, &topics, config);
     publish(publisher.as_ref(), &topics, &phase1).await;
@@ -484,8 +535,18 @@ async fn scenario(broker: Broker) {
     let after_phase1 = requests(&emu);
     publish(publisher.as_ref(), &topics, &phase2).await;
     sink.wait_idle(Duration::from_secs(40)).await;
+    let after_phase2 = requests(&emu);
+    publish(publisher.as_ref(), &topics, &phase3).await;
+    sink.wait_idle(Duration::from_secs(40)).await;
     let total = requests(&emu);
+    // Restore + PATCH of the two changed fields.
+    assert_eq!(total - after_phase2, 2, "reviving an archived task");
     expected_state(&emu);
+    if ambiguous_creates {
+        for (rule, hits) in emu.state.faults() {
+            assert_eq!(hits, 1, "every ambiguous-create fault fired once: {rule:?}");
+        }
+    }
 
     // Every POST created exactly one entity: no duplicate create anywhere.
     let writes_by_route: Vec<(String, String, u64)> =
@@ -494,25 +555,40 @@ async fn scenario(broker: Broker) {
     // The whole stream again: every event is stale, nothing is sent.
     let mut all = phase1.clone();
     all.extend(phase2.iter().cloned());
+    all.extend(phase3.iter().cloned());
     publish(publisher.as_ref(), &topics, &all).await;
     sink.wait_idle(Duration::from_secs(40)).await;
     assert_eq!(requests(&emu), total, "a replay of the whole stream must cost no request");
     sink.stop().await;
+    let by_route: Vec<String> = writes_by_route.iter().map(|(m, r, n)| format!("{n} {m} {r}")).collect();
     println!(
-        "events: {} + {}; requests: phase 1 {after_phase1}, phase 2 {}, replay 0; {:.1}s\nby route: {writes_by_route:#?}",
+        "{} + {} + {} events; Dastra requests: phase 1 {after_phase1}, phase 2 {}, phase 3 {}, replay 0; {:.1}s\n  {}",
         phase1.len(),
         phase2.len(),
-        total - after_phase1,
-        started.elapsed().as_secs_f64()
+        phase3.len(),
+        after_phase2 - after_phase1,
+        total - after_phase2,
+        started.elapsed().as_secs_f64(),
+        by_route.join("\n  ")
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_stream_on_nats() {
-    scenario(Broker::nats().await).await;
+    scenario(Broker::nats().await, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_stream_on_kafka() {
-    scenario(Broker::kafka()).await;
+    scenario(Broker::kafka(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_creates_on_nats() {
+    scenario(Broker::nats().await, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_creates_on_kafka() {
+    scenario(Broker::kafka(), true).await;
 }

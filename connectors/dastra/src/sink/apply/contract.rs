@@ -6,7 +6,7 @@ use dastra_connect_core::event::{ChangeEvent, Contract};
 use serde_json::Value;
 
 use super::engine::{SinkResource, UpsertInput, upsert};
-use super::entities::{payload_json, remove, through_dto};
+use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
 use super::refs::{Refs, area_id, instant, int_id, uuid_id};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{Contracts, ExternalKeyed};
@@ -76,6 +76,9 @@ pub(super) async fn apply(
         m.insert("areaId".into(), Value::from(area_id(ctx, Some(r)).await?));
     }
     let content = through_dto::<crate::model::Contract>(m)?;
+    let (current, restored) =
+        revive(current, |id| async move { Ok(ctx.client.restore::<Contracts>(&uuid_id(&id)?).await?) }).await?;
+    let revived = current.clone();
     let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
-    upsert::<Contracts, _, _>(ctx, input, find).await
+    Ok(plus_requests(upsert::<Contracts, _, _>(ctx, input, find).await?, restored, revived))
 }

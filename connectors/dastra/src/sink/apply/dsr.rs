@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::engine::{SinkResource, UpsertInput, upsert};
-use super::entities::{payload_json, remove, through_dto};
+use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
 use super::refs::{area_id, int_id, workflow_steps};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{DataSubjectRequests, ExternalKeyed};
@@ -85,9 +85,13 @@ pub(super) async fn apply(
     if let (Some(demand), Value::Object(obj)) = (&d.demand_id, &mut content) {
         obj.insert("demandId".into(), json!(demand));
     }
+    let (current, restored) =
+        revive(current, |id| async move { Ok(ctx.client.restore::<DataSubjectRequests>(&int_id(&id)?).await?) })
+            .await?;
+    let revived = current.clone();
     let was_live = current.as_ref().is_some_and(|c| c.state == EntryState::Live);
     let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
-    let outcome = upsert::<DataSubjectRequests, _, _>(ctx, input, find).await?;
+    let outcome = plus_requests(upsert::<DataSubjectRequests, _, _>(ctx, input, find).await?, restored, revived);
 
     let (mut entry, mut requests, applied) = match outcome {
         Outcome::Applied { entry, requests } => (entry, requests, true),

@@ -250,5 +250,63 @@ where
     if let Some(cur) = current {
         tombstone.links = cur.links;
     }
+    // How it was removed: an archived entity that comes back at the source is restored, not
+    // created a second time (it still holds its external key).
+    let how = if policy == DeletePolicy::Archive { REMOVED_ARCHIVED } else { "deleted" };
+    tombstone.links.insert(REMOVED.into(), how.into());
     Ok(Outcome::Applied { entry: tombstone, requests })
+}
+
+/// Ledger link recording how a deleted entity was removed.
+const REMOVED: &str = "removed";
+const REMOVED_ARCHIVED: &str = "archived";
+
+/// Before an upsert: an entity the sink archived (delete policy `archive`) is restored with
+/// `restore(id)` and handed to the upsert as live with no field hashes, so that every field is
+/// PATCHed. Answers the entry to upsert against and the requests sent. When the archived entity is
+/// gone from Dastra (404), the upsert creates it.
+pub(super) async fn revive<F, Fut>(
+    current: Option<LedgerEntry>,
+    restore: F,
+) -> Result<(Option<LedgerEntry>, u32), ApplyError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApplyError>>,
+{
+    let Some(cur) = current else { return Ok((None, 0)) };
+    let archived =
+        cur.state == EntryState::Deleted && cur.links.get(REMOVED).map(String::as_str) == Some(REMOVED_ARCHIVED);
+    let Some(id) = cur.id.clone().filter(|_| archived) else { return Ok((Some(cur), 0)) };
+    let mut links = cur.links.clone();
+    links.remove(REMOVED);
+    match restore(id.clone()).await {
+        Ok(()) => {
+            let mut live = LedgerEntry::live(id);
+            live.version = cur.version.clone();
+            live.links = links;
+            Ok((Some(live), 1))
+        }
+        Err(e) if e.status() == Some(404) => {
+            let mut gone = cur;
+            gone.id = None;
+            gone.links = links;
+            Ok((Some(gone), 1))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds requests sent before the upsert to its outcome (a restore turns a skip into an apply).
+pub(super) fn plus_requests(outcome: Outcome, extra: u32, revived: Option<LedgerEntry>) -> Outcome {
+    if extra == 0 {
+        return outcome;
+    }
+    match outcome {
+        Outcome::Applied { entry, requests } => Outcome::Applied { entry, requests: requests + extra },
+        Outcome::Skipped { entry, .. } => match entry.or(revived) {
+            Some(entry) => Outcome::Applied { entry, requests: extra },
+            None => Outcome::Skipped { reason: SkipReason::Unchanged, entry: None },
+        },
+        other => other,
+    }
 }

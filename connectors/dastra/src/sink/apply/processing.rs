@@ -10,7 +10,7 @@ use dastra_connect_core::event::{ChangeEvent, DataProcessing, ProcessingActor};
 use serde_json::{Map, Value, json};
 
 use super::engine::{SinkResource, UpsertInput, upsert};
-use super::entities::{payload_json, remove, through_dto};
+use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
 use super::refs::{Refs, area_id, int_id, uuid_id};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{Assets, DataProcessings, ExternalKeyed};
@@ -149,6 +149,9 @@ pub(super) async fn apply(
             Ok(found.iter().filter(|d| d.r#ref.as_deref().is_none_or(str::is_empty)).find_map(DataProcessings::read_id))
         }
     };
+    let (current, restored) =
+        revive(current, |id| async move { Ok(ctx.client.restore::<DataProcessings>(&uuid_id(&id)?).await?) }).await?;
+    let revived = current.clone();
     let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: true };
-    upsert::<DataProcessings, _, _>(ctx, input, find).await
+    Ok(plus_requests(upsert::<DataProcessings, _, _>(ctx, input, find).await?, restored, revived))
 }

@@ -8,7 +8,7 @@ use dastra_connect_core::event::{ChangeEvent, Task};
 use serde_json::{Map, Value};
 
 use super::engine::{SinkResource, UpsertInput, upsert};
-use super::entities::{payload_json, remove, through_dto};
+use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
 use super::refs::{Refs, area_id, instant, int_id};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::Tasks;
@@ -90,6 +90,9 @@ pub(super) async fn apply(
     extra.insert(TASK_KEY_FIELD.into(), Value::String(key.as_str().to_owned()));
     m.insert("additionalDatas".into(), Value::Object(extra));
     let content = through_dto::<crate::model::Task>(m)?;
+    let (current, restored) =
+        revive(current, |id| async move { Ok(ctx.client.archive_task(int_id(&id)?, false).await?) }).await?;
+    let revived = current.clone();
     let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
-    upsert::<Tasks, _, _>(ctx, input, find).await
+    Ok(plus_requests(upsert::<Tasks, _, _>(ctx, input, find).await?, restored, revived))
 }
