@@ -78,6 +78,10 @@ pub struct Shared {
     pub codec: Codec,
     /// Metrics.
     pub metrics: Metrics,
+    /// The process's quota limiter (re-split on every assignment change).
+    pub quota: crate::QuotaLimiter,
+    /// Partitions of all consumed topics together (the denominator of this replica's quota share).
+    pub total_partitions: u32,
 }
 
 /// Live counters for `/status`.
@@ -111,6 +115,8 @@ pub struct Driver {
     /// missing key → keys of pending events waiting for it.
     waiting_on: HashMap<String, HashSet<String>>,
     status: Arc<parking_lot::Mutex<SinkStatus>>,
+    /// Whether the quota share was set once (the first assignment applies at once).
+    share_set: bool,
 }
 
 impl Driver {
@@ -126,6 +132,7 @@ impl Driver {
             buffered: 0,
             waiting_on: HashMap::new(),
             status,
+            share_set: false,
         };
         d.rebuild_waiting();
         d
@@ -167,9 +174,13 @@ impl Driver {
                     match event {
                         Ok(SubscriberEvent::Message(m)) => self.on_message(m).await,
                         Ok(SubscriberEvent::Assigned(tps)) => {
-                            tracing::info!(connector = %self.label(), partitions = ?tps, "partitions assigned");
+                            tracing::info!(connector = %self.label(), partitions = tps.len(), "partitions assigned");
+                            self.reshare(sub.as_ref());
                         }
-                        Ok(SubscriberEvent::Revoked(tps)) => self.on_revoked(sub.as_ref(), tps, &shutdown).await,
+                        Ok(SubscriberEvent::Revoked(tps)) => {
+                            self.on_revoked(sub.as_ref(), tps, &shutdown).await;
+                            self.reshare(sub.as_ref());
+                        }
                         Err(e) if e.class() == ErrorClass::Fatal => break Err(e.into()),
                         Err(e) => {
                             tracing::warn!(connector = %self.label(), error = %e, "consume failed; retrying");
@@ -185,6 +196,21 @@ impl Driver {
             tracing::warn!(connector = %self.label(), error = %e, "closing the consumer failed");
         }
         result
+    }
+
+    /// This replica's quota share = quota × owned partitions / all partitions, so that replicas
+    /// sharing the topics stay within one Dastra quota together.
+    fn reshare(&mut self, sub: &dyn Subscriber) {
+        let owned = sub.assignment().len() as u32;
+        let total = self.shared.total_partitions.max(owned).max(1);
+        if self.share_set {
+            self.shared.quota.set_share(owned, total);
+        } else {
+            // A new process starts with its share at once; later increases are phased in.
+            self.shared.quota.init_share(owned, total);
+            self.share_set = true;
+        }
+        tracing::info!(connector = %self.label(), owned, total, "quota share set");
     }
 
     async fn on_message(&mut self, m: InboundMessage) {

@@ -64,6 +64,10 @@ impl Connector for DastraSink {
         let observer = MetricsObserver::new(ctx.metrics.clone(), ctx.name.clone());
         let client = DastraClient::new(&self.config.dastra, quota.clone(), Some(Arc::new(observer.clone())))?;
         let publisher = ctx.bus.publisher().await?;
+        let mut total_partitions = 0u32;
+        for t in &topics {
+            total_partitions += ctx.bus.partition_count(t).await? as u32;
+        }
         let subscriber = ctx.bus.subscriber(&ctx.name, &topics).await?;
         tracing::info!(connector = %ctx.name, ledger = ledger.len(), pending = pending.len(), parked = parked.len(), "dastra sink started");
 
@@ -71,6 +75,7 @@ impl Connector for DastraSink {
         {
             let status = status.clone();
             let quota = quota.clone();
+            let observer = observer.clone();
             ctx.admin.status_provider(&ctx.name, move || {
                 let snapshot = quota.snapshot();
                 // /status is polled by people and probes: refresh the quota gauges at the same time.
@@ -93,6 +98,8 @@ impl Connector for DastraSink {
             dlq_topic,
             codec: ctx.codec.clone(),
             metrics: ctx.metrics.clone(),
+            quota,
+            total_partitions,
         });
         ready.set(true);
         let result = driver::Driver::new(shared, status).run(subscriber, shutdown).await;
