@@ -302,6 +302,12 @@ impl Tansu {
         assert!(self.child.is_none(), "resume() while tansu runs");
         self.spawn().await;
     }
+
+    /// [`Self::stop`] then [`Self::resume`].
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.resume().await;
+    }
 }
 
 impl Drop for Tansu {
@@ -311,7 +317,8 @@ impl Drop for Tansu {
 }
 
 /// An in-process librdkafka MockCluster (real TCP listeners on 127.0.0.1). Note: it has no
-/// CreateTopics API — create topics with [`MockKafka::create_topic`]; group joins take ~3 s.
+/// CreateTopics API — create topics with [`MockKafka::create_topic`]; group joins take ~3 s. It is
+/// not `Send` (a raw librdkafka handle): keep it in the test function, not in a spawned task.
 pub struct MockKafka {
     cluster: MockCluster<'static, DefaultProducerContext>,
     brokers: i32,
