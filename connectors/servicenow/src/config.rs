@@ -79,7 +79,9 @@ impl TableConfig {
 
     /// The filter in effect (configured, else the table's default).
     pub fn effective_filter(&self) -> Option<String> {
-        self.filter.clone().or_else(|| DefaultMapping::for_table(&self.table).and_then(|d| d.default_filter()).map(str::to_owned))
+        self.filter
+            .clone()
+            .or_else(|| DefaultMapping::for_table(&self.table).and_then(|d| d.default_filter()).map(str::to_owned))
     }
 
     /// `sysparm_fields`: the default mapping's fields plus the configured ones.
@@ -161,7 +163,9 @@ impl ServiceNowConfig {
                 query::check_filter(f).map_err(|r| ConfigError::new(format!("{here}.filter"), r))?;
             }
             for f in &t.fields {
-                if f.is_empty() || !f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.') {
+                if f.is_empty()
+                    || !f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+                {
                     return Err(ConfigError::new(format!("{here}.fields"), format!("`{f}` is not a field name")));
                 }
             }
@@ -171,7 +175,8 @@ impl ServiceNowConfig {
                     format!("table `{}` has no default mapping: give a jq `mapping`", t.table),
                 ));
             };
-            Mapping::compile(&t.table, &program).map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
+            Mapping::compile(&t.table, &program)
+                .map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
         }
         self.sync.validate(&format!("{at}.sync"))?;
         self.http.validate(&format!("{at}.http"))?;
@@ -189,14 +194,13 @@ mod tests {
 
     #[test]
     fn defaults_validate_and_unknown_keys_are_rejected() {
-        let c = yaml(
-            "instance_url: https://acme.service-now.com\nauth: {type: basic, username: svc, password: pw}\n",
-        )
-        .unwrap();
+        let c = yaml("instance_url: https://acme.service-now.com\nauth: {type: basic, username: svc, password: pw}\n")
+            .unwrap();
         c.validate("connectors[0]").unwrap();
         assert_eq!(c.tables.len(), 2);
         assert_eq!(c.tables[1].effective_filter().as_deref(), Some("vendor=true^ORmanufacturer=true"));
-        let err = yaml("instance_url: https://a.b\nauth: {type: basic, username: a, password: b}\ncolour: red\n").unwrap_err();
+        let err = yaml("instance_url: https://a.b\nauth: {type: basic, username: a, password: b}\ncolour: red\n")
+            .unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
         let err = yaml("instance_url: https://a.b\nauth: {type: basic, username: a, password: b}\ntables: [{table: cmdb_ci, colour: x}]\n")
             .unwrap_err();

@@ -102,8 +102,19 @@ impl DefaultMapping {
                 "sys_mod_count",
             ],
             DefaultMapping::Company => &[
-                "sys_id", "name", "street", "city", "zip", "country", "phone", "website", "notes", "vendor",
-                "manufacturer", "sys_updated_on", "sys_mod_count",
+                "sys_id",
+                "name",
+                "street",
+                "city",
+                "zip",
+                "country",
+                "phone",
+                "website",
+                "notes",
+                "vendor",
+                "manufacturer",
+                "sys_updated_on",
+                "sys_mod_count",
             ],
         }
     }
@@ -243,10 +254,7 @@ mod tests {
     fn params_override_class_map_and_owner() {
         let m = Mapping::compile("cmdb_ci", CI_PROGRAM).unwrap();
         let mut params = DefaultMapping::ConfigurationItem.params();
-        merge(
-            &mut params,
-            &json!({"class_map": {"cmdb_ci_win_server": "Software"}, "owner_custom_field": "owner"}),
-        );
+        merge(&mut params, &json!({"class_map": {"cmdb_ci_win_server": "Software"}, "owner_custom_field": "owner"}));
         assert_eq!(params["class_map"]["cmdb_ci_appl"], "Software", "merge keeps the other classes");
         let out = m.run(&ci(), &params, "servicenow").unwrap();
         assert_eq!(out[0]["data"]["type"], "Software");

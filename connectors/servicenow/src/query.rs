@@ -80,7 +80,10 @@ pub fn parse(query: &str) -> Result<Query, String> {
             } else if let Some(f) = part.strip_prefix("ORDERBY") {
                 q.order_by.push((f.to_owned(), false));
             } else {
-                conds.push(parse_condition(part).ok_or_else(|| format!("`{part}` is not a condition (field, operator, value)"))?);
+                conds.push(
+                    parse_condition(part)
+                        .ok_or_else(|| format!("`{part}` is not a condition (field, operator, value)"))?,
+                );
             }
         }
         if !conds.is_empty() {
@@ -181,9 +184,15 @@ mod tests {
     fn parses_conditions_and_rejects_garbage() {
         let q = parse("operational_status!=6^nameSTARTSWITHlnx^ORnameISEMPTY^NQsys_id>ab^ORDERBYDESCname").unwrap();
         assert_eq!(q.groups.len(), 2);
-        assert_eq!(q.groups[0][0], Condition { field: "operational_status".into(), op: "!=".into(), value: "6".into(), or: false });
+        assert_eq!(
+            q.groups[0][0],
+            Condition { field: "operational_status".into(), op: "!=".into(), value: "6".into(), or: false }
+        );
         assert_eq!(q.groups[0][1].op, "STARTSWITH");
-        assert_eq!(q.groups[0][2], Condition { field: "name".into(), op: "ISEMPTY".into(), value: "".into(), or: true });
+        assert_eq!(
+            q.groups[0][2],
+            Condition { field: "name".into(), op: "ISEMPTY".into(), value: "".into(), or: true }
+        );
         assert_eq!(q.order_by, vec![("name".to_owned(), true)]);
         assert!(parse("operational_status~6").is_err());
         assert_eq!(check_filter("vendor=true^ORmanufacturer=true").unwrap(), vec!["manufacturer", "vendor"]);
@@ -196,7 +205,10 @@ mod tests {
     #[test]
     fn builds_cursor_queries() {
         let t = Utc.with_ymd_and_hms(2025, 5, 2, 8, 30, 0).unwrap();
-        assert_eq!(changes_after(None, t, ""), "sys_updated_on>=2025-05-02 08:30:00^ORDERBYsys_updated_on^ORDERBYsys_id");
+        assert_eq!(
+            changes_after(None, t, ""),
+            "sys_updated_on>=2025-05-02 08:30:00^ORDERBYsys_updated_on^ORDERBYsys_id"
+        );
         assert_eq!(
             changes_after(Some("active=true"), t, "ab"),
             "active=true^sys_updated_on>2025-05-02 08:30:00^NQactive=true^sys_updated_on=2025-05-02 08:30:00^sys_id>ab^ORDERBYsys_updated_on^ORDERBYsys_id"

@@ -43,7 +43,8 @@ fn text<'a>(rec: &'a Value, field: &str) -> Option<&'a str> {
 /// A Table API record → a source record (`sys_id`, `sys_updated_on`, `sys_mod_count`).
 fn to_record(table: &str, rec: Value) -> Result<SourceRecord, SourceError> {
     let what = format!("/api/now/table/{table}");
-    let id = text(&rec, "sys_id").filter(|s| !s.is_empty()).ok_or_else(|| bad(&what, "a record has no sys_id".into()))?;
+    let id =
+        text(&rec, "sys_id").filter(|s| !s.is_empty()).ok_or_else(|| bad(&what, "a record has no sys_id".into()))?;
     let updated = text(&rec, "sys_updated_on")
         .and_then(query::parse_time)
         .ok_or_else(|| bad(&what, format!("record {id} has no readable sys_updated_on")))?;
@@ -65,7 +66,11 @@ impl ServiceNowSystem {
             .map(|t| {
                 (
                     t.table.clone(),
-                    Table { filter: t.effective_filter(), fields: t.effective_fields(), audit_deletes: t.audit_deletes },
+                    Table {
+                        filter: t.effective_filter(),
+                        fields: t.effective_fields(),
+                        audit_deletes: t.audit_deletes,
+                    },
                 )
             })
             .collect();
@@ -87,7 +92,8 @@ impl ServiceNowSystem {
         for (name, t) in &self.tables {
             let mut fields = vec!["sys_id".to_owned(), "sys_updated_on".to_owned(), "sys_mod_count".to_owned()];
             if let Some(f) = &t.filter {
-                let used = query::check_filter(f).map_err(|r| SourceError::Config(format!("filter of `{name}`: {r}")))?;
+                let used =
+                    query::check_filter(f).map_err(|r| SourceError::Config(format!("filter of `{name}`: {r}")))?;
                 fields.extend(used);
             }
             if !self.client.check_fields(name, &fields, "used by the cursor or the filter").await? {
@@ -112,7 +118,12 @@ impl SourceSystem for ServiceNowSystem {
         Ok(Page { records, total: page.total })
     }
 
-    async fn fetch_all(&self, stream: &str, after_id: Option<&str>, limit: u32) -> Result<Page<SourceRecord>, SourceError> {
+    async fn fetch_all(
+        &self,
+        stream: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<SourceRecord>, SourceError> {
         let t = self.table(stream)?;
         let q = query::all_after(t.filter.as_deref(), after_id);
         let page = self.client.table(stream, &q, &t.fields, limit, None).await?;
@@ -124,7 +135,12 @@ impl SourceSystem for ServiceNowSystem {
         self.tables.get(stream).is_some_and(|t| t.audit_deletes)
     }
 
-    async fn fetch_deletes(&self, stream: &str, after: &Cursor, limit: u32) -> Result<Page<DeletedRecord>, SourceError> {
+    async fn fetch_deletes(
+        &self,
+        stream: &str,
+        after: &Cursor,
+        limit: u32,
+    ) -> Result<Page<DeletedRecord>, SourceError> {
         let q = query::deletes_after(stream, after.updated, &after.id);
         let fields = ["sys_id", "tablename", "documentkey", "sys_created_on"].map(str::to_owned);
         let page = self.client.table("sys_audit_delete", &q, &fields, limit, None).await?;
@@ -180,9 +196,10 @@ impl Connector for ServiceNowSource {
         {
             let instance = config.instance_url.to_string();
             let tables: Vec<String> = config.tables.iter().map(|t| t.table.clone()).collect();
-            ctx.admin.status_provider(&ctx.name, move || {
-                serde_json::json!({"type": "servicenow", "instance": instance, "tables": tables})
-            });
+            ctx.admin.status_provider(
+                &ctx.name,
+                move || serde_json::json!({"type": "servicenow", "instance": instance, "tables": tables}),
+            );
         }
         let engine = SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone());
         engine.run(shutdown).await?;

@@ -3,6 +3,8 @@
 //! as Assets, the suppliers as Actors and the vendor/manufacturer links as generic relationships; a
 //! CI deleted at the source disappears from Dastra.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -56,8 +58,18 @@ async fn scenario(broker: Broker) {
     let sink = tokio::spawn(Box::new(DastraSink::new(sink_config(&emu))).run(ctx, sink_stop.clone()));
 
     let expected_assets = vec![
-        "Customer Portal", "Exchange Online", "HR Self Service", "ORA-FIN-PRD", "Paris DC1", "SAP ERP", "SQL-PORTAL",
-        "Salesforce CRM", "bkp-srv-02", "core-sw-01", "lnx-web-01", "win-ad-01",
+        "Customer Portal",
+        "Exchange Online",
+        "HR Self Service",
+        "ORA-FIN-PRD",
+        "Paris DC1",
+        "SAP ERP",
+        "SQL-PORTAL",
+        "Salesforce CRM",
+        "bkp-srv-02",
+        "core-sw-01",
+        "lnx-web-01",
+        "win-ad-01",
     ];
     let expected_actors = vec!["Cisco Systems", "Dell Inc.", "Microsoft", "OVHcloud", "Oracle", "Salesforce"];
     wait_for("the assets and actors in Dastra", Duration::from_secs(120), || {

@@ -3,6 +3,8 @@
 //! incremental updates, a removed vendor link, an audited delete, a restart from the checkpoint that
 //! loses nothing, and a delete found by the snapshot sweep. Events are read back from the topics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -84,7 +86,11 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     let sap_rec = fake.state.get(&sys_id(&fake.state, "cmdb_ci_appl", "SAP ERP")).unwrap();
     let expected_seq = sequence_from_time(parse_time(sap_rec["sys_updated_on"].as_str().unwrap()).unwrap(), 12);
     assert_eq!(sap.sequence, expected_seq, "sequence = sys_updated_on / sys_mod_count");
-    assert_eq!(sap.id, event_id("/connectors/servicenow-test", &sap.key, &sap.sequence, Op::Upsert), "deterministic id");
+    assert_eq!(
+        sap.id,
+        event_id("/connectors/servicenow-test", &sap.key, &sap.sequence, Op::Upsert),
+        "deterministic id"
+    );
     assert_eq!(sap.key.as_str(), format!("servicenow:asset:{}", sap_rec["sys_id"].as_str().unwrap()));
     let Payload::Asset(portal) = &by_label(&latest, "Customer Portal").unwrap().data else { panic!() };
     assert_eq!(portal.country_code.as_deref(), Some("FR"), "free-text country `France` → FR");
@@ -108,7 +114,10 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     assert_eq!(dlq[0].header("dastra_dlq_source_stream").as_deref(), Some("cmdb_ci"));
     let body: Value = serde_json::from_slice(&dlq[0].value).unwrap();
     assert_eq!(body["name"], "Floor 3 printer");
-    assert!(source.metric("dastra_connect_records_polled_total{connector=\"servicenow-test\",entity=\"cmdb_ci\"}").unwrap() >= 13.0);
+    assert!(
+        source.metric("dastra_connect_records_polled_total{connector=\"servicenow-test\",entity=\"cmdb_ci\"}").unwrap()
+            >= 13.0
+    );
     assert_eq!(
         source.metric("dastra_connect_dlq_events_total{connector=\"servicenow-test\",reason=\"mapping_error\"}"),
         Some(1.0)
@@ -125,14 +134,17 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     assert!(fake.state.update(&sap_id, json!({"name": "SAP S/4HANA"})));
     assert!(fake.state.update(&bkp_id, json!({"vendor": ""})));
     assert!(fake.state.delete(&hr_id, true));
-    fake.state.insert("cmdb_ci_appl", json!({"name": "Workday HCM", "operational_status": "1", "vendor": "", "manufacturer": "", "location": ""}));
+    fake.state.insert(
+        "cmdb_ci_appl",
+        json!({"name": "Workday HCM", "operational_status": "1", "vendor": "", "manufacturer": "", "location": ""}),
+    );
     let ovh_link = format!("servicenow:relationship:servicenow:asset:{bkp_id}->servicenow:actor:{ovh_id}");
     reader
         .wait_until("the incremental changes", Duration::from_secs(60), |r| {
             let l = r.latest();
-            let renamed = l.get(&format!("servicenow:asset:{sap_id}")).is_some_and(
-                |e| matches!(&e.data, Payload::Asset(a) if a.label.as_deref() == Some("SAP S/4HANA")),
-            );
+            let renamed = l
+                .get(&format!("servicenow:asset:{sap_id}"))
+                .is_some_and(|e| matches!(&e.data, Payload::Asset(a) if a.label.as_deref() == Some("SAP S/4HANA")));
             renamed
                 && l.get(&ovh_link).is_some_and(|e| e.op == Op::Delete)
                 && l.get(&format!("servicenow:asset:{hr_id}")).is_some_and(|e| e.op == Op::Delete)
@@ -142,8 +154,10 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     let latest = reader.latest();
     let hr_del = &latest[&format!("servicenow:asset:{hr_id}")];
     assert!(!hr_del.data.is_snapshot(), "an explicit delete from sys_audit_delete");
-    let dell_link = latest.keys().find(|k| k.starts_with(&format!("servicenow:relationship:servicenow:asset:{bkp_id}->"))
-        && **k != ovh_link).unwrap();
+    let dell_link = latest
+        .keys()
+        .find(|k| k.starts_with(&format!("servicenow:relationship:servicenow:asset:{bkp_id}->")) && **k != ovh_link)
+        .unwrap();
     assert_eq!(latest[dell_link].op, Op::Upsert, "the manufacturer link stays");
 
     // 3. Restart: changes made while the source is down arrive; a CI deleted without audit is found
@@ -155,7 +169,10 @@ async fn scenario(broker: Broker, use_oauth: bool) {
         .unwrap()
         .to_owned();
     assert!(fake.state.update(&oracle_id, json!({"phone": "+1 737 000 0000"})));
-    fake.state.insert("cmdb_ci_appl", json!({"name": "Jira", "operational_status": "5", "vendor": "", "manufacturer": "", "location": ""}));
+    fake.state.insert(
+        "cmdb_ci_appl",
+        json!({"name": "Jira", "operational_status": "5", "vendor": "", "manufacturer": "", "location": ""}),
+    );
     let dc_id = sys_id(&fake.state, "cmdb_ci_datacenter", "Paris DC1");
     assert!(fake.state.delete(&dc_id, false));
     let mut cfg2 = cfg.clone();
@@ -164,9 +181,9 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     reader
         .wait_until("the changes made while down and the sweep delete", Duration::from_secs(60), |r| {
             let l = r.latest();
-            l.get(&format!("servicenow:actor:{oracle_id}"))
-                .is_some_and(|e| matches!(&e.data, Payload::Actor(a) if a.phone_number.as_deref() == Some("+1 737 000 0000")))
-                && by_label(&l, "Jira").is_some()
+            l.get(&format!("servicenow:actor:{oracle_id}")).is_some_and(
+                |e| matches!(&e.data, Payload::Actor(a) if a.phone_number.as_deref() == Some("+1 737 000 0000")),
+            ) && by_label(&l, "Jira").is_some()
                 && l.get(&format!("servicenow:asset:{dc_id}")).is_some_and(|e| e.op == Op::Delete)
         })
         .await;
@@ -179,7 +196,9 @@ async fn scenario(broker: Broker, use_oauth: bool) {
         "the sweep republished the records with snapshot: true"
     );
     // Nothing lost: every record now at the source has its latest version on the bus.
-    for table in ["cmdb_ci_appl", "cmdb_ci_linux_server", "cmdb_ci_win_server", "cmdb_ci_server", "cmdb_ci_db_ora_instance"] {
+    for table in
+        ["cmdb_ci_appl", "cmdb_ci_linux_server", "cmdb_ci_win_server", "cmdb_ci_server", "cmdb_ci_db_ora_instance"]
+    {
         for rec in fake.state.records(table) {
             let key = format!("servicenow:asset:{}", rec["sys_id"].as_str().unwrap());
             let n: u64 = rec["sys_mod_count"].as_str().unwrap().parse().unwrap();
@@ -194,7 +213,12 @@ async fn scenario(broker: Broker, use_oauth: bool) {
         assert_eq!(ids.entry(e.id.clone()).or_insert_with(|| v.clone()), &v);
     }
     // The printer is rejected again by each sweep, never published as an asset.
-    assert!(reader.events().iter().all(|e| !matches!(&e.data, Payload::Asset(a) if a.label.as_deref() == Some("Floor 3 printer"))));
+    assert!(
+        reader
+            .events()
+            .iter()
+            .all(|e| !matches!(&e.data, Payload::Asset(a) if a.label.as_deref() == Some("Floor 3 printer")))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

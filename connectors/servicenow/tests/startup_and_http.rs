@@ -3,6 +3,8 @@
 //! credentials stop the source without leaking them, offset/`Link` pagination and `X-Total-Count`,
 //! OAuth tokens fetched once and refreshed after a 401, and 429s beyond the retry budget.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -90,10 +92,12 @@ async fn offset_pages_follow_link_headers_and_total_count() {
         HttpSettings::default(),
     )
     .unwrap();
-    let mut url: url::Url =
-        format!("{}/api/now/table/cmdb_ci?sysparm_limit=5&sysparm_query=ORDERBYname&sysparm_fields=name", fake.base_url)
-            .parse()
-            .unwrap();
+    let mut url: url::Url = format!(
+        "{}/api/now/table/cmdb_ci?sysparm_limit=5&sysparm_query=ORDERBYname&sysparm_fields=name",
+        fake.base_url
+    )
+    .parse()
+    .unwrap();
     let mut names = Vec::new();
     let mut pages = 0;
     loop {

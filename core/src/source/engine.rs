@@ -12,13 +12,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::SourceError;
 use super::cursor::{Checkpoint, Cursor};
 use super::dlq::{Rejected, record_message};
 use super::known::{KnownKeys, Origin};
 use super::mapping::{Mapping, MappingError};
 use super::progress::Progress;
 use super::settings::SourceSettings;
-use super::SourceError;
 use crate::bus::{OutboundMessage, Publisher, TopicSpec};
 use crate::connector::ConnectorContext;
 use crate::event::{ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_time};
@@ -73,8 +73,12 @@ pub trait SourceSystem: Send + Sync {
 
     /// Every record of `stream` with an id greater than `after_id` (none: from the first), in id
     /// order, at most `limit` (the snapshot sweep).
-    async fn fetch_all(&self, stream: &str, after_id: Option<&str>, limit: u32)
-    -> Result<Page<SourceRecord>, SourceError>;
+    async fn fetch_all(
+        &self,
+        stream: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<SourceRecord>, SourceError>;
 
     /// Whether [`SourceSystem::fetch_deletes`] reports deletes for `stream`.
     fn has_delete_feed(&self, _stream: &str) -> bool {
@@ -158,7 +162,8 @@ impl SourceEngine {
 
     /// Runs until `shutdown` (returns `Ok`) or a fatal error.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SourceError> {
-        let mut specs: Vec<TopicSpec> = EntityKind::ALL.iter().map(|k| TopicSpec::new(self.ctx.topics.changes(*k))).collect();
+        let mut specs: Vec<TopicSpec> =
+            EntityKind::ALL.iter().map(|k| TopicSpec::new(self.ctx.topics.changes(*k))).collect();
         specs.push(TopicSpec::new(self.ctx.topics.dlq()));
         self.ctx.bus.ensure_topics(&specs).await?;
         let [cp_ns, known_ns] = Self::store_names(&self.ctx);
@@ -228,7 +233,8 @@ impl SourceEngine {
     }
 
     async fn save(&self, run: &Running, stream: &str, cp: &Checkpoint) -> Result<(), SourceError> {
-        let bytes = serde_json::to_vec(cp).map_err(|e| SourceError::Config(format!("checkpoint not serialisable: {e}")))?;
+        let bytes =
+            serde_json::to_vec(cp).map_err(|e| SourceError::Config(format!("checkpoint not serialisable: {e}")))?;
         run.checkpoints.put(&checkpoint_key(stream), Bytes::from(bytes)).await?;
         if let Some(c) = &cp.cursor {
             let lag = (Utc::now() - c.updated).num_milliseconds().max(0) as f64 / 1000.0;
@@ -243,14 +249,21 @@ impl SourceEngine {
         match last {
             // A fresh source's first poll is a full sync: a sweep only helps a source that already
             // has a cursor but never completed a sweep (an upgrade, a lost checkpoint field).
-            None => self.settings.sweep_on_start && self.checkpoint(run, &stream.name).is_ok_and(|c| c.cursor.is_some()),
+            None => {
+                self.settings.sweep_on_start && self.checkpoint(run, &stream.name).is_ok_and(|c| c.cursor.is_some())
+            }
             Some(t) => chrono::Duration::from_std(every).is_ok_and(|d| Utc::now() >= t + d),
         }
     }
 
     /// Incremental poll: pages strictly after the last position, starting `look_back` before the
     /// checkpointed cursor.
-    async fn poll(&self, run: &mut Running, stream: &StreamSpec, shutdown: &CancellationToken) -> Result<(), SourceError> {
+    async fn poll(
+        &self,
+        run: &mut Running,
+        stream: &StreamSpec,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SourceError> {
         let mut cp = self.checkpoint(run, &stream.name)?;
         let mut after = cp.poll_start(self.settings.look_back);
         let full_sync_started = cp.cursor.is_none().then(Utc::now);
@@ -269,7 +282,9 @@ impl SourceEngine {
                 self.save(run, &stream.name, &cp).await?;
             }
             match page.records.last() {
-                Some(last) if n >= self.settings.page_size as usize => after = Cursor::new(last.updated, last.id.clone()),
+                Some(last) if n >= self.settings.page_size as usize => {
+                    after = Cursor::new(last.updated, last.id.clone())
+                }
                 _ => {
                     if let Some(t) = full_sync_started
                         && cp.last_sweep.is_none()
@@ -339,7 +354,12 @@ impl SourceEngine {
     }
 
     /// Full scan with `snapshot: true`, then deletes for the stream's known keys not seen.
-    async fn sweep(&self, run: &mut Running, stream: &StreamSpec, shutdown: &CancellationToken) -> Result<(), SourceError> {
+    async fn sweep(
+        &self,
+        run: &mut Running,
+        stream: &StreamSpec,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SourceError> {
         let started = Utc::now();
         let clock = Instant::now();
         let mut progress = Progress::start(&self.ctx.name, &stream.name);
@@ -380,7 +400,11 @@ impl SourceEngine {
         cp.last_sweep = Some(started);
         self.save(run, &stream.name, &cp).await?;
         let elapsed = clock.elapsed();
-        self.ctx.metrics.snapshot_duration_seconds.with_label_values(&[&self.ctx.name, &stream.name]).set(elapsed.as_secs_f64());
+        self.ctx
+            .metrics
+            .snapshot_duration_seconds
+            .with_label_values(&[&self.ctx.name, &stream.name])
+            .set(elapsed.as_secs_f64());
         progress.finish(deleted, elapsed);
         Ok(())
     }
@@ -437,8 +461,10 @@ impl SourceEngine {
         r: &SourceRecord,
         snapshot: bool,
     ) -> Result<Vec<ChangeEvent>, (&'static str, String)> {
-        let outputs =
-            stream.mapping.run(&r.body, &stream.params, &self.key_system).map_err(|e: MappingError| (e.code(), e.to_string()))?;
+        let outputs = stream
+            .mapping
+            .run(&r.body, &stream.params, &self.key_system)
+            .map_err(|e: MappingError| (e.code(), e.to_string()))?;
         let sequence = sequence_from_time(r.updated, r.version);
         let mut events = Vec::with_capacity(outputs.len());
         for out in outputs {
@@ -488,7 +514,13 @@ impl SourceEngine {
     fn push_delete(&self, batch: &mut Batch, run: &Running, key: &str, deleted_at: DateTime<Utc>, snapshot: bool) {
         let Ok(key) = EntityKey::parse(key) else { return };
         let seq = sequence_from_time(deleted_at, u64::MAX);
-        match ChangeEvent::new(run.source.clone(), key.clone(), seq, deleted_at, Payload::tombstone(key.kind(), snapshot)) {
+        match ChangeEvent::new(
+            run.source.clone(),
+            key.clone(),
+            seq,
+            deleted_at,
+            Payload::tombstone(key.kind(), snapshot),
+        ) {
             Ok(e) => {
                 batch.events.push(e);
                 batch.removed.push(key.as_str().to_owned());
@@ -518,7 +550,11 @@ impl SourceEngine {
             run.publisher.publish_batch(messages).await?;
         }
         for e in &batch.events {
-            self.ctx.metrics.events_published.with_label_values(&[&self.ctx.name, e.kind().as_str(), e.op.as_str()]).inc();
+            self.ctx
+                .metrics
+                .events_published
+                .with_label_values(&[&self.ctx.name, e.kind().as_str(), e.op.as_str()])
+                .inc();
         }
         run.known.apply(std::mem::take(&mut batch.added), std::mem::take(&mut batch.removed)).await?;
         Ok(())

@@ -269,7 +269,11 @@ impl SourceHttp {
                     }
                     if attempt >= self.settings.max_attempts {
                         return Err(if status == 429 {
-                            SourceError::Throttled { system: self.system.clone(), what: what.to_owned(), attempts: attempt }
+                            SourceError::Throttled {
+                                system: self.system.clone(),
+                                what: what.to_owned(),
+                                attempts: attempt,
+                            }
                         } else {
                             SourceError::Http {
                                 system: self.system.clone(),
@@ -313,8 +317,9 @@ impl SourceHttp {
 
     async fn auth_header(&self, what: &str) -> Result<Option<HeaderValue>, SourceError> {
         let sensitive = |v: String| -> Result<HeaderValue, SourceError> {
-            let mut h = HeaderValue::from_str(&v)
-                .map_err(|_| SourceError::Config("a credential contains characters not allowed in an HTTP header".into()))?;
+            let mut h = HeaderValue::from_str(&v).map_err(|_| {
+                SourceError::Config("a credential contains characters not allowed in an HTTP header".into())
+            })?;
             h.set_sensitive(true);
             Ok(h)
         };
@@ -359,16 +364,22 @@ impl SourceHttp {
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body)
             .send()
-            .await.map_err(|e| SourceError::Transport {
-            system: self.system.clone(),
-            what: token_what.clone(),
-            detail: e.without_url().to_string(),
-        })?;
+            .await
+            .map_err(|e| SourceError::Transport {
+                system: self.system.clone(),
+                what: token_what.clone(),
+                detail: e.without_url().to_string(),
+            })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         if !(200..300).contains(&status) {
             return Err(if status == 400 || status == 401 || status == 403 {
-                SourceError::Unauthorized { system: self.system.clone(), what: token_what, status, detail: excerpt(&text) }
+                SourceError::Unauthorized {
+                    system: self.system.clone(),
+                    what: token_what,
+                    status,
+                    detail: excerpt(&text),
+                }
             } else {
                 SourceError::Http { system: self.system.clone(), what: token_what, status, detail: excerpt(&text) }
             });

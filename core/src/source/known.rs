@@ -69,8 +69,7 @@ impl KnownKeys {
 
     /// Records new keys (durably) and forgets removed ones; returns once the broker acknowledged.
     pub async fn apply(&mut self, added: Vec<(String, Origin)>, removed: Vec<String>) -> Result<(), StateError> {
-        let added: Vec<(String, Origin)> =
-            added.into_iter().filter(|(k, o)| self.by_key.get(k) != Some(o)).collect();
+        let added: Vec<(String, Origin)> = added.into_iter().filter(|(k, o)| self.by_key.get(k) != Some(o)).collect();
         for chunk in added.chunks(WRITE_CONCURRENCY) {
             try_join_all(chunk.iter().map(|(k, o)| {
                 let value = Bytes::from(serde_json::to_vec(o).unwrap_or_default());

@@ -101,17 +101,16 @@ impl Mapping {
         let modules = loader
             .load(&arena, File { code: program, path: () })
             .map_err(|errs| err(errs.into_iter().map(|(_, e)| format!("{e:?}")).collect::<Vec<_>>().join("; ")))?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .with_global_vars(["$params", "$system"])
-            .compile(modules)
-            .map_err(|errs| {
-                err(errs
-                    .into_iter()
-                    .flat_map(|(_, es)| es.into_iter().map(|(name, undef)| format!("undefined {undef:?} `{name}`")))
-                    .collect::<Vec<_>>()
-                    .join("; "))
-            })?;
+        let filter =
+            Compiler::default().with_funs(funs).with_global_vars(["$params", "$system"]).compile(modules).map_err(
+                |errs| {
+                    err(errs
+                        .into_iter()
+                        .flat_map(|(_, es)| es.into_iter().map(|(name, undef)| format!("undefined {undef:?} `{name}`")))
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                },
+            )?;
         Ok(Mapping { name: name.to_owned(), filter })
     }
 

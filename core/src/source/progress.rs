@@ -23,9 +23,9 @@ impl Progress {
     pub fn start(connector: &str, stream: &str) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
-            if let Ok(style) =
-                ProgressStyle::with_template("{prefix} {spinner} [{elapsed_precise}] {bar:30} {pos}/{len} records ({per_sec})")
-            {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix} {spinner} [{elapsed_precise}] {bar:30} {pos}/{len} records ({per_sec})",
+            ) {
                 bar.set_style(style);
             }
             bar.set_prefix(format!("{connector} sweep {stream}"));

@@ -27,8 +27,6 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-
-
 /// Sample data shipped with the crate (`samples/*.json`): locations, suppliers, users and CIs.
 pub const SAMPLES: &[(&str, &str)] = &[
     ("cmn_location", include_str!("../../samples/cmn_location.json")),
@@ -187,7 +185,8 @@ impl FakeServiceNow {
                     for (k, v) in f {
                         obj.insert(k.clone(), v.clone());
                     }
-                    let n: u64 = obj.get("sys_mod_count").and_then(Value::as_str).and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let n: u64 =
+                        obj.get("sys_mod_count").and_then(Value::as_str).and_then(|v| v.parse().ok()).unwrap_or(0);
                     obj.insert("sys_mod_count".into(), json!((n + 1).to_string()));
                     obj.insert("sys_updated_on".into(), json!(now));
                 }
@@ -368,7 +367,11 @@ async fn token(State(f): State<FakeServiceNow>, Form(form): Form<HashMap<String,
     let empty = HashMap::new();
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         f.record("/oauth_token.do", &empty, StatusCode::BAD_REQUEST);
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "unsupported_grant_type", "error_description": "unsupported grant type"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "unsupported_grant_type", "error_description": "unsupported grant type"})),
+        )
+            .into_response();
     }
     let ok = {
         let s = f.inner.lock();
@@ -379,7 +382,11 @@ async fn token(State(f): State<FakeServiceNow>, Form(form): Form<HashMap<String,
     };
     if !ok {
         f.record("/oauth_token.do", &empty, StatusCode::UNAUTHORIZED);
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "access_denied", "error_description": "access_denied"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "access_denied", "error_description": "access_denied"})),
+        )
+            .into_response();
     }
     let (token, lifetime) = {
         let mut s = f.inner.lock();
@@ -390,5 +397,6 @@ async fn token(State(f): State<FakeServiceNow>, Form(form): Form<HashMap<String,
         (token, s.token_lifetime_secs)
     };
     f.record("/oauth_token.do", &empty, StatusCode::OK);
-    axum::Json(json!({"access_token": token, "scope": "useraccount", "token_type": "Bearer", "expires_in": lifetime})).into_response()
+    axum::Json(json!({"access_token": token, "scope": "useraccount", "token_type": "Bearer", "expires_in": lifetime}))
+        .into_response()
 }

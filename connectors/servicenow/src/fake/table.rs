@@ -90,14 +90,17 @@ pub fn select(
         .filter(|(name, _)| *name == table || (table == "cmdb_ci" && name.starts_with("cmdb_ci_")))
         .map(|(_, r)| r)
         .collect();
-    let known_table = !sources.is_empty() || matches!(table, "sys_audit_delete" | "cmn_location" | "core_company" | "sys_user" | "cmdb_ci");
+    let known_table = !sources.is_empty()
+        || matches!(table, "sys_audit_delete" | "cmn_location" | "core_company" | "sys_user" | "cmdb_ci");
     if !known_table {
         return Err(format!("Invalid table {table}"));
     }
     let rows: Vec<&Value> = sources.into_iter().flatten().collect();
     // The fields this table has (for "unknown field → condition ignored").
-    let mut columns: BTreeSet<String> = rows.iter().filter_map(|r| r.as_object()).flat_map(|o| o.keys().cloned()).collect();
-    columns.extend(["sys_id", "sys_updated_on", "sys_created_on", "sys_mod_count", "sys_class_name"].map(str::to_owned));
+    let mut columns: BTreeSet<String> =
+        rows.iter().filter_map(|r| r.as_object()).flat_map(|o| o.keys().cloned()).collect();
+    columns
+        .extend(["sys_id", "sys_updated_on", "sys_created_on", "sys_mod_count", "sys_class_name"].map(str::to_owned));
     let has_field = |f: &str| match f.split_once('.') {
         None => columns.contains(f),
         Some((r, _)) => columns.contains(r) && reference_table(r).is_some(),
@@ -125,9 +128,7 @@ pub fn select(
     }
     let mut matched: Vec<&Value> = rows
         .into_iter()
-        .filter(|r| {
-            groups.iter().any(|and| and.iter().all(|ors| ors.iter().any(|c| holds(tables, r, c))))
-        })
+        .filter(|r| groups.iter().any(|and| and.iter().all(|ors| ors.iter().any(|c| holds(tables, r, c)))))
         .collect();
     matched.sort_by(|a, b| {
         for (f, desc) in &order {

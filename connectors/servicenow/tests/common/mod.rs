@@ -187,7 +187,11 @@ impl Reader {
                     let event = if m.topic == dlq {
                         None
                     } else {
-                        Some(ChangeEvent::from_parts(&m.headers, &value, &codec).await.expect("a change event that decodes"))
+                        Some(
+                            ChangeEvent::from_parts(&m.headers, &value, &codec)
+                                .await
+                                .expect("a change event that decodes"),
+                        )
                     };
                     sink.lock().push(Received {
                         topic: m.topic.clone(),
