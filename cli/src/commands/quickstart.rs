@@ -1,23 +1,240 @@
-//! `dastra-connect quickstart`: the whole product on one machine with embedded defaults.
-//!
-//! Not there yet: it needs the Dastra sink and the sources (issues "Dastra sink" and "Source engine +
-//! CMDB …"). Until then the command says so and exits non-zero rather than pretending.
+//! `dastra-connect quickstart`: the whole product on one machine with embedded defaults — an
+//! in-process Kafka-protocol broker (librdkafka's MockCluster), the Dastra emulator on localhost, local
+//! fakes of the source systems serving bundled sample data, the source connectors and the Dastra sink —
+//! then a summary of what reached Dastra and what it cost.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use dastra_connect_core::admin::Admin;
+use dastra_connect_core::bus::BusConfig;
+use dastra_connect_core::codec::Codec;
+use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
+use dastra_connect_core::event::EntityKind;
+use dastra_connect_core::telemetry::Metrics;
+use dastra_connect_core::testkit::{self, MockKafka};
+use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
+use dastra_emulator::EmulatorConfig;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 /// Options of `quickstart`.
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {
-    /// Leave the emulator and the broker running after the summary.
+    /// Leave the emulator (and its page) running after the summary, until Ctrl-C.
     #[arg(long)]
     pub keep_running: bool,
+    /// Port of the emulator (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub emulator_port: u16,
+    /// Give up if the sync has not finished after this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+const SINK: &str = "dastra-sink";
+
+/// The bundled sources: name, how to start its fake, and the connector reading it.
+struct Source {
+    name: &'static str,
+    connector: Box<dyn Connector>,
+}
+
+fn create_topics(kafka: &MockKafka, topics: &Topics, sources: &[&str]) {
+    for kind in EntityKind::ALL {
+        kafka.create_topic(&topics.changes(kind), 3);
+    }
+    kafka.create_topic(&topics.dlq(), 1);
+    kafka.create_topic(&topics.dastra_events(), 1);
+    for s in ["ledger", "pending", "parked"] {
+        kafka.create_topic(&topics.state(&format!("{s}-{SINK}")), 1);
+    }
+    for src in sources {
+        for s in ["source", "known"] {
+            kafka.create_topic(&topics.state(&format!("{s}-{src}")), 1);
+        }
+    }
+}
+
+fn sum(metrics: &Metrics, family: &str) -> u64 {
+    let total: f64 = metrics
+        .registry()
+        .gather()
+        .iter()
+        .filter(|f| f.name() == family)
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()).collect::<Vec<_>>())
+        .sum();
+    total as u64
+}
+
+/// Counter values of `family` by the value of `label`.
+fn by_label(metrics: &Metrics, family: &str, label: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for f in metrics.registry().gather().iter().filter(|f| f.name() == family) {
+        for m in f.get_metric() {
+            if let Some(l) = m.get_label().iter().find(|l| l.name() == label) {
+                *out.entry(l.value().to_owned()).or_default() += m.get_counter().get_value() as u64;
+            }
+        }
+    }
+    out
 }
 
 /// Runs the quickstart.
-pub async fn execute(_args: QuickstartArgs) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "the quickstart is not available yet: it lands with the Dastra sink and the source connectors. \
-         Meanwhile `dastra-connect emulator` serves a local Dastra API and `dastra-connect run --config FILE` \
-         runs the connectors that exist (see README.md)"
+pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("dastra-connect quickstart: everything runs in this process, on 127.0.0.1");
+
+    let emulator = dastra_emulator::serve(
+        EmulatorConfig::default(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], args.emulator_port)),
     )
+    .await?;
+    let emu_url = emulator.base_url();
+    eprintln!("  Dastra emulator     {emu_url}  (quota 500/60s + 10000/600s, like Dastra)");
+
+    let servicenow = dastra_connect_servicenow::fake::FakeServiceNow::with_samples().spawn().await?;
+    eprintln!("  ServiceNow (fake)   {}", servicenow.base_url);
+
+    let kafka = testkit::mock_kafka(1);
+    let topics = Topics::default();
+    let sources: Vec<Source> = vec![Source {
+        name: "servicenow",
+        connector: Box::new(dastra_connect_servicenow::ServiceNowSource::new(serde_json::from_value(json!({
+            "instance_url": servicenow.base_url,
+            "auth": { "type": "basic", "username": "admin", "password": "admin" },
+            "sync": { "poll_interval": "2s" },
+        }))?)),
+    }];
+    let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
+    create_topics(&kafka, &topics, &names);
+    let mut kafka_cfg = kafka.kafka_config();
+    kafka_cfg.create_topics = false;
+    let bus = BusConfig::Kafka(kafka_cfg);
+    eprintln!("  Kafka (MockCluster) {}", kafka.bootstrap_servers());
+
+    let metrics = Metrics::new();
+    let admin = Admin::new(metrics.clone());
+    let shutdown = CancellationToken::new();
+    let ctx = |name: &str| ConnectorContext {
+        name: name.to_owned(),
+        bus: bus.clone(),
+        topics: topics.clone(),
+        codec: Codec::single_object(),
+        metrics: metrics.clone(),
+        admin: admin.clone(),
+    };
+    let sink_config: DastraSinkConfig = serde_json::from_value(json!({
+        "dastra": {
+            "base_url": emu_url,
+            "workspace_id": 1,
+            "auth": { "type": "api_key", "api_key": "emulator-key" }
+        },
+        "commit_interval": "250ms"
+    }))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let c = ctx(SINK);
+        let t = shutdown.child_token();
+        tasks.spawn(async move { (SINK.to_owned(), Box::new(DastraSink::new(sink_config)).run(c, t).await) });
+    }
+    for s in sources {
+        let c = ctx(s.name);
+        let t = shutdown.child_token();
+        tasks.spawn(async move { (s.name.to_owned(), s.connector.run(c, t).await) });
+    }
+
+    // Done = the sources published something, nothing new for a while, and the sink holds no work.
+    let mut last = (u64::MAX, u64::MAX);
+    let mut stable_since = Instant::now();
+    let deadline = Instant::now() + args.timeout;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(Ok((name, Err(e)))) = tasks.try_join_next() {
+            shutdown.cancel();
+            anyhow::bail!("connector {name} failed: {e:#}");
+        }
+        let published = sum(&metrics, "dastra_connect_events_published_total");
+        let consumed = sum(&metrics, "dastra_connect_events_consumed_total");
+        let requests = emulator.state.counters().total;
+        let status = admin.status_json();
+        let sink = &status[SINK]["sink"];
+        let idle = sink["in_flight"] == 0
+            && sink["buffered"] == 0
+            && sink["uncommitted"].as_array().is_some_and(|a| a.iter().all(|p| p[1] == 0));
+        eprint!(
+            "\r  events published {published:>6}   consumed by the sink {consumed:>6}   Dastra requests {requests:>5}   "
+        );
+        if (published, consumed) != last {
+            last = (published, consumed);
+            stable_since = Instant::now();
+        }
+        if published > 0 && consumed >= published && idle && stable_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        if Instant::now() > deadline {
+            shutdown.cancel();
+            anyhow::bail!("the sync did not finish within {:?}", args.timeout);
+        }
+    }
+    eprintln!();
+
+    // Summary.
+    let counters = emulator.state.counters();
+    let mut per_family = BTreeMap::new();
+    for family in [
+        "Assets",
+        "Actors",
+        "Contracts",
+        "DataProcessings",
+        "DataFields",
+        "GenericRelationships",
+        "DataSubjectRequests",
+        "Tasks",
+    ] {
+        let n = emulator.state.entities(1, family).len();
+        if n > 0 {
+            per_family.insert(family, n);
+        }
+    }
+    let published = sum(&metrics, "dastra_connect_events_published_total");
+    let saved = sum(&metrics, "dastra_connect_requests_saved_total");
+    let dlq = sum(&metrics, "dastra_connect_dlq_events_total");
+    let throttled = sum(&metrics, "dastra_connect_dastra_throttled_total");
+    println!();
+    println!("Summary ({:.1} s)", started.elapsed().as_secs_f64());
+    println!("  in Dastra (emulator workspace 1):");
+    for (family, n) in &per_family {
+        println!("    {family:<22} {n:>5}");
+    }
+    println!("  source events published   {published:>6}");
+    for (entity, n) in by_label(&metrics, "dastra_connect_events_published_total", "entity") {
+        println!("    {entity:<22} {n:>6}");
+    }
+    println!("  Dastra requests used      {:>6}", counters.total);
+    println!("  requests saved            {saved:>6}  (coalesced, unchanged, stale)");
+    println!("  429 answers               {:>6}", counters.too_many_requests.max(throttled));
+    println!("  dead-lettered events      {dlq:>6}");
+    for (reason, n) in by_label(&metrics, "dastra_connect_dlq_events_total", "reason") {
+        println!("    {reason:<22} {n:>6}");
+    }
+    println!("  look at the result:       {emu_url}/");
+
+    if args.keep_running {
+        println!("  running until Ctrl-C (--keep-running)");
+        super::run::stop_on_signal(CancellationToken::new()).await;
+    }
+    shutdown.cancel();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((name, Err(e))) = joined {
+            tracing::warn!(connector = %name, error = %e, "connector stopped with an error");
+        }
+    }
+    emulator.shutdown().await;
+    drop(servicenow);
+    if counters.too_many_requests > 0 || dlq > 0 {
+        anyhow::bail!("the quickstart saw {} 429s and {dlq} dead-lettered events", counters.too_many_requests);
+    }
+    Ok(())
 }
