@@ -1,12 +1,11 @@
 //! The known-key set of a source: every entity key a record produced, with its stream and record
-//! id, persisted on the bus (one state entry per key, written only when the key is new, so steady
-//! state costs no writes) and indexed in memory by record.
+//! id, persisted on the bus (one state entry per key, written in one pipelined batch per page and only
+//! when the key is new, so steady state costs no writes) and indexed in memory by record.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::state::{StateError, StateStore};
@@ -26,9 +25,6 @@ pub(crate) struct KnownKeys {
     by_key: HashMap<String, Origin>,
     by_record: HashMap<Origin, BTreeSet<String>>,
 }
-
-/// Writes issued concurrently per batch (each waits for its broker ack).
-const WRITE_CONCURRENCY: usize = 64;
 
 impl KnownKeys {
     /// Loads every entry of `store` (entries that do not parse are ignored: they cannot be swept).
@@ -70,16 +66,14 @@ impl KnownKeys {
     /// Records new keys (durably) and forgets removed ones; returns once the broker acknowledged.
     pub async fn apply(&mut self, added: Vec<(String, Origin)>, removed: Vec<String>) -> Result<(), StateError> {
         let added: Vec<(String, Origin)> = added.into_iter().filter(|(k, o)| self.by_key.get(k) != Some(o)).collect();
-        for chunk in added.chunks(WRITE_CONCURRENCY) {
-            try_join_all(chunk.iter().map(|(k, o)| {
-                let value = Bytes::from(serde_json::to_vec(o).unwrap_or_default());
-                self.store.put(k, value)
-            }))
-            .await?;
-        }
         let removed: Vec<String> = removed.into_iter().filter(|k| self.by_key.contains_key(k)).collect();
-        for chunk in removed.chunks(WRITE_CONCURRENCY) {
-            try_join_all(chunk.iter().map(|k| self.store.delete(k))).await?;
+        let mut writes: Vec<(String, Option<Bytes>)> = Vec::with_capacity(added.len() + removed.len());
+        for (k, o) in &added {
+            writes.push((k.clone(), Some(Bytes::from(serde_json::to_vec(o).unwrap_or_default()))));
+        }
+        writes.extend(removed.iter().map(|k| (k.clone(), None)));
+        if !writes.is_empty() {
+            self.store.put_batch(writes).await?;
         }
         for (k, o) in added {
             self.index(k, o);
