@@ -1,0 +1,274 @@
+//! [`CoupaConfig`]: the Coupa instance, how to authenticate, which resources to read and how they
+//! map. Validated without I/O by [`CoupaConfig::validate`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dastra_connect_core::config::{ConfigError, Secret};
+use dastra_connect_core::event::{EntityKey, EntityKind};
+use dastra_connect_core::source::{HttpSettings, Mapping, SourceSettings};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::mapping::{default_params, default_program, merge};
+
+/// The Coupa source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoupaConfig {
+    /// Instance root, e.g. `https://acme.coupahost.com` (the API is under `/api/`).
+    pub url: Url,
+    /// `oauth2` (client credentials, the supported way since R34) or `api_key` (legacy
+    /// `X-COUPA-API-KEY`, no longer issued from R34, unsupported from R35).
+    pub auth: CoupaAuth,
+    /// Resources to read. Default: suppliers and contracts.
+    #[serde(default = "default_resources")]
+    pub resources: Vec<ResourceConfig>,
+    /// Polling, look-back, records per engine page and sweeps. Coupa answers at most 50 records per
+    /// request: larger pages are read as several `offset` requests. Coupa reports no deletes, so
+    /// `sweep_interval` is how soon a deleted supplier or contract disappears.
+    #[serde(default)]
+    pub sync: SourceSettings,
+    /// Timeouts, retries and request rate towards Coupa.
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// System segment of entity keys (`<key_system>:actor:<supplier id>`). Default `coupa`.
+    #[serde(default = "default_key_system")]
+    pub key_system: String,
+}
+
+/// How to authenticate to Coupa.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CoupaAuth {
+    /// OAuth2 client credentials (Setup → OAuth2/OpenID Connect Clients, grant type client
+    /// credentials).
+    Oauth2 {
+        /// Client identifier.
+        client_id: String,
+        /// Client secret.
+        client_secret: Secret,
+        /// Scopes. Default `core.supplier.read core.contract.read`.
+        #[serde(default = "default_scope")]
+        scope: String,
+        /// Token endpoint. Default `<url>/oauth2/token`.
+        #[serde(default)]
+        token_url: Option<Url>,
+    },
+    /// Legacy API key sent as `X-COUPA-API-KEY`.
+    ApiKey {
+        /// The key.
+        api_key: Secret,
+    },
+}
+
+fn default_scope() -> String {
+    "core.supplier.read core.contract.read".into()
+}
+
+/// The Coupa resources this source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CoupaResource {
+    /// `/api/suppliers` → Actor.
+    Suppliers,
+    /// `/api/contracts` → Contract with `supplier` = the supplier Actor.
+    Contracts,
+}
+
+impl CoupaResource {
+    /// Both.
+    pub const ALL: [CoupaResource; 2] = [CoupaResource::Suppliers, CoupaResource::Contracts];
+
+    /// The endpoint, relative to the root URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            CoupaResource::Suppliers => "api/suppliers",
+            CoupaResource::Contracts => "api/contracts",
+        }
+    }
+
+    /// The stream name (checkpoint key, metric label).
+    pub fn stream(self) -> &'static str {
+        match self {
+            CoupaResource::Suppliers => "suppliers",
+            CoupaResource::Contracts => "contracts",
+        }
+    }
+
+    /// The resource from a stream name.
+    pub fn from_stream(stream: &str) -> Option<CoupaResource> {
+        CoupaResource::ALL.into_iter().find(|o| o.stream() == stream)
+    }
+}
+
+/// One resource and how it maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// The resource.
+    pub resource: CoupaResource,
+    /// Extra Coupa query arguments added to every request, e.g. `{status: active}` or
+    /// `{"commodity[name]": "IT"}`.
+    #[serde(default)]
+    pub filters: BTreeMap<String, String>,
+    /// A jq program replacing the default mapping (see README).
+    #[serde(default)]
+    pub mapping: Option<String>,
+    /// Parameters of the mapping (`$params`), deep-merged over the defaults.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+impl ResourceConfig {
+    /// A resource with defaults.
+    pub fn new(resource: CoupaResource) -> ResourceConfig {
+        ResourceConfig { resource, filters: BTreeMap::new(), mapping: None, params: Map::new() }
+    }
+
+    /// The mapping program and `$params` in effect.
+    pub fn effective_mapping(&self) -> (String, Value) {
+        let program = self.mapping.clone().unwrap_or_else(|| default_program(self.resource).to_owned());
+        let mut params = default_params(self.resource);
+        merge(&mut params, &Value::Object(self.params.clone()));
+        (program, params)
+    }
+}
+
+fn default_resources() -> Vec<ResourceConfig> {
+    CoupaResource::ALL.into_iter().map(ResourceConfig::new).collect()
+}
+fn default_key_system() -> String {
+    "coupa".into()
+}
+
+/// Query arguments the source sets itself.
+const RESERVED: &[&str] = &["limit", "offset", "order_by", "dir", "fields", "return_object"];
+
+impl CoupaConfig {
+    /// A config with defaults.
+    pub fn new(url: Url, auth: CoupaAuth) -> CoupaConfig {
+        CoupaConfig {
+            url,
+            auth,
+            resources: default_resources(),
+            sync: SourceSettings::default(),
+            http: HttpSettings::default(),
+            key_system: default_key_system(),
+        }
+    }
+
+    /// The OAuth2 token endpoint in effect.
+    pub fn token_url(&self) -> Option<Url> {
+        match &self.auth {
+            CoupaAuth::Oauth2 { token_url: Some(u), .. } => Some(u.clone()),
+            CoupaAuth::Oauth2 { token_url: None, .. } => self.url.join("oauth2/token").ok(),
+            CoupaAuth::ApiKey { .. } => None,
+        }
+    }
+
+    /// Checks everything that needs no I/O; `at` is this block's key path (e.g. `connectors[0]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if !matches!(self.url.scheme(), "http" | "https") || self.url.host_str().is_none() {
+            return Err(ConfigError::new(format!("{at}.url"), "must be an http(s) URL with a host"));
+        }
+        match &self.auth {
+            CoupaAuth::Oauth2 { client_id, client_secret, .. } => {
+                if client_id.is_empty() || client_secret.is_empty() {
+                    return Err(ConfigError::new(format!("{at}.auth"), "oauth2 needs a client_id and a client_secret"));
+                }
+            }
+            CoupaAuth::ApiKey { api_key } => {
+                if api_key.is_empty() {
+                    return Err(ConfigError::new(format!("{at}.auth.api_key"), "must not be empty"));
+                }
+            }
+        }
+        if EntityKey::new(&self.key_system, EntityKind::Actor, "x").is_err() {
+            return Err(ConfigError::new(format!("{at}.key_system"), "must be 1-64 characters of a-z, 0-9, _ or -"));
+        }
+        if self.resources.is_empty() {
+            return Err(ConfigError::new(format!("{at}.resources"), "at least one resource is needed"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in self.resources.iter().enumerate() {
+            let here = format!("{at}.resources[{i}]");
+            if !seen.insert(r.resource) {
+                return Err(ConfigError::new(
+                    format!("{here}.resource"),
+                    format!("`{}` is listed twice", r.resource.stream()),
+                ));
+            }
+            for k in r.filters.keys() {
+                let base = k.split('[').next().unwrap_or(k).replace('-', "_");
+                if RESERVED.contains(&base.as_str()) || base == "updated_at" || base == "id" {
+                    return Err(ConfigError::new(format!("{here}.filters.{k}"), "is set by the source itself"));
+                }
+            }
+            let (program, _) = r.effective_mapping();
+            Mapping::compile(r.resource.stream(), &program)
+                .map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
+        }
+        self.sync.validate(&format!("{at}.sync"))?;
+        if self.sync.look_back < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                format!("{at}.sync.look_back"),
+                "Coupa times have whole seconds: at least 1s",
+            ));
+        }
+        self.http.validate(&format!("{at}.http"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Result<CoupaConfig, String> {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_validate_and_unknown_keys_are_rejected() {
+        let c =
+            yaml("url: https://acme.coupahost.com\nauth: {type: oauth2, client_id: dastra, client_secret: s3cret}\n")
+                .unwrap();
+        c.validate("connectors[0]").unwrap();
+        assert_eq!(c.resources.len(), 2);
+        assert_eq!(c.token_url().unwrap().as_str(), "https://acme.coupahost.com/oauth2/token");
+        let CoupaAuth::Oauth2 { scope, .. } = &c.auth else { panic!() };
+        assert_eq!(scope, "core.supplier.read core.contract.read");
+        let err = yaml("url: https://a.b\nauth: {type: api_key, api_key: k}\ncolour: red\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+        let err = yaml("url: https://a.b\nauth: {type: api_key, api_key: k, scope: x}\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let base = "url: https://a.b\nauth: {type: api_key, api_key: k}\n";
+        let cases = [
+            ("resources: [{resource: suppliers}, {resource: suppliers}]", "connectors[0].resources[1].resource"),
+            (
+                "resources: [{resource: contracts, filters: {'updated-at[gt]': '2020-01-01'}}]",
+                "connectors[0].resources[0].filters.updated-at[gt]",
+            ),
+            ("resources: [{resource: contracts, mapping: '{kind: '}]", "connectors[0].resources[0].mapping"),
+            ("sync: {look_back: 0s}", "connectors[0].sync.look_back"),
+            ("auth: {type: api_key, api_key: ''}", "connectors[0].auth.api_key"),
+        ];
+        for (extra, path) in cases {
+            let text = if extra.starts_with("auth") {
+                format!("url: https://a.b\n{extra}\n")
+            } else {
+                format!("{base}{extra}\n")
+            };
+            let c = yaml(&text).unwrap();
+            let e = c.validate("connectors[0]").unwrap_err();
+            assert_eq!(e.path, path, "{extra}: {e}");
+        }
+    }
+}
