@@ -17,6 +17,7 @@ use dastra_connect_core::{Classify, ErrorClass};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::apply::{ApplyCtx, ApplyError, Outcome, apply};
 use super::config::DastraSinkConfig;
@@ -311,10 +312,17 @@ impl Driver {
             self.buffered -= 1;
             self.in_flight += 1;
             let shared = self.shared.clone();
-            self.tasks.spawn(async move {
-                let finish = work_on(&shared, &work).await;
-                (key, work, finish)
-            });
+            // One span per applied event, child of the source's trace (`traceparent` header), so a
+            // trace runs from the source's poll through the bus to the Dastra requests.
+            let span = tracing::info_span!("dastra_sink.apply", connector = %shared.name, key = %key, sequence = %work.event.sequence);
+            dastra_connect_core::telemetry::propagation::extract_into(&span, &work.raw.header_bytes());
+            self.tasks.spawn(
+                async move {
+                    let finish = work_on(&shared, &work).await;
+                    (key, work, finish)
+                }
+                .instrument(span),
+            );
         }
     }
 
