@@ -121,6 +121,12 @@ pub enum ConnectorConfig {
     DastraSink(Box<DastraSinkConfig>),
     /// Receives Dastra webhooks and publishes them to `<prefix>.events`.
     DastraWebhookReceiver(WebhookReceiverConfig),
+    /// ServiceNow CMDB (Table API): CIs → Assets, companies → Actors.
+    Servicenow(Box<dastra_connect_servicenow::ServiceNowConfig>),
+    /// NetBox: devices, VMs, sites → Assets; tenants → Actors.
+    Netbox(Box<dastra_connect_netbox::NetBoxConfig>),
+    /// Coupa: suppliers → Actors, contracts → Contracts.
+    Coupa(Box<dastra_connect_coupa::CoupaConfig>),
 }
 
 impl AppConfig {
@@ -159,6 +165,9 @@ impl AppConfig {
             match c {
                 ConnectorConfig::DastraSink(c) => c.validate(&at)?,
                 ConnectorConfig::DastraWebhookReceiver(w) => w.validate(&at)?,
+                ConnectorConfig::Servicenow(c) => c.validate(&at)?,
+                ConnectorConfig::Netbox(c) => c.validate(&at)?,
+                ConnectorConfig::Coupa(c) => c.validate(&at)?,
             }
         }
         Ok(())
@@ -203,6 +212,9 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::DastraSink(c) => Box::new(DastraSink::new((**c).clone())),
             ConnectorConfig::DastraWebhookReceiver(c) => Box::new(WebhookReceiver::new(c.clone())),
+            ConnectorConfig::Servicenow(c) => Box::new(dastra_connect_servicenow::ServiceNowSource::new((**c).clone())),
+            ConnectorConfig::Netbox(c) => Box::new(dastra_connect_netbox::NetBoxSource::new((**c).clone())),
+            ConnectorConfig::Coupa(c) => Box::new(dastra_connect_coupa::CoupaSource::new((**c).clone())),
         }
     }
 }
