@@ -6,11 +6,14 @@
 //! collection answered by a timeout *after* Dastra stored it (ambiguous creates) ends in the very
 //! same state: every retry looked the entity up instead of creating it twice.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use chrono::{TimeZone, Utc};
 use common::*;
 use dastra_connect_core::connector::Topics;
@@ -21,7 +24,6 @@ use dastra_connect_core::event::{
 };
 use dastra_emulator::RunningEmulator;
 use serde_json::{Value, json};
-use base64::Engine;
 use sha2::Digest;
 
 /// Server-managed fields left out of the comparison: ids and dates Dastra assigns.
@@ -195,7 +197,11 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>)
             link("grc:processing:payroll", "grc:processing:recruit", "feeds", Some(RelationShipType::Parent)),
         ),
         event("grc:relationship:erp-globex", 1, link("cmdb:asset:erp", "vm:actor:globex", "supported by", None)),
-        event("legal:contract:msa", 1, contract("MSA Globex", "vm:actor:globex", &["cmdb:asset:crm", "cmdb:asset:dc1"])),
+        event(
+            "legal:contract:msa",
+            1,
+            contract("MSA Globex", "vm:actor:globex", &["cmdb:asset:crm", "cmdb:asset:dc1"]),
+        ),
         event("legal:contract:nda", 1, contract("NDA ACME", "vm:actor:acme", &[])),
         event("jira:task:1", 1, task("Review payroll", Some("grc:processing:payroll"), None)),
         event("jira:task:2", 1, task("Answer access request", Some("hub:dsr:1001"), Some("jira:task:1"))),
@@ -207,15 +213,27 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>)
         event(
             "hub:dsr:1001",
             1,
-            Payload::DataSubjectRequest(dsr("Access request", DataSubjectPurposeType::Access, DataSubjectRequestState::Open)),
+            Payload::DataSubjectRequest(dsr(
+                "Access request",
+                DataSubjectPurposeType::Access,
+                DataSubjectRequestState::Open,
+            )),
         ),
         event("hub:dsr:1002", 1, Payload::DataSubjectRequest(d2)),
         event(
             "hub:dsr:1003",
             1,
-            Payload::DataSubjectRequest(dsr("Spam", DataSubjectPurposeType::Information, DataSubjectRequestState::Open)),
+            Payload::DataSubjectRequest(dsr(
+                "Spam",
+                DataSubjectPurposeType::Information,
+                DataSubjectRequestState::Open,
+            )),
         ),
-        event("grc:processing:old", 1, Payload::DataProcessing(DataProcessing { label: Some("Old".into()), ..Default::default() })),
+        event(
+            "grc:processing:old",
+            1,
+            Payload::DataProcessing(DataProcessing { label: Some("Old".into()), ..Default::default() }),
+        ),
         // The ends, last.
         event("cmdb:asset:crm", 1, asset("CRM", Some("Lyon"))),
         event("cmdb:asset:erp", 1, asset("ERP", None)),
@@ -305,14 +323,17 @@ fn expected_state(emu: &RunningEmulator) {
         }
         v
     };
-    assert_family(emu,
+    assert_family(
+        emu,
         "Assets",
         "ref",
         vec![
             asset_dto("CRM Cloud", Some("Lyon"), "cmdb:asset:crm"),
             asset_dto("ERP", None, "cmdb:asset:erp"),
             asset_dto("Datacenter", Some("Paris"), "cmdb:asset:dc1"),
-        ], &mut errors);
+        ],
+        &mut errors,
+    );
     let actor_dto = |name: &str, country: &str| {
         json!({"actorType": "Morale", "vendorType": "B2B", "companyName": name, "countryCode": country,
                "displayName": name, "nbReferences": 0})
@@ -392,7 +413,8 @@ fn expected_state(emu: &RunningEmulator) {
             "archived": archived, "assets": assets,
         })
     };
-    assert_family(emu,
+    assert_family(
+        emu,
         "Contracts",
         "ref",
         vec![
@@ -405,7 +427,9 @@ fn expected_state(emu: &RunningEmulator) {
             ),
             // Archived by policy, not deleted.
             contract_dto("NDA ACME", "legal:contract:nda", "ACME", vec![], true),
-        ], &mut errors);
+        ],
+        &mut errors,
+    );
 
     let field_dto = |label: &str, technical: Option<&str>, definition: &str| {
         let mut v = json!({"label": label, "definition": definition, "personalDataCategory": "CivilStatus",
@@ -415,10 +439,16 @@ fn expected_state(emu: &RunningEmulator) {
         }
         v
     };
-    assert_family(emu,
+    assert_family(
+        emu,
         "DataFields",
         "label",
-        vec![field_dto("Email", Some("crm.public.users.email"), "Work or private e-mail"), field_dto("IBAN", None, "Bank account")], &mut errors);
+        vec![
+            field_dto("Email", Some("crm.public.users.email"), "Work or private e-mail"),
+            field_dto("IBAN", None, "Bank account"),
+        ],
+        &mut errors,
+    );
 
     let dsr_id = |r: &str| id_of(emu, "DataSubjectRequests", "refId", r);
     let dsr_dto = |title: &str, r: &str, purpose: &str, state: &str, step: i64, archived: bool| {
@@ -432,7 +462,8 @@ fn expected_state(emu: &RunningEmulator) {
     d2["closedReason"] = json!("Accepted");
     d2["closedReasonDescription"] = json!("erased everywhere");
     d2["resolutionMessage"] = json!("Your data was erased.");
-    assert_family(emu,
+    assert_family(
+        emu,
         "DataSubjectRequests",
         "refId",
         vec![
@@ -440,7 +471,9 @@ fn expected_state(emu: &RunningEmulator) {
             dsr_dto("Access request", "hub:dsr:1001", "Access", "Active", 2, false),
             d2,
             dsr_dto("Spam", "hub:dsr:1003", "Information", "Open", 1, true),
-        ], &mut errors);
+        ],
+        &mut errors,
+    );
     let mut files = emu.state.entities(1, "DataSubjectAttachments");
     for f in &mut files {
         for k in ["id", "dateCreation", "dateUpdate"] {
@@ -474,11 +507,18 @@ fn expected_state(emu: &RunningEmulator) {
         v
     };
     let t1 = emu.state.entities(1, "Tasks").into_iter().find(|t| t["label"] == "Review payroll").unwrap()["id"].clone();
-    assert_family(emu,
+    assert_family(
+        emu,
         "Tasks",
         "label",
         vec![
-            task_dto("Review payroll", "jira:task:1", Some(("DataProcessing", payroll_id.as_str().unwrap().to_owned())), None, false),
+            task_dto(
+                "Review payroll",
+                "jira:task:1",
+                Some(("DataProcessing", payroll_id.as_str().unwrap().to_owned())),
+                None,
+                false,
+            ),
             task_dto(
                 "Answer access request",
                 "jira:task:2",
@@ -488,8 +528,48 @@ fn expected_state(emu: &RunningEmulator) {
             ),
             // Archived in phase 2, restored and updated in phase 3: still one task.
             task_dto("Obsolete no more", "jira:task:3", None, None, false),
-        ], &mut errors);
+        ],
+        &mut errors,
+    );
     assert!(errors.is_empty(), "workspace differs from the expected state:\n{}", errors.join("\n"));
+}
+
+/// Phase 2 sends exactly: one PATCH of the changed field per updated entity, a PUT of the renamed
+/// link, the DSR's move (workflow steps read once) and upload, and one request per delete.
+fn assert_phase2_requests(emu: &RunningEmulator, after_phase1: u64) {
+    let mut sent: Vec<String> = emu
+        .state
+        .request_log()
+        .iter()
+        .filter(|r| r.seq > after_phase1)
+        .map(|r| {
+            let route = r.route.trim_start_matches("/v1/ws/{workspaceId}/");
+            match (r.method.as_str(), &r.body) {
+                ("PATCH", Some(b)) => format!("PATCH {route} {b}"),
+                ("PUT", Some(b)) => format!("PUT {route} label={}", b["label"]),
+                (m, _) => format!("{m} {route}"),
+            }
+        })
+        .collect();
+    sent.sort();
+    let mut want = vec![
+        r#"PATCH Assets/{id} [{"op":"add","path":"/label","value":"CRM Cloud"}]"#.to_owned(),
+        r#"PATCH DataProcessings/{id} [{"op":"add","path":"/description","value":"Monthly salaries"}]"#.to_owned(),
+        r#"PATCH DataFields/{id} [{"op":"add","path":"/definition","value":"Work or private e-mail"}]"#.to_owned(),
+        r#"PUT GenericRelationships/{id} label="operated by""#.to_owned(),
+        "GET Workflows/DataSubject".to_owned(),
+        "POST DataSubjectRequests/workflow".to_owned(),
+        "POST DataSubjectAttachments/{id}".to_owned(),
+        "DELETE Assets/{id}".to_owned(),
+        "DELETE DataProcessings/{id}".to_owned(),
+        "DELETE GenericRelationships/{id}".to_owned(),
+        "DELETE DataFields/{id}".to_owned(),
+        "POST Contracts/archive/{id}".to_owned(),
+        "POST Tasks/{id}/archive".to_owned(),
+        "POST DataSubjectRequests/archive/{id}".to_owned(),
+    ];
+    want.sort();
+    assert_eq!(sent, want, "requests of phase 2");
 }
 
 /// Collections whose first create is made ambiguous (applied, then no answer).
@@ -536,6 +616,13 @@ async fn scenario(broker: Broker, ambiguous_creates: bool) {
     publish(publisher.as_ref(), &topics, &phase2).await;
     sink.wait_idle(Duration::from_secs(40)).await;
     let after_phase2 = requests(&emu);
+    if !ambiguous_creates {
+        // Phase 1: 6 asset/actor POSTs, 2 contracts, 3 data fields, 3 tasks, 3 processings × (POST +
+        // PATCH) + 1 area lookup shared with the DSRs, 3 DSR POSTs + 1 close, 2 generic links × (POST
+        // + GET), 1 processing link.
+        assert_eq!(after_phase1, 30, "requests of phase 1");
+        assert_phase2_requests(&emu, after_phase1);
+    }
     publish(publisher.as_ref(), &topics, &phase3).await;
     sink.wait_idle(Duration::from_secs(40)).await;
     let total = requests(&emu);

@@ -79,6 +79,7 @@ pub(super) async fn apply(
     let (current, restored) =
         revive(current, |id| async move { Ok(ctx.client.restore::<Contracts>(&uuid_id(&id)?).await?) }).await?;
     let revived = current.clone();
-    let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
+    let input =
+        UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false, hash_view: None };
     Ok(plus_requests(upsert::<Contracts, _, _>(ctx, input, find).await?, restored, revived))
 }

@@ -65,6 +65,13 @@ pub(super) async fn apply(
     let mut m = payload_json(f)?;
     m.remove("processings");
     let content: Value = through_dto::<crate::model::DataField>(m)?;
-    let input = UpsertInput { key: &event.key, sequence: &event.sequence, content, current, partial_create: false };
+    let input = UpsertInput {
+        key: &event.key,
+        sequence: &event.sequence,
+        content,
+        current,
+        partial_create: false,
+        hash_view: None,
+    };
     upsert::<DataFields, _, _>(ctx, input, find).await
 }

@@ -90,7 +90,8 @@ pub(super) async fn apply(
             .await?;
     let revived = current.clone();
     let was_live = current.as_ref().is_some_and(|c| c.state == EntryState::Live);
-    let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
+    let input =
+        UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false, hash_view: None };
     let outcome = plus_requests(upsert::<DataSubjectRequests, _, _>(ctx, input, find).await?, restored, revived);
 
     let (mut entry, mut requests, applied) = match outcome {

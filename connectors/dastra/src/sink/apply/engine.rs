@@ -41,6 +41,11 @@ pub struct UpsertInput<'a> {
     /// the rest is PATCHed at once (a failure there is retried as an ordinary update, never as a
     /// second POST).
     pub partial_create: bool,
+    /// What identifies the content for the ledger's hashes when `content` carries denormalised
+    /// copies of other entities (a processing's `assets` as `{id, label, type}`): the same fields,
+    /// with the copies reduced to what the entity itself decides (the asset ids). A rename of an
+    /// asset then costs its processings nothing. `None`: `content` itself.
+    pub hash_view: Option<Value>,
 }
 
 fn to_dto<T: DeserializeOwned>(content: &Value) -> Result<T, ApplyError> {
@@ -57,7 +62,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Option<String>, DastraError>>,
 {
-    let (hash, fields) = content_hashes(&input.content);
+    let (hash, fields) = content_hashes(input.hash_view.as_ref().unwrap_or(&input.content));
     let mut requests = 0u32;
     // Dependent-object ids (relationship ids, DSR state, attachments…) survive updates of the entity.
     let kept_links = input.current.as_ref().filter(|e| e.state == EntryState::Live).map(|e| e.links.clone());
@@ -94,7 +99,7 @@ where
     if let Some(id_text) = existing_id {
         let id = R::parse_id(&id_text)
             .ok_or_else(|| ApplyError::invalid("ledger_bad_id", format!("ledger id {id_text:?} is not a Dastra id")))?;
-        let ops = patch_ops(&input.content, previous_fields.as_ref());
+        let ops = patch_ops(&input.content, &fields, previous_fields.as_ref());
         requests += 1;
         let result = if ops.is_empty() { Ok(()) } else { ctx.client.patch::<R>(&id, &ops).await };
         match result {
@@ -133,7 +138,7 @@ where
             links: Default::default(),
         };
         ctx.ledger.put(input.key, &partial).await?;
-        let ops: Vec<PatchOperation> = patch_ops(&input.content, Some(&sent_fields))
+        let ops: Vec<PatchOperation> = patch_ops(&input.content, &fields, Some(&sent_fields))
             .into_iter()
             .filter(|op| op.value.as_ref().is_some_and(|v| !v.is_null()))
             .collect();
@@ -147,13 +152,13 @@ where
     Ok(Outcome::Applied { entry: recorded(id, None), requests })
 }
 
-/// JSON Patch operations turning what was last sent (known by field hashes) into `content`. With no
-/// previous hashes (after a reconciling lookup) every field is replaced.
+/// JSON Patch operations turning what was last sent (known by field hashes) into `content`, whose
+/// field hashes are `now`. With no previous hashes (after a reconciling lookup) every field is set.
 pub fn patch_ops(
     content: &Value,
+    now: &std::collections::BTreeMap<String, String>,
     previous: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Vec<PatchOperation> {
-    let (_, now) = content_hashes(content);
     let Value::Object(map) = content else { return Vec::new() };
     let mut ops = Vec::new();
     for (field, value) in map {
@@ -183,9 +188,10 @@ mod tests {
         let before = json!({"label": "CRM", "type": "Software", "city": "Lyon"});
         let (_, prev) = content_hashes(&before);
         let after = json!({"label": "CRM 2", "type": "Software"});
-        let ops = patch_ops(&after, Some(&prev));
+        let (_, now) = content_hashes(&after);
+        let ops = patch_ops(&after, &now, Some(&prev));
         let paths: Vec<_> = ops.iter().map(|o| (o.path.as_str(), o.value.clone())).collect();
         assert_eq!(paths, vec![("/label", Some(json!("CRM 2"))), ("/city", Some(Value::Null))]);
-        assert_eq!(patch_ops(&after, None).len(), 2, "no previous hashes: every field");
+        assert_eq!(patch_ops(&after, &now, None).len(), 2, "no previous hashes: every field");
     }
 }

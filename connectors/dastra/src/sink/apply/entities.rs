@@ -99,7 +99,14 @@ pub(super) async fn apply_entity(
             // they are kept with the asset's ledger entry so that processings need no GET.
             let label = content.get("label").and_then(Value::as_str).unwrap_or_default().to_owned();
             let ty = content.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
+            let input = UpsertInput {
+                key,
+                sequence: &event.sequence,
+                content,
+                current,
+                partial_create: false,
+                hash_view: None,
+            };
             let outcome = upsert::<Assets, _, _>(ctx, input, find).await?;
             Ok(with_links(outcome, |links| {
                 links.insert("label".into(), label);
@@ -137,7 +144,14 @@ pub(super) async fn apply_entity(
                 }
             };
             let content = through_dto::<crate::model::Actor>(m)?;
-            let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false };
+            let input = UpsertInput {
+                key,
+                sequence: &event.sequence,
+                content,
+                current,
+                partial_create: false,
+                hash_view: None,
+            };
             upsert::<Actors, _, _>(ctx, input, || {
                 let filter = filter.clone();
                 async move {

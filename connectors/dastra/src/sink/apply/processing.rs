@@ -152,6 +152,21 @@ pub(super) async fn apply(
     let (current, restored) =
         revive(current, |id| async move { Ok(ctx.client.restore::<DataProcessings>(&uuid_id(&id)?).await?) }).await?;
     let revived = current.clone();
-    let input = UpsertInput { key, sequence: &event.sequence, content, current, partial_create: true };
+    // Hashes see the asset ids only: the label and type copied from the assets' entries are not this
+    // processing's content (a renamed asset does not make its processings "changed").
+    let mut hash_view = content.clone();
+    if let Some(list) = hash_view.get_mut("assets").and_then(Value::as_array_mut) {
+        for a in list.iter_mut() {
+            *a = a.get("id").cloned().unwrap_or(Value::Null);
+        }
+    }
+    let input = UpsertInput {
+        key,
+        sequence: &event.sequence,
+        content,
+        current,
+        partial_create: true,
+        hash_view: Some(hash_view),
+    };
     Ok(plus_requests(upsert::<DataProcessings, _, _>(ctx, input, find).await?, restored, revived))
 }

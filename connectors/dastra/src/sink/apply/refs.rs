@@ -3,7 +3,8 @@
 //! once by `?ref=` and cached in the ledger), workflow steps (state → step id, cached likewise), and
 //! the conversions every mapping needs (ids, instants).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use dastra_connect_core::event::EntityKey;
@@ -72,6 +73,13 @@ pub(super) fn instant(t: &Option<DateTime<Utc>>) -> Option<Value> {
     t.map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
 }
 
+/// One lookup at a time per cached name, process-wide: keys applied concurrently that need the same
+/// area or workflow wait for the first lookup instead of repeating it.
+fn lookup_lock(name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    LOCKS.get_or_init(Default::default).lock().entry(name.to_owned()).or_default().clone()
+}
+
 /// The Dastra id of the area named `area_ref` (its `ref`), or of the workspace's first area when
 /// the event names none (Dastra requires an area for DataProcessings and DSRs). Looked up once
 /// (`GET Areas?ref=`) and cached in the ledger: areas are configuration, not synced data. An unknown
@@ -81,6 +89,11 @@ pub(super) async fn area_id(ctx: &ApplyCtx<'_>, area_ref: Option<&str>) -> Resul
         Some(r) => format!("area:{r}"),
         None => "area:".to_owned(),
     };
+    if let Some(id) = ctx.ledger.get_aux(&name).and_then(|e| e.id) {
+        return int_id(&id);
+    }
+    let lock = lookup_lock(&name);
+    let _one = lock.lock().await;
     if let Some(id) = ctx.ledger.get_aux(&name).and_then(|e| e.id) {
         return int_id(&id);
     }
@@ -103,6 +116,11 @@ pub(super) async fn area_id(ctx: &ApplyCtx<'_>, area_ref: Option<&str>) -> Resul
 /// (by `order`) with that state. `GET Workflows/{type}` once, then from the ledger.
 pub(super) async fn workflow_steps(ctx: &ApplyCtx<'_>, ty: &str) -> Result<BTreeMap<String, String>, ApplyError> {
     let name = format!("workflow:{ty}");
+    if let Some(e) = ctx.ledger.get_aux(&name) {
+        return Ok(e.links);
+    }
+    let lock = lookup_lock(&name);
+    let _one = lock.lock().await;
     if let Some(e) = ctx.ledger.get_aux(&name) {
         return Ok(e.links);
     }
