@@ -24,7 +24,7 @@ fn value(lines: &[String], label: &str) -> u64 {
         .iter()
         .find(|l| l.trim_start().starts_with(label))
         .unwrap_or_else(|| panic!("no `{label}` in {lines:#?}"));
-    line.split_whitespace().find_map(|w| w.parse().ok()).unwrap()
+    line.trim_start().trim_start_matches(label).split_whitespace().find_map(|w| w.parse().ok()).unwrap()
 }
 
 #[test]
