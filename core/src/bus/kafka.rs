@@ -268,6 +268,34 @@ impl Committer for KafkaCommitter {
 
 #[async_trait]
 impl Subscriber for KafkaSubscriber {
+    async fn lag(&self) -> Vec<(TopicPartition, i64)> {
+        let owned: Vec<TopicPartition> = self.assignment.lock().iter().cloned().collect();
+        if owned.is_empty() {
+            return Vec::new();
+        }
+        let consumer = self.consumer.clone();
+        // Watermarks and committed offsets are blocking requests to the brokers.
+        tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(2);
+            let committed = consumer.committed_offsets(tpl_of(&owned), timeout).ok();
+            owned
+                .into_iter()
+                .filter_map(|tp| {
+                    let (low, high) = consumer.fetch_watermarks(&tp.topic, tp.partition, timeout).ok()?;
+                    let done = committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(&tp.topic, tp.partition))
+                        .and_then(|e| e.offset().to_raw())
+                        .filter(|o| *o >= 0)
+                        .unwrap_or(low);
+                    Some((tp, (high - done).max(0)))
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     async fn next_event(&mut self) -> Result<SubscriberEvent, BusError> {
         loop {
             if let Ok(ev) = self.events.try_recv() {

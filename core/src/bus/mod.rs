@@ -210,6 +210,14 @@ pub trait Subscriber: Send + Sync {
         self.committer().commit(topic, partition, next_offset).await
     }
 
+    /// Messages not yet committed per owned partition (Kafka: high watermark − committed offset;
+    /// NATS: undelivered + unacknowledged messages of the partition's durable consumer). Makes
+    /// network calls: poll it every few seconds, not per message. Partitions whose lag cannot be
+    /// read right now are left out.
+    async fn lag(&self) -> Vec<(TopicPartition, i64)> {
+        Vec::new()
+    }
+
     /// Leaves the group / stops the partition consumers. Uncommitted messages will be delivered again.
     async fn close(self: Box<Self>) -> Result<(), BusError>;
 }

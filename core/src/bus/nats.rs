@@ -264,6 +264,9 @@ type PendingAcks = Arc<Mutex<HashMap<(String, i32), BTreeMap<u64, jetstream::mes
 
 /// The subscriber: one task per owned partition feeding a channel.
 pub struct NatsSubscriber {
+    js: jetstream::Context,
+    stream: String,
+    durables: Vec<(TopicPartition, String)>,
     rx: mpsc::Receiver<InboundMessage>,
     queued: VecDeque<SubscriberEvent>,
     assignment: Vec<TopicPartition>,
@@ -414,9 +417,11 @@ impl NatsSubscriber {
         let mut tasks = Vec::new();
         let mut assignment = Vec::new();
         let mut pauses = HashMap::new();
+        let mut durables = Vec::new();
         for topic in topics {
             for p in cfg.owned_partitions() {
                 let tp = TopicPartition::new(topic.clone(), p as i32);
+                durables.push((tp.clone(), durable_name(group, topic, p)));
                 let (pause_tx, paused) = watch::channel(false);
                 pauses.insert(tp.clone(), pause_tx);
                 assignment.push(tp);
@@ -436,7 +441,7 @@ impl NatsSubscriber {
             }
         }
         let queued = VecDeque::from([SubscriberEvent::Assigned(assignment.clone())]);
-        Ok(Self { rx, queued, assignment, pending, pauses, tasks })
+        Ok(Self { js, stream: cfg.stream.clone(), durables, rx, queued, assignment, pending, pauses, tasks })
     }
 }
 
@@ -489,6 +494,17 @@ impl Committer for NatsCommitter {
 
 #[async_trait]
 impl Subscriber for NatsSubscriber {
+    async fn lag(&self) -> Vec<(TopicPartition, i64)> {
+        let Ok(stream) = self.js.get_stream(&self.stream).await else { return Vec::new() };
+        let mut out = Vec::new();
+        for (tp, durable) in &self.durables {
+            if let Ok(info) = stream.consumer_info(durable).await {
+                out.push((tp.clone(), (info.num_pending + info.num_ack_pending as u64) as i64));
+            }
+        }
+        out
+    }
+
     async fn next_event(&mut self) -> Result<SubscriberEvent, BusError> {
         if let Some(ev) = self.queued.pop_front() {
             return Ok(ev);

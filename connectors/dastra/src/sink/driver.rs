@@ -27,6 +27,9 @@ use super::tracker::Tracker;
 use crate::DastraClient;
 use crate::quota::Priority;
 
+/// How often consumer lag is read from the broker (it costs requests to the brokers).
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
 /// One unit of work: the newest event of a key, the message it came in, and every offset it
 /// stands for (coalesced older events included).
 struct Work {
@@ -96,6 +99,8 @@ pub struct SinkStatus {
     pub buffered: usize,
     /// Offsets consumed but not committed, per partition.
     pub uncommitted: Vec<(String, i64)>,
+    /// Messages not yet committed per partition, from the broker (refreshed every few seconds).
+    pub lag: Vec<(String, i64)>,
     /// Events waiting for referenced entities.
     pub pending: usize,
     /// Parked keys.
@@ -147,6 +152,7 @@ impl Driver {
     /// closes the subscriber.
     pub async fn run(mut self, mut sub: Box<dyn Subscriber>, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(self.shared.config.commit_interval);
+        let mut lag_read = Instant::now() - LAG_EVERY;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Pending events whose references appeared while the process was down.
         self.redrive_resolved_pending();
@@ -170,6 +176,10 @@ impl Driver {
                     self.expire_pending().await;
                     self.redrive_resolved_pending();
                     self.publish_status(sub.as_ref());
+                    if lag_read.elapsed() >= LAG_EVERY {
+                        lag_read = Instant::now();
+                        self.read_lag(sub.as_ref()).await;
+                    }
                 }
                 event = sub.next_event(), if can_consume => {
                     match event {
@@ -583,6 +593,17 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Consumer lag from the broker into the metric and `/status`.
+    async fn read_lag(&self, sub: &dyn Subscriber) {
+        let lag = sub.lag().await;
+        for (tp, n) in &lag {
+            let partition = tp.partition.to_string();
+            self.shared.metrics.consumer_lag.with_label_values(&[self.label(), &tp.topic, &partition]).set(*n);
+        }
+        self.status.lock().lag =
+            lag.into_iter().map(|(tp, n)| (format!("{}[{}]", tp.topic, tp.partition), n)).collect();
     }
 
     fn publish_status(&self, sub: &dyn Subscriber) {
