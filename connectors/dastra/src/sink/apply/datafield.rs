@@ -75,3 +75,22 @@ pub(super) async fn apply(
     };
     upsert::<DataFields, _, _>(ctx, input, find).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_natural_key_is_the_technical_definition_else_the_label() {
+        let f = DataField {
+            label: Some("Email".into()),
+            technical_definition: Some("crm.users.email".into()),
+            ..Default::default()
+        };
+        assert_eq!(natural_key(&f), Some(Filter::equal("TechnicalDefinition", "crm.users.email")));
+        let f =
+            DataField { label: Some("Email".into()), technical_definition: Some("  ".into()), ..Default::default() };
+        assert_eq!(natural_key(&f), Some(Filter::equal("Label", "Email")));
+        assert_eq!(natural_key(&DataField::default()), None);
+    }
+}

@@ -324,3 +324,67 @@ pub(super) fn plus_requests(outcome: Outcome, extra: u32, revived: Option<Ledger
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archived(id: &str) -> LedgerEntry {
+        let mut e = LedgerEntry::intent();
+        e.state = EntryState::Deleted;
+        e.id = Some(id.into());
+        e.version = Some("7".into());
+        e.links.insert(REMOVED.into(), REMOVED_ARCHIVED.into());
+        e.links.insert("state".into(), "Open".into());
+        e
+    }
+
+    fn not_found() -> ApplyError {
+        ApplyError::Dastra(crate::error::DastraError::Http {
+            route: "POST /v1/ws/{workspaceId}/Contracts/restore/{id}",
+            status: 404,
+            attempts: 1,
+            excerpt: String::new(),
+            invalid_fields: Vec::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_archived_entity_is_restored_and_fully_patched_a_deleted_one_is_not() {
+        let (entry, n) = revive(Some(archived("42")), |id| async move {
+            assert_eq!(id, "42");
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let entry = entry.unwrap();
+        assert_eq!(n, 1);
+        assert_eq!((entry.state, entry.id.as_deref(), entry.hash.as_deref()), (EntryState::Live, Some("42"), None));
+        assert!(entry.fields.is_empty(), "no field hashes: every field is PATCHed");
+        assert_eq!(entry.version.as_deref(), Some("7"));
+        assert_eq!(entry.links.get("state").map(String::as_str), Some("Open"));
+        assert!(!entry.links.contains_key(REMOVED));
+
+        // Hard-deleted: nothing to restore, the upsert creates.
+        let mut deleted = archived("42");
+        deleted.links.insert(REMOVED.into(), "deleted".into());
+        let (entry, n) =
+            revive(Some(deleted.clone()), |_| async { panic!("no restore of a deleted entity") }).await.unwrap();
+        assert_eq!((entry, n), (Some(deleted), 0));
+
+        // Archived, then removed by a person: restore answers 404, the upsert creates.
+        let (entry, n) = revive(Some(archived("42")), |_| async { Err(not_found()) }).await.unwrap();
+        let entry = entry.unwrap();
+        assert_eq!((entry.state, entry.id, n), (EntryState::Deleted, None, 1));
+    }
+
+    #[test]
+    fn requests_before_the_upsert_are_counted_and_turn_a_skip_into_an_apply() {
+        let live = LedgerEntry::live("1");
+        let skipped = Outcome::Skipped { reason: SkipReason::Unchanged, entry: Some(live.clone()) };
+        assert_eq!(plus_requests(skipped.clone(), 0, None), skipped);
+        assert_eq!(plus_requests(skipped, 1, None), Outcome::Applied { entry: live.clone(), requests: 1 });
+        let applied = Outcome::Applied { entry: live.clone(), requests: 2 };
+        assert_eq!(plus_requests(applied, 1, None), Outcome::Applied { entry: live, requests: 3 });
+    }
+}
