@@ -123,6 +123,8 @@ pub struct Driver {
     status: Arc<parking_lot::Mutex<SinkStatus>>,
     /// Whether the quota share was set once (the first assignment applies at once).
     share_set: bool,
+    /// Set when the loop must stop with an error (e.g. the DLQ cannot be written).
+    broken: Option<String>,
 }
 
 impl Driver {
@@ -139,6 +141,7 @@ impl Driver {
             waiting_on: HashMap::new(),
             status,
             share_set: false,
+            broken: None,
         };
         d.rebuild_waiting();
         d
@@ -155,8 +158,11 @@ impl Driver {
         let mut lag_read = Instant::now() - LAG_EVERY;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Pending events whose references appeared while the process was down.
-        self.redrive_resolved_pending();
+        self.redrive_resolved_pending().await;
         let result = loop {
+            if let Some(why) = self.broken.take() {
+                break Err(anyhow::anyhow!(why));
+            }
             let can_consume = self.buffered < self.shared.config.max_buffered;
             tokio::select! {
                 biased;
@@ -174,7 +180,7 @@ impl Driver {
                 _ = tick.tick() => {
                     self.commit(sub.as_ref()).await;
                     self.expire_pending().await;
-                    self.redrive_resolved_pending();
+                    self.redrive_resolved_pending().await;
                     self.publish_status(sub.as_ref());
                     if lag_read.elapsed() >= LAG_EVERY {
                         lag_read = Instant::now();
@@ -345,13 +351,13 @@ impl Driver {
             Finish::Done(Ok(Outcome::Applied { .. }), _) => {
                 let op = work.event.op.as_str();
                 self.shared.metrics.events_applied.with_label_values(&[&label, kind, op]).inc();
-                self.wake_waiting(&key);
+                self.wake_waiting(&key).await;
                 self.clear_pending(&key, &work).await;
             }
             Finish::Done(Ok(Outcome::Skipped { reason, .. }), _) => {
                 self.shared.metrics.events_skipped.with_label_values(&[&label, kind, reason.as_str()]).inc();
                 self.shared.metrics.requests_saved.with_label_values(&[&label, reason.as_str()]).inc();
-                self.wake_waiting(&key);
+                self.wake_waiting(&key).await;
                 self.clear_pending(&key, &work).await;
             }
             Finish::Done(Ok(Outcome::Pending { missing }), _) => {
@@ -438,30 +444,27 @@ impl Driver {
     }
 
     /// A key became live: re-drive the pending events that waited for it.
-    fn wake_waiting(&mut self, key: &EntityKey) {
+    async fn wake_waiting(&mut self, key: &EntityKey) {
         let Some(waiters) = self.waiting_on.remove(key.as_str()) else { return };
         for w in waiters {
-            self.redrive_pending(&w);
+            self.redrive_pending(&w).await;
         }
     }
 
-    fn redrive_pending(&mut self, key_text: &str) {
+    async fn redrive_pending(&mut self, key_text: &str) {
         let Some(raw) = self.shared.pending.get(key_text) else { return };
         let Ok(entry) = serde_json::from_slice::<PendingEntry>(&raw) else { return };
         let Ok(key) = EntityKey::parse(key_text) else { return };
-        let codec = self.shared.codec.clone();
         let headers = entry.raw.header_bytes();
         let value = entry.raw.value.clone().unwrap_or_default();
-        // Decoding is async only for registry lookups, which are cached for anything seen before.
-        let event = futures::executor::block_on(ChangeEvent::from_parts(&headers, &value, &codec));
-        if let Ok(event) = event {
+        if let Ok(event) = ChangeEvent::from_parts(&headers, &value, &self.shared.codec).await {
             self.submit(key, Work { event, raw: entry.raw, offsets: Vec::new(), from_pending: true });
         }
     }
 
     /// Pending events whose references are all in the ledger now (written by this or another
     /// replica) are tried again.
-    fn redrive_resolved_pending(&mut self) {
+    async fn redrive_resolved_pending(&mut self) {
         let ready: Vec<String> = self
             .shared
             .pending
@@ -478,7 +481,7 @@ impl Driver {
             })
             .collect();
         for k in ready {
-            self.redrive_pending(&k);
+            self.redrive_pending(&k).await;
         }
         self.shared.metrics.pending_references.with_label_values(&[self.label()]).set(self.shared.pending.len() as i64);
         self.shared.metrics.parked_keys.with_label_values(&[self.label()]).set(self.shared.parked.len() as i64);
@@ -512,8 +515,10 @@ impl Driver {
         }
     }
 
-    /// Publishes to the DLQ, retrying until the broker takes it. False when shutting down first.
-    async fn dead_letter(&self, raw: &RawMessage, why: &DlqReason) -> bool {
+    /// Publishes to the DLQ, retrying with backoff for about a minute. When the broker still refuses,
+    /// the loop stops with an error (the process exits and the event is redelivered from the last
+    /// commit): an event that can neither be applied nor dead-lettered is never skipped.
+    async fn dead_letter(&mut self, raw: &RawMessage, why: &DlqReason) -> bool {
         let msg = dlq_message(&self.shared.dlq_topic, &self.shared.name, raw, why);
         let mut delay = Duration::from_millis(100);
         for _ in 0..20 {
@@ -526,6 +531,10 @@ impl Driver {
                 }
             }
         }
+        self.broken = Some(format!(
+            "the DLQ topic {} refuses writes; stopping so the event is redelivered",
+            self.shared.dlq_topic
+        ));
         false
     }
 
