@@ -31,6 +31,7 @@ const SERVER_MANAGED: &[&str] =
     &["id", "dateCreation", "dateUpdate", "dateClosed", "dateArchived", "archivedDate", "expiryTime"];
 
 const CONSENT: &[u8] = b"%PDF-1.4 signed consent of the data subject";
+const CONSENT_V2: &[u8] = b"%PDF-1.4 signed consent of the data subject, countersigned";
 
 fn key(k: &str) -> EntityKey {
     EntityKey::parse(k).unwrap()
@@ -175,14 +176,19 @@ fn gone(kind: EntityKind) -> Payload {
 /// Phase 1 (references before their ends), phase 2 (updates and deletes), phase 3 (an archived
 /// task comes back at the source).
 fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>) {
-    let consent = Attachment {
+    let consent = |path: &str, content: &[u8]| Attachment {
         file_name: "consent.pdf".into(),
-        url: format!("{files}/consent.pdf"),
+        url: format!("{files}/{path}"),
         content_type: Some("application/pdf".into()),
-        sha256: Some(hex::encode(sha2::Sha256::digest(CONSENT))),
+        sha256: Some(hex::encode(sha2::Sha256::digest(content))),
     };
     let mut d1_active = dsr("Access request", DataSubjectPurposeType::Access, DataSubjectRequestState::Active);
-    d1_active.attachments = vec![consent];
+    d1_active.attachments = vec![consent("consent.pdf", CONSENT)];
+    // Same file name, new content: the file is replaced.
+    let mut d1_countersigned = d1_active.clone();
+    d1_countersigned.attachments = vec![consent("consent-v2.pdf", CONSENT_V2)];
+    // A state no workflow step maps: PATCHed.
+    let d4 = dsr("Identity check", DataSubjectPurposeType::Rectification, DataSubjectRequestState::IdentityValidation);
     let mut d2 = dsr("Erasure request", DataSubjectPurposeType::Erasure, DataSubjectRequestState::Closed);
     d2.closed_reason = Some(ClosedReason::Accepted);
     d2.closed_reason_description = Some("erased everywhere".into());
@@ -229,6 +235,7 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>)
                 DataSubjectRequestState::Open,
             )),
         ),
+        event("hub:dsr:1004", 1, Payload::DataSubjectRequest(d4)),
         event(
             "grc:processing:old",
             1,
@@ -256,13 +263,18 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>)
         event("dc:datafield:fax", 2, gone(EntityKind::DataField)),
         event("hub:dsr:1003", 2, gone(EntityKind::DataSubjectRequest)),
     ];
-    let phase3 = vec![event("jira:task:3", 3, task("Obsolete no more", None, None))];
+    let phase3 = vec![
+        event("jira:task:3", 3, task("Obsolete no more", None, None)),
+        event("hub:dsr:1001", 3, Payload::DataSubjectRequest(d1_countersigned)),
+    ];
     (phase1, phase2, phase3)
 }
 
 /// Serves the attachment the DSR events point at.
 async fn file_server() -> String {
-    let app = axum::Router::new().route("/files/consent.pdf", axum::routing::get(|| async { CONSENT.to_vec() }));
+    let app = axum::Router::new()
+        .route("/files/consent.pdf", axum::routing::get(|| async { CONSENT.to_vec() }))
+        .route("/files/consent-v2.pdf", axum::routing::get(|| async { CONSENT_V2.to_vec() }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -471,6 +483,8 @@ fn expected_state(emu: &RunningEmulator) {
             dsr_dto("Access request", "hub:dsr:1001", "Access", "Active", 2, false),
             d2,
             dsr_dto("Spam", "hub:dsr:1003", "Information", "Open", 1, true),
+            // No step maps IdentityValidation: the state is PATCHed, the step stays the initial one.
+            dsr_dto("Identity check", "hub:dsr:1004", "Rectification", "IdentityValidation", 1, false),
         ],
         &mut errors,
     );
@@ -481,11 +495,12 @@ fn expected_state(emu: &RunningEmulator) {
         }
     }
     let want = vec![json!({
-        "fileName": "consent.pdf", "label": "consent.pdf", "extension": ".pdf", "size": CONSENT.len(),
+        "fileName": "consent.pdf", "label": "consent.pdf", "extension": ".pdf", "size": CONSENT_V2.len(),
         "userRequestId": dsr_id("hub:dsr:1001"), "transmitted": false, "deleted": false, "expired": false,
         "nbDownload": 0,
         // The bytes the sink downloaded are the bytes Dastra stores (the emulator's hidden field).
-        "_contentBase64": base64::engine::general_purpose::STANDARD.encode(CONSENT),
+        // Replaced in phase 3 by the countersigned version.
+        "_contentBase64": base64::engine::general_purpose::STANDARD.encode(CONSENT_V2),
     })];
     if files != want {
         errors.push(format!("DataSubjectAttachments:\n  actual   {files:?}\n  expected {want:?}"));
@@ -535,7 +550,7 @@ fn expected_state(emu: &RunningEmulator) {
 }
 
 /// Phase 2 sends exactly: one PATCH of the changed field per updated entity, a PUT of the renamed
-/// link, the DSR's move (workflow steps read once) and upload, and one request per delete.
+/// link, the DSR's move (workflow steps already cached) and upload, and one request per delete.
 fn assert_phase2_requests(emu: &RunningEmulator, after_phase1: u64) {
     let mut sent: Vec<String> = emu
         .state
@@ -557,7 +572,6 @@ fn assert_phase2_requests(emu: &RunningEmulator, after_phase1: u64) {
         r#"PATCH DataProcessings/{id} [{"op":"add","path":"/description","value":"Monthly salaries"}]"#.to_owned(),
         r#"PATCH DataFields/{id} [{"op":"add","path":"/definition","value":"Work or private e-mail"}]"#.to_owned(),
         r#"PUT GenericRelationships/{id} label="operated by""#.to_owned(),
-        "GET Workflows/DataSubject".to_owned(),
         "POST DataSubjectRequests/workflow".to_owned(),
         "POST DataSubjectAttachments/{id}".to_owned(),
         "DELETE Assets/{id}".to_owned(),
@@ -610,24 +624,28 @@ async fn scenario(broker: Broker, ambiguous_creates: bool) {
         }
     }
     let sink = RunningSink::start("sink", &bus, &topics, config);
+    let wait = Duration::from_secs(50);
+    let mut published = phase1.len() as u64;
     publish(publisher.as_ref(), &topics, &phase1).await;
-    sink.wait_idle(Duration::from_secs(40)).await;
+    sink.wait_consumed("sink", published, wait).await;
     let after_phase1 = requests(&emu);
+    published += phase2.len() as u64;
     publish(publisher.as_ref(), &topics, &phase2).await;
-    sink.wait_idle(Duration::from_secs(40)).await;
+    sink.wait_consumed("sink", published, wait).await;
     let after_phase2 = requests(&emu);
     if !ambiguous_creates {
         // Phase 1: 6 asset/actor POSTs, 2 contracts, 3 data fields, 3 tasks, 3 processings × (POST +
-        // PATCH) + 1 area lookup shared with the DSRs, 3 DSR POSTs + 1 close, 2 generic links × (POST
-        // + GET), 1 processing link.
-        assert_eq!(after_phase1, 30, "requests of phase 1");
+        // PATCH) + 1 area lookup shared with the DSRs, 4 DSR POSTs + 1 close + 1 workflow-step
+        // lookup + 1 state PATCH, 2 generic links × (POST + GET), 1 processing link.
+        assert_eq!(after_phase1, 33, "requests of phase 1");
         assert_phase2_requests(&emu, after_phase1);
     }
+    published += phase3.len() as u64;
     publish(publisher.as_ref(), &topics, &phase3).await;
-    sink.wait_idle(Duration::from_secs(40)).await;
+    sink.wait_consumed("sink", published, wait).await;
     let total = requests(&emu);
-    // Restore + PATCH of the two changed fields.
-    assert_eq!(total - after_phase2, 2, "reviving an archived task");
+    // Task: restore + PATCH of the two changed fields; DSR: DELETE of the old file + upload.
+    assert_eq!(total - after_phase2, 4, "reviving an archived task, replacing an attachment");
     expected_state(&emu);
     if ambiguous_creates {
         for (rule, hits) in emu.state.faults() {
@@ -643,8 +661,9 @@ async fn scenario(broker: Broker, ambiguous_creates: bool) {
     let mut all = phase1.clone();
     all.extend(phase2.iter().cloned());
     all.extend(phase3.iter().cloned());
+    published += all.len() as u64;
     publish(publisher.as_ref(), &topics, &all).await;
-    sink.wait_idle(Duration::from_secs(40)).await;
+    sink.wait_consumed("sink", published, wait).await;
     assert_eq!(requests(&emu), total, "a replay of the whole stream must cost no request");
     sink.stop().await;
     let by_route: Vec<String> = writes_by_route.iter().map(|(m, r, n)| format!("{n} {m} {r}")).collect();

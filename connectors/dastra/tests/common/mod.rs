@@ -199,3 +199,25 @@ pub async fn read_dlq(bus: &BusConfig, topics: &Topics, expect: usize) -> Vec<(S
     }
     out
 }
+
+impl RunningSink {
+    /// Waits until the sink `name` has read at least `n` change events in all (so that events just
+    /// published are in, which [`RunningSink::wait_idle`] alone cannot know on a slow broker), then
+    /// until it is idle.
+    pub async fn wait_consumed(&self, name: &str, n: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let read: u64 = EntityKind::ALL
+                .iter()
+                .map(|k| self.metrics.events_consumed.with_label_values(&[name, k.as_str()]).get())
+                .sum();
+            if read >= n {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the sink read {read} of {n} events");
+            assert!(!self.task.is_finished(), "sink stopped early");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_idle(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+    }
+}
