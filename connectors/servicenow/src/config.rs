@@ -208,6 +208,16 @@ mod tests {
     }
 
     #[test]
+    fn the_json_schema_generates() {
+        let schema = serde_json::to_value(schemars::schema_for!(ServiceNowConfig)).unwrap();
+        let props = &schema["properties"];
+        for key in ["instance_url", "auth", "tables", "sync", "http", "key_system"] {
+            assert!(props.get(key).is_some(), "{key} missing from {schema}");
+        }
+        assert_eq!(schema["additionalProperties"], false);
+    }
+
+    #[test]
     fn bad_tables_filters_and_mappings_name_their_key() {
         let base = "instance_url: https://a.b\nauth: {type: basic, username: a, password: b}\n";
         let cases = [

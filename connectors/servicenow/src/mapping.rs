@@ -129,7 +129,7 @@ impl DefaultMapping {
 }
 
 /// Country names ServiceNow instances commonly hold in free-text country fields → ISO 3166-1
-/// alpha-2 (two-letter values pass through upper-cased).
+/// alpha-2 (looked up first, so `UK` becomes `GB`; other two-letter values pass through upper-cased).
 fn countries() -> Value {
     json!({
         "france": "FR", "germany": "DE", "deutschland": "DE", "united states": "US", "usa": "US",
@@ -146,8 +146,8 @@ pub const CI_PROGRAM: &str = r#"
 def nz: if . == null or . == "" then null else . end;
 def country_code: nz as $c
   | if $c == null then null
-    elif ($c | test("^[A-Za-z]{2}$")) then ($c | ascii_upcase)
-    else ($params.countries[$c | ascii_downcase] // null) end;
+    else ($params.countries[$c | ascii_downcase]
+          // (if ($c | length) == 2 then ($c | ascii_upcase) else null end)) end;
 . as $ci
 | ($ci.sys_class_name // "cmdb_ci") as $class
 | ($params.class_map[$class] // $params.default_asset_type
@@ -182,8 +182,8 @@ pub const COMPANY_PROGRAM: &str = r#"
 def nz: if . == null or . == "" then null else . end;
 def country_code: nz as $c
   | if $c == null then null
-    elif ($c | test("^[A-Za-z]{2}$")) then ($c | ascii_upcase)
-    else ($params.countries[$c | ascii_downcase] // null) end;
+    else ($params.countries[$c | ascii_downcase]
+          // (if ($c | length) == 2 then ($c | ascii_upcase) else null end)) end;
 {kind: "actor", id: .sys_id, data: {
   actorType: "Morale",
   vendorType: $params.vendor_type,

@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use dastra_connect_core::admin::Admin;
 use dastra_connect_core::config::Secret;
 use dastra_connect_core::connector::{Connector, Topics};
 use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
@@ -38,10 +39,14 @@ fn labels(emu: &RunningEmulator, family: &str, field: &str) -> Vec<String> {
     v
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
+async fn wait_for(what: &str, timeout: Duration, admin: &Admin, mut pred: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !pred() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; sink status: {}",
+            admin.status_json()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -53,7 +58,7 @@ async fn scenario(broker: Broker) {
     let emu = dastra_emulator::spawn(EmulatorConfig::default().with_quota(vec![])).await.unwrap();
 
     let source = RunningSource::start(&bus, &topics, config(&fake));
-    let (ctx, _metrics, _admin) = context(SINK, &bus, &topics);
+    let (ctx, _metrics, admin) = context(SINK, &bus, &topics);
     let sink_stop = CancellationToken::new();
     let sink = tokio::spawn(Box::new(DastraSink::new(sink_config(&emu))).run(ctx, sink_stop.clone()));
 
@@ -72,7 +77,7 @@ async fn scenario(broker: Broker) {
         "win-ad-01",
     ];
     let expected_actors = vec!["Cisco Systems", "Dell Inc.", "Microsoft", "OVHcloud", "Oracle", "Salesforce"];
-    wait_for("the assets and actors in Dastra", Duration::from_secs(120), || {
+    wait_for("the assets and actors in Dastra", Duration::from_secs(120), &admin, || {
         labels(&emu, "Assets", "label") == expected_assets && labels(&emu, "Actors", "companyName") == expected_actors
     })
     .await;
@@ -88,7 +93,7 @@ async fn scenario(broker: Broker) {
     assert_eq!(ms["countryCode"], "US");
 
     // The 10 vendor/manufacturer links become generic relationships between the asset and actor.
-    wait_for("the vendor links in Dastra", Duration::from_secs(120), || {
+    wait_for("the vendor links in Dastra", Duration::from_secs(120), &admin, || {
         emu.state.entities(1, "GenericRelationships").len() == 10
     })
     .await;
@@ -115,7 +120,7 @@ async fn scenario(broker: Broker) {
     // A CI deleted at the source (audited) is deleted in Dastra.
     let dc = fake.state.records("cmdb_ci_datacenter")[0]["sys_id"].as_str().unwrap().to_owned();
     assert!(fake.state.delete(&dc, true));
-    wait_for("the deleted CI to leave Dastra", Duration::from_secs(60), || {
+    wait_for("the deleted CI to leave Dastra", Duration::from_secs(60), &admin, || {
         !labels(&emu, "Assets", "label").contains(&"Paris DC1".to_owned())
     })
     .await;

@@ -318,12 +318,10 @@ impl SourceEngine {
         shutdown: &CancellationToken,
     ) -> Result<(), SourceError> {
         let mut cp = self.checkpoint(run, &stream.name)?;
-        // Deletes older than the first poll concern records never published: start the feed at the
-        // first checkpointed cursor, or now-ish on a fresh source.
-        let mut after = match &cp.deletes {
-            Some(c) => c.clone(),
-            None => Cursor::new(cp.cursor.as_ref().map(|c| c.updated).unwrap_or_else(Utc::now), ""),
-        };
+        // A fresh feed reads the whole delete history once: a record published early in the first
+        // full sync may be deleted before that sync ends, at a time older than its cursor. Deletes
+        // of records never published find no known key and publish nothing.
+        let mut after = cp.deletes.clone().unwrap_or_else(Cursor::start);
         loop {
             let page = self.system.fetch_deletes(&stream.name, &after, self.settings.page_size).await?;
             let n = page.records.len();

@@ -73,6 +73,8 @@ type Filter = jaq_core::Filter<data::JustLut<Val>>;
 pub struct Mapping {
     name: String,
     filter: Filter,
+    /// `$params` converted once: the same parameters come with every record of a stream.
+    params: parking_lot::Mutex<Option<(Value, Val)>>,
 }
 
 impl std::fmt::Debug for Mapping {
@@ -111,7 +113,7 @@ impl Mapping {
                         .join("; "))
                 },
             )?;
-        Ok(Mapping { name: name.to_owned(), filter })
+        Ok(Mapping { name: name.to_owned(), filter, params: parking_lot::Mutex::new(None) })
     }
 
     /// The mapping's name.
@@ -123,7 +125,17 @@ impl Mapping {
     pub fn run(&self, record: &Value, params: &Value, system: &str) -> Result<Vec<Value>, MappingError> {
         let run_err = |detail: String| MappingError::Run { name: self.name.clone(), detail };
         let input = to_val(record).map_err(run_err)?;
-        let params = to_val(params).map_err(run_err)?;
+        let params = {
+            let mut cache = self.params.lock();
+            match cache.as_ref() {
+                Some((v, val)) if v == params => val.clone(),
+                _ => {
+                    let val = to_val(params).map_err(run_err)?;
+                    *cache = Some((params.clone(), val.clone()));
+                    val
+                }
+            }
+        };
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([params, Val::from(system.to_owned())]));
         let mut out = Vec::new();
         for v in self.filter.id.run((ctx, input)).map(unwrap_valr) {
