@@ -77,9 +77,8 @@ where
 
     let mut existing_id: Option<String> = None;
     let mut previous_fields = None;
-    match input.current.as_ref().map(|e| e.state) {
-        Some(EntryState::Live) => {
-            let cur = input.current.as_ref().expect("matched Some");
+    match input.current.as_ref().map(|e| (e.state, e)) {
+        Some((EntryState::Live, cur)) => {
             if cur.hash.as_deref() == Some(hash.as_str()) {
                 let mut entry = cur.clone();
                 entry.version = Some(input.sequence.to_owned());
@@ -88,12 +87,12 @@ where
             existing_id = cur.id.clone();
             previous_fields = Some(cur.fields.clone());
         }
-        Some(EntryState::Intent) => {
+        Some((EntryState::Intent, _)) => {
             // The earlier POST may have happened: look before creating again.
             requests += 1;
             existing_id = find().await?;
         }
-        Some(EntryState::Deleted) | None => {}
+        Some((EntryState::Deleted, _)) | None => {}
     }
 
     if let Some(id_text) = existing_id {

@@ -294,9 +294,8 @@ pub(super) async fn apply(
 
     let mut requests = 0u32;
     let mut existing: Option<String> = None;
-    match current.as_ref().map(|c| c.state) {
-        Some(EntryState::Live) => {
-            let cur = current.as_ref().expect("matched Some");
+    match current.as_ref().map(|e| (e.state, e)) {
+        Some((EntryState::Live, cur)) => {
             if cur.hash.as_deref() == Some(hash.as_str()) {
                 let mut entry = cur.clone();
                 entry.version = Some(event.sequence.clone());
@@ -314,11 +313,11 @@ pub(super) async fn apply(
                 (None, _) => {}
             }
         }
-        Some(EntryState::Intent) => {
+        Some((EntryState::Intent, _)) => {
             requests += 1;
             existing = link.find(ctx).await?;
         }
-        Some(EntryState::Deleted) | None => {}
+        Some((EntryState::Deleted, _)) | None => {}
     }
     if let Some(id) = existing {
         requests += 1;
