@@ -105,6 +105,8 @@ fn recruitment() -> Payload {
         processing_type: Some(ProcessingType::Vendor),
         parent: Some(key("grc:processing:payroll")),
         assets: vec![key("cmdb:asset:dc1")],
+        // The emulator's seeded area (`ref` "default", id 1), found by `GET Areas?ref=`.
+        area_ref: Some("default".into()),
         ..Default::default()
     })
 }
@@ -204,11 +206,13 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>)
             link("grc:processing:payroll", "grc:processing:recruit", "feeds", Some(RelationShipType::Parent)),
         ),
         event("grc:relationship:erp-globex", 1, link("cmdb:asset:erp", "vm:actor:globex", "supported by", None)),
-        event(
-            "legal:contract:msa",
-            1,
-            contract("MSA Globex", "vm:actor:globex", &["cmdb:asset:crm", "cmdb:asset:dc1"]),
-        ),
+        event("legal:contract:msa", 1, {
+            let mut msa = contract("MSA Globex", "vm:actor:globex", &["cmdb:asset:crm", "cmdb:asset:dc1"]);
+            if let Payload::Contract(c) = &mut msa {
+                c.area_ref = Some("default".into());
+            }
+            msa
+        }),
         event("legal:contract:nda", 1, contract("NDA ACME", "vm:actor:acme", &[])),
         event("jira:task:1", 1, task("Review payroll", Some("grc:processing:payroll"), None)),
         event("jira:task:2", 1, task("Answer access request", Some("hub:dsr:1001"), Some("jira:task:1"))),
@@ -431,13 +435,17 @@ fn expected_state(emu: &RunningEmulator) {
         "Contracts",
         "ref",
         vec![
-            contract_dto(
-                "MSA Globex",
-                "legal:contract:msa",
-                "Globex",
-                vec![asset_id("cmdb:asset:crm"), asset_id("cmdb:asset:dc1")],
-                false,
-            ),
+            {
+                let mut msa = contract_dto(
+                    "MSA Globex",
+                    "legal:contract:msa",
+                    "Globex",
+                    vec![asset_id("cmdb:asset:crm"), asset_id("cmdb:asset:dc1")],
+                    false,
+                );
+                msa["areaId"] = json!(1);
+                msa
+            },
             // Archived by policy, not deleted.
             contract_dto("NDA ACME", "legal:contract:nda", "ACME", vec![], true),
         ],
@@ -636,9 +644,10 @@ async fn scenario(broker: Broker, ambiguous_creates: bool) {
     let after_phase2 = requests(&emu);
     if !ambiguous_creates {
         // Phase 1: 6 asset/actor POSTs, 2 contracts, 3 data fields, 3 tasks, 3 processings × (POST +
-        // PATCH) + 1 area lookup shared with the DSRs, 4 DSR POSTs + 1 close + 1 workflow-step
-        // lookup + 1 state PATCH, 2 generic links × (POST + GET), 1 processing link.
-        assert_eq!(after_phase1, 33, "requests of phase 1");
+        // PATCH) + 2 area lookups (the default area, shared with the DSRs; `ref` "default", shared
+        // with the contract), 4 DSR POSTs + 1 close + 1 workflow-step lookup + 1 state PATCH, 2
+        // generic links × (POST + GET), 1 processing link.
+        assert_eq!(after_phase1, 34, "requests of phase 1");
         assert_phase2_requests(&emu, after_phase1);
     }
     published += phase3.len() as u64;
