@@ -1,0 +1,129 @@
+//! Prints Dastra requests per event of the REAL sink (driver, ledger on the bus, apply, client) on a
+//! churny stream, counted by the emulator (quota off on both sides), beside a naive sink that does
+//! GET-then-POST/PUT (or GET-then-DELETE) for every event: 2.0 requests per event.
+//!
+//! The stream (see `support::Mix::churn`): 10 000 entities (half Assets, half Actors) and 100 000
+//! events: 10 000 creates, 78 000 unchanged repeats (snapshot sweeps), 2 000 bursts of 5 updates to
+//! one key, 1 000 single updates, 1 000 deletes. Ideal figures: 0.14 per event for a sink seeing
+//! events one by one (one request per create, per burst, per single update, per delete), 0.09 for
+//! the net final state (one create per entity alive at the end: what a fully coalesced backlog
+//! needs).
+//!
+//! Modes (`BENCH_MODE`): `backlog` publishes the whole stream, then starts the sink (catching up
+//! after downtime); `live` starts the sink first and publishes in slices of 1 000 events at
+//! `BENCH_LIVE_RATE` events/s (default 20 000: faster than the sink drains, so it still coalesces;
+//! 2 000 shows a sink that keeps up). `BENCH_ENTITIES` scales the stream (default 10 000);
+//! `BENCH_BUS=kafka` uses librdkafka's MockCluster instead of nats-server; `BENCH_QUOTA=50/2000`
+//! enforces a compressed quota (requests/milliseconds) on the emulator and the client.
+//!
+//! `cargo bench -p dastra-connect-dastra --bench churn`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use common::{Broker, RunningSink, ensure, publish, sink_config};
+use dastra_connect_core::connector::Topics;
+use dastra_connect_dastra::QuotaWindow;
+use support::Mix;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let entities: usize = std::env::var("BENCH_ENTITIES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let modes = std::env::var("BENCH_MODE").unwrap_or_else(|_| "backlog,live".into());
+    for mode in modes.split(',') {
+        run(entities, mode.trim()).await;
+    }
+}
+
+async fn run(entities: usize, mode: &str) {
+    let broker = match std::env::var("BENCH_BUS").as_deref() {
+        Ok("kafka") => Broker::kafka(),
+        _ => Broker::nats().await,
+    };
+    let topics = Topics::default();
+    let bus = broker.bus(&topics, "sink").await;
+    ensure(&bus, &topics).await;
+    let emu = common::emulator().await;
+    let mut cfg = sink_config(&emu);
+    // "Quota disabled": one window no run can reach (the client needs at least one).
+    cfg.dastra.quota.windows = vec![QuotaWindow { limit: 1_000_000, per: Duration::from_secs(1) }];
+    let quota: Option<(u32, u64)> = std::env::var("BENCH_QUOTA")
+        .ok()
+        .and_then(|q| q.split_once('/').and_then(|(l, p)| Some((l.parse().ok()?, p.parse().ok()?))));
+    if let Some((limit, period_ms)) = quota {
+        // Compressed windows on both sides (e.g. `50/2000`: Dastra's 500 per 60 s scaled), with
+        // the safety margin scaled too (100 ms on 2 s; Dastra's real windows keep 1 s on 60 s).
+        let per = Duration::from_millis(period_ms);
+        emu.state.set_quota(vec![dastra_emulator::QuotaWindow { limit, period: per }]);
+        cfg.dastra.quota.windows = vec![QuotaWindow { limit, per }];
+        cfg.dastra.quota.safety_margin = Duration::from_millis(100);
+        println!("[{mode}] quota {limit} per {per:?} on the emulator and the client");
+    }
+    let mix = Mix::churn(entities);
+    let events = support::stream(entities, mix, 0x5EED);
+    let publisher = bus.publisher().await.unwrap();
+
+    let started;
+    let sink;
+    if mode == "live" {
+        sink = RunningSink::start("sink", &bus, &topics, cfg);
+        started = Instant::now();
+        let rate: u64 = std::env::var("BENCH_LIVE_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+        println!("[live] offering {rate} events/s in slices of 1 000");
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000_000 / rate.max(1)));
+        for slice in events.chunks(1_000) {
+            tick.tick().await;
+            publish(publisher.as_ref(), &topics, slice).await;
+        }
+    } else {
+        let t = Instant::now();
+        for slice in events.chunks(10_000) {
+            publish(publisher.as_ref(), &topics, slice).await;
+        }
+        println!("published {} events in {:.1} s", events.len(), t.elapsed().as_secs_f64());
+        sink = RunningSink::start("sink", &bus, &topics, cfg);
+        started = Instant::now();
+    }
+    sink.wait_idle(Duration::from_secs(3600)).await;
+    // wait_idle returns after 1.5 s without work.
+    let took = started.elapsed().as_secs_f64() - 1.5;
+    sink.stop().await;
+
+    let c = emu.state.counters();
+    let n = events.len() as f64;
+    let mut by_method: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in &c.by_route {
+        *by_method.entry(format!("{} {}", r.method, r.status)).or_default() += r.count;
+    }
+    let assets = emu.state.entities(1, "Assets").len();
+    let actors = emu.state.entities(1, "Actors").len();
+    println!(
+        "[{mode}] {} entities, {} events ({} creates, {} repeats, {} burst updates in bursts of {}, {} single updates, {} deletes)",
+        entities,
+        events.len(),
+        mix.creates,
+        mix.repeats,
+        mix.burst_updates,
+        mix.burst_len,
+        mix.single_updates,
+        mix.deletes
+    );
+    println!(
+        "[{mode}] sink: {} requests = {:.3} per event (ideal: {:.3} event by event, {:.3} for the net final state; naive GET-then-write 2.000); 429s {}; by method/status {by_method:?}",
+        c.total,
+        c.total as f64 / n,
+        mix.lower_bound() as f64 / n,
+        mix.net_bound() as f64 / n,
+        c.too_many_requests
+    );
+    println!(
+        "[{mode}] drained in {took:.1} s ({:.0} events/s end to end); emulator now holds {assets} assets, {actors} actors (expected {} live)",
+        n / took,
+        entities - mix.deletes
+    );
+}
