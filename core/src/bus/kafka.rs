@@ -185,6 +185,60 @@ pub struct KafkaSubscriber {
     events: mpsc::UnboundedReceiver<SubscriberEvent>,
     assignment: Arc<Mutex<BTreeSet<TopicPartition>>>,
     stash: Option<InboundMessage>,
+    /// Lag per owned partition, refreshed by a background thread (broker requests never run on the
+    /// caller's task: on a slow cluster they take seconds).
+    lag: Arc<Mutex<Vec<(TopicPartition, i64)>>>,
+    lag_stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How often the background thread refreshes consumer lag.
+const LAG_REFRESH: Duration = Duration::from_secs(3);
+
+/// Reads high watermarks and committed offsets of the owned partitions until `stop`.
+fn lag_reader(
+    consumer: Arc<GroupConsumer>,
+    assignment: Arc<Mutex<BTreeSet<TopicPartition>>>,
+    out: Arc<Mutex<Vec<(TopicPartition, i64)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Relaxed) {
+        let owned: Vec<TopicPartition> = assignment.lock().iter().cloned().collect();
+        if !owned.is_empty() {
+            let timeout = Duration::from_secs(5);
+            let committed = consumer.committed_offsets(tpl_of(&owned), timeout).ok();
+            let lag: Vec<(TopicPartition, i64)> = owned
+                .into_iter()
+                .filter_map(|tp| {
+                    if stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    let (low, high) = consumer.fetch_watermarks(&tp.topic, tp.partition, timeout).ok()?;
+                    let done = committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(&tp.topic, tp.partition))
+                        .and_then(|e| e.offset().to_raw())
+                        .filter(|o| *o >= 0)
+                        .unwrap_or(low);
+                    Some((tp, (high - done).max(0)))
+                })
+                .collect();
+            *out.lock() = lag;
+        }
+        // Sleep in small steps so that dropping the subscriber ends the thread quickly.
+        for _ in 0..(LAG_REFRESH.as_millis() / 100) {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for KafkaSubscriber {
+    fn drop(&mut self) {
+        self.lag_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl KafkaSubscriber {
@@ -206,7 +260,18 @@ impl KafkaSubscriber {
         let consumer: GroupConsumer = cc.create_with_context(ctx).map_err(|e| BusError::kafka("create consumer", e))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(|e| BusError::kafka("subscribe", e))?;
-        Ok(Self { consumer: Arc::new(consumer), events: rx, assignment, stash: None })
+        let consumer = Arc::new(consumer);
+        let lag = Arc::new(Mutex::new(Vec::new()));
+        let lag_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (consumer, assignment, lag, stop) =
+                (consumer.clone(), assignment.clone(), lag.clone(), lag_stop.clone());
+            std::thread::Builder::new()
+                .name("kafka-lag".into())
+                .spawn(move || lag_reader(consumer, assignment, lag, stop))
+                .map_err(|e| BusError::InvalidMessage(format!("cannot start the lag reader thread: {e}")))?;
+        }
+        Ok(Self { consumer, events: rx, assignment, stash: None, lag, lag_stop })
     }
 
     fn on_event(&mut self, ev: SubscriberEvent) -> SubscriberEvent {
@@ -269,31 +334,8 @@ impl Committer for KafkaCommitter {
 #[async_trait]
 impl Subscriber for KafkaSubscriber {
     async fn lag(&self) -> Vec<(TopicPartition, i64)> {
-        let owned: Vec<TopicPartition> = self.assignment.lock().iter().cloned().collect();
-        if owned.is_empty() {
-            return Vec::new();
-        }
-        let consumer = self.consumer.clone();
-        // Watermarks and committed offsets are blocking requests to the brokers.
-        tokio::task::spawn_blocking(move || {
-            let timeout = Duration::from_secs(2);
-            let committed = consumer.committed_offsets(tpl_of(&owned), timeout).ok();
-            owned
-                .into_iter()
-                .filter_map(|tp| {
-                    let (low, high) = consumer.fetch_watermarks(&tp.topic, tp.partition, timeout).ok()?;
-                    let done = committed
-                        .as_ref()
-                        .and_then(|c| c.find_partition(&tp.topic, tp.partition))
-                        .and_then(|e| e.offset().to_raw())
-                        .filter(|o| *o >= 0)
-                        .unwrap_or(low);
-                    Some((tp, (high - done).max(0)))
-                })
-                .collect()
-        })
-        .await
-        .unwrap_or_default()
+        let owned = self.assignment.lock().clone();
+        self.lag.lock().iter().filter(|(tp, _)| owned.contains(tp)).cloned().collect()
     }
 
     async fn next_event(&mut self) -> Result<SubscriberEvent, BusError> {
