@@ -1,0 +1,111 @@
+//! The files [`SourceSystem`]: each export is a stream whose records are the rows of its current
+//! files ([`Scanner`]); the incremental poll returns rows strictly after the cursor in `(time, id)`
+//! order, the sweep every row in id order (rows gone from the files are then deleted by the
+//! engine). And the connector ([`FilesSource`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::source::{
+    Cursor, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::FilesConfig;
+use crate::scan::Scanner;
+
+/// True when `(updated, id)` comes strictly after `after` (an open cursor: at or after its time).
+fn is_after(r: &SourceRecord, after: &Cursor) -> bool {
+    (r.updated, r.id.as_str()) > (after.updated, after.id.as_str()) || (after.is_open() && r.updated == after.updated)
+}
+
+/// Reads the configured exports for the engine.
+pub struct FilesSystem {
+    scanners: HashMap<String, Scanner>,
+}
+
+impl FilesSystem {
+    /// A system reading `config`'s exports.
+    pub fn new(config: &FilesConfig) -> FilesSystem {
+        let scanners =
+            config.exports.iter().map(|e| (e.name.clone(), Scanner::new(e.clone(), config.min_age))).collect();
+        FilesSystem { scanners }
+    }
+
+    fn scanner(&self, stream: &str) -> Result<&Scanner, SourceError> {
+        self.scanners.get(stream).ok_or_else(|| SourceError::Config(format!("unknown export `{stream}`")))
+    }
+}
+
+#[async_trait]
+impl SourceSystem for FilesSystem {
+    async fn fetch_changes(&self, stream: &str, after: &Cursor, limit: u32) -> Result<Page<SourceRecord>, SourceError> {
+        let snapshot = self.scanner(stream)?.snapshot().await?;
+        let mut out: Vec<SourceRecord> = snapshot.iter().filter(|r| is_after(r, after)).cloned().collect();
+        out.sort_by(|a, b| (a.updated, &a.id).cmp(&(b.updated, &b.id)));
+        out.truncate(limit as usize);
+        Ok(Page { records: out, total: Some(snapshot.len() as u64) })
+    }
+
+    async fn fetch_all(
+        &self,
+        stream: &str,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<SourceRecord>, SourceError> {
+        let snapshot = self.scanner(stream)?.snapshot().await?;
+        // The snapshot is sorted by id.
+        let records = snapshot
+            .iter()
+            .filter(|r| after_id.is_none_or(|a| r.id.as_str() > a))
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        Ok(Page { records, total: Some(snapshot.len() as u64) })
+    }
+}
+
+/// The connector: scans the exports on the core source engine.
+pub struct FilesSource {
+    config: FilesConfig,
+}
+
+impl FilesSource {
+    /// A source for `config` (validated by the caller with [`FilesConfig::validate`]).
+    pub fn new(config: FilesConfig) -> FilesSource {
+        FilesSource { config }
+    }
+
+    /// The engine streams: one per export with its compiled mapping.
+    pub fn streams(config: &FilesConfig) -> Result<Vec<StreamSpec>, SourceError> {
+        config
+            .exports
+            .iter()
+            .map(|e| {
+                let (program, params) = e.effective_mapping();
+                let mapping =
+                    Mapping::compile(&e.name, &program).map_err(|err| SourceError::Config(err.to_string()))?;
+                Ok(StreamSpec { name: e.name.clone(), mapping: Arc::new(mapping), params })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Connector for FilesSource {
+    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let config = self.config;
+        let streams = FilesSource::streams(&config)?;
+        {
+            let exports: Vec<(String, String)> =
+                config.exports.iter().map(|e| (e.name.clone(), e.path.display().to_string())).collect();
+            ctx.admin.status_provider(&ctx.name, move || serde_json::json!({"type": "files", "exports": exports}));
+        }
+        let system = FilesSystem::new(&config);
+        let engine = SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone());
+        engine.run(shutdown).await?;
+        Ok(())
+    }
+}
