@@ -207,12 +207,13 @@ impl Reader {
     pub async fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&Reader) -> bool) {
         let deadline = tokio::time::Instant::now() + timeout;
         while !pred(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; got {} messages: {:#?}",
-                self.got.lock().len(),
-                self.latest().iter().map(|(k, e)| format!("{k} {:?}", e.op)).collect::<Vec<_>>()
-            );
+            if tokio::time::Instant::now() >= deadline {
+                // One lock at a time: the mutex is not reentrant.
+                let n = self.got.lock().len();
+                let latest: Vec<String> = self.latest().iter().map(|(k, e)| format!("{k} {:?}", e.op)).collect();
+                let dlq: Vec<Option<String>> = self.dlq().iter().map(|d| d.header("dastra_dlq_error")).collect();
+                panic!("timed out waiting for {what}; got {n} messages: {latest:#?}; DLQ: {dlq:#?}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -283,11 +284,18 @@ pub async fn wait_emulator(
     while !pred(emu) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what} in the emulator: assets {:?} actors {:?} contracts {:?} relationships {:?}",
+            "timed out waiting for {what} in the emulator: assets {:?} actors {:?} contracts {:?} relationships {:?}; failed requests {:?}",
             labels(emu, "Assets", "label"),
             labels(emu, "Actors", "companyName"),
             labels(emu, "Contracts", "label"),
-            emu.state.entities(1, "GenericRelationships").len()
+            emu.state.entities(1, "GenericRelationships").len(),
+            emu.state
+                .request_log()
+                .iter()
+                .filter(|r| r.status >= 400)
+                .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+                .take(10)
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
