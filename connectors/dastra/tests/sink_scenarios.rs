@@ -177,7 +177,7 @@ async fn out_of_order(broker: Broker) {
     // A late, older version after everything was applied changes nothing either.
     let before = requests(&emu);
     publish(publisher.as_ref(), &topics, &[event("cmdb:asset:x", 2, asset("X", "late"))]).await;
-    sink.wait_idle(Duration::from_secs(60)).await;
+    sink.wait_consumed("sink", stream.len() as u64 + 1, Duration::from_secs(60)).await;
     assert_eq!(requests(&emu), before);
     sink.stop().await;
     let all = emu.state.entities(1, "Assets");
