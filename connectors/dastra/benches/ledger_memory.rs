@@ -9,7 +9,9 @@
 //!
 //! `cargo bench -p dastra-connect-dastra --bench ledger_memory` (env `BENCH_ENTRIES`, default
 //! 1 000 000; `BENCH_VALUES=put` keeps the values in the buffers `Ledger::put` makes instead of
-//! exact-size copies).
+//! exact-size copies; `BENCH_STORE=nats` measures the real NATS KV store instead: the entries are
+//! written to a bucket on a nats-server, then a second store loads it and its RSS growth is
+//! printed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,8 +56,44 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
+/// Writes `n` entries to a NATS KV bucket through one store, then measures what a second store
+/// (what another replica, or this one after a restart, does on open) adds to RSS while loading
+/// the bucket whole.
+async fn nats(n: usize) {
+    let server = dastra_connect_core::testkit::NatsServer::start().await;
+    let bus = server.bus_config();
+    let writer = dastra_connect_core::state::open(&bus, "ledger-bench").await.unwrap();
+    let t = std::time::Instant::now();
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        batch.push((support::key(i).as_str().to_owned(), Some(Bytes::from(serde_json::to_vec(&entry(i)).unwrap()))));
+        if batch.len() == 10_000 || i + 1 == n {
+            writer.put_batch(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    println!("wrote {n} entries to NATS KV in {:.1} s", t.elapsed().as_secs_f64());
+    let before = support::rss_bytes();
+    let t = std::time::Instant::now();
+    let reader = dastra_connect_core::state::open(&bus, "ledger-bench").await.unwrap();
+    let after = support::rss_bytes();
+    let grown = after.saturating_sub(before);
+    println!(
+        "NATS KV store loaded {} entries in {:.1} s: RSS +{:.1} MiB, {:.0} bytes per entry",
+        reader.len(),
+        t.elapsed().as_secs_f64(),
+        mib(grown),
+        grown as f64 / n as f64
+    );
+    std::hint::black_box((&writer, &reader));
+}
+
 fn main() {
     let n: usize = std::env::var("BENCH_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    if std::env::var("BENCH_STORE").as_deref() == Ok("nats") {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(nats(n));
+        return;
+    }
     let put_buffers = std::env::var("BENCH_VALUES").as_deref() == Ok("put");
     let before = support::rss_bytes();
     let mut cache: HashMap<String, Slot> = HashMap::new();
