@@ -23,7 +23,7 @@ const SYSTEM: &str = "coupa";
 pub const MAX_LIMIT: u32 = 50;
 
 enum Transport {
-    OAuth(SourceHttp),
+    OAuth(Box<SourceHttp>),
     ApiKey { client: reqwest::Client, key: HeaderValue, settings: HttpSettings, throttled: AtomicU64 },
 }
 
@@ -58,7 +58,7 @@ impl CoupaClient {
                     scope: Some(scope.clone()),
                     refresh_before: Duration::from_secs(300),
                 };
-                Transport::OAuth(SourceHttp::new(SYSTEM, auth, config.http.clone())?)
+                Transport::OAuth(Box::new(SourceHttp::new(SYSTEM, auth, config.http.clone())?))
             }
             CoupaAuth::ApiKey { api_key } => {
                 let mut key = HeaderValue::from_str(api_key.expose()).map_err(|_| {

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{CoupaClient, MAX_LIMIT};
 use crate::config::{CoupaConfig, CoupaResource};
 
+/// A query argument (name, value).
+type Filter = (String, String);
+
 const SYSTEM: &str = "coupa";
 
 /// Orders Coupa ids (decimal integers) numerically; anything else after, by text.
@@ -120,7 +123,7 @@ impl CoupaSystem {
         &self.client
     }
 
-    fn resource(&self, stream: &str) -> Result<(CoupaResource, &[(String, String)]), SourceError> {
+    fn resource(&self, stream: &str) -> Result<(CoupaResource, &[Filter]), SourceError> {
         let r = CoupaResource::from_stream(stream)
             .ok_or_else(|| SourceError::Config(format!("unknown stream `{stream}`")))?;
         let f =

@@ -5,6 +5,8 @@
 //! nothing; a supplier and a contract deleted in Coupa (which reports no deletes) found by the
 //! sweep; refused credentials stop the connector; and end to end through the Dastra sink.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

@@ -242,6 +242,16 @@ fn cell_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A row read from a file, before versions and times are settled.
+struct ReadRow {
+    id: String,
+    body: Value,
+    /// Time from the `updated_column`.
+    cell_time: Option<DateTime<Utc>>,
+    /// Modification time of its file.
+    file_time: DateTime<Utc>,
+}
+
 #[derive(Default)]
 struct State {
     signature: Vec<FileInfo>,
@@ -272,7 +282,7 @@ impl Scanner {
                 return Ok(s.snapshot.clone());
             }
         }
-        let mut rows: Vec<(String, Value, Option<DateTime<Utc>>, DateTime<Utc>)> = Vec::new();
+        let mut rows: Vec<ReadRow> = Vec::new();
         for f in &files {
             let bytes = tokio::fs::read(&f.path).await.map_err(|e| io(&f.path, e))?;
             let perr = |source| ScanError::Parse { path: f.path.display().to_string(), source };
@@ -292,7 +302,7 @@ impl Scanner {
         let mut by_id: HashMap<String, SourceRecord> = HashMap::new();
         let mut stable = HashMap::new();
         // Files are oldest first: a later file's row replaces an earlier one with the same id.
-        for (id, body, cell_time, file_time) in rows {
+        for ReadRow { id, body, cell_time, file_time } in rows {
             let version = content_version(&body);
             let updated = match cell_time {
                 Some(t) => t,
@@ -311,13 +321,13 @@ impl Scanner {
         Ok(snapshot)
     }
 
-    /// A row → (record id, body, time from the updated column, the file's time).
-    fn record_of(&self, f: &FileInfo, row: Row) -> (String, Value, Option<DateTime<Utc>>, DateTime<Utc>) {
+    /// A parsed row → its id, body and times.
+    fn record_of(&self, f: &FileInfo, row: Row) -> ReadRow {
         let fallback = |line: usize| format!("{}#{line}", f.name);
         match row {
             Row::Malformed { line, id, reason, raw } => {
                 let body = json!({"__malformed": format!("{}: {reason}", f.name), "__file": f.name, "__line": line, "__raw": raw});
-                (id.unwrap_or_else(|| fallback(line)), body, None, f.modified)
+                ReadRow { id: id.unwrap_or_else(|| fallback(line)), body, cell_time: None, file_time: f.modified }
             }
             Row::Ok { line, value } => {
                 let id = cell_text(value.get(&self.export.id_column)).unwrap_or_else(|| fallback(line));
@@ -332,11 +342,11 @@ impl Scanner {
                                 json!(format!("{}: line {line}: column `{col}` holds no readable time", f.name)),
                             );
                             m.insert("__row".into(), Value::Object(value));
-                            return (id, Value::Object(m), None, f.modified);
+                            return ReadRow { id, body: Value::Object(m), cell_time: None, file_time: f.modified };
                         }
                     }
                 }
-                (id, Value::Object(value), cell_time, f.modified)
+                ReadRow { id, body: Value::Object(value), cell_time, file_time: f.modified }
             }
         }
     }

@@ -5,6 +5,8 @@
 //! full export that drops a row (deleted by the sweep) and a repaired line; and end to end through
 //! the Dastra sink into the emulator.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::NetBoxClient;
 use crate::config::{NetBoxConfig, NetBoxObject};
 
+/// A query argument (name, value).
+type Filter = (String, String);
+
 const SYSTEM: &str = "netbox";
 
 /// Orders NetBox ids (decimal integers) numerically; anything else after, by text.
@@ -85,7 +88,7 @@ impl NetBoxSystem {
         &self.client
     }
 
-    fn object(&self, stream: &str) -> Result<(NetBoxObject, &[(String, String)]), SourceError> {
+    fn object(&self, stream: &str) -> Result<(NetBoxObject, &[Filter]), SourceError> {
         let o = NetBoxObject::from_stream(stream)
             .ok_or_else(|| SourceError::Config(format!("unknown stream `{stream}`")))?;
         let f =

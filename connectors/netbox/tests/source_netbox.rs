@@ -5,6 +5,8 @@
 //! a deleted device found by the snapshot sweep; a refused token stops the connector; and end to end
 //! through the Dastra sink into the emulator.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;
