@@ -81,6 +81,40 @@ fn by_label(metrics: &Metrics, family: &str, label: &str) -> BTreeMap<String, u6
     out
 }
 
+/// The files connector's bundled sample exports, written to `dir`, and its sample config pointing there.
+fn files_sample_config(dir: &std::path::Path) -> anyhow::Result<dastra_connect_files::FilesConfig> {
+    const SAMPLES: &[(&str, &str)] = &[
+        ("applications.json", include_str!("../../../connectors/files/samples/applications.json")),
+        ("contracts.ndjson", include_str!("../../../connectors/files/samples/contracts.ndjson")),
+        ("vendors/vendors-2025-05.csv", include_str!("../../../connectors/files/samples/vendors/vendors-2025-05.csv")),
+        (
+            "servers/servers-2025-05-01.csv",
+            include_str!("../../../connectors/files/samples/servers/servers-2025-05-01.csv"),
+        ),
+    ];
+    for (name, text) in SAMPLES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    let mut cfg: serde_json::Value =
+        serde_yaml::from_str(include_str!("../../../connectors/files/samples/files.yaml"))?;
+    let obj = cfg.as_object_mut().ok_or_else(|| anyhow::anyhow!("files sample config is not a mapping"))?;
+    obj.remove("type");
+    // The samples are complete when written: no need to wait for writers to finish.
+    obj.insert("min_age".into(), json!("0s"));
+    obj.insert("sync".into(), json!({ "poll_interval": "2s" }));
+    for export in obj.get_mut("exports").and_then(|e| e.as_array_mut()).into_iter().flatten() {
+        if let Some(path) = export.get("path").and_then(|p| p.as_str()) {
+            let rel = path.trim_start_matches("samples/");
+            export["path"] = json!(dir.join(rel).display().to_string());
+        }
+    }
+    Ok(serde_json::from_value(cfg)?)
+}
+
 /// `key: reason: error` of the DLQ's first `n` records.
 async fn dlq_records(bus: &BusConfig, topics: &Topics, n: usize) -> Vec<String> {
     use dastra_connect_core::bus::SubscriberEvent;
@@ -120,6 +154,10 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     let coupa = dastra_connect_coupa::fake::FakeCoupa::with_samples().spawn().await?;
     eprintln!("  Coupa (fake)        {}", coupa.base_url);
 
+    let exports = tempfile::tempdir()?;
+    let files_config = files_sample_config(exports.path())?;
+    eprintln!("  CSV/JSON exports    {}", exports.path().display());
+
     let kafka = testkit::mock_kafka(1);
     let topics = Topics::default();
     let sources: Vec<Source> = vec![
@@ -151,6 +189,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
                 "sync": { "poll_interval": "2s" },
             }))?)),
         },
+        Source { name: "exports", connector: Box::new(dastra_connect_files::FilesSource::new(files_config)) },
     ];
     let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
     create_topics(&kafka, &topics, &names);
@@ -287,7 +326,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         }
     }
     emulator.shutdown().await;
-    drop((servicenow, netbox, coupa));
+    drop((servicenow, netbox, coupa, exports));
     if counters.too_many_requests > 0 || sink_dlq > 0 {
         anyhow::bail!(
             "the quickstart saw {} 429s and {sink_dlq} events the sink dead-lettered",

@@ -23,6 +23,7 @@ fn asset(label: &str, city: Option<&str>) -> Payload {
 
 fn vendor(name: &str, country: &str) -> Payload {
     Payload::Actor(Actor {
+        dpa_signature_date: chrono::DateTime::from_timestamp_millis(1_676_332_800_000),
         actor_type: Some(ActorType::Morale),
         vendor_type: Some(VendorType::B2B),
         company_name: Some(name.into()),
@@ -66,6 +67,7 @@ async fn scenario(broker: Broker) {
     let acme: Vec<_> = actors.iter().filter(|a| a["companyName"] == "ACME").collect();
     assert_eq!(acme.len(), 1, "{actors:?}");
     assert_eq!(acme[0]["countryCode"], "DE");
+    assert_eq!(acme[0]["dpaSignatureDate"], "2023-02-14T00:00:00.000Z", "instants are sent as ISO 8601");
 
     // Updates sent only the changed field.
     let log = emu.state.request_log();

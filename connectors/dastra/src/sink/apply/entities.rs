@@ -133,6 +133,11 @@ pub(super) async fn apply_entity(
         }
         Payload::Actor(a) => {
             let mut m = payload_json(a)?;
+            // Instants travel as epoch milliseconds; Dastra wants ISO 8601.
+            m.remove("dpaSignatureDate");
+            if let Some(d) = super::refs::instant(&a.dpa_signature_date) {
+                m.insert("dpaSignatureDate".into(), d);
+            }
             let filter = match &ctx.policy.actor_key {
                 ActorKey::NaturalKey => natural_actor_filter(&m)?,
                 ActorKey::CustomField { name } => {
