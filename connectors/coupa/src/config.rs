@@ -271,4 +271,11 @@ mod tests {
             assert_eq!(e.path, path, "{extra}: {e}");
         }
     }
+
+    #[test]
+    fn the_json_schema_generates_and_names_the_fields() {
+        let schema = serde_json::to_value(schemars::schema_for!(CoupaConfig)).unwrap();
+        assert!(schema["properties"]["auth"].is_object(), "{schema}");
+        assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false), "unknown keys are refused");
+    }
 }

@@ -250,4 +250,11 @@ mod tests {
         let c = yaml("exports:\n  - {name: a, path: /x, kind: actor, id_column: ID}\n  - {name: a, path: /y, kind: actor, id_column: ID, columns: {label: L}}\n").unwrap();
         assert_eq!(c.validate("c").unwrap_err().path, "c.exports[0].columns");
     }
+
+    #[test]
+    fn the_json_schema_generates_and_names_the_fields() {
+        let schema = serde_json::to_value(schemars::schema_for!(FilesConfig)).unwrap();
+        assert!(schema["properties"]["exports"].is_object(), "{schema}");
+        assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false), "unknown keys are refused");
+    }
 }

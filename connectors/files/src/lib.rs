@@ -7,12 +7,13 @@
 //!
 //! Roles: [`config`] (exports, columns, validated without I/O), [`parse`] (CSV/JSON/NDJSON → rows,
 //! pure), [`scan`] (a directory → the current rows with stable versions), [`mapping`] (the generic
-//! column mapping as a jq program), [`source`] (the
+//! column mapping as a jq program), [`samples`] (the bundled exports for the quickstart), [`source`] (the
 //! [`SourceSystem`](dastra_connect_core::source::SourceSystem) and the connector).
 
 pub mod config;
 pub mod mapping;
 pub mod parse;
+pub mod samples;
 pub mod scan;
 pub mod source;
 

@@ -18,8 +18,6 @@ use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::{ChangeEvent, EntityKind, Op, Payload};
 use dastra_connect_files::{FilesConfig, FilesSource};
 
-const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
-
 /// Writes a file atomically (a `.tmp` the scanner ignores, then a rename).
 fn write(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
@@ -27,27 +25,14 @@ fn write(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// The samples copied into a temp dir, and the sample config pointing at it.
+/// The bundled samples written into a temp dir, and the sample config reading them there (fast
+/// polling, no settle time: the tests write files atomically).
 fn setup() -> (tempfile::TempDir, FilesConfig) {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["vendors", "servers"] {
-        std::fs::create_dir(dir.path().join(sub)).unwrap();
-    }
-    for f in ["vendors/vendors-2025-05.csv", "applications.json", "contracts.ndjson", "servers/servers-2025-05-01.csv"]
-    {
-        std::fs::copy(Path::new(SAMPLES).join(f), dir.path().join(f)).unwrap();
-    }
-    let yaml = std::fs::read_to_string(Path::new(SAMPLES).join("files.yaml")).unwrap();
-    let yaml: String = yaml
-        .lines()
-        .filter(|l| !l.starts_with("type:") && !l.starts_with("sync:"))
-        .map(|l| l.replace("path: samples/", &format!("path: {}/", dir.path().display())))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let yaml = format!(
-        "{yaml}\nsync: {{poll_interval: 300ms, look_back: 60s, page_size: 3, sweep_interval: 1h}}\nmin_age: 0s\n"
-    );
-    let cfg: FilesConfig = serde_yaml::from_str(&yaml).unwrap();
+    let mut cfg = dastra_connect_files::samples::write_samples(dir.path()).unwrap();
+    cfg.sync =
+        serde_yaml::from_str("{poll_interval: 300ms, look_back: 60s, page_size: 3, sweep_interval: 1h}").unwrap();
+    cfg.min_age = Duration::ZERO;
     cfg.validate("test").unwrap();
     (dir, cfg)
 }

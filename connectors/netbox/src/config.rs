@@ -234,4 +234,11 @@ mod tests {
             assert_eq!(e.path, path, "{extra}: {e}");
         }
     }
+
+    #[test]
+    fn the_json_schema_generates_and_names_the_fields() {
+        let schema = serde_json::to_value(schemars::schema_for!(NetBoxConfig)).unwrap();
+        assert!(schema["properties"]["url"].is_object(), "{schema}");
+        assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false), "unknown keys are refused");
+    }
 }
