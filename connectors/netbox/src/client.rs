@@ -100,9 +100,22 @@ impl NetBoxClient {
         Ok(url)
     }
 
+    /// The change-log URL (`endpoint` relative to the root) with `params`.
+    pub fn change_log_url(&self, endpoint: &str, params: &[(String, String)]) -> Result<Url, SourceError> {
+        let mut url =
+            self.base.join(endpoint).map_err(|e| SourceError::Config(format!("bad NetBox change-log URL: {e}")))?;
+        url.query_pairs_mut().extend_pairs(params.iter());
+        Ok(url)
+    }
+
     /// One page at `url` (a [`NetBoxClient::list_url`] or a `next` link).
     pub async fn page(&self, object: NetBoxObject, url: Url) -> Result<ListPage, SourceError> {
-        let what = format!("/{}", object.path());
+        self.page_at(object.path(), url).await
+    }
+
+    /// One page of the list endpoint `path` (relative to the root) at `url`.
+    pub async fn page_at(&self, path: &str, url: Url) -> Result<ListPage, SourceError> {
+        let what = format!("/{path}");
         let body = self.get_json(url, &what).await?;
         let bad = |detail: &str| SourceError::BadResponse {
             system: SYSTEM.into(),
@@ -119,7 +132,10 @@ impl NetBoxClient {
             None => None,
             Some(link) => {
                 let parsed = Url::parse(link).map_err(|e| bad(&format!("unreadable `next` link: {e}")))?;
-                let mut own = self.list_url(object, &[])?;
+                let mut own = self
+                    .base
+                    .join(path)
+                    .map_err(|e| SourceError::Config(format!("bad NetBox URL for `{path}`: {e}")))?;
                 own.set_query(parsed.query());
                 Some(own)
             }

@@ -37,6 +37,20 @@ pub struct NetBoxConfig {
     /// System segment of entity keys (`<key_system>:asset:device-12`). Default `netbox`.
     #[serde(default = "default_key_system")]
     pub key_system: String,
+    /// Also read deletes from NetBox's change log (`action=delete` object changes), so they arrive
+    /// at the next poll rather than at the next sweep. Needs a token allowed to view object changes
+    /// (`core.view_objectchange`); sweeps still catch deletes whose change record was pruned
+    /// (`CHANGELOG_RETENTION`). Default false.
+    #[serde(default)]
+    pub change_log_deletes: bool,
+    /// The change-log endpoint: `api/core/object-changes/` (NetBox ≥ 4.0, the default) or
+    /// `api/extras/object-changes/` (NetBox 3.x).
+    #[serde(default = "default_change_log")]
+    pub change_log_endpoint: String,
+}
+
+fn default_change_log() -> String {
+    "api/core/object-changes/".into()
 }
 
 /// How the API token is presented.
@@ -86,6 +100,16 @@ impl NetBoxObject {
             NetBoxObject::VirtualMachines => "virtual_machines",
             NetBoxObject::Sites => "sites",
             NetBoxObject::Tenants => "tenants",
+        }
+    }
+
+    /// The change log's `changed_object_type` (`<app_label>.<model>`).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            NetBoxObject::Devices => "dcim.device",
+            NetBoxObject::VirtualMachines => "virtualization.virtualmachine",
+            NetBoxObject::Sites => "dcim.site",
+            NetBoxObject::Tenants => "tenancy.tenant",
         }
     }
 
@@ -149,6 +173,8 @@ impl NetBoxConfig {
             sync: SourceSettings::default(),
             http: HttpSettings::default(),
             key_system: default_key_system(),
+            change_log_deletes: false,
+            change_log_endpoint: default_change_log(),
         }
     }
 
@@ -183,6 +209,12 @@ impl NetBoxConfig {
             let (program, _) = o.effective_mapping();
             Mapping::compile(o.object.stream(), &program)
                 .map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
+        }
+        if !matches!(self.change_log_endpoint.as_str(), "api/core/object-changes/" | "api/extras/object-changes/") {
+            return Err(ConfigError::new(
+                format!("{at}.change_log_endpoint"),
+                "api/core/object-changes/ (NetBox 4) or api/extras/object-changes/ (NetBox 3)",
+            ));
         }
         if self.sync.page_size > 1000 {
             return Err(ConfigError::new(
@@ -227,6 +259,7 @@ mod tests {
             ("objects: [{object: sites, mapping: '{kind: '}]", "connectors[0].objects[0].mapping"),
             ("sync: {page_size: 5000}", "connectors[0].sync.page_size"),
             ("key_system: NetBox", "connectors[0].key_system"),
+            ("change_log_endpoint: api/changes/", "connectors[0].change_log_endpoint"),
         ];
         for (extra, path) in cases {
             let c = yaml(&format!("{base}{extra}\n")).unwrap();

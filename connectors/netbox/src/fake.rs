@@ -6,7 +6,9 @@
 //! absolute `next`/`previous` links; `ordering` (comma-separated, `-` for descending); lookup filters
 //! `last_updated__gte`, `last_updated__gt`, `id__gt`, `id__lt`, and `status`, `tag`, `site_id`,
 //! `tenant_id`, `role`; authentication `Authorization: Token <key>` (and `Bearer` for v2 tokens)
-//! with `403 {"detail": "Invalid token"}` otherwise (NetBox's session authentication comes first,
+//! with `403 {"detail": "Invalid token"}` otherwise; the change log (`/api/core/object-changes/`,
+//! `/api/extras/object-changes/` for 3.x) with `action`, `changed_object_type`, `time__gte` and
+//! `ordering=time,id`, written on every delete (NetBox's session authentication comes first,
 //! so DRF answers 403, not 401). Like django-filter, unknown query parameters are ignored.
 //!
 //! NetBox has no rate limit of its own; the 429 with `Retry-After` and DRF's throttling message
@@ -51,6 +53,8 @@ pub struct Logged {
 #[derive(Default)]
 struct Store {
     objects: BTreeMap<NetBoxObject, Vec<Value>>,
+    /// The change log (`action=delete` entries only: the source reads nothing else).
+    changes: Vec<Value>,
     clock: Option<DateTime<Utc>>,
     tokens: HashSet<String>,
     throttle_next: u32,
@@ -168,14 +172,35 @@ impl FakeNetBox {
         true
     }
 
-    /// Deletes an object. False when absent.
+    /// Deletes an object and records an `action=delete` object change. False when absent.
     pub fn delete(&self, object: NetBoxObject, id: u64) -> bool {
+        self.remove(object, id, true)
+    }
+
+    /// Deletes an object whose change record is gone (pruned by `CHANGELOG_RETENTION`, or deleted
+    /// by a script that bypassed the change log). False when absent.
+    pub fn delete_unlogged(&self, object: NetBoxObject, id: u64) -> bool {
+        self.remove(object, id, false)
+    }
+
+    fn remove(&self, object: NetBoxObject, id: u64, logged: bool) -> bool {
         let mut s = self.inner.lock();
-        Self::tick(&mut s);
+        let now = Self::tick(&mut s);
         let list = s.objects.entry(object).or_default();
-        let before = list.len();
-        list.retain(|r| id_of(r) != id);
-        list.len() < before
+        let Some(pos) = list.iter().position(|r| id_of(r) == id) else { return false };
+        let gone = list.remove(pos);
+        if logged {
+            s.next_id += 1;
+            let change = json!({
+                "id": s.next_id, "url": format!("https://netbox.example.com/api/core/object-changes/{}/", s.next_id),
+                "time": now, "user_name": "admin", "request_id": format!("6b3c0b1e-0000-4000-8000-{:012}", s.next_id),
+                "action": {"value": "delete", "label": "Deleted"}, "changed_object_type": object.content_type(),
+                "changed_object_id": id, "object_repr": gone.get("name").cloned().unwrap_or(Value::Null),
+                "prechange_data": gone, "postchange_data": null
+            });
+            s.changes.push(change);
+        }
+        true
     }
 
     /// Every object of a type.
@@ -207,7 +232,10 @@ impl FakeNetBox {
     pub fn router(&self) -> Router {
         let mut r = Router::new();
         for o in NetBoxObject::ALL {
-            r = r.route(&format!("/{}", o.path()), get(move |st, h, u, q| list(o, st, h, u, q)));
+            r = r.route(&format!("/{}", o.path()), get(move |st, h, u, q| list(Some(o), st, h, u, q)));
+        }
+        for path in ["/api/core/object-changes/", "/api/extras/object-changes/"] {
+            r = r.route(path, get(|st, h, u, q| list(None, st, h, u, q)));
         }
         r.with_state(self.clone())
     }
@@ -243,7 +271,7 @@ fn field<'a>(r: &'a Value, name: &str) -> &'a Value {
 fn cmp_field(a: &Value, b: &Value, name: &str) -> std::cmp::Ordering {
     match name {
         "id" => id_of(a).cmp(&id_of(b)),
-        "last_updated" | "created" => {
+        "last_updated" | "created" | "time" => {
             let t = |v: &Value| field(v, name).as_str().and_then(parse_time);
             t(a).cmp(&t(b))
         }
@@ -267,6 +295,12 @@ fn matches(r: &Value, key: &str, value: &str) -> Result<bool, String> {
         "id__gt" => id_of(r) > num(value)?,
         "id__lt" => id_of(r) < num(value)?,
         "id" => id_of(r) == num(value)?,
+        "time__gte" => {
+            let v = time(value)?;
+            field(r, "time").as_str().and_then(parse_time).is_some_and(|t| t >= v)
+        }
+        "action" => field(r, "action").get("value").and_then(Value::as_str) == Some(value),
+        "changed_object_type" => field(r, "changed_object_type").as_str() == Some(value),
         "status" => field(r, "status").get("value").and_then(Value::as_str) == Some(value),
         "tag" => field(r, "tags").as_array().is_some_and(|t| t.iter().any(|t| t["slug"] == value)),
         "site_id" => field(r, "site").get("id").and_then(Value::as_u64) == Some(num(value)?),
@@ -277,7 +311,7 @@ fn matches(r: &Value, key: &str, value: &str) -> Result<bool, String> {
 }
 
 async fn list(
-    object: NetBoxObject,
+    object: Option<NetBoxObject>,
     State(fake): State<FakeNetBox>,
     headers: HeaderMap,
     uri: Uri,
@@ -294,7 +328,7 @@ async fn list(
 }
 
 fn answer(
-    object: NetBoxObject,
+    object: Option<NetBoxObject>,
     fake: &FakeNetBox,
     headers: &HeaderMap,
     uri: &Uri,
@@ -314,7 +348,11 @@ fn answer(
         r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
         return r;
     }
-    let mut rows: Vec<Value> = s.objects.get(&object).cloned().unwrap_or_default();
+    // `None`: the change log.
+    let mut rows: Vec<Value> = match object {
+        Some(o) => s.objects.get(&o).cloned().unwrap_or_default(),
+        None => s.changes.clone(),
+    };
     for (k, v) in params {
         if matches!(k.as_str(), "limit" | "offset" | "ordering" | "brief" | "format") {
             continue;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use dastra_connect_core::connector::{Connector, ConnectorContext};
 use dastra_connect_core::source::{
-    Cursor, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+    Cursor, DeletedRecord, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,8 @@ pub fn to_record(object: NetBoxObject, rec: Value) -> Result<SourceRecord, Sourc
 pub struct NetBoxSystem {
     client: NetBoxClient,
     filters: HashMap<NetBoxObject, Vec<(String, String)>>,
+    /// The change-log endpoint when deletes are read from it.
+    change_log: Option<String>,
 }
 
 impl NetBoxSystem {
@@ -80,7 +82,8 @@ impl NetBoxSystem {
             .iter()
             .map(|o| (o.object, o.filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
             .collect();
-        NetBoxSystem { client, filters }
+        let change_log = config.change_log_deletes.then(|| config.change_log_endpoint.clone());
+        NetBoxSystem { client, filters, change_log }
     }
 
     /// The client (429 counts).
@@ -150,6 +153,64 @@ impl SourceSystem for NetBoxSystem {
         let page = self.client.page(object, self.client.list_url(object, &params)?).await?;
         let records = page.results.into_iter().map(|r| to_record(object, r)).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { records, total: page.count })
+    }
+
+    fn has_delete_feed(&self, stream: &str) -> bool {
+        self.change_log.is_some() && NetBoxObject::from_stream(stream).is_some()
+    }
+
+    /// `GET <change log>?action=delete&changed_object_type=<type>&time__gte=…&ordering=time,id`:
+    /// entries strictly after `(time, change id)`.
+    async fn fetch_deletes(
+        &self,
+        stream: &str,
+        after: &Cursor,
+        limit: u32,
+    ) -> Result<Page<DeletedRecord>, SourceError> {
+        let Some(endpoint) = &self.change_log else { return Ok(Page::default()) };
+        let (object, _) = self.object(stream)?;
+        let limit = limit.clamp(1, 1000);
+        let params: Vec<(String, String)> = vec![
+            ("action".into(), "delete".into()),
+            ("changed_object_type".into(), object.content_type().into()),
+            ("time__gte".into(), after.updated.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            ("ordering".into(), "time,id".into()),
+            ("limit".into(), limit.to_string()),
+        ];
+        let mut url = self.client.change_log_url(endpoint, &params)?;
+        let bad =
+            |detail: String| SourceError::BadResponse { system: SYSTEM.into(), what: format!("/{endpoint}"), detail };
+        let mut out = Vec::new();
+        loop {
+            let page = self.client.page_at(endpoint, url).await?;
+            for c in page.results {
+                let change_id = match c.get("id") {
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => return Err(bad("a change has no id".into())),
+                };
+                let time =
+                    parse_time(c.get("time")).ok_or_else(|| bad(format!("change {change_id} has no readable time")))?;
+                let object_id = match c.get("changed_object_id") {
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => return Err(bad(format!("change {change_id} has no changed_object_id"))),
+                };
+                if is_after(time, &change_id, after) {
+                    out.push(DeletedRecord { id: object_id, deleted_at: time, position: Cursor::new(time, change_id) });
+                }
+            }
+            if out.len() >= limit as usize {
+                break;
+            }
+            match page.next {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        out.sort_by(|a, b| {
+            a.position.updated.cmp(&b.position.updated).then_with(|| cmp_id(&a.position.id, &b.position.id))
+        });
+        out.truncate(limit as usize);
+        Ok(Page { records: out, total: None })
     }
 }
 

@@ -1,8 +1,9 @@
 //! The NetBox source against the fake NetBox REST API on both buses: a first full sync paged
 //! through `next` links (rebased from a proxy host) with two 429s waited out, a parameter override
 //! and a replaced jq mapping, an unnamed device the mapping rejects (DLQ), incremental changes (a
-//! rename, a tenant link removed, a new VM), a restart from the checkpoint that loses nothing, and
-//! a deleted device found by the snapshot sweep; a refused token stops the connector; and end to end
+//! rename, a tenant link removed, a new VM, a device deleted and read from the change log), a
+//! restart from the checkpoint that loses nothing, and a device deleted without a change record found
+//! by the snapshot sweep; a refused token stops the connector; and end to end
 //! through the Dastra sink into the emulator.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,6 +30,7 @@ fn config(fake: &RunningFake) -> NetBoxConfig {
         r#"
 url: {url}
 token: {TOKEN}
+change_log_deletes: true
 objects:
   - object: devices
     params: {{role_map: {{storage: Data}}}}
@@ -131,6 +133,7 @@ async fn scenario(broker: Broker) {
                "site": {"id": 1, "name": "Paris DC1", "slug": "par-dc1"}, "tenant": null, "tags": [], "description": "DPO portal"}),
     );
     assert!(fake.state.update(NetBoxObject::Tenants, 4, json!({"name": "Initech Analytics GmbH"})));
+    assert!(fake.state.delete(NetBoxObject::Devices, 104), "par-fw-01, recorded in the change log");
     let vm_tenant = "netbox:relationship:netbox:asset:vm-203->netbox:actor:tenant-3";
     reader
         .wait_until("the incremental changes", Duration::from_secs(30), |r| {
@@ -139,14 +142,28 @@ async fn scenario(broker: Broker) {
                 && l.get(vm_tenant).is_some_and(|e| e.op == Op::Delete)
                 && asset(&l, &format!("netbox:asset:vm-{new_vm}")).is_some()
                 && by_label(&l, "Initech Analytics GmbH").is_some()
+                && l.get("netbox:asset:device-104").is_some_and(|e| e.op == Op::Delete)
         })
         .await;
+    let latest = reader.latest();
+    assert!(
+        !latest["netbox:asset:device-104"].data.is_snapshot(),
+        "an explicit delete from the change log, not a sweep"
+    );
+    let fw_site = "netbox:relationship:netbox:asset:device-104->netbox:asset:site-1";
+    assert_eq!(latest[fw_site].op, Op::Delete, "every key the device produced is deleted");
+    assert!(
+        fake.state.log().iter().any(|l| l.path == "/api/core/object-changes/"
+            && l.params.get("changed_object_type").map(String::as_str) == Some("dcim.device")
+            && l.params.get("action").map(String::as_str) == Some("delete")),
+        "deletes read from the change log"
+    );
 
-    // 3. Restart: changes made while the source is down arrive; a device deleted in NetBox (no
-    // delete feed) is found by the sweep, due at once with a 1 s schedule.
+    // 3. Restart: changes made while the source is down arrive; a device deleted without a change
+    // record (pruned by CHANGELOG_RETENTION) is found by the sweep, due at once with a 1 s schedule.
     source.stop().await;
     assert!(fake.state.update(NetBoxObject::Sites, 3, json!({"status": {"value": "active", "label": "Active"}})));
-    assert!(fake.state.delete(NetBoxObject::Devices, id(&fake.state, NetBoxObject::Devices, "lyo-web-02")));
+    assert!(fake.state.delete_unlogged(NetBoxObject::Devices, id(&fake.state, NetBoxObject::Devices, "lyo-web-02")));
     fake.state.throttle_next(1);
     let mut cfg2 = cfg.clone();
     cfg2.sync.sweep_interval = Some(Duration::from_secs(1));
