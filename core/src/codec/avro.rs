@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use parking_lot::RwLock;
 
 use super::CodecError;
@@ -49,14 +50,29 @@ pub fn payload_from_value(kind: EntityKind, value: &Value) -> Result<Payload, Co
     })
 }
 
-/// The payload as a raw Avro binary datum (no header) of its current schema.
+/// The payload as a raw Avro binary datum (no header) of its current schema, serialized straight
+/// from the payload struct (no intermediate `Value`) with a writer prepared once per schema.
 pub fn encode_datum(payload: &Payload) -> Result<Vec<u8>, CodecError> {
-    let schema = &schemas()?.payload(payload.kind()).schema;
-    let value = payload_to_value(payload)?;
-    apache_avro::writer::datum::GenericDatumWriter::builder(schema)
-        .build()
-        .and_then(|w| w.write_value_to_vec(value))
-        .map_err(|e| CodecError::Encode(e.to_string()))
+    let writer = current_writer(payload.kind())?;
+    with_inner!(payload, p => writer.write_ser_to_vec(p)).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// The bundled payload schemas' datum writers, built once.
+fn current_writer(kind: EntityKind) -> Result<&'static GenericDatumWriter<'static>, CodecError> {
+    static WRITERS: OnceLock<Result<Vec<GenericDatumWriter<'static>>, String>> = OnceLock::new();
+    let writers = WRITERS
+        .get_or_init(|| {
+            let all = schemas().map_err(|e| e.to_string())?;
+            EntityKind::ALL
+                .iter()
+                .map(|k| GenericDatumWriter::builder(&all.payload(*k).schema).build().map_err(|e| e.to_string()))
+                .collect()
+        })
+        .as_deref()
+        .map_err(|e| CodecError::InvalidSchema(e.clone()))?;
+    // Built from EntityKind::ALL in order, so the index always exists.
+    let index = EntityKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+    writers.get(index).ok_or_else(|| CodecError::InvalidSchema(format!("no writer for {kind}")))
 }
 
 /// Decodes a raw datum written with `writer` into a payload of `kind` (reading it with the current
@@ -352,6 +368,33 @@ mod tests {
         for len in 0..datum.len() {
             let err = decode_datum(EntityKind::Asset, &writer, &datum[..len]).unwrap_err();
             assert!(matches!(err, CodecError::Truncated(_)), "prefix {len}/{}: {err}", datum.len());
+        }
+    }
+
+    /// Same bytes as the former `Value` path, up to the order of map entries (the `Value` path
+    /// went through a `HashMap`, so its order was arbitrary; serde writes a `BTreeMap` sorted).
+    #[test]
+    fn serde_encoding_matches_the_value_path() {
+        let mut payloads = crate::event::samples::sample_payloads();
+        payloads.push(Payload::Asset(Asset { deleted: true, ..Asset::default() }));
+        for p in payloads {
+            let schema = &schemas().unwrap().payload(p.kind()).schema;
+            let via_value = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+                .build()
+                .and_then(|w| w.write_value_to_vec(payload_to_value(&p).unwrap()))
+                .unwrap();
+            let direct = encode_datum(&p).unwrap();
+            assert_eq!(direct.len(), via_value.len(), "{}", p.kind());
+            let mut sorted_direct = direct.clone();
+            let mut sorted_value = via_value.clone();
+            sorted_direct.sort_unstable();
+            sorted_value.sort_unstable();
+            assert_eq!(sorted_direct, sorted_value, "{}: same bytes, at most reordered", p.kind());
+            let writer = &schemas().unwrap().payload(p.kind()).schema;
+            assert_eq!(decode_datum(p.kind(), writer, &direct).unwrap(), p);
+            assert_eq!(decode_datum(p.kind(), writer, &via_value).unwrap(), p);
+            // Encoding twice gives the same bytes (map entries sorted).
+            assert_eq!(encode_datum(&p).unwrap(), direct, "{}", p.kind());
         }
     }
 
