@@ -196,11 +196,7 @@ async fn a_missing_directory_deletes_nothing() {
 async fn end_to_end(broker: Broker) {
     let topics = Topics::default();
     let bus = broker.bus(&topics).await;
-    let (_dir, mut cfg) = setup();
-    // Known sink gap (connectors/dastra, not this crate): the sink turns the Actor payload into
-    // Dastra's DTO whose `dpaSignatureDate` is a string, and dead-letters the epoch-millisecond
-    // instant the payload schema carries. Until it converts, the end-to-end run leaves that column out.
-    cfg.exports[0].columns.remove("dpaSignatureDate");
+    let (_dir, cfg) = setup();
     let emu = emulator().await;
     let source = RunningSource::start(&bus, &topics, Box::new(FilesSource::new(cfg)));
     let sink = RunningSink::start(&bus, &topics, sink_config(&emu));
@@ -216,6 +212,7 @@ async fn end_to_end(broker: Broker) {
     let actors = emu.state.entities(1, "Actors");
     let ovh = actors.iter().find(|a| a["companyName"] == "OVH SAS").unwrap();
     assert_eq!(ovh["vendorType"], "B2B");
+    assert!(ovh["dpaSignatureDate"].as_str().is_some_and(|d| d.starts_with("2023-02-14")), "{ovh}");
     let assets = emu.state.entities(1, "Assets");
     let id_of = |label: &str| assets.iter().find(|a| a["label"] == label).unwrap()["id"].clone();
     let contracts = emu.state.entities(1, "Contracts");
