@@ -24,6 +24,6 @@ cargo run -q --locked -p dastra-connect -- schemas config --check
 
 step "cargo test"
 # Two test threads per binary: the machine has 2 cores and broker tests spawn servers.
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2
 
 step "done"

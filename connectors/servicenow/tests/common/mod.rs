@@ -234,12 +234,12 @@ impl Reader {
     pub async fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&Reader) -> bool) {
         let deadline = tokio::time::Instant::now() + timeout;
         while !pred(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; got {} messages: {:#?}",
-                self.got.lock().len(),
-                self.latest().keys().collect::<Vec<_>>()
-            );
+            if tokio::time::Instant::now() >= deadline {
+                // Read each value on its own: the lock is not reentrant.
+                let count = self.got.lock().len();
+                let keys: Vec<String> = self.latest().keys().cloned().collect();
+                panic!("timed out waiting for {what}; got {count} messages: {keys:#?}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
