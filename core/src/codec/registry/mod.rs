@@ -169,7 +169,9 @@ struct ErrorBody {
 pub struct SchemaRegistryClient {
     config: RegistryConfig,
     http: reqwest::Client,
-    ids: Mutex<HashMap<(String, String), u32>>,
+    /// subject → schema text → id (nested so that a hit borrows the strings instead of copying
+    /// the schema text, several KB, on every encode).
+    ids: Mutex<HashMap<String, HashMap<String, u32>>>,
     schemas: Mutex<HashMap<u32, Arc<Schema>>>,
 }
 
@@ -232,8 +234,7 @@ impl SchemaRegistryClient {
     /// The id of `schema` under `subject`: from the cache, else registered (auto-register) or
     /// looked up. One registry call per (subject, schema) for the client's lifetime.
     pub async fn id_for(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
-        let cache_key = (subject.to_owned(), schema.to_owned());
-        if let Some(id) = self.ids.lock().get(&cache_key) {
+        if let Some(id) = self.ids.lock().get(subject).and_then(|by_schema| by_schema.get(schema)) {
             return Ok(*id);
         }
         let id = if self.config.auto_register {
@@ -241,7 +242,7 @@ impl SchemaRegistryClient {
         } else {
             self.lookup(subject, schema).await?.id
         };
-        self.ids.lock().insert(cache_key, id);
+        self.ids.lock().entry(subject.to_owned()).or_default().insert(schema.to_owned(), id);
         Ok(id)
     }
 
