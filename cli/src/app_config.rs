@@ -265,6 +265,48 @@ connectors:
         assert_eq!(err.path, "connectors.bad name");
     }
 
+    /// Every ```yaml block of the READMEs that configures connectors is a valid config (with a bus
+    /// added where the block has none, and every `${VAR}` set): the documentation cannot drift from
+    /// the config types.
+    #[test]
+    fn readme_sample_configs_are_valid() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut docs = vec![format!("{root}/README.md")];
+        for entry in std::fs::read_dir(format!("{root}/connectors")).unwrap() {
+            let readme = entry.unwrap().path().join("README.md");
+            if readme.is_file() {
+                docs.push(readme.display().to_string());
+            }
+        }
+        // Secrets given as `<key>_file: /var/run/…` are read from a file that exists here.
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "s3cret\n").unwrap();
+        let file_ref = regex::Regex::new(r"(?m)(_file: *)(/\S+)").unwrap();
+        let mut checked = 0;
+        for doc in &docs {
+            let text = std::fs::read_to_string(doc).unwrap();
+            for block in text.split("```yaml\n").skip(1) {
+                let raw = block.split("```").next().unwrap();
+                let yaml = file_ref.replace_all(raw, format!("${{1}}{}", secret.path().display()));
+                if !yaml.contains("connectors:") {
+                    continue;
+                }
+                let full = if yaml.contains("bus:") {
+                    yaml.to_string()
+                } else {
+                    format!("bus: {{ type: kafka, brokers: \"localhost:9092\" }}\n{yaml}")
+                };
+                let cfg: Result<AppConfig, _> = config::from_yaml_str_with_env(&full, |_| Some("x".into()))
+                    .and_then(|c: AppConfig| c.validate().map(|_| c));
+                if let Err(e) = cfg {
+                    panic!("{doc}: a sample config is invalid: {e}\n{yaml}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6, "only {checked} sample configs found in {docs:?}");
+    }
+
     #[test]
     fn the_checked_in_json_schema_is_current() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../", "schemas/config/dastra-connect.schema.json");
