@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use dastra_connect_test_harness as common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

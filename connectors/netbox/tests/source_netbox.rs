@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use dastra_connect_test_harness as common;
 
 use std::collections::HashMap;
 use std::time::Duration;

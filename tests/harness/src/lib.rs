@@ -1,8 +1,9 @@
-//! Shared harness of the source tests: a bus (real nats-server or MockCluster) with the topics
-//! created, a running source connector, a reader that collects and decodes everything published to
-//! the change topics and the DLQ, and the Dastra sink + emulator for end-to-end runs.
+//! Test harness shared by the source connectors' tests: a bus (real nats-server or MockCluster) with
+//! the topics created, a running source connector, a reader that collects and decodes everything
+//! published to the change topics and the DLQ, and the Dastra sink + emulator for end-to-end runs.
+//! Test support: it panics with a message on any failure, so `unwrap` is its way to fail a test.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Names of the source and sink instances used by the scenarios.
 pub const SOURCE: &str = "source-test";
+/// Name of the sink instance in end-to-end scenarios.
 pub const SINK: &str = "sink";
 
 /// The broker a scenario runs on; dropping it stops the broker.
@@ -36,10 +38,12 @@ pub enum Broker {
 }
 
 impl Broker {
+    /// A real nats-server with JetStream on a free port.
     pub async fn nats() -> Self {
         Broker::Nats(NatsServer::start().await)
     }
 
+    /// librdkafka's in-process MockCluster (one broker).
     pub fn kafka() -> Self {
         Broker::Kafka(testkit::mock_kafka(1))
     }
@@ -89,12 +93,16 @@ pub fn context(name: &str, bus: &BusConfig, topics: &Topics) -> (ConnectorContex
 
 /// A running source connector.
 pub struct RunningSource {
+    /// Cancels the connector.
     pub shutdown: CancellationToken,
+    /// The connector's task.
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// The connector's metrics.
     pub metrics: Metrics,
 }
 
 impl RunningSource {
+    /// Runs `connector` on `bus` as instance [`SOURCE`].
     pub fn start(bus: &BusConfig, topics: &Topics, connector: Box<dyn Connector>) -> Self {
         let (ctx, metrics, _admin) = context(SOURCE, bus, topics);
         let shutdown = CancellationToken::new();
@@ -102,6 +110,7 @@ impl RunningSource {
         Self { shutdown, task, metrics }
     }
 
+    /// Cancels the connector and waits for it to return cleanly.
     pub async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
@@ -116,15 +125,20 @@ impl RunningSource {
 /// A message read back.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Topic.
     pub topic: String,
+    /// Message key.
     pub key: String,
+    /// Headers.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Value.
     pub value: Vec<u8>,
     /// The decoded change event (None for DLQ records).
     pub event: Option<ChangeEvent>,
 }
 
 impl Received {
+    /// A header as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
@@ -132,6 +146,7 @@ impl Received {
 
 /// Collects everything published to the change topics and the DLQ.
 pub struct Reader {
+    /// Everything received so far.
     pub got: Arc<Mutex<Vec<Received>>>,
     task: JoinHandle<()>,
 }
@@ -143,6 +158,7 @@ impl Drop for Reader {
 }
 
 impl Reader {
+    /// Subscribes to every change topic and the DLQ from the beginning.
     pub async fn start(bus: &BusConfig, topics: &Topics) -> Reader {
         let mut names: Vec<String> = EntityKind::ALL.iter().map(|k| topics.changes(*k)).collect();
         names.push(topics.dlq());
@@ -254,12 +270,16 @@ pub async fn emulator() -> RunningEmulator {
 
 /// A running sink.
 pub struct RunningSink {
+    /// Cancels the connector.
     pub shutdown: CancellationToken,
+    /// The connector's task.
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// The connector's admin state (`/status`).
     pub admin: Admin,
 }
 
 impl RunningSink {
+    /// Runs the Dastra sink as instance [`SINK`].
     pub fn start(bus: &BusConfig, topics: &Topics, config: DastraSinkConfig) -> Self {
         let (ctx, _metrics, admin) = context(SINK, bus, topics);
         let shutdown = CancellationToken::new();
@@ -267,6 +287,7 @@ impl RunningSink {
         Self { shutdown, task, admin }
     }
 
+    /// Cancels the sink and waits for it to return cleanly.
     pub async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
