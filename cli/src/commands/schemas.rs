@@ -27,6 +27,23 @@ pub enum SchemasCommand {
     },
     /// Print the Avro schemas of the change events (the files under `schemas/`, as the code uses them).
     Avro,
+    /// Register every payload schema in a Confluent-compatible schema registry under its
+    /// TopicNameStrategy subject `<prefix>.changes.<entity>-value` (idempotent: an existing schema
+    /// keeps its id).
+    Register {
+        /// The registry's base URL.
+        #[arg(long)]
+        registry: url::Url,
+        /// Topic prefix (as `topics.prefix` in the config).
+        #[arg(long, default_value = "dastra")]
+        prefix: String,
+        /// Basic-auth user.
+        #[arg(long, env = "SCHEMA_REGISTRY_USER")]
+        username: Option<String>,
+        /// Basic-auth password (from the environment only, never the command line).
+        #[arg(skip)]
+        password: Option<String>,
+    },
 }
 
 /// The config schema as pretty JSON with a trailing newline.
@@ -59,6 +76,21 @@ pub async fn execute(cmd: SchemasCommand) -> anyhow::Result<()> {
                 println!("wrote {}", path.display());
             } else {
                 print!("{generated}");
+            }
+            Ok(())
+        }
+        SchemasCommand::Register { registry, prefix, username, .. } => {
+            use dastra_connect_core::codec::schemas::payload_schema_source;
+            use dastra_connect_core::codec::{RegistryConfig, SchemaRegistryClient, value_subject};
+            let mut cfg = RegistryConfig::new(registry);
+            cfg.username = username;
+            cfg.password = std::env::var("SCHEMA_REGISTRY_PASSWORD").ok().map(dastra_connect_core::config::Secret::new);
+            let client = SchemaRegistryClient::new(cfg)?;
+            let topics = dastra_connect_core::connector::Topics { prefix };
+            for kind in dastra_connect_core::event::EntityKind::ALL {
+                let subject = value_subject(&topics.changes(kind));
+                let id = client.register(&subject, payload_schema_source(kind)).await?;
+                println!("{subject}\tid {id}");
             }
             Ok(())
         }

@@ -1,5 +1,6 @@
 //! The sink end to end on both buses: Assets and Actors created, updated with only the changed fields,
-//! deleted; the same stream delivered again and a restart cost zero Dastra requests.
+//! deleted; the same stream delivered again, a restart, and a replay from offset 0 (a new consumer
+//! group on the same ledger) cost zero Dastra requests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::{ActorType, AssetType, VendorType};
 use dastra_connect_core::event::{Actor, Asset, Payload};
@@ -87,6 +89,17 @@ async fn scenario(broker: Broker) {
     // A new process reads from the committed offsets: only the two new records.
     sink.wait_consumed("sink", 2, Duration::from_secs(60)).await;
     assert_eq!(requests(&emu), before, "after a restart the ledger still knows everything");
+    sink.stop().await;
+
+    // A replay from offset 0 (a new consumer group, the same ledger): every event again, no request.
+    let mut replay_bus = bus.clone();
+    match &mut replay_bus {
+        BusConfig::Kafka(k) => k.group_id = Some("replay-from-zero".into()),
+        BusConfig::Nats(n) => n.group_id = Some("replay-from-zero".into()),
+    }
+    let sink = RunningSink::start("sink", &replay_bus, &topics, sink_config(&emu));
+    sink.wait_consumed("sink", (2 * stream.len() + 2) as u64, Duration::from_secs(90)).await;
+    assert_eq!(requests(&emu), before, "a replay from offset 0 costs nothing");
     sink.stop().await;
 }
 
