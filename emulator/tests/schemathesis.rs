@@ -1,8 +1,8 @@
 //! Conformance against Dastra's OpenAPI document with a tool nobody here wrote: runs schemathesis
 //! (PyPI, installed by `scripts/tools.sh`) against a running emulator, restricted to the
 //! operations the emulator implements, and requires exit 0: no 5xx, every response body conforms
-//! to the document's schema and content type, headers conform, deleted resources are gone and
-//! created ones are available (stateful phase follows the document's links).
+//! to the document's schema and content type, headers conform, and created resources are available
+//! (stateful phase follows the document's links).
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -18,7 +18,12 @@ const EXCLUDE: &str = r"/(columns|query|tree|nodes|insights|stats|dashboard|expo
 /// operation, so each documented 400/401/404 would count as a violation. `negative_data_rejection`
 /// and `positive_data_acceptance` are left out because the emulator, like ASP.NET, ignores unknown
 /// query parameters and properties and enforces cross-entity rules (an `areaId` must exist).
-const CHECKS: &str = "not_a_server_error,response_schema_conformance,content_type_conformance,response_headers_conformance,use_after_free,ensure_resource_availability";
+/// `use_after_free` is left out because its link inference pairs Dastra's collection-level batch
+/// delete (`DELETE /v1/ws/{ws}/Tasks` with a body of ids) with the collection's list route and
+/// reports the list's rightful `200 {items: []}` as a deleted resource still available (seen in a
+/// clean-clone CI run); that an item answers 404 after its DELETE is asserted per family by
+/// `tests/routes.rs`.
+const CHECKS: &str = "not_a_server_error,response_schema_conformance,content_type_conformance,response_headers_conformance,ensure_resource_availability";
 
 fn schemathesis() -> PathBuf {
     let from_python =
