@@ -57,7 +57,7 @@ async fn scenario(broker: Broker) {
     let fake = FakeServiceNow::with_samples().spawn().await.unwrap();
     let emu = dastra_emulator::spawn(EmulatorConfig::default().with_quota(vec![])).await.unwrap();
 
-    let source = RunningSource::start(&bus, &topics, config(&fake));
+    let source = start_source(&bus, &topics, config(&fake));
     let (ctx, _metrics, admin) = context(SINK, &bus, &topics);
     let sink_stop = CancellationToken::new();
     let sink = tokio::spawn(Box::new(DastraSink::new(sink_config(&emu))).run(ctx, sink_stop.clone()));

@@ -61,7 +61,7 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     cfg.validate("test").unwrap();
 
     let reader = Reader::start(&bus, &topics).await;
-    let source = RunningSource::start(&bus, &topics, cfg.clone());
+    let source = start_source(&bus, &topics, cfg.clone());
 
     // 1. First full sync: 12 assets (13 CIs, the printer's class has no AssetType), 6 suppliers
     // (ACME is a customer, filtered out), 10 vendor/manufacturer links, 1 dead letter.
@@ -88,7 +88,7 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     assert_eq!(sap.sequence, expected_seq, "sequence = sys_updated_on / sys_mod_count");
     assert_eq!(
         sap.id,
-        event_id("/connectors/servicenow-test", &sap.key, &sap.sequence, Op::Upsert),
+        event_id(&format!("/connectors/{SOURCE}"), &sap.key, &sap.sequence, Op::Upsert),
         "deterministic id"
     );
     assert_eq!(sap.key.as_str(), format!("servicenow:asset:{}", sap_rec["sys_id"].as_str().unwrap()));
@@ -115,11 +115,13 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     let body: Value = serde_json::from_slice(&dlq[0].value).unwrap();
     assert_eq!(body["name"], "Floor 3 printer");
     assert!(
-        source.metric("dastra_connect_records_polled_total{connector=\"servicenow-test\",entity=\"cmdb_ci\"}").unwrap()
+        source
+            .metric(&format!("dastra_connect_records_polled_total{{connector=\"{SOURCE}\",entity=\"cmdb_ci\"}}"))
+            .unwrap()
             >= 13.0
     );
     assert_eq!(
-        source.metric("dastra_connect_dlq_events_total{connector=\"servicenow-test\",reason=\"mapping_error\"}"),
+        source.metric(&format!("dastra_connect_dlq_events_total{{connector=\"{SOURCE}\",reason=\"mapping_error\"}}")),
         Some(1.0)
     );
 
@@ -177,7 +179,7 @@ async fn scenario(broker: Broker, use_oauth: bool) {
     assert!(fake.state.delete(&dc_id, false));
     let mut cfg2 = cfg.clone();
     cfg2.sync.sweep_interval = Some(Duration::from_secs(1));
-    let source = RunningSource::start(&bus, &topics, cfg2);
+    let source = start_source(&bus, &topics, cfg2);
     reader
         .wait_until("the changes made while down and the sweep delete", Duration::from_secs(60), |r| {
             let l = r.latest();
