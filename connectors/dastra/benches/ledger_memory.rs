@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use dastra_connect_core::event::{Payload, sequence_from_u64};
-use dastra_connect_dastra::sink::ledger::{LedgerEntry, content_hashes};
+use dastra_connect_dastra::sink::ledger::{FieldHashes, LedgerEntry, content_hashes};
 
 /// Mirror of `core::state::Slot`.
 #[allow(dead_code)]
@@ -44,7 +44,7 @@ fn entry(i: usize) -> LedgerEntry {
     let mut e = LedgerEntry::live((100_000 + i).to_string());
     e.version = Some(sequence_from_u64(1_700_000_000_000 + i as u64));
     e.hash = Some(hash);
-    e.fields = fields;
+    e.fields = FieldHashes::from_map(&fields);
     if let Payload::Asset(a) = &payload {
         e.links.insert("label".into(), a.label.clone().unwrap_or_default());
         e.links.insert("type".into(), "Software".into());

@@ -531,6 +531,13 @@ impl Payload {
         out
     }
 
+    /// Writes the payload's JSON (the JSON codec's representation) to `w` without building a
+    /// [`serde_json::Value`]: field order is the struct's, so the text is deterministic for one build
+    /// (not canonical across versions: use [`Payload::to_canonical_json`] for that).
+    pub fn write_json<W: std::io::Write>(&self, w: W) -> Result<(), serde_json::Error> {
+        with_inner!(self, p => serde_json::to_writer(w, p))
+    }
+
     /// Hex SHA-256 of [`Payload::to_canonical_json`].
     pub fn content_hash(&self) -> String {
         hex::encode(Sha256::digest(self.to_canonical_json().as_bytes()))

@@ -40,12 +40,18 @@ pub struct LedgerEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
     /// Hash per top-level field of the content last sent: only fields whose hash changed are PATCHed.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fields: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "FieldHashes::is_empty")]
+    pub fields: FieldHashes,
     /// Ids of dependent objects the sink created for this entity (e.g. a relationship's Dastra ids,
     /// keyed by a role name), so that they can be updated or removed later.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, String>,
+    /// Fingerprint of the source event whose mapping was last sent (see
+    /// `sink::apply::fingerprint`): a repeat with the same fingerprint is known unchanged without
+    /// mapping it again. Absent on entries written before it existed, or while a create is half
+    /// done: those take the full comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
 }
 
 impl LedgerEntry {
@@ -56,8 +62,9 @@ impl LedgerEntry {
             id: Some(id.into()),
             version: None,
             hash: None,
-            fields: BTreeMap::new(),
+            fields: FieldHashes::default(),
             links: BTreeMap::new(),
+            src: None,
         }
     }
 
@@ -68,8 +75,9 @@ impl LedgerEntry {
             id: None,
             version: None,
             hash: None,
-            fields: BTreeMap::new(),
+            fields: FieldHashes::default(),
             links: BTreeMap::new(),
+            src: None,
         }
     }
 
@@ -81,6 +89,55 @@ impl LedgerEntry {
     /// The Dastra id when the entity is live.
     pub fn live_id(&self) -> Option<&str> {
         (self.state == EntryState::Live).then_some(self.id.as_deref()).flatten()
+    }
+}
+
+/// The per-field hashes of an entry, kept as their JSON text and read only when a PATCH needs them:
+/// most events that reach an entry are repeats, and parsing a map of a dozen strings per ledger read
+/// was the largest cost of recognising one. Stored as a JSON object `{field: hash}`.
+#[derive(Debug, Clone, Default)]
+pub struct FieldHashes(Option<Box<serde_json::value::RawValue>>);
+
+impl FieldHashes {
+    /// From a map of field → hash.
+    pub fn from_map(map: &BTreeMap<String, String>) -> Self {
+        if map.is_empty() {
+            return Self(None);
+        }
+        // A map of strings always serialises.
+        Self(serde_json::value::to_raw_value(map).ok())
+    }
+
+    /// The map of field → hash (empty when none, or when the stored text is not such a map).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
+    }
+
+    /// True when no field hashes are recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|raw| raw.get().trim() == "{}")
+    }
+}
+
+impl PartialEq for FieldHashes {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_map() == other.to_map()
+    }
+}
+
+impl Serialize for FieldHashes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(raw) => raw.serialize(s),
+            None => BTreeMap::<String, String>::new().serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldHashes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        Ok(Self((raw.get().trim() != "{}").then_some(raw)))
     }
 }
 

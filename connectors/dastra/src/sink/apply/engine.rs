@@ -13,7 +13,7 @@ use super::{ApplyCtx, ApplyError, Outcome, SkipReason};
 use crate::client::resources::{Patchable, Resource};
 use crate::error::DastraError;
 use crate::model::PatchOperation;
-use crate::sink::ledger::{EntryState, LedgerEntry, content_hashes};
+use crate::sink::ledger::{EntryState, FieldHashes, LedgerEntry, content_hashes};
 
 /// What the sink needs of a resource beyond the client's view.
 pub trait SinkResource: Resource + Patchable {
@@ -71,8 +71,9 @@ where
         id: Some(id),
         version: Some(input.sequence.to_owned()),
         hash: Some(hash.clone()),
-        fields: fields.clone(),
+        fields: FieldHashes::from_map(&fields),
         links: links.unwrap_or_default(),
+        src: None,
     };
 
     let mut existing_id: Option<String> = None;
@@ -85,7 +86,7 @@ where
                 return Ok(Outcome::Skipped { reason: SkipReason::Unchanged, entry: Some(entry) });
             }
             existing_id = cur.id.clone();
-            previous_fields = Some(cur.fields.clone());
+            previous_fields = Some(cur.fields.to_map());
         }
         Some((EntryState::Intent, _)) => {
             // The earlier POST may have happened: look before creating again.
@@ -133,8 +134,9 @@ where
             id: Some(id.clone()),
             version: input.current.as_ref().and_then(|e| e.version.clone()),
             hash: Some(sent_hash),
-            fields: sent_fields.clone(),
+            fields: FieldHashes::from_map(&sent_fields),
             links: Default::default(),
+            src: None,
         };
         ctx.ledger.put(input.key, &partial).await?;
         let ops: Vec<PatchOperation> = patch_ops(&input.content, &fields, Some(&sent_fields))

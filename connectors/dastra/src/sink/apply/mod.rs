@@ -11,6 +11,7 @@ mod datafield;
 mod dsr;
 mod engine;
 mod entities;
+pub mod fingerprint;
 mod processing;
 mod refs;
 mod relationship;
@@ -21,7 +22,7 @@ use dastra_connect_core::state::StateError;
 use dastra_connect_core::{Classify, ErrorClass};
 
 use super::config::SinkPolicy;
-use super::ledger::{Ledger, LedgerEntry};
+use super::ledger::{EntryState, Ledger, LedgerEntry};
 use crate::DastraClient;
 use crate::error::DastraError;
 
@@ -155,9 +156,31 @@ impl Classify for ApplyError {
 
 /// Applies `event` (already checked not stale by the driver, but checked again here).
 pub async fn apply(ctx: &ApplyCtx<'_>, event: &ChangeEvent) -> Result<Outcome, ApplyError> {
-    let current = ctx.ledger.get(&event.key);
+    let mut current = ctx.ledger.get(&event.key);
     if current.as_ref().is_some_and(|e| e.is_stale(&event.sequence)) {
         return Ok(Outcome::Skipped { reason: SkipReason::Stale, entry: None });
     }
-    entities::apply_entity(ctx, event, current).await
+    let src = fingerprint::source_fingerprint(ctx, event);
+    if let Some(src) = &src
+        && let Some(mut entry) =
+            current.take_if(|cur| cur.state == EntryState::Live && cur.src.as_deref() == Some(src.as_str()))
+    {
+        // The same source content as what was last sent, against the same references: nothing to
+        // map, nothing to send; only the version moves on.
+        entry.version = Some(event.sequence.clone());
+        return Ok(Outcome::Skipped { reason: SkipReason::Unchanged, entry: Some(entry) });
+    }
+    let outcome = entities::apply_entity(ctx, event, current).await?;
+    Ok(with_fingerprint(outcome, src))
+}
+
+/// Records the event's fingerprint with the entry of a live entity whose content is now this
+/// event's mapping (sent, or found equal). Deletes and half-done creates carry none.
+fn with_fingerprint(mut outcome: Outcome, src: Option<String>) -> Outcome {
+    if let Outcome::Applied { entry, .. } | Outcome::Skipped { entry: Some(entry), .. } = &mut outcome
+        && entry.state == EntryState::Live
+    {
+        entry.src = src;
+    }
+    outcome
 }

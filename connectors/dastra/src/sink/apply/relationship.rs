@@ -21,7 +21,7 @@ use crate::model::{
     DataProcessingLight, DataProcessingRelationship, GenericRelationship, GenericRelationshipCreate,
     GenericRelationshipObject, RelationShipObjectType, RelationShipType,
 };
-use crate::sink::ledger::{EntryState, LedgerEntry, content_hashes};
+use crate::sink::ledger::{EntryState, FieldHashes, LedgerEntry, content_hashes};
 
 const GENERIC: &str = "generic";
 const PROCESSING: &str = "processing";
@@ -288,8 +288,9 @@ pub(super) async fn apply(
         id: Some(id),
         version: Some(event.sequence.clone()),
         hash: Some(hash.clone()),
-        fields: fields.clone(),
+        fields: FieldHashes::from_map(&fields),
         links: links.clone(),
+        src: None,
     };
 
     let mut requests = 0u32;
