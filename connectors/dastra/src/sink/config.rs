@@ -67,6 +67,10 @@ pub enum ParkedPolicy {
     /// failed one.
     #[default]
     Dlq,
+    /// They wait: the key's newest event is held in the pending store (no deadline) and applied
+    /// once `dlq redrive` un-parks the key; nothing of the key reaches the DLQ but the failed
+    /// event itself.
+    Wait,
 }
 
 /// The Dastra sink.

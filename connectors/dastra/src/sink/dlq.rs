@@ -23,6 +23,11 @@ pub const H_OFFSET: &str = "dastra_dlq_offset";
 pub const H_CONNECTOR: &str = "dastra_dlq_connector";
 /// Header: when (RFC 3339).
 pub const H_TIME: &str = "dastra_dlq_time";
+/// Set by `dlq redrive` on each re-sent record: the reason it was dead-lettered for. A redriven
+/// record that caused its key's parking (any reason but `parked`) un-parks the key when the sink
+/// reads it, so it is applied even if the sink has not yet seen the un-parking written by the
+/// command (state stores of other processes follow with some delay).
+pub const H_REDRIVE_REASON: &str = "dastra_redrive_reason";
 
 /// A consumed message as the sink keeps it (for the DLQ and the pending set).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::apply::{ApplyCtx, ApplyError, Outcome, apply};
-use super::config::DastraSinkConfig;
+use super::config::{DastraSinkConfig, ParkedPolicy};
 use super::dlq::{DlqReason, RawMessage, dlq_message};
 use super::ledger::Ledger;
 use super::tracker::Tracker;
@@ -52,12 +52,27 @@ enum Finish {
     Done(Result<Outcome, ApplyError>, u32),
 }
 
-/// An event waiting for referenced entities (persisted in the pending store).
+/// The newest not-yet-applied event of a key, persisted in the pending store: waiting for
+/// referenced entities (`missing`), or held behind a parked key (`held`, parked policy `wait`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PendingEntry {
     raw: RawMessage,
     missing: Vec<String>,
     since: chrono::DateTime<chrono::Utc>,
+    /// The event's source version (absent in entries written by older builds: treated as older
+    /// than anything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sequence: Option<String>,
+    /// Held because the key is parked: released when `dlq redrive` un-parks it, never expired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    held: bool,
+}
+
+impl PendingEntry {
+    /// Whether this entry's event is newer than `sequence`.
+    fn newer_than(&self, sequence: &str) -> bool {
+        self.sequence.as_deref().is_some_and(|s| cmp_sequence(s, sequence).is_gt())
+    }
 }
 
 /// Shared, immutable parts every worker needs.
@@ -271,21 +286,91 @@ impl Driver {
         self.shared.metrics.events_consumed.with_label_values(&[self.label(), kind]).inc();
         let key = event.key.clone();
 
-        if self.shared.parked.get(key.as_str()).is_some() {
-            let why = DlqReason {
-                code: "parked".into(),
-                error: format!("{key} is parked behind an earlier failed event; redrive the DLQ in order"),
-                status: None,
-                attempts: 0,
-            };
-            self.shared.metrics.dlq_events.with_label_values(&[self.label(), "parked"]).inc();
-            if self.dead_letter(&raw, &why).await {
-                self.tracker.done(&tp, m.offset);
-            }
-            return;
-        }
         let work = Work { event, raw, offsets: vec![(tp, m.offset)], from_pending: false };
+        if self.is_parked(&key) {
+            let redriven_cause = m
+                .headers
+                .iter()
+                .any(|(k, v)| k == super::dlq::H_REDRIVE_REASON && v.as_slice() != b"parked".as_slice());
+            if !redriven_cause {
+                self.divert_parked(&key, work).await;
+                return;
+            }
+            // The record that parked the key, re-sent by `dlq redrive`: the key is un-parked here
+            // (the command un-parks it too, but this process may not have seen that yet).
+            if let Err(e) = self.shared.parked.delete(key.as_str()).await {
+                self.broken = Some(format!("cannot un-park {key}: {e}"));
+                return;
+            }
+            tracing::info!(connector = %self.label(), key = %key, "key un-parked by a redriven record");
+        }
         self.submit(key, work);
+    }
+
+    fn is_parked(&self, key: &EntityKey) -> bool {
+        self.shared.parked.get(key.as_str()).is_some()
+    }
+
+    fn release(&mut self, work: &Work) {
+        for (tp, o) in &work.offsets {
+            self.tracker.done(tp, *o);
+        }
+    }
+
+    /// An event of a parked key, by the `parked` policy: `dlq` sends it to the DLQ (reason
+    /// `parked`) so that `dlq redrive` replays it after the failed one; `wait` holds the key's
+    /// newest event in the pending store until the key is un-parked. Its offsets are released
+    /// once it is durably in one or the other; when neither can be written the loop stops (the
+    /// event is redelivered after the restart).
+    async fn divert_parked(&mut self, key: &EntityKey, work: Work) {
+        let kind = work.event.kind().as_str();
+        match self.shared.config.parked {
+            ParkedPolicy::Dlq => {
+                let why = DlqReason {
+                    code: "parked".into(),
+                    error: format!("{key} is parked behind an earlier failed event; redrive the DLQ in order"),
+                    status: None,
+                    attempts: 0,
+                };
+                self.shared.metrics.dlq_events.with_label_values(&[self.label(), "parked"]).inc();
+                if self.dead_letter(&work.raw, &why).await {
+                    if work.from_pending
+                        && let Err(e) = self.shared.pending.delete(key.as_str()).await
+                    {
+                        self.broken = Some(format!("cannot clear the pending event of {key}: {e}"));
+                        return;
+                    }
+                    self.release(&work);
+                }
+            }
+            ParkedPolicy::Wait => {
+                let existing = self.pending_entry(key.as_str());
+                if existing.as_ref().is_some_and(|p| p.held && p.newer_than(&work.event.sequence)) {
+                    // A newer event of the key is already held: this one is superseded.
+                    self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, "coalesced"]).inc();
+                    self.release(&work);
+                    return;
+                }
+                let entry = PendingEntry {
+                    raw: work.raw.clone(),
+                    missing: Vec::new(),
+                    since: existing.map(|p| p.since).unwrap_or_else(chrono::Utc::now),
+                    sequence: Some(work.event.sequence.clone()),
+                    held: true,
+                };
+                let bytes = Bytes::from(serde_json::to_vec(&entry).unwrap_or_default());
+                if let Err(e) = self.shared.pending.put(key.as_str(), bytes).await {
+                    self.broken = Some(format!("cannot hold the event of parked key {key}: {e}"));
+                    return;
+                }
+                tracing::info!(connector = %self.label(), key = %key, sequence = %work.event.sequence, "event held behind a parked key");
+                self.release(&work);
+            }
+        }
+    }
+
+    fn pending_entry(&self, key: &str) -> Option<PendingEntry> {
+        serde_json::from_slice(&self.shared.pending.get(key)?).ok()
     }
 
     /// Queues or starts work for a key, coalescing with what is already queued.
@@ -365,10 +450,14 @@ impl Driver {
                     raw: work.raw.clone(),
                     missing: missing.iter().map(|k| k.as_str().to_owned()).collect(),
                     since: self.pending_since(&key).unwrap_or_else(chrono::Utc::now),
+                    sequence: Some(work.event.sequence.clone()),
+                    held: false,
                 };
                 let bytes = Bytes::from(serde_json::to_vec(&entry).unwrap_or_default());
                 if let Err(e) = self.shared.pending.put(key.as_str(), bytes).await {
-                    tracing::warn!(connector = %label, key = %key, error = %e, "cannot record a pending event; it will be redelivered");
+                    // Its offsets cannot be released, so the commit watermark would stall behind
+                    // it for good: stop, and let the restart redeliver it.
+                    self.broken = Some(format!("cannot record the pending event of {key}: {e}"));
                     release = false;
                 } else {
                     for m in &entry.missing {
@@ -390,9 +479,14 @@ impl Driver {
                     if self.dead_letter(&work.raw, &why).await {
                         let note = Bytes::from(why.code.clone().into_bytes());
                         if let Err(pe) = self.shared.parked.put(key.as_str(), note).await {
-                            tracing::warn!(connector = %label, key = %key, error = %pe, "cannot park the key");
+                            // Unparked, a later event of the key could overtake the failed one:
+                            // stop before consuming anything else (the failed event is already
+                            // in the DLQ; its redelivery dead-letters it again and parks).
+                            self.broken = Some(format!("cannot park {key}: {pe}"));
+                            release = false;
+                        } else {
+                            self.clear_pending(&key, &work).await;
                         }
-                        self.clear_pending(&key, &work).await;
                     } else {
                         release = false;
                     }
@@ -400,17 +494,24 @@ impl Driver {
             },
         }
         if release {
-            for (tp, o) in &work.offsets {
-                self.tracker.done(tp, *o);
-            }
+            self.release(&work);
         }
+        let mut diverted = None;
         if let Some(slot) = self.slots.get_mut(&key) {
             slot.running = false;
+            if slot.queued.is_some() && self.broken.is_none() && self.shared.parked.get(key.as_str()).is_some() {
+                // Newer events that arrived while the failed one was in flight must not overtake it.
+                diverted = slot.queued.take();
+                self.buffered -= 1;
+            }
             if slot.queued.is_some() {
-                self.ready.push_back(key);
+                self.ready.push_back(key.clone());
             } else {
                 self.slots.remove(&key);
             }
+        }
+        if let Some(queued) = diverted {
+            self.divert_parked(&key, queued).await;
         }
         self.start_ready();
         Ok(())
@@ -421,11 +522,19 @@ impl Driver {
         serde_json::from_slice::<PendingEntry>(&raw).ok().map(|p| p.since)
     }
 
+    /// The key's event was applied (or dead-lettered): its pending entry is done with, unless the
+    /// entry holds a newer event (one that arrived out of order), which is kept for its turn.
     async fn clear_pending(&mut self, key: &EntityKey, work: &Work) {
-        if !work.from_pending && self.shared.pending.get(key.as_str()).is_none() {
+        let Some(entry) = self.pending_entry(key.as_str()) else { return };
+        if entry.newer_than(&work.event.sequence) {
+            if !self.is_parked(key) {
+                self.redrive_pending(key.as_str()).await;
+            }
             return;
         }
         if let Err(e) = self.shared.pending.delete(key.as_str()).await {
+            // Harmless: the entry's event is older than what was applied, so its redrive is
+            // skipped as stale.
             tracing::warn!(connector = %self.label(), key = %key, error = %e, "cannot clear a pending event");
         }
         for waiters in self.waiting_on.values_mut() {
@@ -458,7 +567,14 @@ impl Driver {
         let headers = entry.raw.header_bytes();
         let value = entry.raw.value.clone().unwrap_or_default();
         if let Ok(event) = ChangeEvent::from_parts(&headers, &value, &self.shared.codec).await {
-            self.submit(key, Work { event, raw: entry.raw, offsets: Vec::new(), from_pending: true });
+            let work = Work { event, raw: entry.raw, offsets: Vec::new(), from_pending: true };
+            if self.is_parked(&key) {
+                if !entry.held {
+                    self.divert_parked(&key, work).await;
+                }
+                return;
+            }
+            self.submit(key, work);
         }
     }
 
@@ -472,10 +588,14 @@ impl Driver {
             .into_iter()
             .filter_map(|(k, v)| {
                 let p: PendingEntry = serde_json::from_slice(&v).ok()?;
-                let resolved = p
-                    .missing
-                    .iter()
-                    .all(|m| EntityKey::parse(m).ok().and_then(|mk| self.shared.ledger.live_id(&mk)).is_some());
+                let resolved = if p.held {
+                    // Released once `dlq redrive` (or an operator) un-parks the key.
+                    self.shared.parked.get(&k).is_none()
+                } else {
+                    p.missing
+                        .iter()
+                        .all(|m| EntityKey::parse(m).ok().and_then(|mk| self.shared.ledger.live_id(&mk)).is_some())
+                };
                 let busy = EntityKey::parse(&k).ok().and_then(|ek| self.slots.get(&ek)).is_some();
                 (resolved && !busy).then_some(k)
             })
@@ -494,7 +614,7 @@ impl Driver {
         let now = chrono::Utc::now();
         for (k, v) in self.shared.pending.snapshot() {
             let Ok(p) = serde_json::from_slice::<PendingEntry>(&v) else { continue };
-            if now - p.since < deadline {
+            if p.held || now - p.since < deadline {
                 continue;
             }
             if EntityKey::parse(&k).ok().and_then(|ek| self.slots.get(&ek)).is_some() {

@@ -1,0 +1,185 @@
+//! When the sink cannot write its pending or parked store (the broker refuses or times out), it
+//! stops with an error naming the key instead of running on with a stalled commit watermark or an
+//! unparked key; nothing is lost: the event was not committed, and the next run applies it. The
+//! stores are real NATS KV buckets, wrapped so that their writes fail on demand (the broker
+//! timing out), the driver is the real one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::*;
+use dastra_connect_core::bus::{BusConfig, BusError};
+use dastra_connect_core::codec::Codec;
+use dastra_connect_core::connector::Topics;
+use dastra_connect_core::event::enums::{AssetType, ProcessingType};
+use dastra_connect_core::event::{Asset, DataProcessing, EntityKey, Payload};
+use dastra_connect_core::state::{self, StateError, StateStore};
+use dastra_connect_core::telemetry::Metrics;
+use dastra_connect_core::testkit::NatsServer;
+use dastra_connect_dastra::sink::driver::{Driver, Shared, SinkStatus};
+use dastra_connect_dastra::sink::ledger::Ledger;
+use dastra_connect_dastra::{DastraClient, QuotaLimiter};
+use dastra_emulator::{FaultKind, FaultRule};
+use tokio_util::sync::CancellationToken;
+
+/// A real store whose writes fail while `failing` is set, as when the broker times out.
+struct Flaky {
+    inner: Arc<dyn StateStore>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn refuse(&self) -> Result<(), StateError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StateError::Bus {
+                namespace: self.inner.namespace().to_owned(),
+                source: BusError::Timeout { what: "KV put ack".into(), after: Duration::from_secs(5) },
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StateStore for Flaky {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.inner.get(key)
+    }
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError> {
+        self.refuse()?;
+        self.inner.put(key, value).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StateError> {
+        self.refuse()?;
+        self.inner.delete(key).await
+    }
+    async fn put_batch(&self, entries: Vec<(String, Option<Bytes>)>) -> Result<(), StateError> {
+        self.refuse()?;
+        self.inner.put_batch(entries).await
+    }
+    fn snapshot(&self) -> BTreeMap<String, Bytes> {
+        self.inner.snapshot()
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn namespace(&self) -> &str {
+        self.inner.namespace()
+    }
+}
+
+/// Which store fails.
+#[derive(Clone, Copy, PartialEq)]
+enum Failing {
+    Pending,
+    Parked,
+}
+
+/// Runs the real driver over `bus` with the named store failing; answers how the run ended.
+async fn run_driver(
+    bus: &BusConfig,
+    topics: &Topics,
+    emu: &dastra_emulator::RunningEmulator,
+    failing: Failing,
+) -> anyhow::Result<()> {
+    let [ledger_ns, pending_ns, parked_ns] =
+        ["ledger", "pending", "parked"].map(|s| topics.state(&format!("{s}-sink")));
+    let flaky = |inner: Arc<dyn StateStore>, on: bool| -> Arc<dyn StateStore> {
+        Arc::new(Flaky { inner, failing: Arc::new(AtomicBool::new(on)) })
+    };
+    let config = sink_config(emu);
+    let quota = QuotaLimiter::new(&config.dastra.quota);
+    let kinds: Vec<String> = config.kinds().into_iter().map(|k| topics.changes(k)).collect();
+    let shared = Arc::new(Shared {
+        name: "sink".into(),
+        client: DastraClient::new(&config.dastra, quota.clone(), None).unwrap(),
+        ledger: Ledger::new(state::open(bus, &ledger_ns).await.unwrap()),
+        pending: flaky(state::open(bus, &pending_ns).await.unwrap(), failing == Failing::Pending),
+        parked: flaky(state::open(bus, &parked_ns).await.unwrap(), failing == Failing::Parked),
+        publisher: bus.publisher().await.unwrap(),
+        dlq_topic: topics.dlq(),
+        codec: Codec::single_object(),
+        metrics: Metrics::new(),
+        quota,
+        total_partitions: 6 * kinds.len() as u32,
+        config,
+    });
+    let subscriber = bus.subscriber("sink", &kinds).await.unwrap();
+    let driver = Driver::new(shared, Arc::new(parking_lot::Mutex::new(SinkStatus::default())));
+    let shutdown = CancellationToken::new();
+    match tokio::time::timeout(Duration::from_secs(60), driver.run(subscriber, shutdown.clone())).await {
+        Ok(result) => result,
+        Err(_) => panic!("the driver kept running although its store refused writes"),
+    }
+}
+
+fn asset() -> Payload {
+    Payload::Asset(Asset { label: Some("CRM".into()), asset_type: Some(AssetType::Software), ..Default::default() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_event_that_cannot_be_recorded_stops_the_sink_and_is_applied_after_the_restart() {
+    let nats = NatsServer::start().await;
+    let bus = nats.bus_config();
+    let topics = Topics::default();
+    ensure(&bus, &topics).await;
+    let emu = emulator().await;
+    let publisher = bus.publisher().await.unwrap();
+    // A processing whose asset does not exist yet: it must wait in the pending store.
+    let dp = Payload::DataProcessing(DataProcessing {
+        label: Some("Payroll".into()),
+        processing_type: Some(ProcessingType::Default),
+        assets: vec![EntityKey::parse("cmdb:asset:crm").unwrap()],
+        ..Default::default()
+    });
+    publish(publisher.as_ref(), &topics, &[event("grc:processing:payroll", 1, dp)]).await;
+
+    let err = run_driver(&bus, &topics, &emu, Failing::Pending).await.unwrap_err().to_string();
+    assert!(err.contains("cannot record the pending event of grc:processing:payroll"), "{err}");
+
+    // A healthy sink in the same group gets the processing again (it was never committed), and
+    // applies it once its asset appears.
+    let sink = RunningSink::start("sink", &bus, &topics, sink_config(&emu));
+    publish(publisher.as_ref(), &topics, &[event("cmdb:asset:crm", 1, asset())]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !emu.state.entities(1, "DataProcessings").iter().any(|d| d["ref"] == "grc:processing:payroll") {
+        assert!(tokio::time::Instant::now() < deadline, "the processing was lost");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_cannot_be_parked_stops_the_sink_before_anything_overtakes_it() {
+    let nats = NatsServer::start().await;
+    let bus = nats.bus_config();
+    let topics = Topics::default();
+    ensure(&bus, &topics).await;
+    let emu = emulator().await;
+    // Dastra refuses the first create (a permanent 400).
+    emu.state
+        .add_fault(FaultRule { count: Some(1), ..FaultRule::always(FaultKind::Error { status: 400 }).method("POST") })
+        .unwrap();
+    let publisher = bus.publisher().await.unwrap();
+    publish(publisher.as_ref(), &topics, &[event("cmdb:asset:crm", 1, asset())]).await;
+
+    let err = run_driver(&bus, &topics, &emu, Failing::Parked).await.unwrap_err().to_string();
+    assert!(err.contains("cannot park cmdb:asset:crm"), "{err}");
+    assert!(emu.state.entities(1, "Assets").is_empty());
+    assert_eq!(read_dlq(&bus, &topics, 1).await.len(), 1, "the refused record is in the DLQ");
+
+    // Not committed: the next run gets the record again; Dastra accepts it now.
+    let sink = RunningSink::start("sink", &bus, &topics, sink_config(&emu));
+    sink.wait_idle(Duration::from_secs(60)).await;
+    sink.stop().await;
+    let assets = emu.state.entities(1, "Assets");
+    assert_eq!(assets.len(), 1, "{assets:?}");
+}
