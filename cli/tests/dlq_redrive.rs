@@ -1,18 +1,22 @@
-//! `dastra-connect dlq list | redrive` against a running sink process: a record Dastra refused (400)
-//! and the later record of the same key (parked behind it) are listed with their reasons, redriven in
-//! order once the cause is gone, and applied; a second redrive sends nothing again.
+//! `dastra-connect dlq list | redrive` against a running sink process, on NATS and on Kafka, under
+//! both `parked` policies. A record Dastra refused (400) parks its key. With `parked: dlq` the later
+//! records of the key follow it into the DLQ; with `parked: wait` they are held (only the newest)
+//! and the DLQ holds the refused record alone. Either way the records are listed with their
+//! reasons, redriven once the cause is gone, and the key ends at its newest version, created once;
+//! a second redrive sends nothing again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::bus::{OutboundMessage, TopicSpec};
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::AssetType;
 use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
-use dastra_connect_core::testkit::NatsServer;
+use dastra_connect_core::testkit::{self, NatsServer};
 use dastra_emulator::{EmulatorConfig, FaultKind, FaultRule};
 
 fn asset_event(key: &str, v: u64, description: &str) -> ChangeEvent {
@@ -47,10 +51,14 @@ async fn wait_for(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_records_are_listed_and_redriven_in_order() {
-    let nats = NatsServer::start().await;
-    let bus = nats.bus_config();
+/// How later records of a parked key are treated.
+#[derive(Clone, Copy, PartialEq)]
+enum Parked {
+    Dlq,
+    Wait,
+}
+
+async fn scenario(bus_yaml: &str, bus: BusConfig, parked: Parked) {
     let topics = Topics::default();
     let mut specs: Vec<TopicSpec> = EntityKind::ALL.iter().map(|k| TopicSpec::new(topics.changes(*k))).collect();
     specs.push(TopicSpec::new(topics.dlq()));
@@ -67,8 +75,8 @@ async fn refused_records_are_listed_and_redriven_in_order() {
     std::fs::write(
         &config,
         format!(
-            "bus:\n  type: nats\n  servers: [\"{}\"]\nadmin:\n  listen: 127.0.0.1:0\nconnectors:\n  sink:\n    type: dastra_sink\n    commit_interval: 200ms\n    dastra:\n      base_url: {}\n      workspace_id: 1\n      auth: {{ type: api_key, api_key: emulator-key }}\n",
-            nats.url(),
+            "bus:\n{bus_yaml}admin:\n  listen: 127.0.0.1:0\nconnectors:\n  sink:\n    type: dastra_sink\n    commit_interval: 200ms\n    parked: {}\n    dastra:\n      base_url: {}\n      workspace_id: 1\n      auth: {{ type: api_key, api_key: emulator-key }}\n",
+            if parked == Parked::Wait { "wait" } else { "dlq" },
             emu.base_url
         ),
     )
@@ -103,6 +111,7 @@ async fn refused_records_are_listed_and_redriven_in_order() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     send(asset_event("cmdb:asset:bad", 2, "second")).await;
+    send(asset_event("cmdb:asset:bad", 3, "third")).await;
     send(asset_event("cmdb:asset:good", 1, "ok")).await;
     wait_for(&emu, &dir.path().join("sink.log"), "the good asset", |a| a.iter().any(|x| x["ref"] == "cmdb:asset:good"))
         .await;
@@ -112,19 +121,30 @@ async fn refused_records_are_listed_and_redriven_in_order() {
     let cfg = config.to_str().unwrap();
     let (listed, _) = cli(&["dlq", "list", "--config", cfg, "--idle", "2s"]);
     let rows: Vec<&str> = listed.lines().collect();
-    assert_eq!(rows.len(), 2, "{listed}");
+    // `dlq`: the refused record and its followers (two, or one when the second arrived while the
+    // refused one was still in flight and the two coalesced); `wait`: the refused record alone.
+    let expected = rows.len();
+    match parked {
+        Parked::Wait => assert_eq!(expected, 1, "{listed}"),
+        Parked::Dlq => assert!((2..=3).contains(&expected), "{listed}"),
+    }
     assert!(
         rows[0].contains("cmdb:asset:bad") && rows[0].contains("dastra_bad_request") && rows[0].contains("status=400"),
         "{listed}"
     );
-    assert!(rows[1].contains("cmdb:asset:bad") && rows[1].contains("\tparked\t"), "{listed}");
+    for row in &rows[1..] {
+        assert!(row.contains("cmdb:asset:bad") && row.contains("\tparked\t"), "{listed}");
+    }
     // Listing consumed nothing: listing again shows the same.
-    assert_eq!(cli(&["dlq", "list", "--config", cfg, "--idle", "2s"]).0.lines().count(), 2);
+    assert_eq!(cli(&["dlq", "list", "--config", cfg, "--idle", "2s"]).0.lines().count(), expected);
 
     let (_, said) = cli(&["dlq", "redrive", "--config", cfg, "--idle", "2s"]);
-    assert!(said.contains("redriven: 2 record(s), 1 key(s) un-parked"), "{said}");
+    assert!(
+        said.contains(&format!("redriven: {expected} record(s), 1 key(s) un-parked")),
+        "{said}\nlisted before:\n{listed}"
+    );
     wait_for(&emu, &dir.path().join("sink.log"), "the redriven asset", |a| {
-        a.iter().any(|x| x["ref"] == "cmdb:asset:bad" && x["description"] == "second")
+        a.iter().any(|x| x["ref"] == "cmdb:asset:bad" && x["description"] == "third")
     })
     .await;
     let bad: Vec<_> = emu.state.entities(1, "Assets").into_iter().filter(|x| x["ref"] == "cmdb:asset:bad").collect();
@@ -134,4 +154,50 @@ async fn refused_records_are_listed_and_redriven_in_order() {
     assert!(again.contains("redriven: 0 record(s)"), "{again}");
     sink.kill().unwrap();
     sink.wait().unwrap();
+}
+
+fn kafka_bus() -> (testkit::MockKafka, String, BusConfig) {
+    let kafka = testkit::mock_kafka(1);
+    for kind in EntityKind::ALL {
+        kafka.create_topic(&Topics::default().changes(kind), 3);
+    }
+    kafka.create_topic(&Topics::default().dlq(), 1);
+    for s in ["ledger", "pending", "parked"] {
+        kafka.create_topic(&Topics::default().state(&format!("{s}-sink")), 1);
+    }
+    // A short session: the MockCluster hands a group's partitions to a new member (the second
+    // `dlq redrive`) only after the previous member's session expired, even after it closed.
+    let yaml = format!(
+        "  type: kafka\n  brokers: \"{}\"\n  create_topics: false\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"\n",
+        kafka.bootstrap_servers()
+    );
+    let mut cfg = kafka.kafka_config();
+    cfg.create_topics = false;
+    (kafka, yaml, BusConfig::Kafka(cfg))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_records_and_their_followers_are_redriven_on_nats() {
+    let nats = NatsServer::start().await;
+    let yaml = format!("  type: nats\n  servers: [\"{}\"]\n", nats.url());
+    scenario(&yaml, nats.bus_config(), Parked::Dlq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_records_and_their_followers_are_redriven_on_kafka() {
+    let (_kafka, yaml, bus) = kafka_bus();
+    scenario(&yaml, bus, Parked::Dlq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_of_a_refused_record_wait_until_it_is_redriven_on_nats() {
+    let nats = NatsServer::start().await;
+    let yaml = format!("  type: nats\n  servers: [\"{}\"]\n", nats.url());
+    scenario(&yaml, nats.bus_config(), Parked::Wait).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_of_a_refused_record_wait_until_it_is_redriven_on_kafka() {
+    let (_kafka, yaml, bus) = kafka_bus();
+    scenario(&yaml, bus, Parked::Wait).await;
 }

@@ -42,6 +42,9 @@ pub struct DlqArgs {
     pub idle: Duration,
 }
 
+/// How long `dlq list | redrive` waits for the consumer group to assign the DLQ's partitions.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
@@ -72,12 +75,25 @@ pub async fn execute(cmd: DlqCommand) -> anyhow::Result<()> {
 
     let mut count = 0usize;
     let mut unparked = BTreeSet::new();
+    // `--idle` counts from the partition assignment: joining a Kafka group takes seconds (the
+    // broker's initial rebalance delay alone is 3 s by default), and an idle timer running during
+    // the join would end the command before the first record.
+    let mut assigned = false;
     loop {
-        let event = match tokio::time::timeout(args.idle, sub.next_event()).await {
-            Err(_) => break,
+        let wait = if assigned { args.idle } else { JOIN_TIMEOUT };
+        let event = match tokio::time::timeout(wait, sub.next_event()).await {
+            Err(_) if assigned => break,
+            Err(_) => anyhow::bail!("no partition of {dlq_topic} was assigned within {JOIN_TIMEOUT:?}"),
             Ok(e) => e?,
         };
-        let SubscriberEvent::Message(m) = event else { continue };
+        let m = match event {
+            SubscriberEvent::Message(m) => m,
+            SubscriberEvent::Assigned(_) => {
+                assigned = true;
+                continue;
+            }
+            _ => continue,
+        };
         let key = String::from_utf8_lossy(&m.key).into_owned();
         let reason = header(&m.headers, dlq::H_REASON).unwrap_or("").to_owned();
         let wanted = args.key.as_ref().is_none_or(|k| *k == key) && args.reason.as_ref().is_none_or(|r| *r == reason);
@@ -109,10 +125,11 @@ pub async fn execute(cmd: DlqCommand) -> anyhow::Result<()> {
                     None => OutboundMessage::tombstone(topic, m.key.clone()),
                 };
                 for (k, v) in &m.headers {
-                    if !k.starts_with("dastra_dlq_") {
+                    if !k.starts_with("dastra_dlq_") && k != dlq::H_REDRIVE_REASON {
                         out = out.with_header(k.clone(), v.clone());
                     }
                 }
+                out = out.with_header(dlq::H_REDRIVE_REASON, reason.clone().into_bytes());
                 publisher.publish(out).await?;
             }
         }
