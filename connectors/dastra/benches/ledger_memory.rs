@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use dastra_connect_core::event::{Payload, sequence_from_u64};
-use dastra_connect_dastra::sink::ledger::{FieldHashes, LedgerEntry, content_hashes};
+use dastra_connect_dastra::sink::ledger::{FieldHashes, LedgerEntry, content_hashes, stable_hash};
 
 /// Mirror of `core::state::Slot`.
 #[allow(dead_code)]
@@ -45,6 +45,8 @@ fn entry(i: usize) -> LedgerEntry {
     e.version = Some(sequence_from_u64(1_700_000_000_000 + i as u64));
     e.hash = Some(hash);
     e.fields = FieldHashes::from_map(&fields);
+    // The source fingerprint every applied upsert records.
+    e.src = Some(stable_hash(format!("{i}").as_bytes()));
     if let Payload::Asset(a) = &payload {
         e.links.insert("label".into(), a.label.clone().unwrap_or_default());
         e.links.insert("type".into(), "Software".into());
