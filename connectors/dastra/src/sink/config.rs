@@ -50,6 +50,67 @@ pub struct SinkPolicy {
     /// How Actors are matched.
     #[serde(default)]
     pub actor_key: ActorKey,
+    /// Where DSR attachments may be downloaded from.
+    #[serde(default)]
+    pub attachments: AttachmentPolicy,
+}
+
+/// Where the sink may download DSR attachments from: it fetches the URL an event names, from inside
+/// the company's network, so the URL is checked first. Whatever the list, only `http(s)` URLs are
+/// fetched, never a link-local address (cloud metadata endpoints such as 169.254.169.254), and a
+/// redirect is followed only to the same host. A refused URL sends the event to the DLQ
+/// (`attachment_not_allowed`); the URL itself is never logged (pre-signed URLs carry credentials).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentPolicy {
+    /// Hosts attachment URLs may name: exact (`files.example.com`) or a subdomain wildcard
+    /// (`*.s3.eu-west-3.amazonaws.com`). Empty: any host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Refuse plain `http://` URLs.
+    #[serde(default)]
+    pub https_only: bool,
+}
+
+impl AttachmentPolicy {
+    /// Checks `raw` against the policy; answers the URL to fetch or why it is refused (naming the
+    /// host at most, never the path or query).
+    pub fn check(&self, raw: &str) -> Result<url::Url, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if !self.https_only => {}
+            other => return Err(format!("scheme `{other}` is not allowed")),
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv4(ip)) if ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast() => {
+                return Err(format!("address {ip} is not allowed (link-local / unspecified)"));
+            }
+            Some(url::Host::Ipv6(ip))
+                if ip.is_unspecified()
+                    || (ip.segments()[0] & 0xffc0) == 0xfe80
+                    || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local()) =>
+            {
+                return Err(format!("address {ip} is not allowed (link-local / unspecified)"));
+            }
+            Some(h) => h.to_string(),
+            None => return Err("the URL has no host".into()),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        if !self.allowed_hosts.is_empty() && !self.allowed_hosts.iter().any(|p| host_matches(p, &host)) {
+            return Err(format!("host {host} is not in policy.attachments.allowed_hosts"));
+        }
+        Ok(url)
+    }
+}
+
+/// `pattern` is a host name, or `*.` followed by a domain that matches its subdomains (not itself).
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
+        None => host == pattern,
+    }
 }
 
 impl SinkPolicy {
@@ -156,6 +217,15 @@ impl DastraSinkConfig {
                 return Err(ConfigError::new(format!("{at}.entities[{i}]"), format!("unknown entity `{e}`")));
             }
         }
+        for (i, p) in self.policy.attachments.allowed_hosts.iter().enumerate() {
+            let name = p.strip_prefix("*.").unwrap_or(p);
+            if name.is_empty() || name.contains(['*', '/', ':', ' ']) {
+                return Err(ConfigError::new(
+                    format!("{at}.policy.attachments.allowed_hosts[{i}]"),
+                    format!("`{p}` is not a host name or `*.domain`"),
+                ));
+            }
+        }
         for k in self.policy.deletes.keys() {
             if k.parse::<EntityKind>().is_err() {
                 return Err(ConfigError::new(format!("{at}.policy.deletes.{k}"), format!("unknown entity `{k}`")));
@@ -168,5 +238,41 @@ impl DastraSinkConfig {
             return Err(ConfigError::new(format!("{at}.max_buffered"), "must be at least max_in_flight"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_urls_are_checked_against_the_policy() {
+        let any = AttachmentPolicy::default();
+        assert!(any.check("https://files.example.com/a.pdf?X-Amz-Signature=secret").is_ok());
+        assert!(any.check("http://127.0.0.1:8080/a.pdf").is_ok(), "http allowed unless https_only");
+        for bad in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]/x",
+            "http://[::ffff:169.254.169.254]/x",
+            "http://0.0.0.0/x",
+            "file:///etc/passwd",
+            "ftp://files.example.com/a.pdf",
+            "not a url",
+        ] {
+            assert!(any.check(bad).is_err(), "{bad} must be refused");
+        }
+        let listed = AttachmentPolicy {
+            allowed_hosts: vec!["files.example.com".into(), "*.s3.amazonaws.com".into()],
+            https_only: true,
+        };
+        assert!(listed.check("https://FILES.example.com/a").is_ok());
+        assert!(listed.check("https://bucket.s3.amazonaws.com/a").is_ok());
+        let refused = listed.check("https://s3.amazonaws.com/a").unwrap_err();
+        assert!(refused.contains("not in policy.attachments.allowed_hosts"), "{refused}");
+        assert!(listed.check("https://evil.example.com/a").is_err());
+        assert!(listed.check("https://files.example.com.evil.io/a").is_err());
+        assert!(listed.check("http://files.example.com/a").is_err(), "https_only");
+        let why = listed.check("https://evil.example.com/path?token=secret").unwrap_err();
+        assert!(!why.contains("secret") && !why.contains("path"), "no path or query in the reason: {why}");
     }
 }

@@ -28,7 +28,7 @@ use super::refs::{area_id, int_id, workflow_steps};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{DataSubjectRequests, ExternalKeyed};
 use crate::model::{AttachmentUpload, DataSubjectRequestClose, PatchOperation};
-use crate::sink::config::DeletePolicy;
+use crate::sink::config::{AttachmentPolicy, DeletePolicy};
 use crate::sink::ledger::{EntryState, LedgerEntry};
 
 /// Largest attachment the sink downloads (Dastra's own upload limit is undocumented).
@@ -144,7 +144,14 @@ async fn move_to_state(ctx: &ApplyCtx<'_>, id: i32, state: &str, d: &DataSubject
 fn http() -> &'static reqwest::Client {
     static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
     HTTP.get_or_init(|| {
+        // Redirects only within the host the policy allowed (at most 5): a cross-host redirect
+        // ends as a 3xx answer, refused below.
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let same_host = attempt.previous().first().map(|u| u.host_str()) == Some(attempt.url().host_str());
+            if attempt.previous().len() > 5 || !same_host { attempt.stop() } else { attempt.follow() }
+        });
         reqwest::Client::builder()
+            .redirect(redirects)
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -153,9 +160,14 @@ fn http() -> &'static reqwest::Client {
 }
 
 /// Fetches an attachment's content and checks its size and checksum.
-async fn download(a: &Attachment) -> Result<(bytes::Bytes, String), ApplyError> {
+async fn download(policy: &AttachmentPolicy, a: &Attachment) -> Result<(bytes::Bytes, String), ApplyError> {
     let fetch = |retryable: bool, message: String| ApplyError::Fetch { retryable, message };
-    let response = http().get(&a.url).send().await.map_err(|e| fetch(true, format!("{}: {e}", a.file_name)))?;
+    let url = policy
+        .check(&a.url)
+        .map_err(|why| ApplyError::invalid("attachment_not_allowed", format!("{}: {why}", a.file_name)))?;
+    // reqwest's errors name the URL: keep them out of messages (pre-signed URLs carry credentials).
+    let response =
+        http().get(url).send().await.map_err(|e| fetch(true, format!("{}: {}", a.file_name, e.without_url())))?;
     let status = response.status();
     if !status.is_success() {
         // 4xx: the URL is wrong or expired (permanent); 5xx: try again later.
@@ -164,7 +176,7 @@ async fn download(a: &Attachment) -> Result<(bytes::Bytes, String), ApplyError> 
     if response.content_length().is_some_and(|n| n > MAX_ATTACHMENT_BYTES as u64) {
         return Err(fetch(false, format!("{}: larger than {MAX_ATTACHMENT_BYTES} bytes", a.file_name)));
     }
-    let body = response.bytes().await.map_err(|e| fetch(true, format!("{}: {e}", a.file_name)))?;
+    let body = response.bytes().await.map_err(|e| fetch(true, format!("{}: {}", a.file_name, e.without_url())))?;
     if body.len() > MAX_ATTACHMENT_BYTES {
         return Err(fetch(false, format!("{}: larger than {MAX_ATTACHMENT_BYTES} bytes", a.file_name)));
     }
@@ -232,7 +244,7 @@ async fn sync_attachments(
             requests += 1;
             ctx.client.delete_dsr_attachment(dsr_id, old).await?;
         }
-        let (content, _sha) = download(a).await?;
+        let (content, _sha) = download(&ctx.policy.attachments, a).await?;
         // Mark the upload as possibly done before sending it (kept at the previous version).
         entry.links.insert(file_key.clone(), "?".into());
         let mut marker = entry.clone();
