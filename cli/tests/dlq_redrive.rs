@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::AssetType;
 use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
-use dastra_connect_core::testkit::{self, NatsServer};
+use dastra_connect_core::testkit::NatsServer;
 use dastra_emulator::{EmulatorConfig, FaultKind, FaultRule};
 
 fn asset_event(key: &str, v: u64, description: &str) -> ChangeEvent {
@@ -156,26 +158,6 @@ async fn scenario(bus_yaml: &str, bus: BusConfig, parked: Parked) {
     sink.wait().unwrap();
 }
 
-fn kafka_bus() -> (testkit::MockKafka, String, BusConfig) {
-    let kafka = testkit::mock_kafka(1);
-    for kind in EntityKind::ALL {
-        kafka.create_topic(&Topics::default().changes(kind), 3);
-    }
-    kafka.create_topic(&Topics::default().dlq(), 1);
-    for s in ["ledger", "pending", "parked"] {
-        kafka.create_topic(&Topics::default().state(&format!("{s}-sink")), 1);
-    }
-    // A short session: the MockCluster hands a group's partitions to a new member (the second
-    // `dlq redrive`) only after the previous member's session expired, even after it closed.
-    let yaml = format!(
-        "  type: kafka\n  brokers: \"{}\"\n  create_topics: false\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"\n",
-        kafka.bootstrap_servers()
-    );
-    let mut cfg = kafka.kafka_config();
-    cfg.create_topics = false;
-    (kafka, yaml, BusConfig::Kafka(cfg))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_records_and_their_followers_are_redriven_on_nats() {
     let nats = NatsServer::start().await;
@@ -185,7 +167,7 @@ async fn refused_records_and_their_followers_are_redriven_on_nats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_records_and_their_followers_are_redriven_on_kafka() {
-    let (_kafka, yaml, bus) = kafka_bus();
+    let (_kafka, yaml, bus) = common::kafka_for_sink(3);
     scenario(&yaml, bus, Parked::Dlq).await;
 }
 
@@ -198,6 +180,6 @@ async fn followers_of_a_refused_record_wait_until_it_is_redriven_on_nats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_of_a_refused_record_wait_until_it_is_redriven_on_kafka() {
-    let (_kafka, yaml, bus) = kafka_bus();
+    let (_kafka, yaml, bus) = common::kafka_for_sink(3);
     scenario(&yaml, bus, Parked::Wait).await;
 }

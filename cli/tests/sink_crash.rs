@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +16,7 @@ use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::AssetType;
 use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
-use dastra_connect_core::testkit::{self, NatsServer};
+use dastra_connect_core::testkit::NatsServer;
 use dastra_emulator::{EmulatorConfig, FaultKind, FaultRule, RunningEmulator};
 use rand::{Rng, SeedableRng};
 
@@ -192,19 +194,6 @@ async fn sigkill_storm_on_nats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_storm_on_kafka() {
-    let kafka = testkit::mock_kafka(1);
-    for kind in EntityKind::ALL {
-        kafka.create_topic(&Topics::default().changes(kind), 3);
-    }
-    kafka.create_topic(&Topics::default().dlq(), 1);
-    for s in ["ledger", "pending", "parked"] {
-        kafka.create_topic(&Topics::default().state(&format!("{s}-sink")), 1);
-    }
-    let yaml = format!(
-        "  type: kafka\n  brokers: \"{}\"\n  create_topics: false\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"\n",
-        kafka.bootstrap_servers()
-    );
-    let mut cfg = kafka.kafka_config();
-    cfg.create_topics = false;
-    scenario(&yaml, BusConfig::Kafka(cfg)).await;
+    let (_kafka, yaml, bus) = common::kafka_for_sink(3);
+    scenario(&yaml, bus).await;
 }
