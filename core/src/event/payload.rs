@@ -407,31 +407,6 @@ pub struct Task {
     pub custom_fields: CustomFields,
 }
 
-/// A writer that drops a JSON object's first member: it swallows everything up to and including
-/// the first comma, then writes `{` and the rest. Only for objects whose first member's value holds
-/// no comma (a bool).
-struct SkipFirstMember<W> {
-    inner: W,
-    skipping: bool,
-}
-
-impl<W: std::io::Write> std::io::Write for SkipFirstMember<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if !self.skipping {
-            return self.inner.write(buf);
-        }
-        if let Some(i) = buf.iter().position(|b| *b == b',') {
-            self.skipping = false;
-            self.inner.write_all(b"{")?;
-            self.inner.write_all(&buf[i + 1..])?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// The data of a change event: one of the eight typed payloads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -556,15 +531,11 @@ impl Payload {
         out
     }
 
-    /// The payload's JSON (the JSON codec's representation, field order of the struct: deterministic
-    /// for one build) without the `snapshot` member, written to `w` without building a
-    /// [`serde_json::Value`]: the content alone, for hashing
-    /// a sweep's repeat the same as the original change, with no copy of the payload. Every
-    /// payload struct serialises `snapshot` (a bool) first, so the text is the object's opening
-    /// brace followed by everything after the first comma (pinned by a test over every kind).
-    pub fn write_content_json<W: std::io::Write>(&self, w: W) -> Result<(), serde_json::Error> {
-        let mut skip = SkipFirstMember { inner: w, skipping: true };
-        with_inner!(self, p => serde_json::to_writer(&mut skip, p))
+    /// Writes the payload's JSON (the JSON codec's representation) to `w` without building a
+    /// [`serde_json::Value`]: field order is the struct's, so the text is deterministic for one build
+    /// (not canonical across versions: use [`Payload::to_canonical_json`] for that).
+    pub fn write_json<W: std::io::Write>(&self, w: W) -> Result<(), serde_json::Error> {
+        with_inner!(self, p => serde_json::to_writer(w, p))
     }
 
     /// Hex SHA-256 of [`Payload::to_canonical_json`].
@@ -752,22 +723,6 @@ fn write_canonical(v: &serde_json::Value, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn content_json_is_the_payload_without_its_snapshot_flag() {
-        for mut p in crate::event::samples::sample_payloads() {
-            for snapshot in [false, true] {
-                p.set_snapshot(snapshot);
-                let mut out = Vec::new();
-                p.write_content_json(&mut out).unwrap();
-                let got: serde_json::Value = serde_json::from_slice(&out).unwrap();
-                let mut want = p.to_json_value().unwrap();
-                want.as_object_mut().unwrap().remove("snapshot");
-                assert_eq!(got, want, "{:?}", p.kind());
-            }
-        }
-    }
-
     use super::*;
 
     #[test]

@@ -53,7 +53,13 @@ pub fn source_fingerprint(ctx: &ApplyCtx<'_>, event: &ChangeEvent) -> Option<Str
     if matches!(event.data, Payload::Actor(_)) {
         serde_json::to_writer(&mut h, &ctx.policy.actor_key).ok()?;
     }
-    event.data.write_content_json(&mut h).ok()?;
+    if event.data.is_snapshot() {
+        let mut data = event.data.clone();
+        data.set_snapshot(false);
+        data.write_json(&mut h).ok()?;
+    } else {
+        event.data.write_json(&mut h).ok()?;
+    }
     for r in event.data.references() {
         h.0.update([0]);
         h.0.update(r.as_str().as_bytes());
