@@ -34,6 +34,8 @@ use dastra_emulator::EmulatorConfig;
 use support::{MemStore, Message, Mix};
 
 const BATCH: usize = 20_000;
+/// Passes of the `no-request` stream (the best is reported, every one printed).
+const ROUNDS: usize = 5;
 
 /// CPU time consumed so far by the calling thread (the sink's one core), whatever else runs: the
 /// first field of Linux's `/proc/thread-self/schedstat` (nanoseconds on a CPU).
@@ -149,7 +151,8 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     // "Quota disabled": one window no run can reach (the client needs at least one).
     config.quota.windows = vec![QuotaWindow { limit: 1_000_000, per: Duration::from_secs(1) }];
     let client = DastraClient::new(&config, QuotaLimiter::new(&config.quota), None).unwrap();
-    let ledger = Ledger::new(Arc::new(MemStore::default()));
+    let seeded = Arc::new(MemStore::default());
+    let ledger = Ledger::new(seeded.clone());
     let policy = SinkPolicy::default();
     let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy };
     let codec = Codec::single_object();
@@ -170,9 +173,27 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     let t = run(&ctx, &ledger, &codec, &seed_msgs).await;
     report("seed", &t, emu.state.counters().total - before);
 
-    let before = emu.state.counters().total;
-    let t = run(&ctx, &ledger, &codec, &repeat_msgs).await;
-    report("no-request", &t, emu.state.counters().total - before);
+    // Pure CPU, so measured as the best of `ROUNDS` passes, each from a copy of the seeded ledger
+    // (a pass bumps the versions: a second pass over the same ledger would be all `stale`). On a
+    // machine shared with other builds the median hides less of the neighbours' noise than the best.
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let fork = Ledger::new(Arc::new(seeded.fork()));
+        let fork_ctx = ApplyCtx { client: &client, ledger: &fork, policy: &policy };
+        let before = emu.state.counters().total;
+        let t = run(&fork_ctx, &fork, &codec, &repeat_msgs).await;
+        rounds.push((t, emu.state.counters().total - before));
+    }
+    let per_core: Vec<f64> = rounds.iter().map(|(t, _)| t.events as f64 / t.cpu.as_secs_f64()).collect();
+    let best = (0..rounds.len()).max_by(|a, b| per_core[*a].total_cmp(&per_core[*b])).unwrap();
+    let mut sorted = per_core.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "no-request rounds, events per sink-thread CPU-second: {:?} (median {:.0}); best round:",
+        per_core.iter().map(|r| r.round() as u64).collect::<Vec<_>>(),
+        sorted[sorted.len() / 2]
+    );
+    report("no-request", &rounds[best].0, rounds[best].1);
 
     // Same ledger: the repeats are now stale for the churn pass's older versions, as they would be
     // on a redelivery; the churn pass carries its own, newer, changes.

@@ -201,6 +201,13 @@ pub struct MemStore {
     map: RwLock<HashMap<String, Bytes>>,
 }
 
+impl MemStore {
+    /// A copy holding the same entries (to run a pass again from the same ledger).
+    pub fn fork(&self) -> Self {
+        Self { map: RwLock::new(self.map.read().clone()) }
+    }
+}
+
 #[async_trait]
 impl StateStore for MemStore {
     fn get(&self, key: &str) -> Option<Bytes> {
