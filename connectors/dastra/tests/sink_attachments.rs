@@ -16,12 +16,8 @@ use dastra_connect_core::Classify;
 use dastra_connect_core::ErrorClass;
 use dastra_connect_core::event::enums::{DataSubjectPurposeType, DataSubjectRequestState};
 use dastra_connect_core::event::{Attachment, DataSubjectRequest, Payload};
-use dastra_connect_core::state;
-use dastra_connect_core::testkit::NatsServer;
 use dastra_connect_dastra::sink::apply::{ApplyCtx, ApplyError, apply};
 use dastra_connect_dastra::sink::config::{AttachmentPolicy, SinkPolicy};
-use dastra_connect_dastra::sink::ledger::Ledger;
-use dastra_connect_dastra::{DastraClient, QuotaLimiter};
 
 fn dsr_with(url: &str) -> Payload {
     Payload::DataSubjectRequest(DataSubjectRequest {
@@ -70,11 +66,8 @@ async fn file_server() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachment_urls_outside_the_policy_are_refused_without_being_fetched_or_logged() {
-    let nats = NatsServer::start().await;
-    let emu = emulator().await;
-    let config = sink_config(&emu);
-    let client = DastraClient::new(&config.dastra, QuotaLimiter::new(&config.dastra.quota), None).unwrap();
-    let ledger = Ledger::new(state::open(&nats.bus_config(), "ledger-attachments").await.unwrap());
+    let rig = ApplyRig::start("ledger-attachments").await;
+    let (client, ledger) = (&rig.client, &rig.ledger);
     let (files, hits) = file_server().await;
     let any = SinkPolicy::default();
     let listed = SinkPolicy {
@@ -82,7 +75,6 @@ async fn attachment_urls_outside_the_policy_are_refused_without_being_fetched_or
         ..Default::default()
     };
     let run = |policy: &SinkPolicy, key: &str, url: &str| {
-        let (client, ledger) = (&client, &ledger);
         let (policy, event) = (policy.clone(), event(key, 1, dsr_with(url)));
         async move { apply(&ApplyCtx { client, ledger, policy: &policy }, &event).await }
     };

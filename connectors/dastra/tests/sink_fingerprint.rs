@@ -11,13 +11,10 @@ mod common;
 use common::*;
 use dastra_connect_core::event::enums::{AssetType, ProcessingState, ProcessingType};
 use dastra_connect_core::event::{Actor, Asset, ChangeEvent, DataProcessing, EntityKey, Payload};
-use dastra_connect_core::state;
-use dastra_connect_core::testkit::NatsServer;
 use dastra_connect_dastra::sink::apply::fingerprint::source_fingerprint;
 use dastra_connect_dastra::sink::apply::{ApplyCtx, Outcome, SkipReason, apply};
 use dastra_connect_dastra::sink::config::{ActorKey, SinkPolicy};
-use dastra_connect_dastra::sink::ledger::{EntryState, Ledger};
-use dastra_connect_dastra::{DastraClient, QuotaLimiter};
+use dastra_connect_dastra::sink::ledger::EntryState;
 
 fn asset(label: &str) -> Payload {
     Payload::Asset(Asset { label: Some(label.into()), asset_type: Some(AssetType::Software), ..Default::default() })
@@ -50,13 +47,10 @@ async fn step(ctx: &ApplyCtx<'_>, event: &ChangeEvent) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeats_cost_nothing_until_a_reference_changes_its_dastra_id() {
-    let nats = NatsServer::start().await;
-    let emu = emulator().await;
-    let config = sink_config(&emu);
-    let client = DastraClient::new(&config.dastra, QuotaLimiter::new(&config.dastra.quota), None).unwrap();
-    let ledger = Ledger::new(state::open(&nats.bus_config(), "ledger-fingerprint").await.unwrap());
+    let rig = ApplyRig::start("ledger-fingerprint").await;
+    let (emu, client, ledger) = (&rig.emu, &rig.client, &rig.ledger);
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy };
+    let ctx = ApplyCtx { client, ledger, policy: &policy };
 
     step(&ctx, &event("cmdb:asset:crm", 1, asset("CRM"))).await;
     let created = step(&ctx, &event("grc:processing:payroll", 1, processing(false))).await;
@@ -68,10 +62,10 @@ async fn repeats_cost_nothing_until_a_reference_changes_its_dastra_id() {
 
     // A snapshot sweep repeats the same content: skipped as unchanged, nothing sent, the version
     // moves on (so an older event arriving later is stale).
-    let before = requests(&emu);
+    let before = requests(emu);
     let repeat = step(&ctx, &event("grc:processing:payroll", 2, processing(true))).await;
     assert!(matches!(repeat, Outcome::Skipped { reason: SkipReason::Unchanged, .. }), "{repeat:?}");
-    assert_eq!(requests(&emu), before, "a repeat sends nothing");
+    assert_eq!(requests(emu), before, "a repeat sends nothing");
     let after = ledger.get(&key).unwrap();
     assert_eq!(after.src, entry.src);
     assert!(after.is_stale(&dastra_connect_core::event::sequence_from_u64(2)));
@@ -94,19 +88,15 @@ async fn repeats_cost_nothing_until_a_reference_changes_its_dastra_id() {
 
 #[tokio::test]
 async fn the_actor_matching_policy_is_part_of_an_actors_fingerprint() {
-    let nats = NatsServer::start().await;
-    let emu = emulator().await;
-    let config = sink_config(&emu);
-    let client = DastraClient::new(&config.dastra, QuotaLimiter::new(&config.dastra.quota), None).unwrap();
-    let ledger = Ledger::new(state::open(&nats.bus_config(), "ledger-fingerprint-actor").await.unwrap());
+    let rig = ApplyRig::start("ledger-fingerprint-actor").await;
+    let (client, ledger) = (&rig.client, &rig.ledger);
     let natural = SinkPolicy::default();
     let by_field = SinkPolicy { actor_key: ActorKey::CustomField { name: "sourceKey".into() }, ..Default::default() };
     let actor = Payload::Actor(Actor { company_name: Some("ACME".into()), ..Default::default() });
     let e1 = event("vm:actor:acme", 1, actor.clone());
     let mut e2 = event("vm:actor:acme", 2, actor);
-    let fp = |policy: &SinkPolicy, e: &ChangeEvent| {
-        source_fingerprint(&ApplyCtx { client: &client, ledger: &ledger, policy }, e).unwrap()
-    };
+    let fp =
+        |policy: &SinkPolicy, e: &ChangeEvent| source_fingerprint(&ApplyCtx { client, ledger, policy }, e).unwrap();
     assert_eq!(fp(&natural, &e1), fp(&natural, &e2), "the version is not content");
     e2.data.set_snapshot(true);
     assert_eq!(fp(&natural, &e1), fp(&natural, &e2), "nor is the snapshot flag");

@@ -265,3 +265,25 @@ impl RunningSink {
         self.wait_idle(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
     }
 }
+
+/// What a test that drives `sink::apply::apply` directly needs: a nats-server (keep it alive),
+/// the emulator, a client for it, and a ledger in a real KV bucket named `ledger_ns`.
+pub struct ApplyRig {
+    pub nats: NatsServer,
+    pub emu: RunningEmulator,
+    pub client: dastra_connect_dastra::DastraClient,
+    pub ledger: dastra_connect_dastra::sink::ledger::Ledger,
+}
+
+impl ApplyRig {
+    pub async fn start(ledger_ns: &str) -> Self {
+        let nats = NatsServer::start().await;
+        let emu = emulator().await;
+        let config = sink_config(&emu);
+        let quota = dastra_connect_dastra::QuotaLimiter::new(&config.dastra.quota);
+        let client = dastra_connect_dastra::DastraClient::new(&config.dastra, quota, None).unwrap();
+        let store = dastra_connect_core::state::open(&nats.bus_config(), ledger_ns).await.unwrap();
+        let ledger = dastra_connect_dastra::sink::ledger::Ledger::new(store);
+        Self { nats, emu, client, ledger }
+    }
+}
