@@ -122,7 +122,11 @@ async fn run_driver(
 }
 
 fn asset() -> Payload {
-    Payload::Asset(Asset { label: Some("CRM".into()), asset_type: Some(AssetType::Software), ..Default::default() })
+    labelled("CRM")
+}
+
+fn labelled(label: &str) -> Payload {
+    Payload::Asset(Asset { label: Some(label.into()), asset_type: Some(AssetType::Software), ..Default::default() })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,11 +173,13 @@ async fn a_key_that_cannot_be_parked_stops_the_sink_before_anything_overtakes_it
         .add_fault(FaultRule { count: Some(1), ..FaultRule::always(FaultKind::Error { status: 400 }).method("POST") })
         .unwrap();
     let publisher = bus.publisher().await.unwrap();
-    publish(publisher.as_ref(), &topics, &[event("cmdb:asset:crm", 1, asset())]).await;
+    // The newer version is consumed while the refused one is in flight, and queued behind it.
+    let both = [event("cmdb:asset:crm", 1, asset()), event("cmdb:asset:crm", 2, labelled("CRM 2"))];
+    publish(publisher.as_ref(), &topics, &both).await;
 
     let err = run_driver(&bus, &topics, &emu, Failing::Parked).await.unwrap_err().to_string();
     assert!(err.contains("cannot park cmdb:asset:crm"), "{err}");
-    assert!(emu.state.entities(1, "Assets").is_empty());
+    assert!(emu.state.entities(1, "Assets").is_empty(), "nothing overtook the refused event");
     assert_eq!(read_dlq(&bus, &topics, 1).await.len(), 1, "the refused record is in the DLQ");
 
     // Not committed: the next run gets the record again; Dastra accepts it now.
@@ -182,4 +188,5 @@ async fn a_key_that_cannot_be_parked_stops_the_sink_before_anything_overtakes_it
     sink.stop().await;
     let assets = emu.state.entities(1, "Assets");
     assert_eq!(assets.len(), 1, "{assets:?}");
+    assert_eq!(assets[0]["label"], "CRM 2", "the newest version wins");
 }

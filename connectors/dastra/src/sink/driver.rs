@@ -345,8 +345,9 @@ impl Driver {
             }
             ParkedPolicy::Wait => {
                 let existing = self.pending_entry(key.as_str());
-                if existing.as_ref().is_some_and(|p| p.held && p.newer_than(&work.event.sequence)) {
-                    // A newer event of the key is already held: this one is superseded.
+                if existing.as_ref().is_some_and(|p| p.newer_than(&work.event.sequence)) {
+                    // A newer event of the key is already kept (held, or waiting for references):
+                    // this one is superseded and must not replace it.
                     self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, "coalesced"]).inc();
                     self.release(&work);
                     return;
@@ -402,6 +403,11 @@ impl Driver {
     }
 
     fn start_ready(&mut self) {
+        // Stopping: nothing new starts (queued work stays uncommitted and is redelivered), so that
+        // nothing can overtake the event whose failure stopped the loop.
+        if self.broken.is_some() {
+            return;
+        }
         while self.in_flight < self.shared.config.max_in_flight {
             let Some(key) = self.ready.pop_front() else { break };
             let Some(slot) = self.slots.get_mut(&key) else { continue };
