@@ -51,6 +51,16 @@ pub enum SourceAuth {
         #[schemars(with = "String")]
         refresh_before: Duration,
     },
+    /// A fixed credential header set by a connector from its own configuration (NetBox's
+    /// `Authorization: Token <t>`, Coupa's `X-COUPA-API-KEY`); not a user-facing choice.
+    #[serde(skip)]
+    #[schemars(skip)]
+    Header {
+        /// Header name.
+        name: reqwest::header::HeaderName,
+        /// Header value (the credential).
+        value: Secret,
+    },
 }
 
 fn default_refresh_before() -> Duration {
@@ -167,6 +177,15 @@ fn excerpt(text: &str) -> String {
 impl SourceHttp {
     /// A client for `system` (used in errors and logs).
     pub fn new(system: &str, auth: SourceAuth, settings: HttpSettings) -> Result<SourceHttp, SourceError> {
+        // A credential that cannot travel in a header is a config error: say so at start, not at
+        // the first request.
+        if let SourceAuth::Header { value, .. } = &auth
+            && HeaderValue::from_str(value.expose()).is_err()
+        {
+            return Err(SourceError::Config(format!(
+                "the {system} credential contains characters not allowed in an HTTP header"
+            )));
+        }
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(15)))
@@ -204,9 +223,13 @@ impl SourceHttp {
             attempt += 1;
             self.pace().await;
             let auth = self.auth_header(what).await?;
+            let name = match &self.auth {
+                SourceAuth::Header { name, .. } => name.clone(),
+                _ => reqwest::header::AUTHORIZATION,
+            };
             let mut req = self.client.get(url.clone()).header(reqwest::header::ACCEPT, "application/json");
             if let Some(h) = &auth {
-                req = req.header(reqwest::header::AUTHORIZATION, h.clone());
+                req = req.header(name, h.clone());
             }
             let retry_wait = match req.send().await {
                 Err(e) => {
@@ -330,6 +353,7 @@ impl SourceHttp {
                 sensitive(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))).map(Some)
             }
             SourceAuth::Bearer { token } => sensitive(format!("Bearer {}", token.expose())).map(Some),
+            SourceAuth::Header { value, .. } => sensitive(value.expose().to_owned()).map(Some),
             SourceAuth::Oauth2 { .. } => {
                 let token = self.oauth_token(what).await?;
                 sensitive(format!("Bearer {}", token.expose())).map(Some)
