@@ -89,22 +89,7 @@ pub fn default_params(export: &ExportConfig) -> Value {
     })
 }
 
-/// Deep-merges `over` into `base` (objects key by key, anything else replaced).
-pub fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(k) {
-                    Some(slot) => merge(slot, v),
-                    None => {
-                        b.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (slot, v) => *slot = v.clone(),
-    }
-}
+pub use dastra_connect_core::source::mapping::merge;
 
 #[cfg(test)]
 mod tests {

@@ -155,6 +155,24 @@ fn error_text(e: &jaq_core::Error<Val>) -> String {
     text.strip_prefix("error: ").map(str::to_owned).unwrap_or(text)
 }
 
+/// Deep-merges `over` into `base` (objects key by key, anything else replaced): how a
+/// connector's `params` override its mapping's default `$params`.
+pub fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
