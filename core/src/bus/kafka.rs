@@ -189,8 +189,6 @@ pub struct KafkaSubscriber {
     /// caller's task: on a slow cluster they take seconds).
     lag: Arc<Mutex<Vec<(TopicPartition, i64)>>>,
     lag_stop: Arc<std::sync::atomic::AtomicBool>,
-    /// The lag thread, joined by `close` so that the consumer's last reference is dropped there.
-    lag_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How often the background thread refreshes consumer lag.
@@ -265,15 +263,15 @@ impl KafkaSubscriber {
         let consumer = Arc::new(consumer);
         let lag = Arc::new(Mutex::new(Vec::new()));
         let lag_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lag_thread = {
+        {
             let (consumer, assignment, lag, stop) =
                 (consumer.clone(), assignment.clone(), lag.clone(), lag_stop.clone());
             std::thread::Builder::new()
                 .name("kafka-lag".into())
                 .spawn(move || lag_reader(consumer, assignment, lag, stop))
-                .map_err(|e| BusError::InvalidMessage(format!("cannot start the lag reader thread: {e}")))?
-        };
-        Ok(Self { consumer, events: rx, assignment, stash: None, lag, lag_stop, lag_thread: Some(lag_thread) })
+                .map_err(|e| BusError::InvalidMessage(format!("cannot start the lag reader thread: {e}")))?;
+        }
+        Ok(Self { consumer, events: rx, assignment, stash: None, lag, lag_stop })
     }
 
     fn on_event(&mut self, ev: SubscriberEvent) -> SubscriberEvent {
@@ -394,18 +392,11 @@ impl Subscriber for KafkaSubscriber {
         self.consumer.resume(&tpl_of(partitions)).map_err(|e| BusError::kafka("resume", e))
     }
 
-    async fn close(mut self: Box<Self>) -> Result<(), BusError> {
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
         let consumer = self.consumer.clone();
-        let lag_thread = self.lag_thread.take();
         drop(self);
-        // Leaving the group (in the consumer's drop) waits for the coordinator: keep it off the
-        // runtime. The lag thread holds a reference too: it is joined first, so that the group is
-        // left here, before a short-lived process (`dlq list`) exits; otherwise the group's next
-        // member would wait for the session timeout (45 s by default) to get the partitions.
+        // Leaving the group (in the consumer's drop) waits for the coordinator: keep it off the runtime.
         tokio::task::spawn_blocking(move || {
-            if let Some(t) = lag_thread {
-                let _ = t.join();
-            }
             consumer.unsubscribe();
             drop(consumer);
         })

@@ -244,4 +244,21 @@ mod tests {
         let round: LedgerEntry = serde_json::from_str(&serde_json::to_string(&LedgerEntry::intent()).unwrap()).unwrap();
         assert_eq!(round, LedgerEntry::intent());
     }
+
+    #[test]
+    fn entries_written_before_the_fingerprint_read_the_same() {
+        // An entry as the previous release wrote it: `fields` a JSON map, no `src`.
+        let old = r#"{"state":"live","id":"42","version":"00000000000000000007","hash":"ab","fields":{"label":"h1","type":"h2"},"links":{"label":"CRM"}}"#;
+        let e: LedgerEntry = serde_json::from_str(old).unwrap();
+        assert_eq!((e.state, e.id.as_deref(), e.src.as_deref()), (EntryState::Live, Some("42"), None));
+        let fields = e.fields.to_map();
+        assert_eq!((fields["label"].as_str(), fields["type"].as_str()), ("h1", "h2"));
+        // Written back, it is the same JSON.
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&serde_json::to_string(&e).unwrap()).unwrap(),
+            serde_json::from_str::<serde_json::Value>(old).unwrap()
+        );
+        let none: LedgerEntry = serde_json::from_str(r#"{"state":"intent"}"#).unwrap();
+        assert!(none.fields.is_empty() && none.fields.to_map().is_empty());
+    }
 }
