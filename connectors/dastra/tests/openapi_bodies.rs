@@ -606,3 +606,61 @@ fn the_copy_of_the_document_is_the_shared_one_when_present() {
         println!("{} not present; the copy in tests/ is used as is", shared.display());
     }
 }
+
+/// Clearing: a field the source no longer has is removed with a JSON Patch `remove` (not set to
+/// null, which Dastra's schema does not allow for most enums and booleans). For every optional
+/// field of every resource the sink PATCHes, the PATCH the sink builds for "this field is gone" is
+/// applied to the full document and the result validated strictly against the schema; and the old
+/// way (`add` null) is shown to fail on a non-nullable enum.
+#[test]
+fn every_clear_the_sink_patches_leaves_a_document_the_schema_accepts() {
+    use dastra_connect_dastra::sink::apply::patch_ops;
+    use dastra_connect_dastra::sink::ledger::content_hashes;
+
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(crate_dir().join("../../emulator/openapi/openapi-2022.json")).expect("OpenAPI document"),
+    )
+    .expect("json");
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let resources: Vec<(&str, &str, Value, &'static [&'static str])> = vec![
+        ("Assets", "AssetDto", serde_json::to_value(asset()).unwrap(), &["ref", "customFields"]),
+        ("Actors", "ActorDto", serde_json::to_value(actor()).unwrap(), &["customFields"]),
+        ("DataProcessings", "DataProcessingUpdateDto", serde_json::to_value(processing()).unwrap(), &["customFields"]),
+        ("DataFields", "DataFieldDto", serde_json::to_value(field()).unwrap(), &["customFields"]),
+        ("DataSubjectRequests", "DataSubjectRequestDto", serde_json::to_value(dsr()).unwrap(), &["customFields"]),
+        ("Tasks", "TaskCreateUpdateDto", serde_json::to_value(task()).unwrap(), &["customFields"]),
+    ];
+    let mut cases = Vec::new();
+    for (family, schema, full, extensions) in resources {
+        let required: Vec<&str> = doc["components"]["schemas"][schema]["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Value::Object(fields) = &full else { panic!("{family} is not an object") };
+        let (_, before) = content_hashes(&full);
+        for field in fields.keys().filter(|f| !required.contains(&f.as_str())) {
+            let mut cleared = full.clone();
+            cleared.as_object_mut().unwrap().remove(field);
+            let (_, now) = content_hashes(&cleared);
+            let ops = patch_ops(&cleared, &now, Some(&before));
+            assert_eq!(ops.len(), 1, "{family}.{field}: one operation clears one field: {ops:?}");
+            assert_eq!((ops[0].op.as_str(), ops[0].path.as_str()), ("remove", format!("/{field}").as_str()));
+            // Applied as RFC 6902 says: `remove` needs the member to exist, and it does.
+            let mut patched = full.clone();
+            assert!(patched.as_object_mut().unwrap().remove(field).is_some());
+            cases.push(case(leak(format!("PATCH {family} clearing {field}")), schema, &patched, extensions));
+        }
+    }
+    let results = run(&cases);
+    let failures: Vec<String> =
+        results.iter().filter(|(_, e)| !e.is_empty()).map(|(n, e)| format!("{n}:\n  {}", e.join("\n  "))).collect();
+    println!("{} clearing PATCHes validated", cases.len());
+    assert!(cases.len() > 40, "every optional field of six resources: {}", cases.len());
+    assert!(failures.is_empty(), "clears that leave an invalid document:\n{}", failures.join("\n"));
+
+    // The negative control: a null on a non-nullable enum is refused by the same check.
+    let mut nulled = serde_json::to_value(asset()).unwrap();
+    nulled["applicationState"] = Value::Null;
+    let control = run(&[case("null applicationState", "AssetDto", &nulled, &["ref", "customFields"])]);
+    assert!(!control[0].1.is_empty(), "null on a non-nullable enum must fail validation");
+}

@@ -734,7 +734,7 @@ impl Driver {
     }
 
     async fn on_revoked(&mut self, sub: &dyn Subscriber, tps: Vec<TopicPartition>, shutdown: &CancellationToken) {
-        tracing::info!(connector = %self.label(), partitions = ?tps, "partitions revoked; finishing in-flight work");
+        tracing::info!(connector = %self.label(), count = tps.len(), partitions = %TopicPartition::summary(&tps), "partitions revoked; finishing in-flight work");
         // Work in flight is idempotent, but its commit belongs to this member: finish it first.
         let grace = self.shared.config.shutdown_grace;
         let deadline = Instant::now() + grace;
