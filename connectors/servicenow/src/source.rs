@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::source::streams::compile_stream;
 use dastra_connect_core::source::{
-    Cursor, DeletedRecord, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+    Cursor, DeletedRecord, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -178,8 +179,7 @@ impl ServiceNowSource {
                 let (program, params) = t
                     .effective_mapping()
                     .ok_or_else(|| SourceError::Config(format!("table `{}` has no mapping", t.table)))?;
-                let mapping = Mapping::compile(&t.table, &program).map_err(|e| SourceError::Config(e.to_string()))?;
-                Ok(StreamSpec { name: t.table.clone(), mapping: Arc::new(mapping), params })
+                compile_stream(&t.table, &program, params)
             })
             .collect()
     }
@@ -193,16 +193,11 @@ impl Connector for ServiceNowSource {
         let client = ServiceNowClient::new(&config.instance_url, config.auth.clone(), config.http.clone())?;
         let system = ServiceNowSystem::new(client, &config);
         system.check().await?;
-        {
-            let instance = config.instance_url.to_string();
-            let tables: Vec<String> = config.tables.iter().map(|t| t.table.clone()).collect();
-            ctx.admin.status_provider(
-                &ctx.name,
-                move || serde_json::json!({"type": "servicenow", "instance": instance, "tables": tables}),
-            );
-        }
-        let engine = SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone());
-        engine.run(shutdown).await?;
-        Ok(())
+        let tables: Vec<&str> = config.tables.iter().map(|t| t.table.as_str()).collect();
+        let status =
+            serde_json::json!({"type": "servicenow", "instance": config.instance_url.to_string(), "tables": tables});
+        SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone())
+            .run_with_status(status, shutdown)
+            .await
     }
 }

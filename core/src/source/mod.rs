@@ -37,14 +37,18 @@ pub mod dlq;
 mod engine;
 mod error;
 pub mod http;
+pub mod keyset;
 mod known;
 pub mod mapping;
 mod progress;
 mod settings;
+pub mod streams;
 
 pub use cursor::{Checkpoint, Cursor};
 pub use engine::{DeletedRecord, Page, SourceEngine, SourceRecord, SourceSystem, StreamSpec};
 pub use error::SourceError;
 pub use http::{HttpSettings, SourceAuth, SourceHttp};
+pub use keyset::IdOrder;
 pub use mapping::{Mapping, MappingError};
 pub use settings::SourceSettings;
+pub use streams::{StreamConfig, StreamFilters, StreamKind};
