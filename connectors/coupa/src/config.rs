@@ -78,22 +78,11 @@ pub enum CoupaResource {
 }
 
 impl CoupaResource {
-    /// Both.
-    pub const ALL: [CoupaResource; 2] = [CoupaResource::Suppliers, CoupaResource::Contracts];
-
     /// The endpoint, relative to the root URL.
     pub fn path(self) -> &'static str {
         match self {
             CoupaResource::Suppliers => "api/suppliers",
             CoupaResource::Contracts => "api/contracts",
-        }
-    }
-
-    /// The stream name (checkpoint key, metric label).
-    pub fn stream(self) -> &'static str {
-        match self {
-            CoupaResource::Suppliers => "suppliers",
-            CoupaResource::Contracts => "contracts",
         }
     }
 }
@@ -106,16 +95,16 @@ impl StreamKind for CoupaResource {
     const KEY: &'static str = "resource";
     const NOUN: &'static str = "resource";
     const SCHEMA_NAME: &'static str = "ResourceConfig";
-    const DESCRIPTION: &'static str = "One resource and how it maps.";
-    const KEY_DOC: &'static str = "The resource.";
     const FILTERS_DOC: &'static str = "Extra Coupa query arguments added to every request, e.g. `{status: active}` or\n`{\"commodity[name]\": \"IT\"}`.";
-    const PARAMS_DOC: &'static str = "Parameters of the mapping (`$params`), deep-merged over the defaults.";
 
     fn all() -> &'static [Self] {
-        &CoupaResource::ALL
+        &[CoupaResource::Suppliers, CoupaResource::Contracts]
     }
     fn stream(self) -> &'static str {
-        CoupaResource::stream(self)
+        match self {
+            CoupaResource::Suppliers => "suppliers",
+            CoupaResource::Contracts => "contracts",
+        }
     }
     fn default_program(self) -> &'static str {
         default_program(self)

@@ -15,7 +15,6 @@
 //! clock that ticks one second per write.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Deref;
 
 use axum::Router;
 use axum::extract::{Form, Query, State};
@@ -23,6 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use dastra_connect_core::source::StreamKind;
 use dastra_connect_core::testkit::fake::{
     self, Fake, OAuthClients, RecordStore, authorization, id_of, offset_page, retry_after,
 };
@@ -53,25 +53,12 @@ pub struct CoupaState {
     oauth: OAuthClients,
 }
 
-/// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (throttling, log).
-#[derive(Clone)]
-pub struct FakeCoupa(Fake<CoupaState>);
-
-impl Deref for FakeCoupa {
-    type Target = Fake<CoupaState>;
-    fn deref(&self) -> &Fake<CoupaState> {
-        &self.0
-    }
-}
-
-impl Default for FakeCoupa {
-    fn default() -> Self {
-        FakeCoupa::new()
-    }
-}
-
-/// A fake served on a local port.
-pub type RunningFake = fake::RunningFake<FakeCoupa>;
+dastra_connect_core::fake_handle!(
+    /// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (clock,
+    /// throttling, log).
+    FakeCoupa(CoupaState),
+    "fake Coupa"
+);
 
 fn zone() -> FixedOffset {
     FixedOffset::east_opt(2 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC offset"))
@@ -161,17 +148,6 @@ impl FakeCoupa {
             .route("/oauth2/token", post(token))
             .with_state(self.clone());
         self.logged(r)
-    }
-
-    /// Serves the fake on `127.0.0.1:<free port>`.
-    pub async fn spawn(self) -> std::io::Result<RunningFake> {
-        self.spawn_on("127.0.0.1:0").await
-    }
-
-    /// Serves the fake on `addr`.
-    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningFake> {
-        let router = self.router();
-        fake::serve(self, router, addr, "fake Coupa").await
     }
 }
 

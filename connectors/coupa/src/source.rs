@@ -7,13 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use dastra_connect_core::canonical::content_version;
-use dastra_connect_core::connector::{Connector, ConnectorContext};
 use dastra_connect_core::source::keyset::order_page;
 use dastra_connect_core::source::{
-    Cursor, IdOrder, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamFilters, StreamSpec,
+    Cursor, IdOrder, Page, SourceConnector, SourceDefinition, SourceError, SourceRecord, SourceSettings, SourceSystem,
+    StreamFilters, StreamKind, StreamSpec,
 };
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::{CoupaClient, MAX_LIMIT};
 use crate::config::{CoupaConfig, CoupaResource, ResourceConfig};
@@ -57,11 +56,6 @@ impl CoupaSystem {
     /// A system over `client` reading the configured resources.
     pub fn new(client: CoupaClient, config: &CoupaConfig) -> CoupaSystem {
         CoupaSystem { client, filters: StreamFilters::new(&config.resources) }
-    }
-
-    /// The client (429 counts).
-    pub fn client(&self) -> &CoupaClient {
-        &self.client
     }
 }
 
@@ -131,34 +125,24 @@ impl SourceSystem for CoupaSystem {
     }
 }
 
-/// The connector: builds the client and runs the engine.
-pub struct CoupaSource {
-    config: CoupaConfig,
-}
-
-impl CoupaSource {
-    /// A source for `config` (validated by the caller with [`CoupaConfig::validate`]).
-    pub fn new(config: CoupaConfig) -> CoupaSource {
-        CoupaSource { config }
-    }
-
-    /// The engine streams: one per resource with its compiled mapping.
-    pub fn streams(config: &CoupaConfig) -> Result<Vec<StreamSpec>, SourceError> {
-        ResourceConfig::specs(&config.resources)
-    }
-}
+/// The connector: runs the engine on [`CoupaConfig`] (validated by the caller with
+/// [`CoupaConfig::validate`]).
+pub type CoupaSource = SourceConnector<CoupaConfig>;
 
 #[async_trait]
-impl Connector for CoupaSource {
-    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let streams = CoupaSource::streams(&config)?;
-        let system = CoupaSystem::new(CoupaClient::new(&config)?, &config);
-        let resources: Vec<&str> = config.resources.iter().map(|r| r.kind.stream()).collect();
-        let status = serde_json::json!({"type": "coupa", "url": config.url.to_string(), "resources": resources});
-        SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone())
-            .run_with_status(status, shutdown)
-            .await
+impl SourceDefinition for CoupaConfig {
+    fn streams(&self) -> Result<Vec<StreamSpec>, SourceError> {
+        ResourceConfig::specs(&self.resources)
+    }
+    async fn system(&self) -> Result<Arc<dyn SourceSystem>, SourceError> {
+        Ok(Arc::new(CoupaSystem::new(CoupaClient::new(self)?, self)))
+    }
+    fn settings(&self) -> (&str, &SourceSettings) {
+        (&self.key_system, &self.sync)
+    }
+    fn status(&self) -> Value {
+        let resources: Vec<&str> = self.resources.iter().map(|r| r.kind.stream()).collect();
+        serde_json::json!({"type": "coupa", "url": self.url.to_string(), "resources": resources})
     }
 }
 

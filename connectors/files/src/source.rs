@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dastra_connect_core::connector::{Connector, ConnectorContext};
 use dastra_connect_core::source::keyset::order_page;
 use dastra_connect_core::source::streams::compile_stream;
 use dastra_connect_core::source::{
-    Cursor, IdOrder, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+    Cursor, IdOrder, Page, SourceConnector, SourceDefinition, SourceError, SourceRecord, SourceSettings, SourceSystem,
+    StreamSpec,
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::config::FilesConfig;
 use crate::scan::Scanner;
@@ -63,21 +62,14 @@ impl SourceSystem for FilesSystem {
     }
 }
 
-/// The connector: scans the exports on the core source engine.
-pub struct FilesSource {
-    config: FilesConfig,
-}
+/// The connector: scans the exports of [`FilesConfig`] (validated by the caller with
+/// [`FilesConfig::validate`]) on the core source engine.
+pub type FilesSource = SourceConnector<FilesConfig>;
 
-impl FilesSource {
-    /// A source for `config` (validated by the caller with [`FilesConfig::validate`]).
-    pub fn new(config: FilesConfig) -> FilesSource {
-        FilesSource { config }
-    }
-
-    /// The engine streams: one per export with its compiled mapping.
-    pub fn streams(config: &FilesConfig) -> Result<Vec<StreamSpec>, SourceError> {
-        config
-            .exports
+#[async_trait]
+impl SourceDefinition for FilesConfig {
+    fn streams(&self) -> Result<Vec<StreamSpec>, SourceError> {
+        self.exports
             .iter()
             .map(|e| {
                 let (program, params) = e.effective_mapping();
@@ -85,19 +77,15 @@ impl FilesSource {
             })
             .collect()
     }
-}
-
-#[async_trait]
-impl Connector for FilesSource {
-    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let streams = FilesSource::streams(&config)?;
+    async fn system(&self) -> Result<Arc<dyn SourceSystem>, SourceError> {
+        Ok(Arc::new(FilesSystem::new(self)))
+    }
+    fn settings(&self) -> (&str, &SourceSettings) {
+        (&self.key_system, &self.sync)
+    }
+    fn status(&self) -> serde_json::Value {
         let exports: Vec<(String, String)> =
-            config.exports.iter().map(|e| (e.name.clone(), e.path.display().to_string())).collect();
-        let status = serde_json::json!({"type": "files", "exports": exports});
-        let system = FilesSystem::new(&config);
-        SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone())
-            .run_with_status(status, shutdown)
-            .await
+            self.exports.iter().map(|e| (e.name.clone(), e.path.display().to_string())).collect();
+        serde_json::json!({"type": "files", "exports": exports})
     }
 }

@@ -77,10 +77,6 @@ pub enum NetBoxObject {
 }
 
 impl NetBoxObject {
-    /// Every type.
-    pub const ALL: [NetBoxObject; 4] =
-        [NetBoxObject::Devices, NetBoxObject::VirtualMachines, NetBoxObject::Sites, NetBoxObject::Tenants];
-
     /// The list endpoint, relative to the root URL.
     pub fn path(self) -> &'static str {
         match self {
@@ -88,16 +84,6 @@ impl NetBoxObject {
             NetBoxObject::VirtualMachines => "api/virtualization/virtual-machines/",
             NetBoxObject::Sites => "api/dcim/sites/",
             NetBoxObject::Tenants => "api/tenancy/tenants/",
-        }
-    }
-
-    /// The stream name (checkpoint key, metric label).
-    pub fn stream(self) -> &'static str {
-        match self {
-            NetBoxObject::Devices => "devices",
-            NetBoxObject::VirtualMachines => "virtual_machines",
-            NetBoxObject::Sites => "sites",
-            NetBoxObject::Tenants => "tenants",
         }
     }
 
@@ -120,18 +106,20 @@ impl StreamKind for NetBoxObject {
     const KEY: &'static str = "object";
     const NOUN: &'static str = "object type";
     const SCHEMA_NAME: &'static str = "ObjectConfig";
-    const DESCRIPTION: &'static str = "One object type and how it maps.";
-    const KEY_DOC: &'static str = "The object type.";
     const FILTERS_DOC: &'static str =
         "Extra NetBox filters added to every request, e.g. `{status: active, tag: gdpr}`.";
-    const PARAMS_DOC: &'static str =
-        "Parameters of the mapping (`$params`), deep-merged over the defaults, e.g.\n`{role_map: {storage: Data}}`.";
+    const PARAMS_EXAMPLE: &'static str = "`{role_map: {storage: Data}}`";
 
     fn all() -> &'static [Self] {
-        &NetBoxObject::ALL
+        &[NetBoxObject::Devices, NetBoxObject::VirtualMachines, NetBoxObject::Sites, NetBoxObject::Tenants]
     }
     fn stream(self) -> &'static str {
-        NetBoxObject::stream(self)
+        match self {
+            NetBoxObject::Devices => "devices",
+            NetBoxObject::VirtualMachines => "virtual_machines",
+            NetBoxObject::Sites => "sites",
+            NetBoxObject::Tenants => "tenants",
+        }
     }
     fn default_program(self) -> &'static str {
         default_program(self)

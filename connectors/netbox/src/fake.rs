@@ -18,7 +18,6 @@
 //! behind a TLS-terminating proxy.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Deref;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -26,6 +25,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
+use dastra_connect_core::source::StreamKind;
 use dastra_connect_core::testkit::fake::{self, Fake, RecordStore, authorization, id_of, offset_page, retry_after};
 use serde_json::{Value, json};
 
@@ -51,25 +51,12 @@ pub struct NetBoxState {
     public_base: Option<String>,
 }
 
-/// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (throttling, log).
-#[derive(Clone)]
-pub struct FakeNetBox(Fake<NetBoxState>);
-
-impl Deref for FakeNetBox {
-    type Target = Fake<NetBoxState>;
-    fn deref(&self) -> &Fake<NetBoxState> {
-        &self.0
-    }
-}
-
-impl Default for FakeNetBox {
-    fn default() -> Self {
-        FakeNetBox::new()
-    }
-}
-
-/// A fake served on a local port.
-pub type RunningFake = fake::RunningFake<FakeNetBox>;
+dastra_connect_core::fake_handle!(
+    /// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (clock,
+    /// throttling, log).
+    FakeNetBox(NetBoxState),
+    "fake NetBox"
+);
 
 /// The token the fake accepts by default.
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -179,24 +166,13 @@ impl FakeNetBox {
     /// The router.
     pub fn router(&self) -> Router {
         let mut r = Router::new();
-        for o in NetBoxObject::ALL {
+        for &o in NetBoxObject::all() {
             r = r.route(&format!("/{}", o.path()), get(move |st, h, u, q| list(Some(o), st, h, u, q)));
         }
         for path in ["/api/core/object-changes/", "/api/extras/object-changes/"] {
             r = r.route(path, get(|st, h, u, q| list(None, st, h, u, q)));
         }
         self.logged(r.with_state(self.clone()))
-    }
-
-    /// Serves the fake on `127.0.0.1:<free port>`.
-    pub async fn spawn(self) -> std::io::Result<RunningFake> {
-        self.spawn_on("127.0.0.1:0").await
-    }
-
-    /// Serves the fake on `addr`.
-    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningFake> {
-        let router = self.router();
-        fake::serve(self, router, addr, "fake NetBox").await
     }
 }
 

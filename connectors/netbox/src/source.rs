@@ -6,14 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use dastra_connect_core::connector::{Connector, ConnectorContext};
 use dastra_connect_core::source::keyset::order_page;
 use dastra_connect_core::source::{
-    Cursor, DeletedRecord, IdOrder, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamFilters,
-    StreamKind, StreamSpec,
+    Cursor, DeletedRecord, IdOrder, Page, SourceConnector, SourceDefinition, SourceError, SourceRecord, SourceSettings,
+    SourceSystem, StreamFilters, StreamKind, StreamSpec,
 };
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::NetBoxClient;
 use crate::config::{NetBoxConfig, NetBoxObject, ObjectConfig};
@@ -63,11 +61,6 @@ impl NetBoxSystem {
         let filters = StreamFilters::new(&config.objects);
         let change_log = config.change_log_deletes.then(|| config.change_log_endpoint.clone());
         NetBoxSystem { client, filters, change_log }
-    }
-
-    /// The client (429 counts).
-    pub fn client(&self) -> &NetBoxClient {
-        &self.client
     }
 }
 
@@ -179,34 +172,24 @@ impl SourceSystem for NetBoxSystem {
     }
 }
 
-/// The connector: builds the client and runs the engine.
-pub struct NetBoxSource {
-    config: NetBoxConfig,
-}
-
-impl NetBoxSource {
-    /// A source for `config` (validated by the caller with [`NetBoxConfig::validate`]).
-    pub fn new(config: NetBoxConfig) -> NetBoxSource {
-        NetBoxSource { config }
-    }
-
-    /// The engine streams: one per object type with its compiled mapping.
-    pub fn streams(config: &NetBoxConfig) -> Result<Vec<StreamSpec>, SourceError> {
-        ObjectConfig::specs(&config.objects)
-    }
-}
+/// The connector: runs the engine on [`NetBoxConfig`] (validated by the caller with
+/// [`NetBoxConfig::validate`]).
+pub type NetBoxSource = SourceConnector<NetBoxConfig>;
 
 #[async_trait]
-impl Connector for NetBoxSource {
-    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let streams = NetBoxSource::streams(&config)?;
-        let client = NetBoxClient::new(&config.url, &config.token, config.token_scheme, config.http.clone())?;
-        let system = NetBoxSystem::new(client, &config);
-        let objects: Vec<&str> = config.objects.iter().map(|o| o.kind.stream()).collect();
-        let status = serde_json::json!({"type": "netbox", "url": config.url.to_string(), "objects": objects});
-        SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone())
-            .run_with_status(status, shutdown)
-            .await
+impl SourceDefinition for NetBoxConfig {
+    fn streams(&self) -> Result<Vec<StreamSpec>, SourceError> {
+        ObjectConfig::specs(&self.objects)
+    }
+    async fn system(&self) -> Result<Arc<dyn SourceSystem>, SourceError> {
+        let client = NetBoxClient::new(&self.url, &self.token, self.token_scheme, self.http.clone())?;
+        Ok(Arc::new(NetBoxSystem::new(client, self)))
+    }
+    fn settings(&self) -> (&str, &SourceSettings) {
+        (&self.key_system, &self.sync)
+    }
+    fn status(&self) -> Value {
+        let objects: Vec<&str> = self.objects.iter().map(|o| o.kind.stream()).collect();
+        serde_json::json!({"type": "netbox", "url": self.url.to_string(), "objects": objects})
     }
 }

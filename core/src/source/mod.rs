@@ -32,6 +32,7 @@
 //!   retried at the next poll from the last checkpoint; only fatal errors (bad credentials, invalid
 //!   configuration) stop the connector.
 
+mod connector;
 pub mod cursor;
 pub mod dlq;
 mod engine;
@@ -44,6 +45,7 @@ mod progress;
 mod settings;
 pub mod streams;
 
+pub use connector::{SourceConnector, SourceDefinition};
 pub use cursor::{Checkpoint, Cursor};
 pub use engine::{DeletedRecord, Page, SourceEngine, SourceRecord, SourceSystem, StreamSpec};
 pub use error::SourceError;

@@ -34,18 +34,14 @@ pub trait StreamKind:
 {
     /// The config key naming the stream in a [`StreamConfig`] (`object`, `resource`).
     const KEY: &'static str;
-    /// What one stream is called in messages (`object type`, `resource`).
+    /// What one stream is called in messages and in the JSON Schema (`object type`, `resource`).
     const NOUN: &'static str;
     /// The JSON Schema name of `StreamConfig<Self>` (`ObjectConfig`).
     const SCHEMA_NAME: &'static str;
-    /// Description of `StreamConfig<Self>` in the JSON Schema.
-    const DESCRIPTION: &'static str;
-    /// Description of the [`Self::KEY`] field.
-    const KEY_DOC: &'static str;
     /// Description of `filters`, with an example in the system's own query syntax.
     const FILTERS_DOC: &'static str;
-    /// Description of `params`.
-    const PARAMS_DOC: &'static str;
+    /// An example of `params` for the JSON Schema (`{role_map: {storage: Data}}`), or empty.
+    const PARAMS_EXAMPLE: &'static str = "";
     /// The config keys of `StreamConfig<Self>` (serde's list for "unknown field" errors).
     const FIELDS: &'static [&'static str] = &[Self::KEY, FILTERS, MAPPING, PARAMS];
 
@@ -272,7 +268,12 @@ impl<K: StreamKind> JsonSchema for StreamConfig<K> {
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let mut kind = generator.subschema_for::<K>();
-        kind.insert("description".into(), Value::from(K::KEY_DOC));
+        kind.insert("description".into(), Value::from(format!("The {}.", K::NOUN)));
+        let mut params_doc = "Parameters of the mapping (`$params`), deep-merged over the defaults".to_owned();
+        if !K::PARAMS_EXAMPLE.is_empty() {
+            params_doc.push_str(&format!(", e.g.\n{}", K::PARAMS_EXAMPLE));
+        }
+        params_doc.push('.');
         let mut properties = Map::new();
         properties.insert(
             FILTERS.into(),
@@ -295,14 +296,14 @@ impl<K: StreamKind> JsonSchema for StreamConfig<K> {
         properties.insert(
             PARAMS.into(),
             serde_json::json!({
-                "description": K::PARAMS_DOC,
+                "description": params_doc,
                 "type": "object",
                 "additionalProperties": true,
                 "default": {}
             }),
         );
         json_schema!({
-            "description": K::DESCRIPTION,
+            "description": format!("One {} and how it maps.", K::NOUN),
             "type": "object",
             "properties": properties,
             "additionalProperties": false,
@@ -329,10 +330,7 @@ mod tests {
         const KEY: &'static str = "thing";
         const NOUN: &'static str = "thing";
         const SCHEMA_NAME: &'static str = "ThingConfig";
-        const DESCRIPTION: &'static str = "One thing.";
-        const KEY_DOC: &'static str = "The thing.";
         const FILTERS_DOC: &'static str = "Filters.";
-        const PARAMS_DOC: &'static str = "Params.";
         fn all() -> &'static [Self] {
             &[Thing::Boxes, Thing::Crates]
         }
@@ -416,5 +414,8 @@ mod tests {
         assert_eq!(schema["additionalProperties"], json!(false));
         assert_eq!(schema["properties"]["thing"]["description"], "The thing.");
         assert_eq!(schema["properties"]["filters"]["description"], "Filters.");
+        assert_eq!(schema["description"], "One thing and how it maps.");
+        let params = "Parameters of the mapping (`$params`), deep-merged over the defaults.";
+        assert_eq!(schema["properties"]["params"]["description"], params);
     }
 }

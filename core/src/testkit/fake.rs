@@ -9,7 +9,8 @@
 //!   delete, list, bundled samples.
 //! - [`OAuthClients`]: OAuth2 client-credentials clients and the tokens issued to them.
 //! - [`offset_page`]: `offset`/`limit` paging; [`retry_after`]: the `Retry-After` of a 429.
-//! - [`RunningFake`]: a fake served on a local port, stopped when dropped.
+//! - [`RunningFake`]: a fake served on a local port, stopped when dropped; [`crate::fake_handle`]
+//!   declares a fake's handle type around all of this.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -23,6 +24,79 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
+
+/// Declares a fake's handle, so a connector's fake says only what its system differs in:
+/// `pub struct $name(Fake<$state>)` (clones share the state; `Deref` to the [`Fake`] skeleton for
+/// the clock, throttling and the log), `Default` (= `$name::new()`, which the fake defines), the
+/// `RunningFake` alias, and `spawn` / `spawn_on` serving `$name::router()` (which the fake defines).
+///
+/// ```
+/// use axum::Router;
+/// use dastra_connect_core::testkit::fake::Fake;
+///
+/// /// Acme's own part of the state.
+/// #[derive(Default)]
+/// pub struct AcmeState;
+///
+/// dastra_connect_core::fake_handle!(
+///     /// A fake Acme CRM.
+///     FakeAcme(AcmeState),
+///     "fake Acme"
+/// );
+///
+/// impl FakeAcme {
+///     /// An empty Acme.
+///     pub fn new() -> FakeAcme {
+///         FakeAcme(Fake::new(chrono::DateTime::UNIX_EPOCH, 0, AcmeState))
+///     }
+///     /// Its API.
+///     pub fn router(&self) -> Router {
+///         self.logged(Router::new())
+///     }
+/// }
+///
+/// let acme = FakeAcme::default();
+/// acme.throttle_next(1);
+/// assert!(acme.lock().take_throttle());
+/// assert!(acme.log().is_empty());
+/// ```
+#[macro_export]
+macro_rules! fake_handle {
+    ($(#[$meta:meta])* $name:ident($state:ty), $what:literal) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name($crate::testkit::fake::Fake<$state>);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::testkit::fake::Fake<$state>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl ::std::default::Default for $name {
+            fn default() -> Self {
+                $name::new()
+            }
+        }
+
+        /// A fake served on a local port; dropping it stops the server.
+        pub type RunningFake = $crate::testkit::fake::RunningFake<$name>;
+
+        impl $name {
+            /// Serves the fake on `127.0.0.1:<free port>`.
+            pub async fn spawn(self) -> ::std::io::Result<RunningFake> {
+                self.spawn_on("127.0.0.1:0").await
+            }
+
+            /// Serves the fake on `addr`.
+            pub async fn spawn_on(self, addr: &str) -> ::std::io::Result<RunningFake> {
+                let router = self.router();
+                $crate::testkit::fake::serve(self, router, addr, $what).await
+            }
+        }
+    };
+}
 
 /// One request a fake answered.
 #[derive(Debug, Clone, PartialEq)]

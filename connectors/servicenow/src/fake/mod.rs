@@ -16,7 +16,6 @@
 mod table;
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Deref;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -56,26 +55,12 @@ pub struct ServiceNowState {
     token_lifetime_secs: i64,
 }
 
-/// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (clock,
-/// throttling, log).
-#[derive(Clone)]
-pub struct FakeServiceNow(Fake<ServiceNowState>);
-
-impl Deref for FakeServiceNow {
-    type Target = Fake<ServiceNowState>;
-    fn deref(&self) -> &Fake<ServiceNowState> {
-        &self.0
-    }
-}
-
-impl Default for FakeServiceNow {
-    fn default() -> Self {
-        FakeServiceNow::new()
-    }
-}
-
-/// A fake served on a local port.
-pub type RunningFake = fake::RunningFake<FakeServiceNow>;
+dastra_connect_core::fake_handle!(
+    /// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (clock,
+    /// throttling, log).
+    FakeServiceNow(ServiceNowState),
+    "fake ServiceNow"
+);
 
 /// One second per write.
 fn tick(s: &mut fake::FakeStore<ServiceNowState>) -> String {
@@ -208,17 +193,6 @@ impl FakeServiceNow {
             .route("/oauth_token.do", post(token))
             .with_state(self.clone());
         self.logged(r)
-    }
-
-    /// Serves the fake on `127.0.0.1:<free port>`.
-    pub async fn spawn(self) -> std::io::Result<RunningFake> {
-        self.spawn_on("127.0.0.1:0").await
-    }
-
-    /// Serves the fake on `addr`.
-    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningFake> {
-        let router = self.router();
-        fake::serve(self, router, addr, "fake ServiceNow").await
     }
 }
 
