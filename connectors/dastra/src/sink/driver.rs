@@ -23,6 +23,7 @@ use super::apply::{ApplyCtx, ApplyError, Outcome, apply};
 use super::config::{DastraSinkConfig, ParkedPolicy};
 use super::dlq::{DlqReason, RawMessage, dlq_message};
 use super::ledger::Ledger;
+use super::order;
 use super::tracker::Tracker;
 use crate::DastraClient;
 use crate::quota::Priority;
@@ -42,7 +43,9 @@ struct Work {
 
 #[derive(Default)]
 struct Slot {
-    running: bool,
+    /// The sequence of the event being applied now.
+    running: Option<String>,
+    /// The newest event waiting for the running one to end.
     queued: Option<Work>,
 }
 
@@ -287,24 +290,52 @@ impl Driver {
         let key = event.key.clone();
 
         let work = Work { event, raw, offsets: vec![(tp, m.offset)], from_pending: false };
-        if self.is_parked(&key) {
-            let redriven_cause = m
-                .headers
-                .iter()
-                .any(|(k, v)| k == super::dlq::H_REDRIVE_REASON && v.as_slice() != b"parked".as_slice());
-            if !redriven_cause {
-                self.divert_parked(&key, work).await;
-                return;
-            }
+        let mut parked = self.is_parked(&key);
+        let redriven_cause = parked
+            && m.headers.iter().any(|(k, v)| k == super::dlq::H_REDRIVE_REASON && v.as_slice() != b"parked".as_slice());
+        if redriven_cause {
             // The record that parked the key, re-sent by `dlq redrive`: the key is un-parked here
             // (the command un-parks it too, but this process may not have seen that yet).
             if let Err(e) = self.shared.parked.delete(key.as_str()).await {
                 self.broken = Some(format!("cannot un-park {key}: {e}"));
                 return;
             }
+            parked = false;
             tracing::info!(connector = %self.label(), key = %key, "key un-parked by a redriven record");
         }
+        if self.superseded(&key, &work, order::Origin::Bus) {
+            return;
+        }
+        if parked {
+            self.divert_parked(&key, work).await;
+            return;
+        }
         self.submit(key, work);
+    }
+
+    /// Asks the ordering rule ([`order::admit`]) about `work`; a superseded event is counted as
+    /// stale and its offsets are released. `InProgress` (a pending entry being applied now) is
+    /// reported as superseded too: nothing is to be done with it here.
+    fn superseded(&mut self, key: &EntityKey, work: &Work, origin: order::Origin) -> bool {
+        let ledger = self.shared.ledger.get(key);
+        let pending = self.pending_entry(key.as_str());
+        let known = order::KeyVersions {
+            ledger: ledger.as_ref(),
+            pending: pending.as_ref().and_then(|p| p.sequence.as_deref()),
+            running: self.slots.get(key).and_then(|s| s.running.as_deref()),
+        };
+        match order::admit(&work.event.sequence, origin, known) {
+            order::Admission::Admit => false,
+            order::Admission::InProgress => true,
+            order::Admission::Superseded => {
+                let kind = work.event.kind().as_str();
+                self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, "stale"]).inc();
+                self.shared.metrics.requests_saved.with_label_values(&[&self.shared.name, "stale"]).inc();
+                tracing::debug!(connector = %self.label(), key = %key, sequence = %work.event.sequence, "superseded by a newer version");
+                self.release(work);
+                true
+            }
+        }
     }
 
     fn is_parked(&self, key: &EntityKey) -> bool {
@@ -394,7 +425,7 @@ impl Driver {
             None => {
                 slot.queued = Some(work);
                 self.buffered += 1;
-                if !slot.running {
+                if slot.running.is_none() {
                     self.ready.push_back(key);
                 }
             }
@@ -411,11 +442,11 @@ impl Driver {
         while self.in_flight < self.shared.config.max_in_flight {
             let Some(key) = self.ready.pop_front() else { break };
             let Some(slot) = self.slots.get_mut(&key) else { continue };
-            if slot.running {
+            if slot.running.is_some() {
                 continue;
             }
             let Some(work) = slot.queued.take() else { continue };
-            slot.running = true;
+            slot.running = Some(work.event.sequence.clone());
             self.buffered -= 1;
             self.in_flight += 1;
             let shared = self.shared.clone();
@@ -450,6 +481,16 @@ impl Driver {
                 self.shared.metrics.requests_saved.with_label_values(&[&label, reason.as_str()]).inc();
                 self.wake_waiting(&key).await;
                 self.clear_pending(&key, &work).await;
+            }
+            Finish::Done(Ok(Outcome::Pending { missing }), _)
+                if !order::may_replace_pending(
+                    &work.event.sequence,
+                    self.pending_entry(key.as_str()).and_then(|p| p.sequence).as_deref(),
+                ) =>
+            {
+                // A newer event of the key already waits (it arrived while this one ran): it stays.
+                let _ = missing;
+                self.shared.metrics.events_skipped.with_label_values(&[&label, kind, "stale"]).inc();
             }
             Finish::Done(Ok(Outcome::Pending { missing }), _) => {
                 let entry = PendingEntry {
@@ -504,7 +545,7 @@ impl Driver {
         }
         let mut diverted = None;
         if let Some(slot) = self.slots.get_mut(&key) {
-            slot.running = false;
+            slot.running = None;
             if slot.queued.is_some() && self.broken.is_none() && self.shared.parked.get(key.as_str()).is_some() {
                 // Newer events that arrived while the failed one was in flight must not overtake it.
                 diverted = slot.queued.take();
@@ -574,6 +615,23 @@ impl Driver {
         let value = entry.raw.value.clone().unwrap_or_default();
         if let Ok(event) = ChangeEvent::from_parts(&headers, &value, &self.shared.codec).await {
             let work = Work { event, raw: entry.raw, offsets: Vec::new(), from_pending: true };
+            let applied = self.shared.ledger.get(&key);
+            let known = order::KeyVersions {
+                ledger: applied.as_ref(),
+                pending: entry.sequence.as_deref(),
+                running: self.slots.get(&key).and_then(|s| s.running.as_deref()),
+            };
+            match order::admit(&work.event.sequence, order::Origin::Pending, known) {
+                order::Admission::Admit => {}
+                order::Admission::InProgress => return,
+                order::Admission::Superseded => {
+                    // Applied already (by this or an earlier owner): the entry is done with.
+                    if let Err(e) = self.shared.pending.delete(key_text).await {
+                        tracing::warn!(connector = %self.label(), key = %key, error = %e, "cannot clear a superseded pending event");
+                    }
+                    return;
+                }
+            }
             if self.is_parked(&key) {
                 if !entry.held {
                     self.divert_parked(&key, work).await;
@@ -694,7 +752,8 @@ impl Driver {
         let revoked: HashSet<&TopicPartition> = tps.iter().collect();
         let before = self.slots.len();
         self.slots.retain(|_, slot| {
-            slot.running || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)))
+            slot.running.is_some()
+                || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)))
         });
         let dropped = before - self.slots.len();
         self.buffered = self.slots.values().filter(|s| s.queued.is_some()).count();

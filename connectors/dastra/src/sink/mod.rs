@@ -11,6 +11,7 @@ pub mod config;
 pub mod dlq;
 pub mod driver;
 pub mod ledger;
+pub mod order;
 pub mod tracker;
 
 use std::sync::Arc;

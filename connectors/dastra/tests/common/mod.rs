@@ -105,6 +105,25 @@ impl RunningSink {
         }
     }
 
+    /// Waits until the sink owns partitions (a Kafka group join takes seconds): a test that times
+    /// its publications relative to the sink's work starts from here.
+    pub async fn wait_assigned(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let s = self.admin.status_json();
+            let owned = s
+                .as_object()
+                .and_then(|o| o.values().find_map(|v| v.get("sink")))
+                .is_some_and(|k| k["partitions"].as_array().is_some_and(|a| !a.is_empty()));
+            if owned {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the sink was never assigned partitions: {s}");
+            assert!(!self.task.is_finished(), "sink stopped early");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
