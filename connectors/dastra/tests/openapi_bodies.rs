@@ -1,10 +1,10 @@
 //! Every request body the client sends, serialized from realistic values, validates against the
-//! matching component schema of Dastra's OpenAPI document (`tests/openapi-2022.json`, a copy of
-//! `shared/dastra/openapi-2022.json`): no unknown (misnamed) field, no read-only field, types, enums,
-//! maxLengths and required fields as declared. Validation runs in Python `jsonschema` from the tools
-//! venv (`$DASTRA_PYTHON`, installed by `scripts/tools.sh`). Negative controls prove the check fails on
-//! a misnamed field, an overlong string and a bad enum value. The enums of the model are also compared
-//! with the document's.
+//! matching component schema of Dastra's OpenAPI document (the emulator's copy of
+//! `shared/dastra/openapi-2022.json`, [`OPENAPI`]): no unknown (misnamed) field, no read-only
+//! field, types, enums, maxLengths and required fields as declared. Validation runs in Python
+//! `jsonschema` from the tools venv (`$DASTRA_PYTHON`, installed by `scripts/tools.sh`). Negative
+//! controls prove the check fails on a misnamed field, an overlong string and a bad enum value. The
+//! enums of the model are also compared with the document's.
 //!
 //! Allowed beyond the 2022 document, each documented in API-NOTES: `ref` on `AssetDto` (§4.2, §7 #11)
 //! and `customFields` on custom-field-enabled entities (§4.17). `BatchPatchDto.patch` is sent as a
@@ -18,6 +18,9 @@ use dastra_connect_dastra::model::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// The one copy of Dastra's OpenAPI document in the repository: the emulator's.
+const OPENAPI: &str = "../../emulator/openapi/openapi-2022.json";
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -85,7 +88,7 @@ fn run(cases: &[Case]) -> Vec<(String, Vec<String>)> {
     std::fs::write(&file, serde_json::to_vec(&list).expect("json")).expect("write cases");
     let out = Command::new(python())
         .arg(crate_dir().join("tests/validate_bodies.py"))
-        .arg(crate_dir().join("tests/openapi-2022.json"))
+        .arg(crate_dir().join(OPENAPI))
         .arg(&file)
         .output()
         .expect("run validate_bodies.py");
@@ -580,8 +583,7 @@ fn the_validator_catches_misnamed_fields_overlong_strings_bad_enums_formats_read
 #[test]
 fn model_enums_have_exactly_the_documents_values() {
     let doc: Value =
-        serde_json::from_slice(&std::fs::read(crate_dir().join("tests/openapi-2022.json")).expect("read openapi"))
-            .expect("json");
+        serde_json::from_slice(&std::fs::read(crate_dir().join(OPENAPI)).expect("read openapi")).expect("json");
     let schemas = &doc["components"]["schemas"];
     for (name, values) in all_enums() {
         let spec: Vec<String> = schemas[name]["enum"]
@@ -600,10 +602,10 @@ fn the_copy_of_the_document_is_the_shared_one_when_present() {
     // document.
     let shared = crate_dir().join("../../../shared/dastra/openapi-2022.json");
     if let Ok(original) = std::fs::read(&shared) {
-        let copy = std::fs::read(crate_dir().join("tests/openapi-2022.json")).expect("copy");
-        assert!(original == copy, "tests/openapi-2022.json differs from {}", shared.display());
+        let copy = std::fs::read(crate_dir().join(OPENAPI)).expect("copy");
+        assert!(original == copy, "{OPENAPI} differs from {}", shared.display());
     } else {
-        println!("{} not present; the copy in tests/ is used as is", shared.display());
+        println!("{} not present; the emulator's copy is used as is", shared.display());
     }
 }
 
