@@ -619,10 +619,8 @@ fn every_clear_the_sink_patches_leaves_a_document_the_schema_accepts() {
     use dastra_connect_dastra::sink::apply::patch_ops;
     use dastra_connect_dastra::sink::ledger::content_hashes;
 
-    let doc: Value = serde_json::from_slice(
-        &std::fs::read(crate_dir().join("../../emulator/openapi/openapi-2022.json")).expect("OpenAPI document"),
-    )
-    .expect("json");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(crate_dir().join(OPENAPI)).expect("OpenAPI document")).expect("json");
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     let resources: Vec<(&str, &str, Value, &'static [&'static str])> = vec![
         ("Assets", "AssetDto", serde_json::to_value(asset()).unwrap(), &["ref", "customFields"]),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dastra_connect_core::bus::{InboundMessage, Publisher, Subscriber, SubscriberEvent, TopicPartition};
 use dastra_connect_core::codec::Codec;
-use dastra_connect_core::event::{ChangeEvent, EntityKey, cmp_sequence};
+use dastra_connect_core::event::{ChangeEvent, EntityKey};
 use dastra_connect_core::state::StateStore;
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_core::{Classify, ErrorClass};
@@ -74,7 +74,7 @@ struct PendingEntry {
 impl PendingEntry {
     /// Whether this entry's event is newer than `sequence`.
     fn newer_than(&self, sequence: &str) -> bool {
-        self.sequence.as_deref().is_some_and(|s| cmp_sequence(s, sequence).is_gt())
+        !order::may_replace_pending(sequence, self.sequence.as_deref())
     }
 }
 
@@ -410,7 +410,7 @@ impl Driver {
         let slot = self.slots.entry(key.clone()).or_default();
         match slot.queued.take() {
             Some(queued) => {
-                let (mut newer, older) = if cmp_sequence(&work.event.sequence, &queued.event.sequence).is_ge() {
+                let (mut newer, older) = if order::replaces_queued(&work.event.sequence, &queued.event.sequence) {
                     (work, queued)
                 } else {
                     (queued, work)

@@ -80,6 +80,12 @@ pub fn admit(sequence: &str, origin: Origin, known: KeyVersions<'_>) -> Admissio
     Admission::Admit
 }
 
+/// Whether an arriving event replaces the queued one of its key (coalescing): when it is not older
+/// (an equal one is a duplicate; either will do).
+pub fn replaces_queued(sequence: &str, queued: &str) -> bool {
+    cmp_sequence(sequence, queued) != Ordering::Less
+}
+
 /// Whether an event of `sequence` may replace the pending entry of `stored` (absent: the entry was
 /// written by a build that did not record it, and counts as older than anything).
 pub fn may_replace_pending(sequence: &str, stored: Option<&str>) -> bool {
@@ -141,5 +147,6 @@ mod tests {
         assert!(may_replace_pending(&v(3), Some(&v(3))));
         assert!(may_replace_pending(&v(4), Some(&v(3))));
         assert!(!may_replace_pending(&v(2), Some(&v(3))));
+        assert!(replaces_queued(&v(4), &v(3)) && replaces_queued(&v(3), &v(3)) && !replaces_queued(&v(2), &v(3)));
     }
 }
