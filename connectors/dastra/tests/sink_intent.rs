@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use dastra_connect_core::event::enums::AssetType;
-use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, Payload, Relationship};
+use dastra_connect_core::event::{Asset, EntityKey, Payload, Relationship};
 use dastra_connect_dastra::sink::apply::{ApplyCtx, Outcome, SkipReason, apply};
 use dastra_connect_dastra::sink::config::SinkPolicy;
 use dastra_connect_dastra::sink::ledger::EntryState;
@@ -31,19 +31,6 @@ fn link(target: &str, label: &str, deleted: bool) -> Payload {
         label: (!deleted).then(|| label.to_owned()),
         ..Default::default()
     })
-}
-
-async fn step(ctx: &ApplyCtx<'_>, event: &ChangeEvent) -> Outcome {
-    let outcome = apply(ctx, event).await.unwrap();
-    let entry = match &outcome {
-        Outcome::Applied { entry, .. } => Some(entry),
-        Outcome::Skipped { entry, .. } => entry.as_ref(),
-        Outcome::Pending { .. } => None,
-    };
-    if let Some(entry) = entry {
-        ctx.ledger.put(&event.key, entry).await.unwrap();
-    }
-    outcome
 }
 
 /// `(target id, label)` of every generic relationship in the workspace.

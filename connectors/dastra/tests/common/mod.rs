@@ -243,3 +243,22 @@ impl ApplyRig {
         Self { nats, emu, client, ledger }
     }
 }
+
+/// Applies `event` with `sink::apply::apply` and records its entry, as the driver does; answers the
+/// outcome.
+pub async fn step(
+    ctx: &dastra_connect_dastra::sink::apply::ApplyCtx<'_>,
+    event: &ChangeEvent,
+) -> dastra_connect_dastra::sink::apply::Outcome {
+    use dastra_connect_dastra::sink::apply::{Outcome, apply};
+    let outcome = apply(ctx, event).await.unwrap();
+    let entry = match &outcome {
+        Outcome::Applied { entry, .. } => Some(entry),
+        Outcome::Skipped { entry, .. } => entry.as_ref(),
+        Outcome::Pending { .. } => None,
+    };
+    if let Some(entry) = entry {
+        ctx.ledger.put(&event.key, entry).await.unwrap();
+    }
+    outcome
+}
