@@ -129,6 +129,9 @@ pub struct Driver {
     share_set: bool,
     /// Set when the loop must stop with an error (e.g. the DLQ cannot be written).
     broken: Option<String>,
+    /// The partitions this replica owns now: events held in the shared pending store are released
+    /// only by the owner of their partition (another replica owns the others).
+    owned: HashSet<TopicPartition>,
 }
 
 impl Driver {
@@ -146,6 +149,7 @@ impl Driver {
             status,
             share_set: false,
             broken: None,
+            owned: HashSet::new(),
         };
         d.rebuild_waiting();
         d
@@ -196,9 +200,13 @@ impl Driver {
                         Ok(SubscriberEvent::Message(m)) => self.on_message(m).await,
                         Ok(SubscriberEvent::Assigned(tps)) => {
                             tracing::info!(connector = %self.label(), partitions = tps.len(), "partitions assigned");
+                            self.owned = sub.assignment().into_iter().collect();
                             self.reshare(sub.as_ref());
+                            // Held events of the new partitions whose references appeared meanwhile.
+                            self.redrive_resolved_pending().await;
                         }
                         Ok(SubscriberEvent::Revoked(tps)) => {
+                            self.owned = sub.assignment().into_iter().collect();
                             self.on_revoked(sub.as_ref(), tps, &shutdown).await;
                             self.reshare(sub.as_ref());
                         }

@@ -37,12 +37,17 @@ impl Driver {
         }
         self.commit(sub).await;
         let revoked: HashSet<&TopicPartition> = tps.iter().collect();
-        let before = self.slots.len();
-        self.slots.retain(|_, slot| {
-            slot.running.is_some()
-                || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)))
-        });
-        let dropped = before - self.slots.len();
+        // Queued events of revoked partitions belong to the new owner, who reads them again from
+        // the committed offset; that includes those queued behind a key still running here (held
+        // events, with no offsets, stay: they are released by whoever owns their partition).
+        let mut dropped = 0;
+        for slot in self.slots.values_mut() {
+            if slot.queued.as_ref().is_some_and(|w| w.offsets.iter().any(|(tp, _)| revoked.contains(tp))) {
+                slot.queued = None;
+                dropped += 1;
+            }
+        }
+        self.slots.retain(|_, slot| slot.running.is_some() || slot.queued.is_some());
         self.buffered = self.slots.values().filter(|s| s.queued.is_some()).count();
         for tp in &tps {
             self.tracker.forget(tp);
