@@ -17,7 +17,7 @@ PY="$DASTRA_PYTHON"
 VENV_BIN="$(dirname "$PY")"
 K8S_VERSION=1.31.0
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT   # replaced below once servers are started
 export XDG_CACHE_HOME="$WORK/xdg/cache" XDG_CONFIG_HOME="$WORK/xdg/config" XDG_DATA_HOME="$WORK/xdg/data"
 fails=0
 ok() { echo "  ok: $*"; }
@@ -77,6 +77,55 @@ for f in "$WORK"/compose/*.yaml; do validate_config "$f" "compose $(basename "$f
 promtool check config --syntax-only deploy/prometheus/prometheus.yml > /dev/null && ok "prometheus.yml (promtool)" || bad "prometheus.yml"
 promtool check rules deploy/prometheus/alerts.yml > /dev/null && ok "alerts.yml (promtool)" || bad "deploy/prometheus/alerts.yml"
 "$PY" scripts/gen-grafana-dashboard.py --check && ok "Grafana dashboard is generated and current" || bad "dashboard stale"
+"$PY" scripts/validate_deploy.py metric-names deploy/grafana/dashboards/dastra-connect.json deploy/prometheus/alerts.yml \
+  && ok "dashboard and alerts use only metrics of the catalogue" || bad "unknown metric names"
+
+# The compose NATS config, run for real on this host: compose cannot start here (no container
+# runtime), so its services are started as processes on loopback ports instead: nats-server -js,
+# the emulator, and `dastra-connect run` with the mounted config (paths mapped to the repo, the
+# admin listener moved to a free loopback port). Kafka's config needs a Confluent schema registry,
+# which cannot run offline, so only the NATS profile is run.
+section "compose profile nats, run on the host"
+SMOKE="$WORK/smoke"
+mkdir -p "$SMOKE"
+read -r NATS_PORT MON_PORT EMU_PORT ADMIN_PORT < <("$PY" -c "
+import socket
+s = [socket.socket() for _ in range(4)]
+for x in s: x.bind(('127.0.0.1', 0))
+print(*[x.getsockname()[1] for x in s])")
+pids=()
+stop_smoke() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done; pids=(); }
+trap 'stop_smoke; rm -rf "$WORK"' EXIT
+"$NATS_SERVER_BIN" -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -js -sd "$SMOKE/js" -l "$SMOKE/nats.log" & pids+=($!)
+DASTRA_EMULATOR_API_KEY=emulator-key "$DC" emulator --bind 127.0.0.1 --port "$EMU_PORT" > "$SMOKE/emulator.log" 2>&1 & pids+=($!)
+sed -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:$ADMIN_PORT#" -e "s#path: /data/exports#path: $ROOT/connectors/files/samples#" \
+  "$WORK/compose/connect-nats.yaml" > "$SMOKE/connect-nats.yaml"
+for _ in $(seq 1 50); do "$DC" probe --timeout 1s "http://127.0.0.1:$EMU_PORT/__admin/counters" > /dev/null 2>&1 && break; sleep 0.2; done
+NATS_URL="nats://127.0.0.1:$NATS_PORT" DASTRA_URL="http://127.0.0.1:$EMU_PORT" \
+  "$DC" run --config "$SMOKE/connect-nats.yaml" > "$SMOKE/run.log" 2>&1 & pids+=($!)
+ready=0
+for _ in $(seq 1 60); do
+  if "$DC" probe --timeout 1s "http://127.0.0.1:$ADMIN_PORT/readyz" > /dev/null 2>&1; then ready=1; break; fi
+  sleep 1
+done
+[ "$ready" = 1 ] && ok "connect-nats: /readyz 200 (the compose healthcheck)" || { tail -20 "$SMOKE/run.log" >&2; bad "connect-nats never ready"; }
+# The sample exports hold 4 vendors, 8 assets (applications + servers) and 4 contracts, one of
+# which names a vendor that is dead-lettered at the source: 15 creations reach the emulator.
+created=0
+for _ in $(seq 1 60); do
+  created=$("$PY" -c "import json, urllib.request as u; c = json.load(u.urlopen('http://127.0.0.1:$EMU_PORT/__admin/counters', timeout=2)); print(sum(r['count'] for r in c['byRoute'] if r['method'] == 'POST' and r['status'] < 300))" 2> /dev/null || echo 0)
+  [ "$created" -ge 15 ] && break
+  sleep 1
+done
+[ "$created" -ge 15 ] && ok "connect-nats: $created entities created in the emulator from the sample exports" \
+  || { tail -20 "$SMOKE/run.log" >&2; bad "connect-nats: only $created entities reached the emulator"; }
+"$PY" -c "import urllib.request as u; open('$SMOKE/metrics.txt', 'wb').write(u.urlopen('http://127.0.0.1:$ADMIN_PORT/metrics', timeout=2).read())" || true
+for m in 'dastra_connect_events_published_total{connector="exports"' 'dastra_connect_events_applied_total{connector="dastra-sink"' \
+         'dastra_connect_quota_saturated{connector="dastra-sink"}' 'dastra_connect_quota_tokens{connector="dastra-sink",window="60s"}'; do
+  grep -qF "$m" "$SMOKE/metrics.txt" && ok "connect-nats /metrics: ${m%%\{*}" || bad "connect-nats /metrics lacks $m"
+done
+grep -q '"level":"ERROR"' "$SMOKE/run.log" && { grep '"level":"ERROR"' "$SMOKE/run.log" | head -3 >&2; bad "connect-nats logged errors"; } || ok "connect-nats: no ERROR in its JSON logs"
+stop_smoke
 
 # --- Helm chart ---------------------------------------------------------------------------------
 section "helm/dastra-connect"

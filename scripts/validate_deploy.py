@@ -9,6 +9,9 @@
     validate_deploy.py compose-configs FILE OUTDIR
                                                the connector configs docker-compose mounts, with
                                                container paths mapped back to the repo files.
+    validate_deploy.py metric-names FILE...    every dastra_connect_* name the files use (dashboard,
+                                               alerts, KEDA queries) is defined in the metric catalogue
+                                               (core/src/telemetry/metrics.rs).
 """
 import json
 import pathlib
@@ -105,5 +108,23 @@ def compose_configs(path, out):
         sys.exit(f"{path}: no service runs `--config`")
 
 
+def metric_names(*files):
+    catalogue = (ROOT / "core/src/telemetry/metrics.rs").read_text()
+    defined = {"dastra_connect_" + n for n in re.findall(r'(?:counter|gauge)\(\s*&r,\s*"([a-z_]+)"', catalogue)}
+    defined |= set(re.findall(r'"(dastra_connect_[a-z_]+)"', catalogue))
+    for h in [d for d in defined if d.endswith("_seconds")]:
+        defined |= {h + "_bucket", h + "_sum", h + "_count"}
+    used = {}
+    for f in files:
+        for n in re.findall(r"dastra_connect_[a-z_]+", pathlib.Path(f).read_text()):
+            used.setdefault(n, f)
+    unknown = {n: f for n, f in used.items() if n not in defined}
+    if unknown:
+        sys.exit("metrics used but not in core/src/telemetry/metrics.rs: " + ", ".join(f"{n} ({f})" for n, f in sorted(unknown.items())))
+    if len(defined) < 15:
+        sys.exit(f"only {len(defined)} metric names read from metrics.rs: the parser is out of date")
+    print(f"  {len(used)} metric names used, all defined ({len(defined)} in the catalogue)")
+
+
 if __name__ == "__main__":
-    {"manifests": manifests, "compose-configs": compose_configs}[sys.argv[1]](*sys.argv[2:])
+    {"manifests": manifests, "compose-configs": compose_configs, "metric-names": metric_names}[sys.argv[1]](*sys.argv[2:])
