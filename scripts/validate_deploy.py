@@ -51,6 +51,7 @@ def manifests(path, out):
             sys.exit(f"{path}: {name}: no schema for {key} in deploy/crd-schemas/")
         else:
             builtin.append(d)
+        restricted(path, d)
         if d["kind"] == "ConfigMap" and "config.yaml" in d.get("data", {}):
             (out / f"{d['metadata']['name']}.yaml").write_text(d["data"]["config.yaml"])
         if d["kind"] == "PrometheusRule":
@@ -64,6 +65,44 @@ def manifests(path, out):
     if rules:
         (out / "rules.yaml").write_text(yaml.safe_dump({"groups": rules}))
     print(f"  CRD objects valid against deploy/crd-schemas: {', '.join(checked) or 'none'}")
+
+
+def restricted(path, d):
+    """Pods follow the "restricted" Pod Security Standard; connector workloads also have probes and
+    restart on config change."""
+    kind = d["kind"]
+    if kind in ("Deployment", "StatefulSet", "Job"):
+        tpl = d["spec"]["template"]
+    elif kind == "Pod":
+        tpl = d
+    else:
+        return
+    name = f"{kind}/{d['metadata']['name']}"
+    spec = tpl["spec"]
+    psc = spec.get("securityContext", {})
+    problems = []
+    if psc.get("runAsNonRoot") is not True:
+        problems.append("pod securityContext.runAsNonRoot is not true")
+    if psc.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("pod seccompProfile is not RuntimeDefault")
+    for c in spec.get("containers", []) + spec.get("initContainers", []):
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{c['name']}: allowPrivilegeEscalation is not false")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            problems.append(f"{c['name']}: capabilities do not drop ALL")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{c['name']}: root filesystem is writable")
+        if sc.get("privileged"):
+            problems.append(f"{c['name']}: privileged")
+        if kind in ("Deployment", "StatefulSet"):
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                if probe not in c:
+                    problems.append(f"{c['name']}: no {probe}")
+    if kind in ("Deployment", "StatefulSet") and "checksum/config" not in tpl["metadata"].get("annotations", {}):
+        problems.append("no checksum/config annotation on the pod template")
+    if problems:
+        sys.exit(f"{path}: {name}: " + "; ".join(problems))
 
 
 def compose_configs(path, out):
