@@ -17,6 +17,7 @@ TOOLS="${DASTRA_TOOLS_DIR:-$HOME/.cache/dastra-connect/tools}"
 PY="$DASTRA_PYTHON"
 VENV_BIN="$(dirname "$PY")"
 K8S_VERSION=1.31.0
+CHART=helm/dastra-connect
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT   # replaced below once servers are started
 export XDG_CACHE_HOME="$WORK/xdg/cache" XDG_CONFIG_HOME="$WORK/xdg/config" XDG_DATA_HOME="$WORK/xdg/data"
@@ -90,11 +91,9 @@ promtool check rules deploy/prometheus/alerts.yml > /dev/null && ok "alerts.yml 
 # admin listener moved to loopback port 0). Kafka's config needs a Confluent schema registry,
 # which cannot run offline, so only the NATS profile is run.
 section "compose profile nats, run on the host"
-SMOKE="$WORK/smoke"
-mkdir -p "$SMOKE"
 pids=()
-stop_smoke() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done; pids=(); }
-trap 'stop_smoke; rm -rf "$WORK"' EXIT
+stop_hosts() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done; pids=(); }
+trap 'stop_hosts; rm -rf "$WORK"' EXIT
 # Every server picks its own free port (no race with other processes of the machine) and says which.
 wait_for() { # FILE REGEX: prints the first match of REGEX in FILE, waiting up to 20 s
   for _ in $(seq 1 100); do
@@ -103,41 +102,105 @@ wait_for() { # FILE REGEX: prints the first match of REGEX in FILE, waiting up t
   done
   return 1
 }
-"$NATS_SERVER_BIN" -a 127.0.0.1 -p -1 -js -sd "$SMOKE/js" --ports_file_dir "$SMOKE" -l "$SMOKE/nats.log" & pids+=($!)
-NATS_URL=$(wait_for "$SMOKE/nats-server_${pids[0]}.ports" 'nats://127\.0\.0\.1:[0-9]+') || bad "nats-server did not start"
-DASTRA_EMULATOR_API_KEY=emulator-key "$DC" emulator --bind 127.0.0.1 --port 0 > "$SMOKE/emulator.log" 2>&1 & pids+=($!)
-EMU_URL=$(wait_for "$SMOKE/emulator.log" 'http://127\.0\.0\.1:[0-9]+') || bad "the emulator did not start"
-sed -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /data/exports#path: $ROOT/connectors/files/samples#" \
-  "$WORK/compose/connect-nats.yaml" > "$SMOKE/connect-nats.yaml"
-NATS_URL="$NATS_URL" DASTRA_URL="$EMU_URL" "$DC" run --config "$SMOKE/connect-nats.yaml" > "$SMOKE/run.log" 2>&1 & pids+=($!)
-ADMIN=$(wait_for "$SMOKE/run.log" '"admin_addr":"127\.0\.0\.1:[0-9]+"' | grep -oE '127[.0-9]+:[0-9]+') || bad "dastra-connect run did not start its admin server"
-ready=0
-for _ in $(seq 1 60); do
-  if "$DC" probe --timeout 1s "http://$ADMIN/readyz" > /dev/null 2>&1; then ready=1; break; fi
-  sleep 1
-done
-[ "$ready" = 1 ] && ok "connect-nats: /readyz 200 (the compose healthcheck)" || { tail -20 "$SMOKE/run.log" >&2; bad "connect-nats never ready"; }
+start_servers() { # DIR: a fresh nats-server -js and emulator; sets NATS_URL and EMU_URL
+  mkdir -p "$1"
+  "$NATS_SERVER_BIN" -a 127.0.0.1 -p -1 -js -sd "$1/js" --ports_file_dir "$1" -l "$1/nats.log" & pids+=($!)
+  NATS_URL=$(wait_for "$1/nats-server_$!.ports" 'nats://127\.0\.0\.1:[0-9]+') || bad "nats-server did not start"
+  DASTRA_EMULATOR_API_KEY=emulator-key "$DC" emulator --bind 127.0.0.1 --port 0 > "$1/emulator.log" 2>&1 & pids+=($!)
+  EMU_URL=$(wait_for "$1/emulator.log" 'http://127\.0\.0\.1:[0-9]+') || bad "the emulator did not start"
+}
+start_connect() { # CONFIG LOG [ENV=VALUE...]: `dastra-connect run`; appends its admin address to ADMINS
+  local cfg=$1 log=$2 addr; shift 2
+  env "$@" "$DC" run --config "$cfg" > "$log" 2>&1 & pids+=($!)
+  addr=$(wait_for "$log" '"admin_addr":"127\.0\.0\.1:[0-9]+"' | grep -oE '127[.0-9]+:[0-9]+') \
+    || { tail -5 "$log" >&2; bad "$(basename "$log"): no admin server"; return 0; }
+  ADMINS+=("$addr")
+}
+wait_ready() { # LABEL ADDR...
+  local label=$1 a ready; shift
+  for a in "$@"; do
+    ready=0
+    for _ in $(seq 1 60); do
+      if "$DC" probe --timeout 1s "http://$a/readyz" > /dev/null 2>&1; then ready=1; break; fi
+      sleep 1
+    done
+    [ "$ready" = 1 ] || { bad "$label: $a never ready"; return 0; }
+  done
+  ok "$label: /readyz 200 on $# process(es)"
+}
+created() { # creations (2xx POSTs) the emulator received
+  "$PY" -c "import json, urllib.request as u; c = json.load(u.urlopen('$EMU_URL/__admin/counters', timeout=2)); print(sum(r['count'] for r in c['byRoute'] if r['method'] == 'POST' and r['status'] < 300))" 2> /dev/null || echo 0
+}
 # The sample exports give 4 Actors, 8 Assets (applications + servers) and 3 Contracts (the fourth
 # waits for a vendor whose row is dead-lettered at the source): 15 creations reach the emulator.
-created=0
-for _ in $(seq 1 60); do
-  created=$("$PY" -c "import json, urllib.request as u; c = json.load(u.urlopen('$EMU_URL/__admin/counters', timeout=2)); print(sum(r['count'] for r in c['byRoute'] if r['method'] == 'POST' and r['status'] < 300))" 2> /dev/null || echo 0)
-  [ "$created" -ge 15 ] && break
-  sleep 1
-done
-[ "$created" -ge 15 ] && ok "connect-nats: $created entities created in the emulator from the sample exports" \
-  || { tail -20 "$SMOKE/run.log" >&2; bad "connect-nats: only $created entities reached the emulator"; }
-"$PY" -c "import urllib.request as u; open('$SMOKE/metrics.txt', 'wb').write(u.urlopen('http://$ADMIN/metrics', timeout=2).read())" || true
+EXPECTED=15
+wait_created() { # LABEL: waits for EXPECTED creations, then 5 s more to see that no duplicate follows
+  local n=0
+  for _ in $(seq 1 60); do n=$(created); [ "$n" -ge "$EXPECTED" ] && break; sleep 1; done
+  sleep 5
+  n=$(created)
+  [ "$n" -eq "$EXPECTED" ] && ok "$1: exactly $n entities created in the emulator from the sample exports" \
+    || bad "$1: $n creations reached the emulator, expected exactly $EXPECTED"
+}
+
+SMOKE="$WORK/smoke"
+start_servers "$SMOKE"
+sed -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /data/exports#path: $ROOT/connectors/files/samples#" \
+  "$WORK/compose/connect-nats.yaml" > "$SMOKE/connect-nats.yaml"
+ADMINS=()
+start_connect "$SMOKE/connect-nats.yaml" "$SMOKE/run.log" NATS_URL="$NATS_URL" DASTRA_URL="$EMU_URL"
+wait_ready "connect-nats (the compose healthcheck)" "${ADMINS[@]}"
+wait_created "connect-nats"
+"$PY" -c "import urllib.request as u; open('$SMOKE/metrics.txt', 'wb').write(u.urlopen('http://${ADMINS[0]:-none}/metrics', timeout=2).read())" || true
 for m in 'dastra_connect_events_published_total{connector="exports"' 'dastra_connect_events_applied_total{connector="dastra-sink"' \
          'dastra_connect_quota_saturated{connector="dastra-sink"}' 'dastra_connect_quota_tokens{connector="dastra-sink",window="60s"}'; do
   grep -qF "$m" "$SMOKE/metrics.txt" && ok "connect-nats /metrics: ${m%%\{*}" || bad "connect-nats /metrics lacks $m"
 done
 grep -q '"level":"ERROR"' "$SMOKE/run.log" && { grep '"level":"ERROR"' "$SMOKE/run.log" | head -3 >&2; bad "connect-nats logged errors"; } || ok "connect-nats: no ERROR in its JSON logs"
-stop_smoke
+stop_hosts
+
+# The chart's NATS StatefulSet, run on the host: its rendered ConfigMaps started as 3 sink replicas
+# (DASTRA_REPLICA_INDEX = the ordinal, as the pod-index label gives it) and the files source. Each
+# partition must have exactly one owner: every entity created once, each replica owning p % 3 == i.
+section "chart on NATS (StatefulSet of 3), run on the host"
+STS="$WORK/sts"
+start_servers "$STS"
+"$HELM" template dastra "$CHART" -f deploy/helm-host-run/nats-sts.yaml \
+  --set-json "bus.servers=[\"$NATS_URL\"]" --set "connectors.sink.config.dastra.base_url=$EMU_URL" > "$STS/all.yaml"
+"$PY" scripts/validate_deploy.py manifests "$STS/all.yaml" "$STS/cfg" > /dev/null
+echo emulator-key > "$STS/api-key"
+for f in "$STS"/cfg/dastra-dastra-connect-*.yaml; do
+  sed -i -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /samples#path: $ROOT/connectors/files/samples#" \
+    -E -e "s#(_file: *)/[^ ,}]+#\1$STS/api-key#" "$f"
+done
+ADMINS=()
+for i in 0 1 2; do start_connect "$STS/cfg/dastra-dastra-connect-sink.yaml" "$STS/sink-$i.log" DASTRA_REPLICA_INDEX=$i; done
+SINKS=("${ADMINS[@]}")
+start_connect "$STS/cfg/dastra-dastra-connect-exports.yaml" "$STS/exports.log"
+wait_ready "chart nats sts" "${ADMINS[@]}"
+wait_created "chart nats sts"
+if owners=$("$PY" - "${SINKS[@]}" <<'PYEOF'
+
+import json, re, sys, urllib.request as u
+seen = {}
+for i, addr in enumerate(sys.argv[1:]):
+    st = json.load(u.urlopen(f"http://{addr}/status", timeout=2))
+    parts = st["sink"]["sink"]["partitions"]
+    assert parts, f"replica {i} owns nothing: {st}"
+    for p in parts:
+        n = int(re.findall(r"[0-9]+", p)[-1])
+        assert n % 3 == i, f"replica {i} owns {p}"
+        assert p not in seen, f"{p} owned by replicas {seen[p]} and {i}"
+        seen[p] = i
+nums = {int(re.findall(r"[0-9]+", p)[-1]) for p in seen}
+assert nums == set(range(6)), f"partitions owned: {sorted(nums)}"
+print(", ".join(f"replica {i}: {sorted({int(re.findall(r'[0-9]+', p)[-1]) for p, r in seen.items() if r == i})}" for i in range(3)))
+PYEOF
+); then ok "chart nats sts: each partition has one owner, p % 3 == ordinal ($owners)"; else bad "chart nats sts: partition ownership"; fi
+stop_hosts
 
 # --- Helm chart ---------------------------------------------------------------------------------
 section "helm/dastra-connect"
-CHART=helm/dastra-connect
 "$PY" scripts/helm-docs.py --check && ok "values.schema.json and chart README are current" || bad "helm-docs stale"
 APIS=(--api-versions keda.sh/v1alpha1/ScaledObject --api-versions monitoring.coreos.com/v1)
 "$HELM" lint --strict "$CHART" > "$WORK/lint.log" 2>&1 && ok "helm lint --strict (defaults)" || { cat "$WORK/lint.log" >&2; bad "helm lint"; }
