@@ -140,7 +140,8 @@ wait_created() { # LABEL: waits for EXPECTED creations, then 5 s more to see tha
   sleep 5
   n=$(created)
   [ "$n" -eq "$EXPECTED" ] && ok "$1: exactly $n entities created in the emulator from the sample exports" \
-    || bad "$1: $n creations reached the emulator, expected exactly $EXPECTED"
+    || { "$PY" -c "import json, urllib.request as u; print(json.dumps(json.load(u.urlopen('$EMU_URL/__admin/counters', timeout=2))['byRoute']))" >&2
+         bad "$1: $n creations reached the emulator, expected exactly $EXPECTED"; }
 }
 
 SMOKE="$WORK/smoke"
@@ -198,6 +199,53 @@ print(", ".join(f"replica {i}: {sorted({int(re.findall(r'[0-9]+', p)[-1]) for p,
 PYEOF
 ); then ok "chart nats sts: each partition has one owner, p % 3 == ordinal ($owners)"; else bad "chart nats sts: partition ownership"; fi
 stop_hosts
+
+# The chart's Kafka Deployment, run on the host against tansu (a Kafka-protocol broker, built by
+# scripts/tools.sh): the sink from the rendered ConfigMap in its consumer group + the files source.
+# One sink replica: with two, the sink created some Contracts twice (reported; the sink's, not the
+# chart's) and tansu's group coordinator made the run slow and flaky.
+section "chart on Kafka (Deployment), run on the host"
+if [ -z "${TANSU_BIN:-}" ] || [ ! -x "$TANSU_BIN" ]; then
+  bad "TANSU_BIN is not set: run through scripts/test.sh (scripts/tools.sh builds tansu)"
+else
+  KH="$WORK/kafka-host"
+  start_servers "$KH"
+  mkdir -p "$KH/tansu"
+  KAFKA=""
+  for _ in 1 2 3; do   # the port is picked, freed, then given to tansu: retry if something took it
+    port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    (cd "$KH/tansu" && exec "$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$port" \
+       --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db > tansu.log 2>&1) & tpid=$!
+    for _ in $(seq 1 50); do
+      if "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.5)" 2> /dev/null; then KAFKA="127.0.0.1:$port"; break; fi
+      kill -0 "$tpid" 2> /dev/null || break
+      sleep 0.2
+    done
+    if [ -n "$KAFKA" ]; then pids+=("$tpid"); break; fi
+    kill "$tpid" 2> /dev/null || true
+  done
+  [ -n "$KAFKA" ] || bad "tansu did not start: $(tail -3 "$KH/tansu/tansu.log")"
+  "$HELM" template dastra "$CHART" -f deploy/helm-host-run/kafka-deployment.yaml \
+    --set "bus.brokers=$KAFKA" --set "connectors.sink.config.dastra.base_url=$EMU_URL" > "$KH/all.yaml"
+  "$PY" scripts/validate_deploy.py manifests "$KH/all.yaml" "$KH/cfg" > /dev/null
+  grep -q "kind: Deployment" "$KH/all.yaml" && ! grep -q "kind: StatefulSet" "$KH/all.yaml" || bad "chart on Kafka: the sink must be a Deployment"
+  echo emulator-key > "$KH/api-key"
+  for f in "$KH"/cfg/dastra-dastra-connect-*.yaml; do
+    sed -i -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /samples#path: $ROOT/connectors/files/samples#" \
+      -E -e "s#(_file: *)/[^ ,}]+#\1$KH/api-key#" "$f"
+  done
+  ADMINS=()
+  start_connect "$KH/cfg/dastra-dastra-connect-sink.yaml" "$KH/sink.log" DASTRA_GROUP_INSTANCE_ID=dastra-dastra-connect-sink-0
+  start_connect "$KH/cfg/dastra-dastra-connect-exports.yaml" "$KH/exports.log"
+  wait_ready "chart kafka deployment" "${ADMINS[@]}"
+  wait_created "chart kafka deployment"
+  "$PY" - "${ADMINS[0]:-none}" <<'PYEOF' && ok "chart kafka deployment: the sink's consumer group owns all 8 topics x 6 partitions" || bad "chart kafka deployment: partitions"
+import json, sys, urllib.request as u
+owned = json.load(u.urlopen(f"http://{sys.argv[1]}/status", timeout=2))["sink"]["sink"]["partitions"]
+assert len(set(owned)) == 48, owned
+PYEOF
+  stop_hosts
+fi
 
 # --- Helm chart ---------------------------------------------------------------------------------
 section "helm/dastra-connect"
