@@ -228,20 +228,35 @@ def build():
     return schema
 
 
-def rows(schema, prefix=""):
-    """(key, type, default, description) for the README table."""
+def values_default(path):
+    """The value values.yaml gives `path` (dotted), if any."""
+    import yaml  # PyYAML: in scripts/tools.sh's venv
+    node = yaml.safe_load((CHART / "values.yaml").read_text())
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def rows(schema, prefix="", from_values=True):
+    """(key, type, default, description) for the README table; the default is values.yaml's."""
     out = []
     for key, s in schema.get("properties", {}).items():
         path = f"{prefix}{key}"
-        typ = s.get("type") or ("enum" if "enum" in s else "object" if "oneOf" in s else "")
+        typ = s.get("type") or ("enum" if "enum" in s else "object" if ("oneOf" in s or "$ref" in s) else "")
         if isinstance(typ, list):
             typ = " \\| ".join(typ)
         if "enum" in s:
             typ = " \\| ".join(f"`{e}`" for e in s["enum"])
-        default = json.dumps(s["default"]) if "default" in s else ""
+        given = values_default(path) if from_values else None
+        if given not in (None, "", [], {}):
+            default = json.dumps(given)
+        else:
+            default = json.dumps(s["default"]) if "default" in s else ""
         out.append((path, typ, default, s.get("description", "").replace("\n", " ").replace("|", "\\|")))
         if s.get("type") == "object" and "properties" in s and key not in ("codec", "topics", "telemetry"):
-            out.extend(rows(s, path + "."))
+            out.extend(rows(s, path + ".", from_values))
     return out
 
 
@@ -254,7 +269,7 @@ def readme(schema):
     lines.append("")
     lines.append("| key | type | default | description |")
     lines.append("|---|---|---|---|")
-    for path, typ, default, desc in rows(schema["$defs"]["values_connector"]):
+    for path, typ, default, desc in rows(schema["$defs"]["values_connector"], from_values=False):
         lines.append(f"| `{path}` | {typ} | {('`' + default + '`') if default else ''} | {desc} |")
     return "\n".join(lines) + "\n"
 
