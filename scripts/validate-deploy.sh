@@ -81,6 +81,8 @@ else cat "$WORK/cj.log" >&2; bad "docker-compose.yml does not match the compose 
 for f in "$WORK"/compose/*.yaml; do validate_config "$f" "compose $(basename "$f" .yaml)"; done
 promtool check config --syntax-only deploy/prometheus/prometheus.yml > /dev/null && ok "prometheus.yml (promtool)" || bad "prometheus.yml"
 promtool check rules deploy/prometheus/alerts.yml > /dev/null && ok "alerts.yml (promtool)" || bad "deploy/prometheus/alerts.yml"
+promtool test rules deploy/prometheus/alerts.test.yml > "$WORK/promtest.log" 2>&1 \
+  && ok "alerts fire on their situations and not before their for: (promtool test rules)" || { cat "$WORK/promtest.log" >&2; bad "alert unit tests"; }
 "$PY" scripts/gen-grafana-dashboard.py --check && ok "Grafana dashboard is generated and current" || bad "dashboard stale"
 "$PY" scripts/validate_deploy.py metric-names deploy/grafana/dashboards/dastra-connect.json deploy/prometheus/alerts.yml \
   && ok "dashboard and alerts use only metrics of the catalogue" || bad "unknown metric names"
