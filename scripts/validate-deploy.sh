@@ -270,6 +270,11 @@ for ex in "$CHART"/examples/*.yaml; do
   if [ -f "$out/rules.yaml" ]; then
     promtool check rules "$out/rules.yaml" > "$out/prom.log" 2>&1 && ok "$name: PromQL of alerts and KEDA queries (promtool)" \
       || { cat "$out/prom.log" >&2; bad "$name: promtool"; }
+    if [ -f "deploy/helm-rule-tests/$name.test.yml" ]; then
+      cp "deploy/helm-rule-tests/$name.test.yml" "$out/"
+      promtool test rules "$out/$name.test.yml" > "$out/promtest.log" 2>&1 \
+        && ok "$name: the rendered alerts fire on their situations only (promtool test rules)" || { cat "$out/promtest.log" >&2; bad "$name: alert unit tests"; }
+    fi
   fi
   for cfg in "$out"/*.yaml; do
     case $(basename "$cfg") in all.yaml|builtin.yaml|rules.yaml) continue ;; esac
