@@ -284,6 +284,9 @@ for ex in "$CHART"/examples/*.yaml; do
     validate_config "$cfg.local" "$name: $(basename "$cfg" .yaml)" DASTRA_REPLICA_INDEX=2 DASTRA_WEBHOOK_KEY=k
   done
 done
+"$HELM" install --dry-run=client dastra "$CHART" -f "$CHART/examples/hpa.yaml" > "$WORK/notes.txt" 2>&1 \
+  && grep -q "exec deploy/dastra-dastra-connect-sink -- dastra-connect dlq list" "$WORK/notes.txt" \
+  && ok "NOTES.txt renders (helm install --dry-run=client)" || { tail -5 "$WORK/notes.txt" >&2; bad "NOTES.txt"; }
 # Specific promises of the chart, read from the rendered manifests.
 grep -q "kind: StatefulSet" "$WORK/helm-nats/all.yaml" && ok "nats: the sink is a StatefulSet" || bad "nats: no StatefulSet"
 grep -q "apps.kubernetes.io/pod-index" "$WORK/helm-nats/all.yaml" && ok "nats: replica index from the pod-index label" || bad "nats: pod-index"
