@@ -133,6 +133,16 @@ wait_ready() { # LABEL ADDR...
 created() { # creations (2xx POSTs) the emulator received
   "$PY" -c "import json, urllib.request as u; c = json.load(u.urlopen('$EMU_URL/__admin/counters', timeout=2)); print(sum(r['count'] for r in c['byRoute'] if r['method'] == 'POST' and r['status'] < 300))" 2> /dev/null || echo 0
 }
+render_for_host() { # DIR VALUES [HELM ARGS...]: the chart's ConfigMaps as local config files in DIR/cfg
+  local dir=$1 values=$2 f; shift 2
+  "$HELM" template dastra "$CHART" -f "$values" --set "connectors.sink.config.dastra.base_url=$EMU_URL" "$@" > "$dir/all.yaml"
+  "$PY" scripts/validate_deploy.py manifests "$dir/all.yaml" "$dir/cfg" > /dev/null
+  echo emulator-key > "$dir/api-key"   # the mounted Secret
+  for f in "$dir"/cfg/dastra-dastra-connect-*.yaml; do
+    sed -i -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /samples#path: $ROOT/connectors/files/samples#" \
+      -E -e "s#(_file: *)/[^ ,}]+#\1$dir/api-key#" "$f"
+  done
+}
 # The sample exports give 4 Actors, 8 Assets (applications + servers) and 3 Contracts (the fourth
 # waits for a vendor whose row is dead-lettered at the source): 15 creations reach the emulator.
 EXPECTED=15
@@ -168,14 +178,7 @@ stop_hosts
 section "chart on NATS (StatefulSet of 3), run on the host"
 STS="$WORK/sts"
 start_servers "$STS"
-"$HELM" template dastra "$CHART" -f deploy/helm-host-run/nats-sts.yaml \
-  --set-json "bus.servers=[\"$NATS_URL\"]" --set "connectors.sink.config.dastra.base_url=$EMU_URL" > "$STS/all.yaml"
-"$PY" scripts/validate_deploy.py manifests "$STS/all.yaml" "$STS/cfg" > /dev/null
-echo emulator-key > "$STS/api-key"
-for f in "$STS"/cfg/dastra-dastra-connect-*.yaml; do
-  sed -i -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /samples#path: $ROOT/connectors/files/samples#" \
-    -E -e "s#(_file: *)/[^ ,}]+#\1$STS/api-key#" "$f"
-done
+render_for_host "$STS" deploy/helm-host-run/nats-sts.yaml --set-json "bus.servers=[\"$NATS_URL\"]"
 ADMINS=()
 for i in 0 1 2; do start_connect "$STS/cfg/dastra-dastra-connect-sink.yaml" "$STS/sink-$i.log" DASTRA_REPLICA_INDEX=$i; done
 SINKS=("${ADMINS[@]}")
@@ -227,15 +230,8 @@ else
     kill "$tpid" 2> /dev/null || true
   done
   [ -n "$KAFKA" ] || bad "tansu did not start: $(tail -3 "$KH/tansu/tansu.log")"
-  "$HELM" template dastra "$CHART" -f deploy/helm-host-run/kafka-deployment.yaml \
-    --set "bus.brokers=$KAFKA" --set "connectors.sink.config.dastra.base_url=$EMU_URL" > "$KH/all.yaml"
-  "$PY" scripts/validate_deploy.py manifests "$KH/all.yaml" "$KH/cfg" > /dev/null
+  render_for_host "$KH" deploy/helm-host-run/kafka-deployment.yaml --set "bus.brokers=$KAFKA"
   grep -q "kind: Deployment" "$KH/all.yaml" && ! grep -q "kind: StatefulSet" "$KH/all.yaml" || bad "chart on Kafka: the sink must be a Deployment"
-  echo emulator-key > "$KH/api-key"
-  for f in "$KH"/cfg/dastra-dastra-connect-*.yaml; do
-    sed -i -e "s#listen: 0.0.0.0:9090#listen: 127.0.0.1:0#" -e "s#path: /samples#path: $ROOT/connectors/files/samples#" \
-      -E -e "s#(_file: *)/[^ ,}]+#\1$KH/api-key#" "$f"
-  done
   ADMINS=()
   start_connect "$KH/cfg/dastra-dastra-connect-sink.yaml" "$KH/sink.log" DASTRA_GROUP_INSTANCE_ID=dastra-dastra-connect-sink-0
   start_connect "$KH/cfg/dastra-dastra-connect-exports.yaml" "$KH/exports.log"
