@@ -65,12 +65,12 @@ def connector_variants(defs):
 
 
 def bus_variants(defs):
-    """The bus section as values: as in the config file, with the NATS keys the chart owns removed."""
+    """The bus section as values: as in the config file, without the per-pod keys the chart sets
+    (NATS `replicas`/`replica_index`; Kafka `group_instance_id`, one per pod)."""
     variants = []
     for v in copy.deepcopy(defs["BusConfig"]["oneOf"]):
-        if "replica_index" in v["properties"]:
-            for k in ("replica_index", "replicas"):
-                v["properties"].pop(k, None)
+        for k in ("replica_index", "replicas", "group_instance_id"):
+            v["properties"].pop(k, None)
         variants.append(v)
     # Empty by default (nothing to render without connectors); the templates require it then.
     variants.append({"type": "object", "maxProperties": 0})
@@ -151,6 +151,7 @@ def connector_schema(variants):
             "type": p({"enum": sorted(variants)}, "Connector type (the `type:` of the config file)."),
             "enabled": p({"type": "boolean"}, "Render this connector.", True),
             "replicas": p({"type": "integer", "minimum": 1}, "Replicas (sources: 1). On NATS the sink's StatefulSet ordinals 0..replicas-1 own p % replicas.", 1),
+            "staticMembership": p({"type": "boolean"}, "A dastra_sink on Kafka: run as a StatefulSet whose pod names are the replicas' `group.instance.id` (a restarted pod takes its partitions back at once; a pod removed for good keeps them until `session.timeout.ms`).", False),
             "resources": p(OBJ, "Resources (default: pod.resources)."),
             "config": p(OBJ, "The connector's config, as under `connectors.<name>` of the config file, without `type`. Secrets as `<key>_file`."),
             "pod": dict(POD, description="Pod settings of this connector (override the release-wide `pod`)."),

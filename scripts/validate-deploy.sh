@@ -277,7 +277,8 @@ for ex in "$CHART"/examples/*.yaml; do
     # Secrets are mounted files in the pod: point the `*_file` paths at a stand-in file here.
     echo "stand-in-secret" > "$out/secret"
     sed -E "s#(_file: *)/[^ ,}]+#\1$out/secret#" "$cfg" > "$cfg.local"
-    validate_config "$cfg.local" "$name: $(basename "$cfg" .yaml)" DASTRA_REPLICA_INDEX=2 DASTRA_WEBHOOK_KEY=k
+    validate_config "$cfg.local" "$name: $(basename "$cfg" .yaml)" DASTRA_REPLICA_INDEX=2 DASTRA_WEBHOOK_KEY=k \
+      DASTRA_GROUP_INSTANCE_ID=dastra-dastra-connect-sink-0
   done
 done
 "$HELM" install --dry-run=client dastra "$CHART" -f "$CHART/examples/hpa.yaml" > "$WORK/notes.txt" 2>&1 \
@@ -287,7 +288,10 @@ done
 grep -q "kind: StatefulSet" "$WORK/helm-nats/all.yaml" && ok "nats: the sink is a StatefulSet" || bad "nats: no StatefulSet"
 grep -q "apps.kubernetes.io/pod-index" "$WORK/helm-nats/all.yaml" && ok "nats: replica index from the pod-index label" || bad "nats: pod-index"
 grep -q "replica_index: \${DASTRA_REPLICA_INDEX}" "$WORK/helm-nats/all.yaml" && ok "nats: config takes the replica index from the env" || bad "nats: replica_index"
-grep -q "DASTRA_GROUP_INSTANCE_ID" "$WORK/helm-kafka/all.yaml" && ok "kafka: DASTRA_GROUP_INSTANCE_ID = pod name" || bad "kafka: group instance id"
+grep -q "group_instance_id: \${DASTRA_GROUP_INSTANCE_ID}" "$WORK/helm-kafka/all.yaml" && grep -q "kind: StatefulSet" "$WORK/helm-kafka/all.yaml" \
+  && ok "kafka: staticMembership = a StatefulSet, group_instance_id = the pod name" || bad "kafka: static membership"
+! grep -q "group_instance_id: " "$WORK/helm-keda-kafka/all.yaml" && grep -q "kind: Deployment" "$WORK/helm-keda-kafka/all.yaml" \
+  && ok "keda-kafka: without staticMembership a Deployment, no group_instance_id" || bad "keda-kafka: dynamic membership"
 grep -q "terminationGracePeriodSeconds: 60" "$WORK/helm-kafka/all.yaml" && ok "kafka: grace period = shutdown_grace 45s + 15s" || bad "kafka: grace period"
 grep -q "kind: PodDisruptionBudget" "$WORK/helm-kafka/all.yaml" && ok "kafka: PDB for 3 replicas" || bad "kafka: PDB"
 grep -q "kind: ScaledObject" "$WORK/helm-keda-kafka/all.yaml" && grep -q "dastra_connect_quota_saturated" "$WORK/helm-keda-kafka/all.yaml" \

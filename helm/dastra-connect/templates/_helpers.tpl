@@ -44,9 +44,20 @@ app.kubernetes.io/component: {{ .name }}
 {{- printf "%s-%s" (include "dc.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* "true" when the connector runs as a StatefulSet (the sink on NATS: the ordinal is the replica index). */}}
-{{- define "dc.isSts" -}}
+{{/* "true" for the sink on NATS: a StatefulSet whose ordinal is the replica index (owned partitions). */}}
+{{- define "dc.isNatsSink" -}}
 {{- if and (eq .c.type "dastra_sink") (eq (.root.Values.bus.type | toString) "nats") -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" for the sink on Kafka with static membership: a StatefulSet, so that its pod names (the
+group.instance.id) survive restarts. */}}
+{{- define "dc.isStaticKafkaSink" -}}
+{{- if and (eq .c.type "dastra_sink") (eq (.root.Values.bus.type | toString) "kafka") .c.staticMembership -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when the connector runs as a StatefulSet. */}}
+{{- define "dc.isSts" -}}
+{{- if or (include "dc.isNatsSink" .) (include "dc.isStaticKafkaSink" .) -}}true{{- end -}}
 {{- end -}}
 
 {{/* Source connectors poll their system with a cursor and have no leader election: one replica. */}}
@@ -79,9 +90,12 @@ app.kubernetes.io/component: {{ .name }}
 {{- $v := .root.Values -}}
 {{- if not $v.bus.type -}}{{- fail "bus: set the bus of the connectors (type: kafka with brokers, or type: nats with servers)" -}}{{- end -}}
 {{- $bus := deepCopy $v.bus -}}
-{{- if include "dc.isSts" . -}}
+{{- if include "dc.isNatsSink" . -}}
 {{- $_ := set $bus "replicas" (include "dc.replicas" . | int) -}}
 {{- $_ := set $bus "replica_index" "${DASTRA_REPLICA_INDEX}" -}}
+{{- end -}}
+{{- if include "dc.isStaticKafkaSink" . -}}
+{{- $_ := set $bus "group_instance_id" "${DASTRA_GROUP_INSTANCE_ID}" -}}
 {{- end -}}
 {{- $connector := merge (dict "type" .c.type) (deepCopy (default dict .c.config)) -}}
 {{- $cfg := dict "bus" $bus "codec" $v.codec "topics" $v.topics "telemetry" $v.telemetry "admin" (dict "listen" (printf "0.0.0.0:%d" (int $v.adminPort))) "connectors" (dict .name $connector) -}}
