@@ -207,8 +207,8 @@ stop_hosts
 
 # The chart's Kafka Deployment, run on the host against tansu (a Kafka-protocol broker, built by
 # scripts/tools.sh): the sink from the rendered ConfigMap in its consumer group + the files source.
-# One sink replica: with two, the sink created some Contracts twice (reported; the sink's, not the
-# chart's) and tansu's group coordinator made the run slow and flaky.
+# One sink replica: with two on tansu, runs either created some Contracts twice or stalled with
+# events in flight (reported to the sink's owners; not the chart's), so they cannot gate the tests.
 section "chart on Kafka (Deployment), run on the host"
 if [ -z "${TANSU_BIN:-}" ] || [ ! -x "$TANSU_BIN" ]; then
   bad "TANSU_BIN is not set: run through scripts/test.sh (scripts/tools.sh builds tansu)"
