@@ -207,8 +207,8 @@ stop_hosts
 
 # The chart's Kafka Deployment, run on the host against tansu (a Kafka-protocol broker, built by
 # scripts/tools.sh): the sink from the rendered ConfigMap in its consumer group + the files source.
-# One sink replica: with two on tansu, runs either created some Contracts twice or stalled with
-# events in flight (reported to the sink's owners; not the chart's), so they cannot gate the tests.
+# Two sink replicas in one consumer group: contracts wait in the shared pending store for actors
+# and assets the other replica may own, and the group rebalances when the second one joins.
 section "chart on Kafka (Deployment), run on the host"
 if [ -z "${TANSU_BIN:-}" ] || [ ! -x "$TANSU_BIN" ]; then
   bad "TANSU_BIN is not set: run through scripts/test.sh (scripts/tools.sh builds tansu)"
@@ -234,13 +234,15 @@ else
   grep -q "kind: Deployment" "$KH/all.yaml" && ! grep -q "kind: StatefulSet" "$KH/all.yaml" || bad "chart on Kafka: the sink must be a Deployment"
   ADMINS=()
   start_connect "$KH/cfg/dastra-dastra-connect-sink.yaml" "$KH/sink.log" DASTRA_GROUP_INSTANCE_ID=dastra-dastra-connect-sink-0
+  start_connect "$KH/cfg/dastra-dastra-connect-sink.yaml" "$KH/sink-1.log" DASTRA_GROUP_INSTANCE_ID=dastra-dastra-connect-sink-1
   start_connect "$KH/cfg/dastra-dastra-connect-exports.yaml" "$KH/exports.log"
   wait_ready "chart kafka deployment" "${ADMINS[@]}"
   wait_created "chart kafka deployment"
-  "$PY" - "${ADMINS[0]:-none}" <<'PYEOF' && ok "chart kafka deployment: the sink's consumer group owns all 8 topics x 6 partitions" || bad "chart kafka deployment: partitions"
+  "$PY" - "${ADMINS[0]:-none}" "${ADMINS[1]:-none}" <<'PYEOF' && ok "chart kafka deployment: the two sink replicas split all 8 topics x 6 partitions" || bad "chart kafka deployment: partitions"
 import json, sys, urllib.request as u
-owned = json.load(u.urlopen(f"http://{sys.argv[1]}/status", timeout=2))["sink"]["sink"]["partitions"]
-assert len(set(owned)) == 48, owned
+owned = [json.load(u.urlopen(f"http://{a}/status", timeout=2))["sink"]["sink"]["partitions"] for a in sys.argv[1:3]]
+assert not set(owned[0]) & set(owned[1]), owned
+assert len(set(owned[0]) | set(owned[1])) == 48, owned
 PYEOF
   stop_hosts
 fi
