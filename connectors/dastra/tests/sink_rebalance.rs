@@ -131,3 +131,14 @@ async fn replicas_joining_and_leaving_create_nothing_twice_on_kafka() {
     }
     churn(bus, topics).await;
 }
+
+/// The same on tansu, a real Kafka-protocol broker (its coordinator: joins and graceful leaves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_joining_and_leaving_create_nothing_twice_on_tansu() {
+    let tansu = dastra_connect_core::testkit::Tansu::start().await;
+    let mut cfg = tansu.kafka_config();
+    cfg.topic_partitions = 4;
+    cfg.properties.insert("session.timeout.ms".into(), "6000".into());
+    cfg.properties.insert("heartbeat.interval.ms".into(), "500".into());
+    churn(BusConfig::Kafka(cfg), Topics::default()).await;
+}
