@@ -47,15 +47,24 @@ pub struct AdminConfig {
     /// Address to listen on.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// How often each connector's health checks run after start (bus; Dastra `GET /me` for the sink,
+    /// one request of its quota each time). A failure makes `/readyz` answer 503.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub health_interval: Duration,
 }
 
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9090))
 }
 
+fn default_health_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: default_admin_listen() }
+        Self { listen: default_admin_listen(), health_interval: default_health_interval() }
     }
 }
 
@@ -150,6 +159,10 @@ impl AppConfig {
     /// Checks cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.bus.validate().map_err(|e| ConfigError::new("bus", e.to_string()))?;
+        self.validate_topics()?;
+        if self.admin.health_interval < Duration::from_secs(1) {
+            return Err(ConfigError::new("admin.health_interval", "must be at least 1s"));
+        }
         if self.codec.format == PayloadFormat::Confluent && self.codec.schema_registry.is_none() {
             return Err(ConfigError::new("codec.schema_registry", "required when `codec.format` is `confluent`"));
         }
@@ -172,6 +185,71 @@ impl AppConfig {
                 ConnectorConfig::Coupa(c) => c.validate(&at)?,
                 ConnectorConfig::Files(c) => c.validate(&at)?,
             }
+        }
+        Ok(())
+    }
+
+    /// Rules that span sections: topic names valid on the bus, NATS stream subjects capturing every
+    /// topic, listeners that do not collide, one consumer group per sink.
+    fn validate_topics(&self) -> Result<(), ConfigError> {
+        let prefix = &self.topics.prefix;
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 200
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && !prefix.starts_with('.')
+            && !prefix.ends_with('.')
+            && !prefix.contains("..");
+        if !valid {
+            return Err(ConfigError::new(
+                "topics.prefix",
+                "1–200 characters of [A-Za-z0-9._-], not starting or ending with `.` nor containing `..` (a Kafka topic name and NATS subject tokens)",
+            ));
+        }
+        if let BusConfig::Nats(n) = &self.bus {
+            let mut topics = vec![self.topics.dastra_events(), self.topics.dlq()];
+            topics.extend(dastra_connect_core::event::EntityKind::ALL.iter().map(|k| self.topics.changes(*k)));
+            for topic in topics {
+                let subject = dastra_connect_core::bus::nats::subject(&topic, 0);
+                if !n.stream_subjects.iter().any(|p| dastra_connect_core::bus::nats::subject_matches(p, &subject)) {
+                    return Err(ConfigError::new(
+                        "bus.stream_subjects",
+                        format!(
+                            "topic `{topic}` (from `topics.prefix` `{prefix}`) is not captured by {:?}: add `{prefix}.>` and `{prefix}-connect.>`",
+                            n.stream_subjects
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut listeners = vec![(self.admin.listen, "admin.listen".to_owned())];
+        let mut sinks = Vec::new();
+        for (name, c) in &self.connectors {
+            match c {
+                ConnectorConfig::DastraWebhookReceiver(w) => {
+                    let here = format!("connectors.{name}.listen");
+                    if let Some((_, other)) = listeners.iter().find(|(a, _)| same_port(*a, w.listen)) {
+                        return Err(ConfigError::new(
+                            here,
+                            format!("{} is already used by `{other}` in this process", w.listen),
+                        ));
+                    }
+                    listeners.push((w.listen, here));
+                }
+                ConnectorConfig::DastraSink(_) => sinks.push(name.as_str()),
+                _ => {}
+            }
+        }
+        let group = match &self.bus {
+            BusConfig::Kafka(k) => k.group_id.as_ref().map(|g| ("bus.group_id", g)),
+            BusConfig::Nats(n) => n.group_id.as_ref().map(|g| ("bus.group_id", g)),
+        };
+        if let (Some((at, g)), true) = (group, sinks.len() > 1) {
+            return Err(ConfigError::new(
+                at,
+                format!(
+                    "`{g}` would put the sinks {sinks:?} in one consumer group, splitting their events; remove it (each sink then uses its name)"
+                ),
+            ));
         }
         Ok(())
     }
@@ -207,6 +285,11 @@ impl AppConfig {
             _ => base,
         })
     }
+}
+
+/// Two listen addresses that cannot both be bound: same port, and same IP or one of them unspecified.
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 impl ConnectorConfig {
@@ -263,6 +346,50 @@ connectors:
         assert!(AppConfig::parse(&twice).unwrap_err().reason.contains("duplicate"));
         let err = AppConfig::parse(&GOOD.replace("  hooks:", "  \"bad name\":")).unwrap_err();
         assert_eq!(err.path, "connectors.bad name");
+    }
+
+    #[test]
+    fn cross_section_mistakes_name_the_key() {
+        // A topic prefix the NATS stream does not capture: publishes would time out with "no responders".
+        let err = AppConfig::parse(&format!(
+            "{GOOD}topics: {{ prefix: acme }}
+"
+        ))
+        .unwrap_err();
+        assert_eq!(err.path, "bus.stream_subjects");
+        assert!(err.reason.contains("acme.>") && err.reason.contains("acme-connect.>"), "{err}");
+        let ok = GOOD.replace("4222\"]", "4222\"], stream_subjects: [\"acme.>\", \"acme-connect.>\"]");
+        AppConfig::parse(&format!(
+            "{ok}topics: {{ prefix: acme }}
+"
+        ))
+        .unwrap();
+        // A prefix that is not a valid topic name / subject token.
+        for bad in ["\"a b\"", "\"a.*\"", "\"a..b\"", "\".a\"", "\"\""] {
+            let err = AppConfig::parse(&format!(
+                "{GOOD}topics: {{ prefix: {bad} }}
+"
+            ))
+            .unwrap_err();
+            assert_eq!(err.path, "topics.prefix", "{bad}: {err}");
+        }
+        // The webhook receiver on the admin server's port.
+        let clash = GOOD.replace("signing_keys: [\"k1\"]", "signing_keys: [\"k1\"]\n    listen: 127.0.0.1:9090");
+        let err = AppConfig::parse(&clash).unwrap_err();
+        assert_eq!(err.path, "connectors.hooks.listen");
+        assert!(err.reason.contains("admin.listen"), "{err}");
+        // One explicit consumer group for two sinks.
+        let sink = |name: &str| {
+            format!(
+                "  {name}:\n    type: dastra_sink\n    dastra: {{ workspace_id: 1, auth: {{ type: api_key, api_key: k }} }}\n"
+            )
+        };
+        let two = format!("{}{}{}", GOOD.replace("4222\"]", "4222\"], group_id: shared"), sink("s1"), sink("s2"));
+        let err = AppConfig::parse(&two).unwrap_err();
+        assert_eq!(err.path, "bus.group_id");
+        AppConfig::parse(&format!("{}{}", GOOD.replace("4222\"]", "4222\"], group_id: shared"), sink("s1"))).unwrap();
+        let err = AppConfig::parse(&format!("{GOOD}admin: {{ health_interval: 10ms }}\n")).unwrap_err();
+        assert_eq!(err.path, "admin.health_interval");
     }
 
     /// Every ```yaml block of the READMEs that configures connectors is a valid config (with a bus

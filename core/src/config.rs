@@ -166,7 +166,9 @@ impl Reference {
                 (None, Some(d)) => Ok(d.clone()),
                 (None, None) => Err(ConfigError::new(
                     path,
-                    format!("environment variable `{name}` is referenced but not set (use `${{{name}:-default}}` for a default)"),
+                    format!(
+                        "environment variable `{name}` is referenced but not set (use `${{{name}:-default}}` for a default)"
+                    ),
                 )),
             },
         }
@@ -197,7 +199,9 @@ fn scan_references(text: &str) -> Vec<Piece<'_>> {
                     rest = &body[end + 1..];
                 }
                 None => {
-                    out.push(Piece::Reference(Reference::Invalid("unterminated `${` (no `}` on the same line)".into())));
+                    out.push(Piece::Reference(Reference::Invalid(
+                        "unterminated `${` (no `}` on the same line)".into(),
+                    )));
                     rest = body;
                 }
             }
@@ -300,7 +304,8 @@ impl Templated {
             Value::Number(n) => {
                 if let Some(i) = self.whole(&n.to_string()) {
                     let v = self.references[i].resolve(path, env)?;
-                    *value = if as_string.contains(path) { serde_yaml::Value::String(v) } else { typed_plain_scalar(v) };
+                    *value =
+                        if as_string.contains(path) { serde_yaml::Value::String(v) } else { typed_plain_scalar(v) };
                     if !matches!(value, serde_yaml::Value::String(_)) {
                         typed.insert(path.to_owned());
                     }
@@ -349,7 +354,10 @@ fn typed_plain_scalar(v: String) -> serde_yaml::Value {
         return Value::Bool(v == "true");
     }
     let numeric = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.'));
-    if numeric && let Ok(Value::Number(n)) = serde_yaml::from_str::<Value>(&v) && n.to_string() == v {
+    if numeric
+        && let Ok(Value::Number(n)) = serde_yaml::from_str::<Value>(&v)
+        && n.to_string() == v
+    {
         return Value::Number(n);
     }
     Value::String(v)

@@ -9,8 +9,10 @@ pub mod config;
 pub mod connector;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod source;
 pub mod state;
+pub mod status_page;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;

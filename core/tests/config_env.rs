@@ -119,7 +119,8 @@ fn the_value_that_used_to_break_the_yaml_round_trips() {
 
 #[test]
 fn plain_references_are_typed_like_yaml_and_quoted_ones_stay_strings() {
-    let yaml = "plain: ${P}\nsingle: 'x'\ndouble: \"${P}\"\nkey: ${P}\nport: ${P}\nenabled: ${B}\nnested: { inner: ${P} }\n";
+    let yaml =
+        "plain: ${P}\nsingle: 'x'\ndouble: \"${P}\"\nkey: ${P}\nport: ${P}\nenabled: ${B}\nnested: { inner: ${P} }\n";
     let env = |k: &str| match k {
         "P" => Some("8080".to_owned()),
         "B" => Some("true".to_owned()),
@@ -133,8 +134,8 @@ fn plain_references_are_typed_like_yaml_and_quoted_ones_stay_strings() {
     assert_eq!(doc.plain, "8080", "a string field accepts a numeric-looking value");
     assert_eq!(doc.key.expose(), "8080");
     // A value whose number would print differently stays the exact string.
-    let doc: Doc = from_yaml_str_with_env("plain: ${P}\nsingle: a\ndouble: b\nkey: ${P}\n", |_| Some("0123".into()))
-        .unwrap();
+    let doc: Doc =
+        from_yaml_str_with_env("plain: ${P}\nsingle: a\ndouble: b\nkey: ${P}\n", |_| Some("0123".into())).unwrap();
     assert_eq!(doc.key.expose(), "0123");
     assert_eq!(doc.plain, "0123");
 }
@@ -150,7 +151,8 @@ fn defaults_escapes_and_missing_variables() {
     let err = from_yaml_str_with_env::<Doc>("plain: a\nsingle: b\ndouble: c\nkey: ${NOPE}\n", |_| None).unwrap_err();
     assert_eq!(err.path, "key");
     assert!(err.reason.contains("`NOPE`"), "{err}");
-    let err = from_yaml_str_with_env::<Doc>("plain: a\nsingle: b\ndouble: ${bad name}\nkey: k\n", |_| None).unwrap_err();
+    let err =
+        from_yaml_str_with_env::<Doc>("plain: a\nsingle: b\ndouble: ${bad name}\nkey: k\n", |_| None).unwrap_err();
     assert_eq!(err.path, "double");
 }
 
