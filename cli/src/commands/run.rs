@@ -17,6 +17,7 @@ use std::time::Duration;
 use dastra_connect_core::admin::{Admin, Health};
 use dastra_connect_core::connector::{Connector, ConnectorContext};
 use dastra_connect_core::health::{self, HealthCheck, HealthError};
+use dastra_connect_core::telemetry::tracing_setup::CONNECTOR_SPAN_TARGET;
 use dastra_connect_core::telemetry::{Metrics, init_tracing};
 use futures::FutureExt as _;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +57,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             admin: admin.clone(),
         };
-        let span = tracing::info_span!("connector", connector = %name);
+        let span = connector_span(name);
         let built = connector.build();
         let checks =
             span.in_scope(|| built.health_checks(&ctx)).map_err(|e| anyhow::anyhow!("connector `{name}`: {e:#}"))?;
@@ -92,6 +93,13 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = admin_task.await;
     if failed.is_empty() { Ok(()) } else { anyhow::bail!("{}", failed.join("; ")) }
+}
+
+/// The span every log line of connector `name` is written in. Its target is left out of trace
+/// export ([`CONNECTOR_SPAN_TARGET`]): a process-long span would otherwise become the root
+/// of every trace the connector starts.
+pub fn connector_span(name: &str) -> tracing::Span {
+    tracing::info_span!(target: CONNECTOR_SPAN_TARGET, "connector", connector = %name)
 }
 
 /// A connector with its health checks, run under supervision.
