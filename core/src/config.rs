@@ -285,14 +285,14 @@ impl Templated {
 
     /// Replaces placeholders in every scalar of `value` (keys included), recursively. A plain whole
     /// reference is typed (see [`typed_plain_scalar`]) unless its path is in `as_string`; the paths
-    /// that were typed are added to `typed`.
+    /// (and values) of those that can be typed are added to `typed`.
     fn apply(
         &self,
         value: &mut serde_yaml::Value,
         path: &str,
         env: &dyn Fn(&str) -> Option<String>,
         as_string: &HashSet<String>,
-        typed: &mut HashSet<String>,
+        typed: &mut Vec<(String, String)>,
     ) -> Result<(), ConfigError> {
         use serde_yaml::Value;
         match value {
@@ -304,10 +304,11 @@ impl Templated {
             Value::Number(n) => {
                 if let Some(i) = self.whole(&n.to_string()) {
                     let v = self.references[i].resolve(path, env)?;
-                    *value =
-                        if as_string.contains(path) { serde_yaml::Value::String(v) } else { typed_plain_scalar(v) };
-                    if !matches!(value, serde_yaml::Value::String(_)) {
-                        typed.insert(path.to_owned());
+                    let as_typed = typed_plain_scalar(v.clone());
+                    let typeable = !matches!(as_typed, serde_yaml::Value::String(_));
+                    *value = if as_string.contains(path) { serde_yaml::Value::String(v.clone()) } else { as_typed };
+                    if typeable {
+                        typed.push((path.to_owned(), v));
                     }
                 }
             }
@@ -320,7 +321,7 @@ impl Templated {
                 let old = std::mem::take(map);
                 for (mut k, mut v) in old {
                     let key_path = join(path, &key_text(&k));
-                    self.apply(&mut k, &key_path, env, as_string, &mut HashSet::new())?;
+                    self.apply(&mut k, &key_path, env, as_string, &mut Vec::new())?;
                     let key_path = join(path, &key_text(&k));
                     self.apply(&mut v, &key_path, env, as_string, typed)?;
                     if map.insert(k, v).is_some() {
@@ -429,9 +430,11 @@ pub fn from_yaml_str_with_env<T: DeserializeOwned>(
     // A plain `${PORT}` is typed like YAML types `8080`; when the field wants a string after all
     // (`name: ${NAME}` with NAME=42) it is given the exact string on a second pass.
     let mut as_string = HashSet::new();
+    let mut keep_typed = HashSet::new();
+    let mut attempts = 0;
     loop {
         let mut doc = value.clone();
-        let mut typed = HashSet::new();
+        let mut typed = Vec::new();
         templated.apply(&mut doc, "", &env, &as_string, &mut typed)?;
         resolve_secret_files(&mut doc, "")?;
         match serde_path_to_error::deserialize(doc) {
@@ -439,16 +442,63 @@ pub fn from_yaml_str_with_env<T: DeserializeOwned>(
             Err(e) => {
                 let path = e.path().to_string();
                 let reason = e.into_inner().to_string();
-                let wrong_type = ["invalid type: integer", "invalid type: floating point", "invalid type: boolean"]
-                    .iter()
-                    .any(|p| reason.starts_with(p));
-                if wrong_type && typed.contains(&path) && as_string.insert(path.clone()) {
-                    continue;
+                // Inside an internally tagged enum serde names only the enum, so the culprit is one
+                // of the typed values under it with the quoted text: try them one at a time, in
+                // document order, and take one back when it turns out to be wanted as a number.
+                attempts += 1;
+                if attempts <= 64 {
+                    if let Some(p) = wrongly_typed(&reason, &path, &typed)
+                        .into_iter()
+                        .find(|p| !as_string.contains(p) && !keep_typed.contains(p))
+                    {
+                        as_string.insert(p);
+                        continue;
+                    }
+                    if let Some(p) = wrongly_stringed(&reason, &path, &typed, &as_string) {
+                        as_string.remove(&p);
+                        keep_typed.insert(p);
+                        continue;
+                    }
                 }
                 return Err(ConfigError::new(if path.is_empty() { ".".into() } else { path }, without_values(&reason)));
             }
         }
     }
+}
+
+/// The typed `${…}` substitutions an "invalid type: integer `7`, expected a string" error at `path`
+/// can be about: those at or under `path` (inside an internally tagged enum serde reports only the
+/// enum's path) whose value is the one quoted.
+fn wrongly_typed(reason: &str, path: &str, typed: &[(String, String)]) -> Vec<String> {
+    let kinds = ["invalid type: integer `", "invalid type: floating point `", "invalid type: boolean `"];
+    let Some(rest) = kinds.iter().find_map(|k| reason.strip_prefix(k)) else { return Vec::new() };
+    let Some((quoted, _)) = rest.split_once('`') else { return Vec::new() };
+    let under = |p: &str| {
+        path.is_empty()
+            || path == "."
+            || p == path
+            || p.strip_prefix(path).is_some_and(|tail| tail.starts_with('.') || tail.starts_with('['))
+    };
+    typed.iter().filter(|(p, v)| under(p) && v == quoted).map(|(p, _)| p.clone()).collect()
+}
+
+/// The last value given as a string (after a [`wrongly_typed`] retry) that an "invalid type: string
+/// \"7\", expected u32" error at `path` can be about.
+fn wrongly_stringed(
+    reason: &str,
+    path: &str,
+    typed: &[(String, String)],
+    as_string: &HashSet<String>,
+) -> Option<String> {
+    let rest = reason.strip_prefix("invalid type: string \"")?;
+    let (quoted, _) = rest.rsplit_once("\", expected")?;
+    let under = |p: &str| {
+        path.is_empty()
+            || path == "."
+            || p == path
+            || p.strip_prefix(path).is_some_and(|tail| tail.starts_with('.') || tail.starts_with('['))
+    };
+    typed.iter().rev().find(|(p, v)| as_string.contains(p) && under(p) && v == quoted).map(|(p, _)| p.clone())
 }
 
 /// serde's "invalid type: string \"…\", expected …" quotes the value, which may be a secret: keep

@@ -140,6 +140,33 @@ fn plain_references_are_typed_like_yaml_and_quoted_ones_stay_strings() {
     assert_eq!(doc.plain, "0123");
 }
 
+/// Like `BusConfig` and the connectors: an internally tagged enum, where serde reports errors at
+/// the enum's path only.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Tagged {
+    Kafka { brokers: String, partitions: u32, user: Option<String> },
+}
+
+#[test]
+fn numeric_values_reach_string_fields_inside_tagged_enums() {
+    let yaml = "type: kafka\nbrokers: ${N}\npartitions: ${N}\nuser: ${U}\n";
+    let env = |k: &str| match k {
+        "N" => Some("7".to_owned()),
+        "U" => Some("1234".to_owned()),
+        _ => None,
+    };
+    let Tagged::Kafka { brokers, partitions, user } = from_yaml_str_with_env(yaml, env).unwrap();
+    assert_eq!((brokers.as_str(), partitions, user.as_deref()), ("7", 7, Some("1234")));
+    // The same value wanted as a number first, then as a string.
+    let yaml = "type: kafka\npartitions: ${N}\nbrokers: ${N}\n";
+    let Tagged::Kafka { brokers, partitions, .. } = from_yaml_str_with_env(yaml, env).unwrap();
+    assert_eq!((brokers.as_str(), partitions), ("7", 7));
+    // A value that is not a number where one is needed is still an error naming no value.
+    let err = from_yaml_str_with_env::<Tagged>("type: kafka\npartitions: ${U}x\nbrokers: b\n", env).unwrap_err();
+    assert!(err.reason.contains("expected u32") && !err.reason.contains("1234"), "{err}");
+}
+
 #[test]
 fn defaults_escapes_and_missing_variables() {
     let yaml = "plain: ${MISSING:-fallback: with colon}\nsingle: 'cost $$5'\ndouble: \"$${NOT_A_REF}\"\nkey: k\n";

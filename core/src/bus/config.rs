@@ -284,6 +284,15 @@ impl NatsConfig {
         if methods.iter().filter(|m| **m).count() > 1 {
             return Err(BusError::config("user", "give one of `user`+`password`, `token`, `nkey`, `credentials`"));
         }
+        if let Some(creds) = &self.credentials
+            && !creds.expose().contains("BEGIN NATS USER JWT")
+        {
+            // A path here is the usual mistake: the field takes the document, `credentials_file` a path.
+            return Err(BusError::config(
+                "credentials",
+                "not the content of a NATS .creds file (no `-----BEGIN NATS USER JWT-----`); to give a path, use `credentials_file:`",
+            ));
+        }
         if self.user.is_some() != self.password.is_some() {
             return Err(BusError::config("password", "`user` and `password` go together"));
         }
@@ -416,6 +425,13 @@ mod tests {
         let mut bad = n.clone();
         bad.replica_index = 2;
         assert!(matches!(bad.validate(), Err(BusError::Config { path, .. }) if path == "replica_index"));
+        let mut path_given = n.clone();
+        path_given.token = None;
+        path_given.credentials = Some(Secret::new("/var/run/secrets/nats/app.creds"));
+        assert!(matches!(path_given.validate(), Err(BusError::Config { path, .. }) if path == "credentials"));
+        path_given.credentials =
+            Some(Secret::new("-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n"));
+        path_given.validate().unwrap();
         let mut two = n.clone();
         two.user = Some("u".into());
         two.password = Some(Secret::new("p"));
