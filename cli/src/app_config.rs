@@ -392,46 +392,69 @@ connectors:
         assert_eq!(err.path, "admin.health_interval");
     }
 
-    /// Every ```yaml block of the READMEs that configures connectors is a valid config (with a bus
-    /// added where the block has none, and every `${VAR}` set): the documentation cannot drift from
-    /// the config types.
-    #[test]
-    fn readme_sample_configs_are_valid() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let mut docs = vec![format!("{root}/README.md")];
-        for entry in std::fs::read_dir(format!("{root}/connectors")).unwrap() {
-            let readme = entry.unwrap().path().join("README.md");
-            if readme.is_file() {
-                docs.push(readme.display().to_string());
+    /// Every README of the repository, recursively (build output and VCS data excluded).
+    fn readmes(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if !matches!(name, "target" | ".git" | "node_modules") && !name.starts_with('.') {
+                    readmes(&path, out);
+                }
+            } else if name == "README.md" {
+                out.push(path);
             }
         }
+    }
+
+    /// Every ```yaml block of every README is checked against the config types: a whole config (a
+    /// bus is added where the block has none), a `bus:` block (with a connector added), or a
+    /// `dastra:` client block (inside a sink). Any other YAML block fails the test, so the
+    /// documentation cannot drift from the config. Every `${VAR}` is set, `*_file` paths exist.
+    #[test]
+    fn readme_sample_configs_are_valid() {
+        let root = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mut docs = Vec::new();
+        readmes(&root, &mut docs);
         // Secrets given as `<key>_file: /var/run/…` are read from a file that exists here.
         let secret = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(secret.path(), "s3cret\n").unwrap();
+        // (Shaped like a NATS .creds document, which `credentials` is checked to be.)
+        std::fs::write(secret.path(), "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n").unwrap();
         let file_ref = regex::Regex::new(r"(?m)(_file: *)(/\S+)").unwrap();
+        let hooks = "connectors:\n  hooks: { type: dastra_webhook_receiver, signing_keys: [\"k\"] }\n";
         let mut checked = 0;
         for doc in &docs {
             let text = std::fs::read_to_string(doc).unwrap();
             for block in text.split("```yaml\n").skip(1) {
                 let raw = block.split("```").next().unwrap();
-                let yaml = file_ref.replace_all(raw, format!("${{1}}{}", secret.path().display()));
-                if !yaml.contains("connectors:") {
-                    continue;
-                }
-                let full = if yaml.contains("bus:") {
-                    yaml.to_string()
+                let yaml = file_ref.replace_all(raw, format!("${{1}}{}", secret.path().display())).to_string();
+                let first =
+                    yaml.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).unwrap_or("");
+                let full = if yaml.contains("\nconnectors:") || yaml.starts_with("connectors:") {
+                    if yaml.contains("bus:") {
+                        yaml.clone()
+                    } else {
+                        format!("bus: {{ type: kafka, brokers: \"localhost:9092\" }}\n{yaml}")
+                    }
+                } else if first.starts_with("bus:") {
+                    format!("{yaml}{hooks}")
+                } else if first.starts_with("dastra:") {
+                    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+                    format!(
+                        "bus: {{ type: kafka, brokers: \"localhost:9092\" }}\nconnectors:\n  sink:\n    type: dastra_sink\n{indented}"
+                    )
                 } else {
-                    format!("bus: {{ type: kafka, brokers: \"localhost:9092\" }}\n{yaml}")
+                    panic!("{}: a ```yaml block that is not a config the test can check:\n{yaml}", doc.display());
                 };
-                let cfg: Result<AppConfig, _> = config::from_yaml_str_with_env(&full, |_| Some("x".into()))
+                let cfg: Result<AppConfig, _> = config::from_yaml_str_with_env(&full, |_| Some("1".into()))
                     .and_then(|c: AppConfig| c.validate().map(|_| c));
                 if let Err(e) = cfg {
-                    panic!("{doc}: a sample config is invalid: {e}\n{yaml}");
+                    panic!("{}: a sample config is invalid: {e}\n{yaml}", doc.display());
                 }
                 checked += 1;
             }
         }
-        assert!(checked >= 6, "only {checked} sample configs found in {docs:?}");
+        assert!(checked >= 9, "only {checked} sample configs found in {docs:?}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The Dastra sink (`type: dastra_sink`): consumes change events from Kafka or NATS and upserts them
 //! into Dastra idempotently, coalescing per entity and within the API quota. See `README.md` of this
-//! crate and DESIGN.md §6.
+//! crate.
 //!
 //! Roles: [`config`] (what users set), [`ledger`] (what Dastra holds, on the bus), [`apply`] (one
 //! event → the cheapest requests), [`driver`] (consume, coalesce, commit), [`tracker`] (commit
