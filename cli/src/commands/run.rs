@@ -246,3 +246,96 @@ pub async fn stop_on_signal(token: CancellationToken) {
     }
     token.cancel();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use dastra_connect_core::bus::{BusConfig, NatsConfig};
+    use dastra_connect_core::codec::Codec;
+    use dastra_connect_core::connector::Topics;
+
+    struct Panics;
+
+    #[async_trait]
+    impl Connector for Panics {
+        async fn run(self: Box<Self>, _: ConnectorContext, _: CancellationToken) -> anyhow::Result<()> {
+            panic!("boom in the mapping");
+        }
+    }
+
+    /// A check that passes or fails as told, counting its runs.
+    struct Scripted(parking_lot::Mutex<Vec<Result<(), HealthError>>>);
+
+    #[async_trait]
+    impl HealthCheck for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        async fn check(&self) -> Result<(), HealthError> {
+            let mut left = self.0.lock();
+            if left.len() > 1 { left.remove(0) } else { left[0].clone() }
+        }
+    }
+
+    fn supervised(connector: Box<dyn Connector>, script: Vec<Result<(), HealthError>>) -> (Supervised, Admin) {
+        let admin = Admin::new(Metrics::new());
+        let ctx = ConnectorContext {
+            name: "crm-sink".into(),
+            bus: BusConfig::Nats(NatsConfig::new("nats://127.0.0.1:1")),
+            topics: Topics::default(),
+            codec: Codec::json(),
+            metrics: admin.metrics().clone(),
+            admin: admin.clone(),
+        };
+        let s = Supervised {
+            name: "crm-sink".into(),
+            connector,
+            ctx,
+            checks: vec![Arc::new(Scripted(parking_lot::Mutex::new(script)))],
+            health: admin.health("crm-sink"),
+            every: Duration::from_millis(20),
+            token: CancellationToken::new(),
+        };
+        (s, admin)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connector_ends_with_its_name_and_the_panic_message() {
+        let (s, _admin) = supervised(Box::new(Panics), vec![Ok(())]);
+        let (name, result) = s.run().await;
+        assert_eq!(name, "crm-sink");
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("panicked: boom in the mapping"), "{err}");
+    }
+
+    struct RunsUntilCancelled;
+
+    #[async_trait]
+    impl Connector for RunsUntilCancelled {
+        async fn run(self: Box<Self>, ctx: ConnectorContext, token: CancellationToken) -> anyhow::Result<()> {
+            ctx.admin.readiness(&ctx.name).set(true);
+            token.cancelled().await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_delays_the_start_and_a_later_fatal_one_stops_the_connector() {
+        let script = vec![
+            Err(HealthError::transient("dastra", "Dastra answered 503")),
+            Ok(()),
+            Ok(()),
+            Err(HealthError::fatal("dastra", "Dastra rejected the API key (HTTP 401 on GET /me)")),
+        ];
+        let (s, admin) = supervised(Box::new(RunsUntilCancelled), script);
+        let (_, result) = tokio::time::timeout(Duration::from_secs(30), s.run()).await.unwrap();
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("Dastra rejected the API key"), "{err}");
+        assert!(
+            admin.not_ready().iter().any(|r| r.contains("crm-sink: dastra: Dastra rejected")),
+            "{:?}",
+            admin.not_ready()
+        );
+    }
+}
