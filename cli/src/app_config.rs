@@ -10,7 +10,7 @@ use std::time::Duration;
 use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::codec::{Codec, RegistryConfig, SchemaRegistryClient};
 use dastra_connect_core::config::{self, ConfigError, Secret};
-use dastra_connect_core::connector::{Connector, Topics};
+use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
 use dastra_connect_core::telemetry::TelemetryConfig;
 use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
 use dastra_connect_dastra::webhook::{WebhookReceiver, WebhookReceiverConfig};
@@ -252,6 +252,18 @@ impl AppConfig {
             ));
         }
         Ok(())
+    }
+
+    /// What connector `name` of this config gets from the framework.
+    pub fn context(&self, name: &str, codec: &Codec, admin: &dastra_connect_core::admin::Admin) -> ConnectorContext {
+        ConnectorContext {
+            name: name.to_owned(),
+            bus: self.bus.clone(),
+            topics: self.topics.clone(),
+            codec: codec.clone(),
+            metrics: admin.metrics().clone(),
+            admin: admin.clone(),
+        }
     }
 
     /// The connector names, in order.

@@ -18,18 +18,10 @@ pub async fn validate(path: &Path, check_connectivity: bool) -> anyhow::Result<(
         return Ok(());
     }
     let codec = cfg.codec()?;
-    let metrics = dastra_connect_core::telemetry::Metrics::new();
-    let admin = dastra_connect_core::admin::Admin::new(metrics.clone());
+    let admin = dastra_connect_core::admin::Admin::new(dastra_connect_core::telemetry::Metrics::new());
     let mut failed = Vec::new();
     for (name, connector) in &cfg.connectors {
-        let ctx = dastra_connect_core::connector::ConnectorContext {
-            name: name.clone(),
-            bus: cfg.bus.clone(),
-            topics: cfg.topics.clone(),
-            codec: codec.clone(),
-            metrics: metrics.clone(),
-            admin: admin.clone(),
-        };
+        let ctx = cfg.context(name, &codec, &admin);
         let checks = connector.build().health_checks(&ctx).map_err(|e| anyhow::anyhow!("connector `{name}`: {e:#}"))?;
         for check in checks {
             let outcome = tokio::time::timeout(CHECK_TIMEOUT, check.check()).await;

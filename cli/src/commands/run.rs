@@ -31,8 +31,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let _telemetry = init_tracing(&cfg.telemetry)?;
     log_panics();
     let codec = cfg.codec()?;
-    let metrics = Metrics::new();
-    let admin = Admin::new(metrics.clone());
+    let admin = Admin::new(Metrics::new());
     // Registered before any starts: /readyz stays 503 until every one of them is ready.
     for name in cfg.connectors.keys() {
         admin.readiness(name);
@@ -49,14 +48,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     for (name, connector) in &cfg.connectors {
-        let ctx = ConnectorContext {
-            name: name.clone(),
-            bus: cfg.bus.clone(),
-            topics: cfg.topics.clone(),
-            codec: codec.clone(),
-            metrics: metrics.clone(),
-            admin: admin.clone(),
-        };
+        let ctx = cfg.context(name, &codec, &admin);
         let span = connector_span(name);
         let built = connector.build();
         let checks =
