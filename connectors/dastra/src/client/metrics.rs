@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn requests_per_minute_cover_the_last_hour() {
         let obs = MetricsObserver::new(Metrics::new(), "sink");
-        let t0 = 1_800_000_000 - 1_800_000_000 % 60;
+        let t0: i64 = 1_800_000_000; // a whole minute
         obs.count(t0 - 3_600, false); // too old: dropped from the window
         obs.count(t0 + 1, false);
         obs.count(t0 + 59, true);
