@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rdkafka::admin::AdminClient;
 
+use crate::Classify as _;
 use crate::bus::{BusConfig, BusError};
 use crate::config::ConfigError;
 
@@ -73,8 +74,10 @@ impl HealthCheck for BusCheck {
     }
 
     async fn check(&self) -> Result<(), HealthError> {
+        // Bad config and rejected credentials (the bus error's own class) cannot heal by retrying.
         let fail = |e: BusError| match e {
             BusError::Config { .. } => HealthError::fatal("bus", e.to_string()),
+            other if other.class() == crate::ErrorClass::Fatal => HealthError::fatal("bus", other.to_string()),
             other => HealthError::transient("bus", other.to_string()),
         };
         self.bus.validate().map_err(fail)?;
