@@ -1,6 +1,10 @@
 //! The sink process killed with SIGKILL at random moments — including while Dastra holds the answer
 //! to a POST it has already applied (between the POST and the ledger write) — and restarted until
-//! done: the emulator ends with exactly the expected entities and no duplicate, on NATS and Kafka.
+//! done: the emulator ends with exactly the expected entities and no duplicate, on NATS, Kafka
+//! (MockCluster) and tansu (a real Kafka-protocol broker, with static group membership: its
+//! coordinator never hands a dead member's partitions to a new one, so the restarted sink must
+//! come back as the same member). A processing whose assets arrive after its seven versions and a
+//! relationship whose target moves with each version end at their newest versions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,16 +18,60 @@ use std::time::Duration;
 use dastra_connect_core::bus::{BusConfig, OutboundMessage, TopicSpec};
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::Topics;
-use dastra_connect_core::event::enums::AssetType;
-use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
+use dastra_connect_core::event::enums::{AssetType, ProcessingState, ProcessingType};
+use dastra_connect_core::event::{
+    Asset, ChangeEvent, DataProcessing, EntityKey, EntityKind, Payload, Relationship, sequence_from_u64,
+};
 use dastra_connect_core::testkit::NatsServer;
 use dastra_emulator::{EmulatorConfig, FaultKind, FaultRule, RunningEmulator};
 use rand::{Rng, SeedableRng};
 
 const N: usize = 120;
 
+/// A processing whose assets arrive after it (its seven versions wait for them) and a relationship
+/// whose target moves with each version: after the kills, each must end at its newest version.
+const LATE: &str = "grc:processing:late";
+const LINK: &str = "cmdb:relationship:link";
+
+fn late_processing(v: u64) -> Payload {
+    let srv = |i: u64| EntityKey::parse(&format!("cmdb:asset:srv{i}")).unwrap();
+    Payload::DataProcessing(DataProcessing {
+        label: Some("Late".into()),
+        description: Some(format!("version {v}")),
+        processing_type: Some(ProcessingType::Default),
+        processing_state: v.is_multiple_of(2).then_some(ProcessingState::InProduction),
+        assets: if v.is_multiple_of(2) { vec![srv(0), srv(1)] } else { vec![srv(0)] },
+        ..Default::default()
+    })
+}
+
+fn moving_link(v: u64) -> Payload {
+    Payload::Relationship(Relationship {
+        origin: Some(EntityKey::parse("cmdb:asset:srv0").unwrap()),
+        target: Some(EntityKey::parse(&format!("cmdb:asset:srv{}", v + 1)).unwrap()),
+        label: Some(format!("v{v}")),
+        ..Default::default()
+    })
+}
+
 fn events() -> Vec<ChangeEvent> {
     let mut out = Vec::new();
+    let ev = |key: &str, v: u64, data: Payload| {
+        ChangeEvent::new(
+            "/connectors/grc",
+            EntityKey::parse(key).unwrap(),
+            sequence_from_u64(v),
+            chrono::Utc::now(),
+            data,
+        )
+        .unwrap()
+    };
+    for v in 1..=7 {
+        out.push(ev(LATE, v, late_processing(v)));
+    }
+    for v in 1..=4 {
+        out.push(ev(LINK, v, moving_link(v)));
+    }
     for v in 1..=2u64 {
         for i in 0..N {
             if v == 2 && !i.is_multiple_of(3) {
@@ -83,6 +131,34 @@ fn state(emu: &RunningEmulator) -> BTreeMap<String, String> {
     out
 }
 
+/// Whether the late processing and the moving link are at their newest versions (7 and 4), each
+/// exactly once; what differs otherwise.
+fn late_ones_right(emu: &RunningEmulator) -> Result<(), String> {
+    let asset_id = |i: usize| {
+        emu.state
+            .entities(1, "Assets")
+            .into_iter()
+            .find(|a| a["ref"].as_str() == Some(&format!("cmdb:asset:srv{i}")))
+            .and_then(|a| a["id"].as_i64())
+    };
+    let dps: Vec<_> = emu.state.entities(1, "DataProcessings").into_iter().filter(|d| d["ref"] == LATE).collect();
+    let [dp] = dps.as_slice() else { return Err(format!("{} processings {LATE}", dps.len())) };
+    let assets: Vec<Option<i64>> =
+        dp["assets"].as_array().map(|a| a.iter().map(|x| x["id"].as_i64()).collect()).unwrap_or_default();
+    let got = (dp["description"].as_str(), dp.get("processingState").and_then(|s| s.as_str()), assets);
+    if got != (Some("version 7"), None, vec![asset_id(0)]) {
+        return Err(format!("{LATE} is {got:?}"));
+    }
+    let links = emu.state.entities(1, "GenericRelationships");
+    let got: Vec<(Option<&str>, Option<&str>)> =
+        links.iter().map(|l| (l["target"]["id"].as_str(), l["label"].as_str())).collect();
+    let target = asset_id(5).map(|i| i.to_string());
+    if got != vec![(target.as_deref(), Some("v4"))] {
+        return Err(format!("{LINK} links are {got:?}"));
+    }
+    Ok(())
+}
+
 fn expected() -> BTreeMap<String, String> {
     (0..N)
         .map(|i| (format!("cmdb:asset:srv{i}"), format!("version {}", if i.is_multiple_of(3) { 2 } else { 1 })))
@@ -139,7 +215,11 @@ async fn scenario(bus_yaml: &str, bus: BusConfig) {
         kills += 1;
         let _ = state(&emu); // no duplicate at any point
     }
-    assert!(kills_in_ambiguous_post >= 1, "at least one kill landed between a POST and its answer");
+    assert!(
+        kills_in_ambiguous_post >= 1,
+        "no kill landed between a POST and its answer\nlog tail (reversed):\n{}",
+        log_tail(&log)
+    );
 
     // Now let it finish.
     let mut child = spawn_sink(&config, &log);
@@ -147,15 +227,15 @@ async fn scenario(bus_yaml: &str, bus: BusConfig) {
     let want = expected();
     loop {
         let got = state(&emu);
-        if got == want {
+        let late = late_ones_right(&emu);
+        if got == want && late.is_ok() {
             break;
         }
         if tokio::time::Instant::now() > deadline {
             let _ = child.kill();
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: String = text.lines().rev().take(40).collect::<Vec<_>>().join("\n");
+            let tail = log_tail(&log);
             panic!(
-                "never converged: {} of {} right\nlog tail (reversed):\n{tail}",
+                "never converged: {} of {} assets right; {late:?}\nlog tail (reversed):\n{tail}",
                 got.iter().filter(|(k, v)| want.get(*k) == Some(v)).count(),
                 want.len()
             );
@@ -165,6 +245,7 @@ async fn scenario(bus_yaml: &str, bus: BusConfig) {
     // Stays right (late retries must not create anything).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(state(&emu), want);
+    late_ones_right(&emu).unwrap();
     // SIGTERM: a clean stop.
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -174,6 +255,12 @@ async fn scenario(bus_yaml: &str, bus: BusConfig) {
         "{kills} kills ({kills_in_ambiguous_post} between POST and answer); {} Dastra requests",
         emu.state.counters().total
     );
+}
+
+/// The last 40 lines of the sink's log, newest first.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().rev().take(40).collect::<Vec<_>>().join("\n")
 }
 
 fn hung_posts(emu: &RunningEmulator) -> u64 {
@@ -195,5 +282,12 @@ async fn sigkill_storm_on_nats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_storm_on_kafka() {
     let (_kafka, yaml, bus) = common::kafka_for_sink(3);
+    scenario(&yaml, bus).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_storm_on_kafka_with_static_membership() {
+    let (_kafka, yaml, bus) = common::kafka_for_sink(3);
+    let yaml = yaml.replace("  create_topics: false\n", "  create_topics: false\n  group_instance_id: dastra-sink-0\n");
     scenario(&yaml, bus).await;
 }

@@ -4,9 +4,11 @@
 
 pub mod admin;
 pub mod bus;
+pub mod canonical;
 pub mod codec;
 pub mod config;
 pub mod connector;
+pub mod dlq;
 pub mod error;
 pub mod event;
 pub mod health;

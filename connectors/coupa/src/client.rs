@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use dastra_connect_core::source::{SourceAuth, SourceError, SourceHttp};
+use dastra_connect_core::source::{SourceAuth, SourceError, SourceHttp, StreamKind};
 use reqwest::header::HeaderName;
 use serde_json::Value;
 use url::Url;

@@ -1,18 +1,17 @@
 //! [`CoupaConfig`]: the Coupa instance, how to authenticate, which resources to read and how they
 //! map. Validated without I/O by [`CoupaConfig::validate`].
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dastra_connect_core::config::{ConfigError, Secret};
-use dastra_connect_core::event::{EntityKey, EntityKind};
-use dastra_connect_core::source::{HttpSettings, Mapping, SourceSettings};
+use dastra_connect_core::source::streams::{check_common, check_http_url};
+use dastra_connect_core::source::{HttpSettings, SourceSettings, StreamConfig, StreamKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
-use crate::mapping::{default_params, default_program, merge};
+use crate::mapping::{default_params, default_program};
 
 /// The Coupa source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -79,9 +78,6 @@ pub enum CoupaResource {
 }
 
 impl CoupaResource {
-    /// Both.
-    pub const ALL: [CoupaResource; 2] = [CoupaResource::Suppliers, CoupaResource::Contracts];
-
     /// The endpoint, relative to the root URL.
     pub fn path(self) -> &'static str {
         match self {
@@ -89,56 +85,43 @@ impl CoupaResource {
             CoupaResource::Contracts => "api/contracts",
         }
     }
+}
 
-    /// The stream name (checkpoint key, metric label).
-    pub fn stream(self) -> &'static str {
+/// One resource and how it maps: `{resource: contracts, filters: {status: active}, mapping: …,
+/// params: {…}}`.
+pub type ResourceConfig = StreamConfig<CoupaResource>;
+
+impl StreamKind for CoupaResource {
+    const KEY: &'static str = "resource";
+    const NOUN: &'static str = "resource";
+    const SCHEMA_NAME: &'static str = "ResourceConfig";
+    const FILTERS_DOC: &'static str = "Extra Coupa query arguments added to every request, e.g. `{status: active}` or\n`{\"commodity[name]\": \"IT\"}`.";
+
+    fn all() -> &'static [Self] {
+        &[CoupaResource::Suppliers, CoupaResource::Contracts]
+    }
+    fn stream(self) -> &'static str {
         match self {
             CoupaResource::Suppliers => "suppliers",
             CoupaResource::Contracts => "contracts",
         }
     }
-
-    /// The resource from a stream name.
-    pub fn from_stream(stream: &str) -> Option<CoupaResource> {
-        CoupaResource::ALL.into_iter().find(|o| o.stream() == stream)
+    fn default_program(self) -> &'static str {
+        default_program(self)
     }
-}
-
-/// One resource and how it maps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResourceConfig {
-    /// The resource.
-    pub resource: CoupaResource,
-    /// Extra Coupa query arguments added to every request, e.g. `{status: active}` or
-    /// `{"commodity[name]": "IT"}`.
-    #[serde(default)]
-    pub filters: BTreeMap<String, String>,
-    /// A jq program replacing the default mapping (see README).
-    #[serde(default)]
-    pub mapping: Option<String>,
-    /// Parameters of the mapping (`$params`), deep-merged over the defaults.
-    #[serde(default)]
-    pub params: Map<String, Value>,
-}
-
-impl ResourceConfig {
-    /// A resource with defaults.
-    pub fn new(resource: CoupaResource) -> ResourceConfig {
-        ResourceConfig { resource, filters: BTreeMap::new(), mapping: None, params: Map::new() }
+    fn default_params(self) -> Value {
+        default_params(self)
     }
-
-    /// The mapping program and `$params` in effect.
-    pub fn effective_mapping(&self) -> (String, Value) {
-        let program = self.mapping.clone().unwrap_or_else(|| default_program(self.resource).to_owned());
-        let mut params = default_params(self.resource);
-        merge(&mut params, &Value::Object(self.params.clone()));
-        (program, params)
+    /// `limit`, `order_by`…, and the cursor's own `updated_at` and `id`, in any of Coupa's
+    /// spellings (`updated-at[gt]` is `updated_at`).
+    fn is_reserved_filter(key: &str) -> bool {
+        let base = key.split('[').next().unwrap_or(key).replace('-', "_");
+        RESERVED.contains(&base.as_str()) || base == "updated_at" || base == "id"
     }
 }
 
 fn default_resources() -> Vec<ResourceConfig> {
-    CoupaResource::ALL.into_iter().map(ResourceConfig::new).collect()
+    ResourceConfig::all()
 }
 fn default_key_system() -> String {
     "coupa".into()
@@ -171,9 +154,7 @@ impl CoupaConfig {
 
     /// Checks everything that needs no I/O; `at` is this block's key path (e.g. `connectors[0]`).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        if !matches!(self.url.scheme(), "http" | "https") || self.url.host_str().is_none() {
-            return Err(ConfigError::new(format!("{at}.url"), "must be an http(s) URL with a host"));
-        }
+        check_http_url(&format!("{at}.url"), &self.url)?;
         match &self.auth {
             CoupaAuth::Oauth2 { client_id, client_secret, .. } => {
                 if client_id.is_empty() || client_secret.is_empty() {
@@ -186,32 +167,8 @@ impl CoupaConfig {
                 }
             }
         }
-        if EntityKey::new(&self.key_system, EntityKind::Actor, "x").is_err() {
-            return Err(ConfigError::new(format!("{at}.key_system"), "must be 1-64 characters of a-z, 0-9, _ or -"));
-        }
-        if self.resources.is_empty() {
-            return Err(ConfigError::new(format!("{at}.resources"), "at least one resource is needed"));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, r) in self.resources.iter().enumerate() {
-            let here = format!("{at}.resources[{i}]");
-            if !seen.insert(r.resource) {
-                return Err(ConfigError::new(
-                    format!("{here}.resource"),
-                    format!("`{}` is listed twice", r.resource.stream()),
-                ));
-            }
-            for k in r.filters.keys() {
-                let base = k.split('[').next().unwrap_or(k).replace('-', "_");
-                if RESERVED.contains(&base.as_str()) || base == "updated_at" || base == "id" {
-                    return Err(ConfigError::new(format!("{here}.filters.{k}"), "is set by the source itself"));
-                }
-            }
-            let (program, _) = r.effective_mapping();
-            Mapping::compile(r.resource.stream(), &program)
-                .map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
-        }
-        self.sync.validate(&format!("{at}.sync"))?;
+        ResourceConfig::validate_list(&self.resources, &format!("{at}.resources"))?;
+        check_common(at, &self.key_system, &self.sync)?;
         if self.sync.look_back < Duration::from_secs(1) {
             return Err(ConfigError::new(
                 format!("{at}.sync.look_back"),

@@ -14,19 +14,23 @@
 //! Times are ISO 8601 with whole seconds in the instance's time zone (+02:00 here), from a simulated
 //! clock that ticks one second per write.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 
 use axum::Router;
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use parking_lot::Mutex;
+use dastra_connect_core::source::StreamKind;
+use dastra_connect_core::testkit::fake::{
+    self, Fake, OAuthClients, RecordStore, authorization, id_of, offset_page, retry_after,
+};
 use serde_json::{Value, json};
 
 use crate::config::CoupaResource;
+
+pub use dastra_connect_core::testkit::fake::Logged;
 
 /// Sample data shipped with the crate (`samples/*.json`).
 pub const SAMPLES: &[(CoupaResource, &str)] = &[
@@ -41,49 +45,20 @@ pub const CLIENT_ID: &str = "dastra-connect";
 /// Its secret.
 pub const CLIENT_SECRET: &str = "coupa-client-secret";
 
-/// One request the fake answered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Logged {
-    /// Path.
-    pub path: String,
-    /// Query parameters.
-    pub params: BTreeMap<String, String>,
-    /// Status answered.
-    pub status: u16,
-}
-
+/// Coupa's own part of the state.
 #[derive(Default)]
-struct Store {
-    records: BTreeMap<CoupaResource, Vec<Value>>,
-    clock: Option<DateTime<Utc>>,
+pub struct CoupaState {
+    records: RecordStore<CoupaResource>,
     keys: HashSet<String>,
-    clients: HashMap<String, String>,
-    tokens: HashMap<String, Vec<String>>,
-    throttle_next: u32,
-    log: Vec<Logged>,
-    next_id: u64,
+    oauth: OAuthClients,
 }
 
-/// The fake's state; clone it freely (shared).
-#[derive(Clone, Default)]
-pub struct FakeCoupa {
-    inner: Arc<Mutex<Store>>,
-}
-
-/// A fake served on a local port.
-pub struct RunningFake {
-    /// `http://127.0.0.1:<port>`.
-    pub base_url: String,
-    /// The state.
-    pub state: FakeCoupa,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+dastra_connect_core::fake_handle!(
+    /// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (clock,
+    /// throttling, log).
+    FakeCoupa(CoupaState),
+    "fake Coupa"
+);
 
 fn zone() -> FixedOffset {
     FixedOffset::east_opt(2 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC offset"))
@@ -106,146 +81,84 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     naive.and_local_timezone(zone()).single().map(|t| t.with_timezone(&Utc))
 }
 
-fn id_of(v: &Value) -> u64 {
-    v.get("id").and_then(Value::as_u64).unwrap_or(0)
+/// One second per write.
+fn tick(s: &mut fake::FakeStore<CoupaState>) -> String {
+    coupa_time(s.tick(chrono::Duration::seconds(1)))
 }
 
 impl FakeCoupa {
     /// An empty instance accepting [`API_KEY`] and the OAuth2 client [`CLIENT_ID`].
     pub fn new() -> FakeCoupa {
-        let f = FakeCoupa::default();
-        {
-            let mut s = f.inner.lock();
-            s.keys.insert(API_KEY.into());
-            s.clients.insert(CLIENT_ID.into(), CLIENT_SECRET.into());
-            s.clock = parse_time("2025-06-01T09:00:00+02:00");
-            s.next_id = 1000;
-        }
-        f
+        let mut state = CoupaState::default();
+        state.keys.insert(API_KEY.into());
+        state.oauth.add_client(CLIENT_ID, CLIENT_SECRET);
+        FakeCoupa(Fake::new(parse_time("2025-06-01T09:00:00+02:00").unwrap_or_default(), 1000, state))
     }
 
     /// An instance holding the bundled samples.
     pub fn with_samples() -> FakeCoupa {
         let f = FakeCoupa::new();
-        for (resource, text) in SAMPLES {
-            // The samples are part of the crate and parsed by its tests; a broken file is a bug.
-            let records: Vec<Value> = serde_json::from_str(text).unwrap_or_else(|e| panic!("sample {resource:?}: {e}"));
-            f.inner.lock().records.entry(*resource).or_default().extend(records);
-        }
+        f.lock().sys.records.load_samples(SAMPLES);
         f
-    }
-
-    fn tick(s: &mut Store) -> String {
-        let t = s.clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::seconds(1);
-        s.clock = Some(t);
-        coupa_time(t)
     }
 
     /// Creates a record (sets `id`, `created-at`, `updated-at`). Returns its id.
     pub fn insert(&self, resource: CoupaResource, mut record: Value) -> u64 {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
-        s.next_id += 1;
-        let id = s.next_id;
+        let mut s = self.lock();
+        let now = tick(&mut s);
+        let id = s.next_id();
         if let Some(obj) = record.as_object_mut() {
             obj.insert("id".into(), json!(id));
             obj.insert("created-at".into(), json!(now));
             obj.insert("updated-at".into(), json!(now));
         }
-        s.records.entry(resource).or_default().push(record);
+        s.sys.records.push(resource, record);
         id
     }
 
     /// Sets fields of a record (a `PUT`): `updated-at` becomes now. False when absent.
     pub fn update(&self, resource: CoupaResource, id: u64, fields: Value) -> bool {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
-        let Some(r) = s.records.entry(resource).or_default().iter_mut().find(|r| id_of(r) == id) else { return false };
-        if let (Some(obj), Some(f)) = (r.as_object_mut(), fields.as_object()) {
-            for (k, v) in f {
-                obj.insert(k.clone(), v.clone());
-            }
-            obj.insert("updated-at".into(), json!(now));
-        }
-        true
+        let mut s = self.lock();
+        let now = tick(&mut s);
+        s.sys.records.update(resource, id, &fields, &[("updated-at", json!(now))])
     }
 
     /// Deletes a record (Coupa keeps no trace of it in the API). False when absent.
     pub fn delete(&self, resource: CoupaResource, id: u64) -> bool {
-        let mut s = self.inner.lock();
-        Self::tick(&mut s);
-        let list = s.records.entry(resource).or_default();
-        let before = list.len();
-        list.retain(|r| id_of(r) != id);
-        list.len() < before
+        let mut s = self.lock();
+        tick(&mut s);
+        s.sys.records.remove(resource, id).is_some()
     }
 
     /// Every record of a resource.
     pub fn records(&self, resource: CoupaResource) -> Vec<Value> {
-        self.inner.lock().records.get(&resource).cloned().unwrap_or_default()
-    }
-
-    /// The next `n` API requests are answered 429.
-    pub fn throttle_next(&self, n: u32) {
-        self.inner.lock().throttle_next = n;
+        self.lock().sys.records.list(resource)
     }
 
     /// Revokes every OAuth2 token (the next request with one gets 401).
     pub fn revoke_tokens(&self) {
-        self.inner.lock().tokens.clear();
-    }
-
-    /// Requests answered so far.
-    pub fn log(&self) -> Vec<Logged> {
-        self.inner.lock().log.clone()
-    }
-
-    /// How many requests were answered with `status`.
-    pub fn count_status(&self, status: u16) -> usize {
-        self.inner.lock().log.iter().filter(|l| l.status == status).count()
+        self.lock().sys.oauth.revoke_all();
     }
 
     /// The router.
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/api/suppliers", get(|st, h, u, q| list(CoupaResource::Suppliers, st, h, u, q)))
-            .route("/api/contracts", get(|st, h, u, q| list(CoupaResource::Contracts, st, h, u, q)))
+        let r = Router::new()
+            .route("/api/suppliers", get(|st, h, q| list(CoupaResource::Suppliers, st, h, q)))
+            .route("/api/contracts", get(|st, h, q| list(CoupaResource::Contracts, st, h, q)))
             .route("/oauth2/token", post(token))
-            .with_state(self.clone())
-    }
-
-    /// Serves the fake on `127.0.0.1:<free port>`.
-    pub async fn spawn(self) -> std::io::Result<RunningFake> {
-        self.spawn_on("127.0.0.1:0").await
-    }
-
-    /// Serves the fake on `addr`.
-    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningFake> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
-        let app = self.router();
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake Coupa stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state: self, task })
+            .with_state(self.clone());
+        self.logged(r)
     }
 }
 
 async fn token(State(fake): State<FakeCoupa>, Form(form): Form<HashMap<String, String>>) -> Response {
-    let mut s = fake.inner.lock();
-    let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
-        && form.get("client_id").and_then(|id| s.clients.get(id)) == form.get("client_secret");
-    let status = if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
-    s.log.push(Logged { path: "/oauth2/token".into(), params: BTreeMap::new(), status: status.as_u16() });
-    if !ok {
-        return (status, axum::Json(json!({"error": "invalid_client"}))).into_response();
+    let mut s = fake.lock();
+    let token = format!("coupa-token-{}", s.last_id + 1);
+    if s.sys.oauth.issue(&form, &token, None).is_err() {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
     }
-    s.next_id += 1;
-    let token = format!("coupa-token-{}", s.next_id);
+    s.next_id();
     let scope = form.get("scope").cloned().unwrap_or_default();
-    s.tokens.insert(token.clone(), scope.split_whitespace().map(str::to_owned).collect());
     axum::Json(json!({"access_token": token, "token_type": "bearer", "expires_in": 86399, "scope": scope}))
         .into_response()
 }
@@ -254,16 +167,9 @@ async fn list(
     resource: CoupaResource,
     State(fake): State<FakeCoupa>,
     headers: HeaderMap,
-    uri: Uri,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let resp = answer(resource, &fake, &headers, &params);
-    fake.inner.lock().log.push(Logged {
-        path: uri.path().to_owned(),
-        params: params.iter().cloned().collect(),
-        status: resp.status().as_u16(),
-    });
-    resp
+    answer(resource, &fake, &headers, &params)
 }
 
 fn errors(status: StatusCode, text: &str) -> Response {
@@ -313,33 +219,30 @@ fn compare(v: &Value, attr_name: &str, op: &str, arg: &str) -> bool {
 }
 
 fn answer(resource: CoupaResource, fake: &FakeCoupa, headers: &HeaderMap, params: &[(String, String)]) -> Response {
-    let mut s = fake.inner.lock();
+    let mut s = fake.lock();
     let key = headers.get("x-coupa-api-key").and_then(|v| v.to_str().ok());
-    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = authorization(headers, "Bearer");
     let needed = match resource {
         CoupaResource::Suppliers => "core.supplier.read",
         CoupaResource::Contracts => "core.contract.read",
     };
     match (key, bearer) {
-        (Some(k), _) if s.keys.contains(k) => {}
-        (_, Some(t)) => match s.tokens.get(t) {
+        (Some(k), _) if s.sys.keys.contains(k) => {}
+        (_, Some(t)) => match s.sys.oauth.valid(t, s.clock) {
             None => return errors(StatusCode::UNAUTHORIZED, "Unauthorized: invalid or expired access token"),
-            Some(scopes) if !scopes.iter().any(|x| x == needed) => {
+            Some(issued) if !issued.scopes.iter().any(|x| x == needed) => {
                 return errors(StatusCode::FORBIDDEN, &format!("Forbidden: the token lacks scope {needed}"));
             }
             Some(_) => {}
         },
         _ => return errors(StatusCode::UNAUTHORIZED, "Unauthorized"),
     }
-    if s.throttle_next > 0 {
-        s.throttle_next -= 1;
-        let mut r = errors(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
-        r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-        return r;
+    if s.take_throttle() {
+        return retry_after(errors(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded"));
     }
     let accepts_json =
         headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"));
-    let mut rows: Vec<Value> = s.records.get(&resource).cloned().unwrap_or_default();
+    let mut rows: Vec<Value> = s.sys.records.list(resource);
     let mut order_by = "id".to_owned();
     let mut desc = false;
     let mut limit = 50usize;
@@ -373,7 +276,8 @@ fn answer(resource: CoupaResource, fake: &FakeCoupa, headers: &HeaderMap, params
         };
         if desc { c.reverse() } else { c }
     });
-    let page: Vec<Value> = rows.into_iter().skip(offset).take(limit).collect();
+    let window = offset_page(rows.len(), offset, limit);
+    let page: Vec<Value> = rows.drain(window.rows).collect();
     if !accepts_json {
         // Coupa's default representation is XML.
         let tag = resource.stream();

@@ -95,7 +95,7 @@ pub use dastra_connect_core::source::mapping::merge;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dastra_connect_core::source::Mapping;
+    use dastra_connect_core::source::{Mapping, StreamKind};
 
     fn run(resource: CoupaResource, rec: Value, over: Option<Value>) -> Result<Vec<Value>, String> {
         let m = Mapping::compile(resource.stream(), default_program(resource)).map_err(|e| e.to_string())?;

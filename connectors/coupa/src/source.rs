@@ -2,80 +2,25 @@
 //! `order_by=updated_at&dir=asc` and `offset`/`limit` 50; sweeps with `id[gt]` and `order_by=id`;
 //! Coupa reports no deletes, so sweeps find them) and the connector ([`CoupaSource`]).
 
-use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::canonical::content_version;
+use dastra_connect_core::source::keyset::order_page;
 use dastra_connect_core::source::{
-    Cursor, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+    Cursor, IdOrder, Page, SourceConnector, SourceDefinition, SourceError, SourceRecord, SourceSettings, SourceSystem,
+    StreamFilters, StreamKind, StreamSpec,
 };
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::{CoupaClient, MAX_LIMIT};
-use crate::config::{CoupaConfig, CoupaResource};
-
-/// A query argument (name, value).
-type Filter = (String, String);
+use crate::config::{CoupaConfig, CoupaResource, ResourceConfig};
 
 const SYSTEM: &str = "coupa";
 
-/// Orders Coupa ids (decimal integers) numerically; anything else after, by text.
-pub fn cmp_id(a: &str, b: &str) -> Ordering {
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
-    }
-}
-
-/// True when `(updated, id)` comes strictly after `after` (an open cursor: at or after its time).
-pub fn is_after(updated: DateTime<Utc>, id: &str, after: &Cursor) -> bool {
-    match updated.cmp(&after.updated) {
-        Ordering::Greater => true,
-        Ordering::Less => false,
-        Ordering::Equal => after.is_open() || cmp_id(id, &after.id) == Ordering::Greater,
-    }
-}
-
-/// FNV-1a of the record's canonical JSON (keys sorted): a stable content version.
-pub fn content_version(v: &Value) -> u64 {
-    fn write(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                out.push('{');
-                for k in keys {
-                    out.push_str(&Value::String(k.clone()).to_string());
-                    out.push(':');
-                    write(&m[k], out);
-                    out.push(',');
-                }
-                out.push('}');
-            }
-            Value::Array(a) => {
-                out.push('[');
-                for x in a {
-                    write(x, out);
-                    out.push(',');
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut text = String::new();
-    write(v, &mut text);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+/// Coupa ids are decimal integers.
+const IDS: IdOrder = IdOrder::Numeric;
 
 /// A Coupa record → a source record. The version is a content hash: Coupa has no modification
 /// counter and `updated-at` has whole seconds, so two saves in one second would otherwise look
@@ -104,38 +49,20 @@ pub fn to_record(resource: CoupaResource, rec: Value) -> Result<SourceRecord, So
 /// Reads Coupa resources for the engine.
 pub struct CoupaSystem {
     client: CoupaClient,
-    filters: HashMap<CoupaResource, Vec<(String, String)>>,
+    filters: StreamFilters<CoupaResource>,
 }
 
 impl CoupaSystem {
     /// A system over `client` reading the configured resources.
     pub fn new(client: CoupaClient, config: &CoupaConfig) -> CoupaSystem {
-        let filters = config
-            .resources
-            .iter()
-            .map(|r| (r.resource, r.filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
-            .collect();
-        CoupaSystem { client, filters }
-    }
-
-    /// The client (429 counts).
-    pub fn client(&self) -> &CoupaClient {
-        &self.client
-    }
-
-    fn resource(&self, stream: &str) -> Result<(CoupaResource, &[Filter]), SourceError> {
-        let r = CoupaResource::from_stream(stream)
-            .ok_or_else(|| SourceError::Config(format!("unknown stream `{stream}`")))?;
-        let f =
-            self.filters.get(&r).ok_or_else(|| SourceError::Config(format!("stream `{stream}` is not configured")))?;
-        Ok((r, f.as_slice()))
+        CoupaSystem { client, filters: StreamFilters::new(&config.resources) }
     }
 }
 
 #[async_trait]
 impl SourceSystem for CoupaSystem {
     async fn fetch_changes(&self, stream: &str, after: &Cursor, limit: u32) -> Result<Page<SourceRecord>, SourceError> {
-        let (resource, filters) = self.resource(stream)?;
+        let (resource, filters) = self.filters.get(stream)?;
         // Coupa times have whole seconds: `[gt]` one second before the cursor's second is "at or
         // after it"; records of that second already published are skipped below.
         let from = after.updated.with_nanosecond(0).unwrap_or(after.updated) - chrono::Duration::seconds(1);
@@ -154,7 +81,7 @@ impl SourceSystem for CoupaSystem {
             offset += n as u64;
             for r in page {
                 let rec = to_record(resource, r)?;
-                if is_after(rec.updated, &rec.id, after) {
+                if IDS.is_after(rec.updated, &rec.id, after) {
                     out.push(rec);
                 }
             }
@@ -162,9 +89,7 @@ impl SourceSystem for CoupaSystem {
                 break;
             }
         }
-        out.sort_by(|a, b| a.updated.cmp(&b.updated).then_with(|| cmp_id(&a.id, &b.id)));
-        out.truncate(limit as usize);
-        Ok(Page { records: out, total: None })
+        Ok(Page { records: order_page(out, after, IDS, limit), total: None })
     }
 
     async fn fetch_all(
@@ -173,7 +98,7 @@ impl SourceSystem for CoupaSystem {
         after_id: Option<&str>,
         limit: u32,
     ) -> Result<Page<SourceRecord>, SourceError> {
-        let (resource, filters) = self.resource(stream)?;
+        let (resource, filters) = self.filters.get(stream)?;
         let mut out = Vec::new();
         let mut last = after_id.map(str::to_owned);
         // Keyset pages of 50 on `id` until `limit` records or the end.
@@ -200,49 +125,24 @@ impl SourceSystem for CoupaSystem {
     }
 }
 
-/// The connector: builds the client and runs the engine.
-pub struct CoupaSource {
-    config: CoupaConfig,
-}
-
-impl CoupaSource {
-    /// A source for `config` (validated by the caller with [`CoupaConfig::validate`]).
-    pub fn new(config: CoupaConfig) -> CoupaSource {
-        CoupaSource { config }
-    }
-
-    /// The engine streams: one per resource with its compiled mapping.
-    pub fn streams(config: &CoupaConfig) -> Result<Vec<StreamSpec>, SourceError> {
-        config
-            .resources
-            .iter()
-            .map(|r| {
-                let (program, params) = r.effective_mapping();
-                let mapping =
-                    Mapping::compile(r.resource.stream(), &program).map_err(|e| SourceError::Config(e.to_string()))?;
-                Ok(StreamSpec { name: r.resource.stream().to_owned(), mapping: Arc::new(mapping), params })
-            })
-            .collect()
-    }
-}
+/// The connector: runs the engine on [`CoupaConfig`] (validated by the caller with
+/// [`CoupaConfig::validate`]).
+pub type CoupaSource = SourceConnector<CoupaConfig>;
 
 #[async_trait]
-impl Connector for CoupaSource {
-    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let streams = CoupaSource::streams(&config)?;
-        let system = CoupaSystem::new(CoupaClient::new(&config)?, &config);
-        {
-            let url = config.url.to_string();
-            let resources: Vec<&'static str> = config.resources.iter().map(|r| r.resource.stream()).collect();
-            ctx.admin.status_provider(
-                &ctx.name,
-                move || serde_json::json!({"type": "coupa", "url": url, "resources": resources}),
-            );
-        }
-        let engine = SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone());
-        engine.run(shutdown).await?;
-        Ok(())
+impl SourceDefinition for CoupaConfig {
+    fn streams(&self) -> Result<Vec<StreamSpec>, SourceError> {
+        ResourceConfig::specs(&self.resources)
+    }
+    async fn system(&self) -> Result<Arc<dyn SourceSystem>, SourceError> {
+        Ok(Arc::new(CoupaSystem::new(CoupaClient::new(self)?, self)))
+    }
+    fn settings(&self) -> (&str, &SourceSettings) {
+        (&self.key_system, &self.sync)
+    }
+    fn status(&self) -> Value {
+        let resources: Vec<&str> = self.resources.iter().map(|r| r.kind.stream()).collect();
+        serde_json::json!({"type": "coupa", "url": self.url.to_string(), "resources": resources})
     }
 }
 
@@ -253,10 +153,17 @@ mod tests {
 
     #[test]
     fn versions_are_content_hashes_independent_of_key_order() {
-        let a = json!({"id": 1, "name": "x", "nested": {"a": 1, "b": [1, 2]}});
-        let b: Value = serde_json::from_str(r#"{"nested": {"b": [1, 2], "a": 1}, "name": "x", "id": 1}"#).unwrap();
-        assert_eq!(content_version(&a), content_version(&b));
-        assert_ne!(content_version(&a), content_version(&json!({"id": 1, "name": "y"})));
+        let a =
+            json!({"id": 9, "name": "x", "nested": {"a": 1, "b": [1, 2]}, "updated-at": "2024-03-20T15:20:45-07:00"});
+        let b: Value = serde_json::from_str(
+            r#"{"updated-at": "2024-03-20T15:20:45-07:00", "nested": {"b": [1, 2], "a": 1}, "name": "x", "id": 9}"#,
+        )
+        .unwrap();
+        let (ra, rb) =
+            (to_record(CoupaResource::Suppliers, a).unwrap(), to_record(CoupaResource::Suppliers, b).unwrap());
+        assert_eq!(ra.version, rb.version);
+        let c = json!({"id": 9, "name": "y", "updated-at": "2024-03-20T15:20:45-07:00"});
+        assert_ne!(to_record(CoupaResource::Suppliers, c).unwrap().version, ra.version);
         let r =
             to_record(CoupaResource::Suppliers, json!({"id": 9, "updated-at": "2024-03-20T15:20:45-07:00"})).unwrap();
         assert_eq!(r.updated.to_rfc3339(), "2024-03-20T22:20:45+00:00");

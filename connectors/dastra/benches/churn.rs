@@ -26,7 +26,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{Broker, RunningSink, ensure, publish, sink_config};
+use common::{Broker, RunningSink, SinkBus, ensure, publish, sink_config};
 use dastra_connect_core::connector::Topics;
 use dastra_connect_dastra::QuotaWindow;
 use support::Mix;

@@ -18,7 +18,7 @@ mod support;
 
 use std::time::Duration;
 
-use common::{Broker, RunningSink, ensure, event, publish, sink_config};
+use common::{Broker, RunningSink, SinkBus, ensure, event, publish, sink_config};
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::Payload;
 use dastra_connect_core::event::enums::AssetType;

@@ -1,10 +1,10 @@
 //! Every request body the client sends, serialized from realistic values, validates against the
-//! matching component schema of Dastra's OpenAPI document (`tests/openapi-2022.json`, a verbatim copy
-//! of the document Dastra publishes, see `docs/dastra-api.md` §0): no unknown (misnamed) field, no read-only field, types, enums,
-//! maxLengths and required fields as declared. Validation runs in Python `jsonschema` from the tools
-//! venv (`$DASTRA_PYTHON`, installed by `scripts/tools.sh`). Negative controls prove the check fails on
-//! a misnamed field, an overlong string and a bad enum value. The enums of the model are also compared
-//! with the document's.
+//! matching component schema of Dastra's OpenAPI document (the emulator's verbatim copy,
+//! [`OPENAPI`]; where it comes from: `docs/dastra-api.md` §0): no unknown (misnamed) field, no
+//! read-only field, types, enums, maxLengths and required fields as declared. Validation runs in
+//! Python `jsonschema` from the tools venv (`$DASTRA_PYTHON`, installed by `scripts/tools.sh`).
+//! Negative controls prove the check fails on a misnamed field, an overlong string and a bad enum
+//! value. The enums of the model are also compared with the document's.
 //!
 //! Allowed beyond the 2022 document, each documented in `docs/dastra-api.md`: `ref` on `AssetDto` (§4.2, §7 #11)
 //! and `customFields` on custom-field-enabled entities (§4.17). `BatchPatchDto.patch` is sent as a
@@ -18,6 +18,9 @@ use dastra_connect_dastra::model::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// The one copy of Dastra's OpenAPI document in the repository: the emulator's.
+const OPENAPI: &str = "../../emulator/openapi/openapi-2022.json";
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -85,7 +88,7 @@ fn run(cases: &[Case]) -> Vec<(String, Vec<String>)> {
     std::fs::write(&file, serde_json::to_vec(&list).expect("json")).expect("write cases");
     let out = Command::new(python())
         .arg(crate_dir().join("tests/validate_bodies.py"))
-        .arg(crate_dir().join("tests/openapi-2022.json"))
+        .arg(crate_dir().join(OPENAPI))
         .arg(&file)
         .output()
         .expect("run validate_bodies.py");
@@ -580,8 +583,7 @@ fn the_validator_catches_misnamed_fields_overlong_strings_bad_enums_formats_read
 #[test]
 fn model_enums_have_exactly_the_documents_values() {
     let doc: Value =
-        serde_json::from_slice(&std::fs::read(crate_dir().join("tests/openapi-2022.json")).expect("read openapi"))
-            .expect("json");
+        serde_json::from_slice(&std::fs::read(crate_dir().join(OPENAPI)).expect("read openapi")).expect("json");
     let schemas = &doc["components"]["schemas"];
     for (name, values) in all_enums() {
         let spec: Vec<String> = schemas[name]["enum"]
@@ -595,20 +597,68 @@ fn model_enums_have_exactly_the_documents_values() {
 }
 
 #[test]
-fn both_copies_of_the_document_are_dastras_published_blob() {
+fn the_document_is_dastras_published_blob() {
     // The git blob id of `.gitbook/assets/dastra-api.json` in Dastrateam/dastra-doc (docs/dastra-api.md
-    // §0): a drift of either copy would make these tests or the emulator check a stale document.
+    // §0): a drift of the copy would make these tests and the emulator check a stale document.
     const UPSTREAM_BLOB: &str = "30a4b90b9bbbb0bc4c5326ff9d7c77167543aaff";
-    for copy in
-        [crate_dir().join("tests/openapi-2022.json"), crate_dir().join("../../emulator/openapi/openapi-2022.json")]
-    {
-        let out = std::process::Command::new("git").arg("hash-object").arg(&copy).output().expect("git");
-        assert!(out.status.success(), "git hash-object {}", copy.display());
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            UPSTREAM_BLOB,
-            "{} is not Dastra's document",
-            copy.display()
-        );
+    let copy = crate_dir().join(OPENAPI);
+    let out = std::process::Command::new("git").arg("hash-object").arg(&copy).output().expect("git");
+    assert!(out.status.success(), "git hash-object {}", copy.display());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), UPSTREAM_BLOB, "{OPENAPI} is not Dastra's document");
+}
+
+/// Clearing: a field the source no longer has is removed with a JSON Patch `remove` (not set to
+/// null, which Dastra's schema does not allow for most enums and booleans). For every optional
+/// field of every resource the sink PATCHes, the PATCH the sink builds for "this field is gone" is
+/// applied to the full document and the result validated strictly against the schema; and the old
+/// way (`add` null) is shown to fail on a non-nullable enum.
+#[test]
+fn every_clear_the_sink_patches_leaves_a_document_the_schema_accepts() {
+    use dastra_connect_dastra::sink::apply::patch_ops;
+    use dastra_connect_dastra::sink::ledger::content_hashes;
+
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(crate_dir().join(OPENAPI)).expect("OpenAPI document")).expect("json");
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let resources: Vec<(&str, &str, Value, &'static [&'static str])> = vec![
+        ("Assets", "AssetDto", serde_json::to_value(asset()).unwrap(), &["ref", "customFields"]),
+        ("Actors", "ActorDto", serde_json::to_value(actor()).unwrap(), &["customFields"]),
+        ("DataProcessings", "DataProcessingUpdateDto", serde_json::to_value(processing()).unwrap(), &["customFields"]),
+        ("DataFields", "DataFieldDto", serde_json::to_value(field()).unwrap(), &["customFields"]),
+        ("DataSubjectRequests", "DataSubjectRequestDto", serde_json::to_value(dsr()).unwrap(), &["customFields"]),
+        ("Tasks", "TaskCreateUpdateDto", serde_json::to_value(task()).unwrap(), &["customFields"]),
+    ];
+    let mut cases = Vec::new();
+    for (family, schema, full, extensions) in resources {
+        let required: Vec<&str> = doc["components"]["schemas"][schema]["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Value::Object(fields) = &full else { panic!("{family} is not an object") };
+        let (_, before) = content_hashes(&full);
+        for field in fields.keys().filter(|f| !required.contains(&f.as_str())) {
+            let mut cleared = full.clone();
+            cleared.as_object_mut().unwrap().remove(field);
+            let (_, now) = content_hashes(&cleared);
+            let ops = patch_ops(&cleared, &now, Some(&before));
+            assert_eq!(ops.len(), 1, "{family}.{field}: one operation clears one field: {ops:?}");
+            assert_eq!((ops[0].op.as_str(), ops[0].path.as_str()), ("remove", format!("/{field}").as_str()));
+            // Applied as RFC 6902 says: `remove` needs the member to exist, and it does.
+            let mut patched = full.clone();
+            assert!(patched.as_object_mut().unwrap().remove(field).is_some());
+            cases.push(case(leak(format!("PATCH {family} clearing {field}")), schema, &patched, extensions));
+        }
     }
+    let results = run(&cases);
+    let failures: Vec<String> =
+        results.iter().filter(|(_, e)| !e.is_empty()).map(|(n, e)| format!("{n}:\n  {}", e.join("\n  "))).collect();
+    println!("{} clearing PATCHes validated", cases.len());
+    assert!(cases.len() > 40, "every optional field of six resources: {}", cases.len());
+    assert!(failures.is_empty(), "clears that leave an invalid document:\n{}", failures.join("\n"));
+
+    // The negative control: a null on a non-nullable enum is refused by the same check.
+    let mut nulled = serde_json::to_value(asset()).unwrap();
+    nulled["applicationState"] = Value::Null;
+    let control = run(&[case("null applicationState", "AssetDto", &nulled, &["ref", "customFields"])]);
+    assert!(!control[0].1.is_empty(), "null on a non-nullable enum must fail validation");
 }

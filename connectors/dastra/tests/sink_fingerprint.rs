@@ -12,7 +12,7 @@ use common::*;
 use dastra_connect_core::event::enums::{AssetType, ProcessingState, ProcessingType};
 use dastra_connect_core::event::{Actor, Asset, ChangeEvent, DataProcessing, EntityKey, Payload};
 use dastra_connect_dastra::sink::apply::fingerprint::source_fingerprint;
-use dastra_connect_dastra::sink::apply::{ApplyCtx, Outcome, SkipReason, apply};
+use dastra_connect_dastra::sink::apply::{ApplyCtx, Outcome, SkipReason};
 use dastra_connect_dastra::sink::config::{ActorKey, SinkPolicy};
 use dastra_connect_dastra::sink::ledger::EntryState;
 
@@ -29,20 +29,6 @@ fn processing(snapshot: bool) -> Payload {
         assets: vec![EntityKey::parse("cmdb:asset:crm").unwrap()],
         ..Default::default()
     })
-}
-
-/// Applies `event` and records its entry, as the driver does; answers the outcome.
-async fn step(ctx: &ApplyCtx<'_>, event: &ChangeEvent) -> Outcome {
-    let outcome = apply(ctx, event).await.unwrap();
-    let entry = match &outcome {
-        Outcome::Applied { entry, .. } => Some(entry),
-        Outcome::Skipped { entry, .. } => entry.as_ref(),
-        Outcome::Pending { .. } => None,
-    };
-    if let Some(entry) = entry {
-        ctx.ledger.put(&event.key, entry).await.unwrap();
-    }
-    outcome
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `parked: wait` keeps the newest unapplied event of a parked key: an older event arriving out of
-//! order behind the refused one never replaces a newer event already waiting in the pending store
-//! (here, one waiting for a referenced asset). Real driver, real nats-server, emulator.
+//! order never replaces a newer event already kept in the pending store — one held behind the
+//! parked key, or one waiting for a referenced asset (then the older one is not even sent: it is
+//! superseded, see `src/sink/order.rs`). Real driver, real nats-server, emulator.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,6 +26,16 @@ fn processing(assets: &[&str]) -> Payload {
     })
 }
 
+/// The pending entry of `key`, as stored.
+async fn kept(bus: &dastra_connect_core::bus::BusConfig, topics: &Topics, key: &str) -> serde_json::Value {
+    let pending = state::open(bus, &topics.state("pending-sink")).await.unwrap();
+    serde_json::from_slice(&pending.get(key).expect("an event of the key is kept")).unwrap()
+}
+
+fn faults_hit(emu: &dastra_emulator::RunningEmulator) -> u64 {
+    emu.state.faults().iter().map(|(_, n)| *n).sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_event_of_a_parked_key_never_replaces_a_newer_waiting_one() {
     let broker = Broker::nats().await;
@@ -32,39 +43,49 @@ async fn an_older_event_of_a_parked_key_never_replaces_a_newer_waiting_one() {
     let bus = broker.bus(&topics, "sink").await;
     ensure(&bus, &topics).await;
     let emu = emulator().await;
-    // Dastra refuses the first create (a permanent 400): the processing's v2.
+    // Dastra refuses the first create (a permanent 400).
     emu.state
         .add_fault(FaultRule { count: Some(1), ..FaultRule::always(FaultKind::Error { status: 400 }).method("POST") })
         .unwrap();
     let publisher = bus.publisher().await.unwrap();
-    let key = "grc:processing:payroll";
+    let (waiting, parked) = ("grc:processing:payroll", "grc:processing:hr");
     let mut cfg = sink_config(&emu);
     cfg.parked = ParkedPolicy::Wait;
     let sink = RunningSink::start("sink", &bus, &topics, cfg);
-    // v3 waits for its asset; v2 (no references) is refused and parks the key.
-    publish(
-        publisher.as_ref(),
-        &topics,
-        &[event(key, 3, processing(&["cmdb:asset:crm"])), event(key, 2, processing(&[]))],
-    )
-    .await;
+
+    // 1. v3 waits for its asset; v2 arrives after it: superseded, never sent.
+    publish(publisher.as_ref(), &topics, &[event(waiting, 3, processing(&["cmdb:asset:crm"]))]).await;
+    sink.wait_consumed("sink", 1, Duration::from_secs(60)).await;
+    publish(publisher.as_ref(), &topics, &[event(waiting, 2, processing(&[]))]).await;
+    sink.wait_consumed("sink", 2, Duration::from_secs(60)).await;
+    assert_eq!(faults_hit(&emu), 0, "v2 of {waiting} was not sent");
+    assert!(emu.state.entities(1, "DataProcessings").is_empty());
+
+    // 2. v2 of another key is refused and parks it; v3 is then held behind the park; v1, older
+    //    still, arrives late (a replay).
+    publish(publisher.as_ref(), &topics, &[event(parked, 2, processing(&[]))]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while emu.state.faults().iter().map(|(_, n)| *n).sum::<u64>() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the sink never tried v2");
+    while faults_hit(&emu) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the sink never tried v2 of {parked}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sink.wait_idle(Duration::from_secs(60)).await;
-    // v1, older still, arrives late (a replay), once the key is parked.
-    publish(publisher.as_ref(), &topics, &[event(key, 1, processing(&[]))]).await;
-    sink.wait_consumed("sink", 3, Duration::from_secs(60)).await;
-    sink.wait_idle(Duration::from_secs(60)).await;
+    publish(publisher.as_ref(), &topics, &[event(parked, 3, processing(&[]))]).await;
+    sink.wait_consumed("sink", 4, Duration::from_secs(60)).await;
+    publish(publisher.as_ref(), &topics, &[event(parked, 1, processing(&[]))]).await;
+    sink.wait_consumed("sink", 5, Duration::from_secs(60)).await;
     sink.stop().await;
 
     let dlq = read_dlq(&bus, &topics, 1).await;
     assert_eq!(dlq.len(), 1, "only the refused event is dead-lettered under `wait`: {dlq:?}");
-    let pending = state::open(&bus, &topics.state("pending-sink")).await.unwrap();
-    let kept: serde_json::Value =
-        serde_json::from_slice(&pending.get(key).expect("an event of the key waits")).unwrap();
-    assert_eq!(kept["sequence"], sequence_from_u64(3), "the newest event is kept: {kept}");
+    assert_eq!(dlq[0].0, parked);
+    let held = kept(&bus, &topics, parked).await;
+    assert_eq!(
+        (held["sequence"].clone(), held["held"].clone()),
+        (serde_json::json!(sequence_from_u64(3)), serde_json::json!(true)),
+        "the newest event is held: {held}"
+    );
+    let waits = kept(&bus, &topics, waiting).await;
+    assert_eq!(waits["sequence"], sequence_from_u64(3), "the newest event waits: {waits}");
     assert!(emu.state.entities(1, "DataProcessings").is_empty());
 }

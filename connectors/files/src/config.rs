@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dastra_connect_core::config::ConfigError;
-use dastra_connect_core::event::{EntityKey, EntityKind};
-use dastra_connect_core::source::{Mapping, SourceSettings};
+use dastra_connect_core::event::EntityKind;
+use dastra_connect_core::source::SourceSettings;
+use dastra_connect_core::source::streams::{check_common, check_mapping};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -141,9 +142,6 @@ impl ExportConfig {
 impl FilesConfig {
     /// Checks everything that needs no I/O; `at` is this block's key path (e.g. `connectors[0]`).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        if EntityKey::new(&self.key_system, EntityKind::Asset, "x").is_err() {
-            return Err(ConfigError::new(format!("{at}.key_system"), "must be 1-64 characters of a-z, 0-9, _ or -"));
-        }
         if self.exports.is_empty() {
             return Err(ConfigError::new(format!("{at}.exports"), "at least one export is needed"));
         }
@@ -198,10 +196,9 @@ impl FilesConfig {
                 return Err(ConfigError::new(format!("{here}.json_pointer"), "a JSON pointer starts with `/`"));
             }
             let (program, _) = e.effective_mapping();
-            Mapping::compile(&e.name, &program)
-                .map_err(|err| ConfigError::new(format!("{here}.mapping"), err.to_string()))?;
+            check_mapping(&here, &e.name, &program)?;
         }
-        self.sync.validate(&format!("{at}.sync"))?;
+        check_common(at, &self.key_system, &self.sync)?;
         Ok(())
     }
 }

@@ -7,19 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::source::keyset::order_page;
+use dastra_connect_core::source::streams::compile_stream;
 use dastra_connect_core::source::{
-    Cursor, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+    Cursor, IdOrder, Page, SourceConnector, SourceDefinition, SourceError, SourceRecord, SourceSettings, SourceSystem,
+    StreamSpec,
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::config::FilesConfig;
 use crate::scan::Scanner;
-
-/// True when `(updated, id)` comes strictly after `after` (an open cursor: at or after its time).
-fn is_after(r: &SourceRecord, after: &Cursor) -> bool {
-    (r.updated, r.id.as_str()) > (after.updated, after.id.as_str()) || (after.is_open() && r.updated == after.updated)
-}
 
 /// Reads the configured exports for the engine.
 pub struct FilesSystem {
@@ -43,10 +39,9 @@ impl FilesSystem {
 impl SourceSystem for FilesSystem {
     async fn fetch_changes(&self, stream: &str, after: &Cursor, limit: u32) -> Result<Page<SourceRecord>, SourceError> {
         let snapshot = self.scanner(stream)?.snapshot().await?;
-        let mut out: Vec<SourceRecord> = snapshot.iter().filter(|r| is_after(r, after)).cloned().collect();
-        out.sort_by(|a, b| (a.updated, &a.id).cmp(&(b.updated, &b.id)));
-        out.truncate(limit as usize);
-        Ok(Page { records: out, total: Some(snapshot.len() as u64) })
+        // Row ids are whatever a column holds: text order, as the sweep's (the snapshot's) order.
+        let newer = snapshot.iter().filter(|r| IdOrder::Text.is_after(r.updated, &r.id, after)).cloned().collect();
+        Ok(Page { records: order_page(newer, after, IdOrder::Text, limit), total: Some(snapshot.len() as u64) })
     }
 
     async fn fetch_all(
@@ -67,45 +62,30 @@ impl SourceSystem for FilesSystem {
     }
 }
 
-/// The connector: scans the exports on the core source engine.
-pub struct FilesSource {
-    config: FilesConfig,
-}
+/// The connector: scans the exports of [`FilesConfig`] (validated by the caller with
+/// [`FilesConfig::validate`]) on the core source engine.
+pub type FilesSource = SourceConnector<FilesConfig>;
 
-impl FilesSource {
-    /// A source for `config` (validated by the caller with [`FilesConfig::validate`]).
-    pub fn new(config: FilesConfig) -> FilesSource {
-        FilesSource { config }
-    }
-
-    /// The engine streams: one per export with its compiled mapping.
-    pub fn streams(config: &FilesConfig) -> Result<Vec<StreamSpec>, SourceError> {
-        config
-            .exports
+#[async_trait]
+impl SourceDefinition for FilesConfig {
+    fn streams(&self) -> Result<Vec<StreamSpec>, SourceError> {
+        self.exports
             .iter()
             .map(|e| {
                 let (program, params) = e.effective_mapping();
-                let mapping =
-                    Mapping::compile(&e.name, &program).map_err(|err| SourceError::Config(err.to_string()))?;
-                Ok(StreamSpec { name: e.name.clone(), mapping: Arc::new(mapping), params })
+                compile_stream(&e.name, &program, params)
             })
             .collect()
     }
-}
-
-#[async_trait]
-impl Connector for FilesSource {
-    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let streams = FilesSource::streams(&config)?;
-        {
-            let exports: Vec<(String, String)> =
-                config.exports.iter().map(|e| (e.name.clone(), e.path.display().to_string())).collect();
-            ctx.admin.status_provider(&ctx.name, move || serde_json::json!({"type": "files", "exports": exports}));
-        }
-        let system = FilesSystem::new(&config);
-        let engine = SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone());
-        engine.run(shutdown).await?;
-        Ok(())
+    async fn system(&self) -> Result<Arc<dyn SourceSystem>, SourceError> {
+        Ok(Arc::new(FilesSystem::new(self)))
+    }
+    fn settings(&self) -> (&str, &SourceSettings) {
+        (&self.key_system, &self.sync)
+    }
+    fn status(&self) -> serde_json::Value {
+        let exports: Vec<(String, String)> =
+            self.exports.iter().map(|e| (e.name.clone(), e.path.display().to_string())).collect();
+        serde_json::json!({"type": "files", "exports": exports})
     }
 }

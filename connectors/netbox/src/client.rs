@@ -5,7 +5,7 @@
 //! of it often does), the optional client-side rate.
 
 use dastra_connect_core::config::Secret;
-use dastra_connect_core::source::{HttpSettings, SourceAuth, SourceError, SourceHttp};
+use dastra_connect_core::source::{HttpSettings, SourceAuth, SourceError, SourceHttp, StreamKind};
 use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
 use url::Url;

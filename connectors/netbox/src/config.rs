@@ -1,17 +1,15 @@
 //! [`NetBoxConfig`]: where NetBox is, its API token, which object types to read and how they map.
 //! Validated without I/O by [`NetBoxConfig::validate`].
 
-use std::collections::BTreeMap;
-
 use dastra_connect_core::config::{ConfigError, Secret};
-use dastra_connect_core::event::{EntityKey, EntityKind};
-use dastra_connect_core::source::{HttpSettings, Mapping, SourceSettings};
+use dastra_connect_core::source::streams::{check_common, check_http_url};
+use dastra_connect_core::source::{HttpSettings, SourceSettings, StreamConfig, StreamKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
-use crate::mapping::{default_params, default_program, merge};
+use crate::mapping::{default_params, default_program};
 
 /// The NetBox source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -79,10 +77,6 @@ pub enum NetBoxObject {
 }
 
 impl NetBoxObject {
-    /// Every type.
-    pub const ALL: [NetBoxObject; 4] =
-        [NetBoxObject::Devices, NetBoxObject::VirtualMachines, NetBoxObject::Sites, NetBoxObject::Tenants];
-
     /// The list endpoint, relative to the root URL.
     pub fn path(self) -> &'static str {
         match self {
@@ -90,16 +84,6 @@ impl NetBoxObject {
             NetBoxObject::VirtualMachines => "api/virtualization/virtual-machines/",
             NetBoxObject::Sites => "api/dcim/sites/",
             NetBoxObject::Tenants => "api/tenancy/tenants/",
-        }
-    }
-
-    /// The stream name (checkpoint key, metric label).
-    pub fn stream(self) -> &'static str {
-        match self {
-            NetBoxObject::Devices => "devices",
-            NetBoxObject::VirtualMachines => "virtual_machines",
-            NetBoxObject::Sites => "sites",
-            NetBoxObject::Tenants => "tenants",
         }
     }
 
@@ -112,48 +96,44 @@ impl NetBoxObject {
             NetBoxObject::Tenants => "tenancy.tenant",
         }
     }
-
-    /// The type from a stream name.
-    pub fn from_stream(stream: &str) -> Option<NetBoxObject> {
-        NetBoxObject::ALL.into_iter().find(|o| o.stream() == stream)
-    }
 }
 
-/// One object type and how it maps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectConfig {
-    /// The object type.
-    pub object: NetBoxObject,
-    /// Extra NetBox filters added to every request, e.g. `{status: active, tag: gdpr}`.
-    #[serde(default)]
-    pub filters: BTreeMap<String, String>,
-    /// A jq program replacing the default mapping (see README).
-    #[serde(default)]
-    pub mapping: Option<String>,
-    /// Parameters of the mapping (`$params`), deep-merged over the defaults, e.g.
-    /// `{role_map: {storage: Data}}`.
-    #[serde(default)]
-    pub params: Map<String, Value>,
-}
+/// One object type and how it maps: `{object: devices, filters: {status: active}, mapping: …,
+/// params: {role_map: {storage: Data}}}`.
+pub type ObjectConfig = StreamConfig<NetBoxObject>;
 
-impl ObjectConfig {
-    /// An object type with defaults.
-    pub fn new(object: NetBoxObject) -> ObjectConfig {
-        ObjectConfig { object, filters: BTreeMap::new(), mapping: None, params: Map::new() }
+impl StreamKind for NetBoxObject {
+    const KEY: &'static str = "object";
+    const NOUN: &'static str = "object type";
+    const SCHEMA_NAME: &'static str = "ObjectConfig";
+    const FILTERS_DOC: &'static str =
+        "Extra NetBox filters added to every request, e.g. `{status: active, tag: gdpr}`.";
+    const PARAMS_EXAMPLE: &'static str = "`{role_map: {storage: Data}}`";
+
+    fn all() -> &'static [Self] {
+        &[NetBoxObject::Devices, NetBoxObject::VirtualMachines, NetBoxObject::Sites, NetBoxObject::Tenants]
     }
-
-    /// The mapping program and `$params` in effect.
-    pub fn effective_mapping(&self) -> (String, Value) {
-        let program = self.mapping.clone().unwrap_or_else(|| default_program(self.object).to_owned());
-        let mut params = default_params(self.object);
-        merge(&mut params, &Value::Object(self.params.clone()));
-        (program, params)
+    fn stream(self) -> &'static str {
+        match self {
+            NetBoxObject::Devices => "devices",
+            NetBoxObject::VirtualMachines => "virtual_machines",
+            NetBoxObject::Sites => "sites",
+            NetBoxObject::Tenants => "tenants",
+        }
+    }
+    fn default_program(self) -> &'static str {
+        default_program(self)
+    }
+    fn default_params(self) -> Value {
+        default_params(self)
+    }
+    fn is_reserved_filter(key: &str) -> bool {
+        RESERVED.contains(&key)
     }
 }
 
 fn default_objects() -> Vec<ObjectConfig> {
-    NetBoxObject::ALL.into_iter().map(ObjectConfig::new).collect()
+    ObjectConfig::all()
 }
 fn default_key_system() -> String {
     "netbox".into()
@@ -180,36 +160,11 @@ impl NetBoxConfig {
 
     /// Checks everything that needs no I/O; `at` is this block's key path (e.g. `connectors[0]`).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        if !matches!(self.url.scheme(), "http" | "https") || self.url.host_str().is_none() {
-            return Err(ConfigError::new(format!("{at}.url"), "must be an http(s) URL with a host"));
-        }
+        check_http_url(&format!("{at}.url"), &self.url)?;
         if self.token.is_empty() {
             return Err(ConfigError::new(format!("{at}.token"), "must not be empty"));
         }
-        if EntityKey::new(&self.key_system, EntityKind::Asset, "x").is_err() {
-            return Err(ConfigError::new(format!("{at}.key_system"), "must be 1-64 characters of a-z, 0-9, _ or -"));
-        }
-        if self.objects.is_empty() {
-            return Err(ConfigError::new(format!("{at}.objects"), "at least one object type is needed"));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, o) in self.objects.iter().enumerate() {
-            let here = format!("{at}.objects[{i}]");
-            if !seen.insert(o.object) {
-                return Err(ConfigError::new(
-                    format!("{here}.object"),
-                    format!("`{}` is listed twice", o.object.stream()),
-                ));
-            }
-            for k in o.filters.keys() {
-                if RESERVED.contains(&k.as_str()) {
-                    return Err(ConfigError::new(format!("{here}.filters.{k}"), "is set by the source itself"));
-                }
-            }
-            let (program, _) = o.effective_mapping();
-            Mapping::compile(o.object.stream(), &program)
-                .map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
-        }
+        ObjectConfig::validate_list(&self.objects, &format!("{at}.objects"))?;
         if !matches!(self.change_log_endpoint.as_str(), "api/core/object-changes/" | "api/extras/object-changes/") {
             return Err(ConfigError::new(
                 format!("{at}.change_log_endpoint"),
@@ -222,7 +177,7 @@ impl NetBoxConfig {
                 "NetBox caps pages at MAX_PAGE_SIZE (1000 by default)",
             ));
         }
-        self.sync.validate(&format!("{at}.sync"))?;
+        check_common(at, &self.key_system, &self.sync)?;
         self.http.validate(&format!("{at}.http"))?;
         Ok(())
     }

@@ -17,8 +17,7 @@
 //! write. [`FakeNetBox::set_public_base`] makes `next` links name another host, as NetBox does
 //! behind a TLS-terminating proxy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -26,10 +25,13 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
-use parking_lot::Mutex;
+use dastra_connect_core::source::StreamKind;
+use dastra_connect_core::testkit::fake::{self, Fake, RecordStore, authorization, id_of, offset_page, retry_after};
 use serde_json::{Value, json};
 
 use crate::config::NetBoxObject;
+
+pub use dastra_connect_core::testkit::fake::Logged;
 
 /// Sample data shipped with the crate (`samples/*.json`).
 pub const SAMPLES: &[(NetBoxObject, &str)] = &[
@@ -39,50 +41,22 @@ pub const SAMPLES: &[(NetBoxObject, &str)] = &[
     (NetBoxObject::VirtualMachines, include_str!("../samples/virtual_machines.json")),
 ];
 
-/// One request the fake answered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Logged {
-    /// Path.
-    pub path: String,
-    /// Query parameters.
-    pub params: BTreeMap<String, String>,
-    /// Status answered.
-    pub status: u16,
-}
-
+/// NetBox's own part of the state.
 #[derive(Default)]
-struct Store {
-    objects: BTreeMap<NetBoxObject, Vec<Value>>,
+pub struct NetBoxState {
+    objects: RecordStore<NetBoxObject>,
     /// The change log (`action=delete` entries only: the source reads nothing else).
     changes: Vec<Value>,
-    clock: Option<DateTime<Utc>>,
     tokens: HashSet<String>,
-    throttle_next: u32,
     public_base: Option<String>,
-    log: Vec<Logged>,
-    next_id: u64,
 }
 
-/// The fake's state; clone it freely (shared).
-#[derive(Clone, Default)]
-pub struct FakeNetBox {
-    inner: Arc<Mutex<Store>>,
-}
-
-/// A fake served on a local port.
-pub struct RunningFake {
-    /// `http://127.0.0.1:<port>`.
-    pub base_url: String,
-    /// The state (to change objects, throttle, read the log).
-    pub state: FakeNetBox,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+dastra_connect_core::fake_handle!(
+    /// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (clock,
+    /// throttling, log).
+    FakeNetBox(NetBoxState),
+    "fake NetBox"
+);
 
 /// The token the fake accepts by default.
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -95,57 +69,42 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
-fn id_of(v: &Value) -> u64 {
-    v.get("id").and_then(Value::as_u64).unwrap_or(0)
+/// One second and a few microseconds per write: distinct, increasing `last_updated`.
+fn tick(s: &mut fake::FakeStore<NetBoxState>) -> String {
+    nb_time(s.tick(chrono::Duration::microseconds(1_000_123)))
 }
 
 impl FakeNetBox {
     /// An empty NetBox accepting [`TOKEN`].
     pub fn new() -> FakeNetBox {
-        let f = FakeNetBox::default();
-        {
-            let mut s = f.inner.lock();
-            s.tokens.insert(TOKEN.into());
-            s.clock = parse_time("2025-06-01T09:00:00Z");
-            s.next_id = 1000;
-        }
-        f
+        let start = parse_time("2025-06-01T09:00:00Z").unwrap_or_default();
+        let mut state = NetBoxState::default();
+        state.tokens.insert(TOKEN.into());
+        FakeNetBox(Fake::new(start, 1000, state))
     }
 
     /// A NetBox holding the bundled samples.
     pub fn with_samples() -> FakeNetBox {
         let f = FakeNetBox::new();
-        for (object, text) in SAMPLES {
-            // The samples are part of the crate and parsed by its tests; a broken file is a bug.
-            let records: Vec<Value> = serde_json::from_str(text).unwrap_or_else(|e| panic!("sample {object:?}: {e}"));
-            f.inner.lock().objects.entry(*object).or_default().extend(records);
-        }
+        f.lock().sys.objects.load_samples(SAMPLES);
         f
     }
 
     /// Accepts another token.
     pub fn add_token(&self, token: &str) {
-        self.inner.lock().tokens.insert(token.into());
+        self.lock().sys.tokens.insert(token.into());
     }
 
     /// `next`/`previous` links use this base instead of the request's host.
     pub fn set_public_base(&self, base: &str) {
-        self.inner.lock().public_base = Some(base.trim_end_matches('/').to_owned());
-    }
-
-    fn tick(s: &mut Store) -> String {
-        // One second and a few microseconds per write: distinct, increasing `last_updated`.
-        let t = s.clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::microseconds(1_000_123);
-        s.clock = Some(t);
-        nb_time(t)
+        self.lock().sys.public_base = Some(base.trim_end_matches('/').to_owned());
     }
 
     /// Creates an object (sets `id`, `url`, `display`, `created`, `last_updated`). Returns its id.
     pub fn insert(&self, object: NetBoxObject, mut record: Value) -> u64 {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
-        s.next_id += 1;
-        let id = s.next_id;
+        let mut s = self.lock();
+        let now = tick(&mut s);
+        let id = s.next_id();
         if let Some(obj) = record.as_object_mut() {
             let display = obj.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
             obj.insert("id".into(), json!(id));
@@ -154,22 +113,15 @@ impl FakeNetBox {
             obj.insert("created".into(), json!(now));
             obj.insert("last_updated".into(), json!(now));
         }
-        s.objects.entry(object).or_default().push(record);
+        s.sys.objects.push(object, record);
         id
     }
 
     /// Sets fields of an object (a `PATCH`): `last_updated` becomes now. False when absent.
     pub fn update(&self, object: NetBoxObject, id: u64, fields: Value) -> bool {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
-        let Some(r) = s.objects.entry(object).or_default().iter_mut().find(|r| id_of(r) == id) else { return false };
-        if let (Some(obj), Some(f)) = (r.as_object_mut(), fields.as_object()) {
-            for (k, v) in f {
-                obj.insert(k.clone(), v.clone());
-            }
-            obj.insert("last_updated".into(), json!(now));
-        }
-        true
+        let mut s = self.lock();
+        let now = tick(&mut s);
+        s.sys.objects.update(object, id, &fields, &[("last_updated", json!(now))])
     }
 
     /// Deletes an object and records an `action=delete` object change. False when absent.
@@ -184,28 +136,26 @@ impl FakeNetBox {
     }
 
     fn remove(&self, object: NetBoxObject, id: u64, logged: bool) -> bool {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
-        let list = s.objects.entry(object).or_default();
-        let Some(pos) = list.iter().position(|r| id_of(r) == id) else { return false };
-        let gone = list.remove(pos);
+        let mut s = self.lock();
+        let now = tick(&mut s);
+        let Some(gone) = s.sys.objects.remove(object, id) else { return false };
         if logged {
-            s.next_id += 1;
+            let change_id = s.next_id();
             let change = json!({
-                "id": s.next_id, "url": format!("https://netbox.example.com/api/core/object-changes/{}/", s.next_id),
-                "time": now, "user_name": "admin", "request_id": format!("6b3c0b1e-0000-4000-8000-{:012}", s.next_id),
+                "id": change_id, "url": format!("https://netbox.example.com/api/core/object-changes/{change_id}/"),
+                "time": now, "user_name": "admin", "request_id": format!("6b3c0b1e-0000-4000-8000-{change_id:012}"),
                 "action": {"value": "delete", "label": "Deleted"}, "changed_object_type": object.content_type(),
                 "changed_object_id": id, "object_repr": gone.get("name").cloned().unwrap_or(Value::Null),
                 "prechange_data": gone, "postchange_data": null
             });
-            s.changes.push(change);
+            s.sys.changes.push(change);
         }
         true
     }
 
     /// Every object of a type.
     pub fn records(&self, object: NetBoxObject) -> Vec<Value> {
-        self.inner.lock().objects.get(&object).cloned().unwrap_or_default()
+        self.lock().sys.objects.list(object)
     }
 
     /// An object by name.
@@ -213,49 +163,16 @@ impl FakeNetBox {
         self.records(object).into_iter().find(|r| r["name"] == name)
     }
 
-    /// The next `n` list requests are answered 429.
-    pub fn throttle_next(&self, n: u32) {
-        self.inner.lock().throttle_next = n;
-    }
-
-    /// Requests answered so far.
-    pub fn log(&self) -> Vec<Logged> {
-        self.inner.lock().log.clone()
-    }
-
-    /// How many requests were answered with `status`.
-    pub fn count_status(&self, status: u16) -> usize {
-        self.inner.lock().log.iter().filter(|l| l.status == status).count()
-    }
-
     /// The router.
     pub fn router(&self) -> Router {
         let mut r = Router::new();
-        for o in NetBoxObject::ALL {
+        for &o in NetBoxObject::all() {
             r = r.route(&format!("/{}", o.path()), get(move |st, h, u, q| list(Some(o), st, h, u, q)));
         }
         for path in ["/api/core/object-changes/", "/api/extras/object-changes/"] {
             r = r.route(path, get(|st, h, u, q| list(None, st, h, u, q)));
         }
-        r.with_state(self.clone())
-    }
-
-    /// Serves the fake on `127.0.0.1:<free port>`.
-    pub async fn spawn(self) -> std::io::Result<RunningFake> {
-        self.spawn_on("127.0.0.1:0").await
-    }
-
-    /// Serves the fake on `addr`.
-    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningFake> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
-        let app = self.router();
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake NetBox stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state: self, task })
+        self.logged(r.with_state(self.clone()))
     }
 }
 
@@ -317,14 +234,7 @@ async fn list(
     uri: Uri,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let resp = answer(object, &fake, &headers, &uri, &params);
-    let mut s = fake.inner.lock();
-    s.log.push(Logged {
-        path: uri.path().to_owned(),
-        params: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        status: resp.status().as_u16(),
-    });
-    resp
+    answer(object, &fake, &headers, &uri, &params)
 }
 
 fn answer(
@@ -334,24 +244,23 @@ fn answer(
     uri: &Uri,
     params: &HashMap<String, String>,
 ) -> Response {
-    let mut s = fake.inner.lock();
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let token = auth.strip_prefix("Token ").or_else(|| auth.strip_prefix("Bearer "));
+    let mut s = fake.lock();
+    let token = authorization(headers, "Token").or_else(|| authorization(headers, "Bearer"));
     match token {
         None => return detail(StatusCode::FORBIDDEN, "Authentication credentials were not provided."),
-        Some(t) if !s.tokens.contains(t.trim()) => return detail(StatusCode::FORBIDDEN, "Invalid token"),
+        Some(t) if !s.sys.tokens.contains(t.trim()) => return detail(StatusCode::FORBIDDEN, "Invalid token"),
         Some(_) => {}
     }
-    if s.throttle_next > 0 {
-        s.throttle_next -= 1;
-        let mut r = detail(StatusCode::TOO_MANY_REQUESTS, "Request was throttled. Expected available in 1 second.");
-        r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-        return r;
+    if s.take_throttle() {
+        return retry_after(detail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Request was throttled. Expected available in 1 second.",
+        ));
     }
     // `None`: the change log.
     let mut rows: Vec<Value> = match object {
-        Some(o) => s.objects.get(&o).cloned().unwrap_or_default(),
-        None => s.changes.clone(),
+        Some(o) => s.sys.objects.list(o),
+        None => s.sys.changes.clone(),
     };
     for (k, v) in params {
         if matches!(k.as_str(), "limit" | "offset" | "ordering" | "brief" | "format") {
@@ -388,8 +297,9 @@ fn answer(
     };
     let offset = params.get("offset").and_then(|o| o.parse::<usize>().ok()).unwrap_or(0);
     let count = rows.len();
-    let results: Vec<Value> = rows.into_iter().skip(offset).take(limit).collect();
-    let base = s.public_base.clone().unwrap_or_else(|| {
+    let page = offset_page(count, offset, limit);
+    let results: Vec<Value> = rows.drain(page.rows.clone()).collect();
+    let base = s.sys.public_base.clone().unwrap_or_else(|| {
         let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
         format!("http://{host}")
     });
@@ -405,7 +315,7 @@ fn answer(
         let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
         format!("{base}{}?{query}", uri.path())
     };
-    let next = (offset + limit < count).then(|| link(offset + limit));
-    let previous = (offset > 0).then(|| link(offset.saturating_sub(limit)));
+    let next = page.next.map(link);
+    let previous = page.previous.map(link);
     axum::Json(json!({"count": count, "next": next, "previous": previous, "results": results})).into_response()
 }

@@ -170,7 +170,7 @@ pub use dastra_connect_core::source::mapping::merge;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dastra_connect_core::source::Mapping;
+    use dastra_connect_core::source::{Mapping, StreamKind};
 
     fn run(object: NetBoxObject, rec: Value, params: Option<Value>) -> Result<Vec<Value>, String> {
         let m = Mapping::compile(object.stream(), default_program(object)).map_err(|e| e.to_string())?;

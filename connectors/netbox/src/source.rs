@@ -2,43 +2,24 @@
 //! `ordering=last_updated,id`; sweeps with `id__gt` and `ordering=id`; deletes found by sweeps) and
 //! the connector ([`NetBoxSource`]) that runs it on the core source engine.
 
-use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::source::keyset::order_page;
 use dastra_connect_core::source::{
-    Cursor, DeletedRecord, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+    Cursor, DeletedRecord, IdOrder, Page, SourceConnector, SourceDefinition, SourceError, SourceRecord, SourceSettings,
+    SourceSystem, StreamFilters, StreamKind, StreamSpec,
 };
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::NetBoxClient;
-use crate::config::{NetBoxConfig, NetBoxObject};
-
-/// A query argument (name, value).
-type Filter = (String, String);
+use crate::config::{NetBoxConfig, NetBoxObject, ObjectConfig};
 
 const SYSTEM: &str = "netbox";
 
-/// Orders NetBox ids (decimal integers) numerically; anything else after, by text.
-pub fn cmp_id(a: &str, b: &str) -> Ordering {
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
-    }
-}
-
-/// True when `(updated, id)` comes strictly after `after` (an open cursor: at or after its time).
-pub fn is_after(updated: DateTime<Utc>, id: &str, after: &Cursor) -> bool {
-    match updated.cmp(&after.updated) {
-        Ordering::Greater => true,
-        Ordering::Less => false,
-        Ordering::Equal => after.is_open() || cmp_id(id, &after.id) == Ordering::Greater,
-    }
-}
+/// NetBox ids are decimal integers.
+const IDS: IdOrder = IdOrder::Numeric;
 
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     v.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
@@ -69,7 +50,7 @@ pub fn to_record(object: NetBoxObject, rec: Value) -> Result<SourceRecord, Sourc
 /// Reads NetBox object types for the engine.
 pub struct NetBoxSystem {
     client: NetBoxClient,
-    filters: HashMap<NetBoxObject, Vec<(String, String)>>,
+    filters: StreamFilters<NetBoxObject>,
     /// The change-log endpoint when deletes are read from it.
     change_log: Option<String>,
 }
@@ -77,33 +58,16 @@ pub struct NetBoxSystem {
 impl NetBoxSystem {
     /// A system over `client` reading the configured object types.
     pub fn new(client: NetBoxClient, config: &NetBoxConfig) -> NetBoxSystem {
-        let filters = config
-            .objects
-            .iter()
-            .map(|o| (o.object, o.filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
-            .collect();
+        let filters = StreamFilters::new(&config.objects);
         let change_log = config.change_log_deletes.then(|| config.change_log_endpoint.clone());
         NetBoxSystem { client, filters, change_log }
-    }
-
-    /// The client (429 counts).
-    pub fn client(&self) -> &NetBoxClient {
-        &self.client
-    }
-
-    fn object(&self, stream: &str) -> Result<(NetBoxObject, &[Filter]), SourceError> {
-        let o = NetBoxObject::from_stream(stream)
-            .ok_or_else(|| SourceError::Config(format!("unknown stream `{stream}`")))?;
-        let f =
-            self.filters.get(&o).ok_or_else(|| SourceError::Config(format!("stream `{stream}` is not configured")))?;
-        Ok((o, f.as_slice()))
     }
 }
 
 #[async_trait]
 impl SourceSystem for NetBoxSystem {
     async fn fetch_changes(&self, stream: &str, after: &Cursor, limit: u32) -> Result<Page<SourceRecord>, SourceError> {
-        let (object, filters) = self.object(stream)?;
+        let (object, filters) = self.filters.get(stream)?;
         let limit = limit.clamp(1, 1000);
         let mut params = filters.to_vec();
         params.push(("last_updated__gte".into(), after.updated.to_rfc3339_opts(SecondsFormat::Micros, true)));
@@ -120,7 +84,7 @@ impl SourceSystem for NetBoxSystem {
             total = total.or(page.count);
             for r in page.results {
                 let rec = to_record(object, r)?;
-                if is_after(rec.updated, &rec.id, after) {
+                if IDS.is_after(rec.updated, &rec.id, after) {
                     out.push(rec);
                 }
             }
@@ -132,9 +96,7 @@ impl SourceSystem for NetBoxSystem {
                 None => break,
             }
         }
-        out.sort_by(|a, b| a.updated.cmp(&b.updated).then_with(|| cmp_id(&a.id, &b.id)));
-        out.truncate(limit as usize);
-        Ok(Page { records: out, total })
+        Ok(Page { records: order_page(out, after, IDS, limit), total })
     }
 
     async fn fetch_all(
@@ -143,7 +105,7 @@ impl SourceSystem for NetBoxSystem {
         after_id: Option<&str>,
         limit: u32,
     ) -> Result<Page<SourceRecord>, SourceError> {
-        let (object, filters) = self.object(stream)?;
+        let (object, filters) = self.filters.get(stream)?;
         let mut params = filters.to_vec();
         if let Some(id) = after_id {
             params.push(("id__gt".into(), id.to_owned()));
@@ -168,7 +130,7 @@ impl SourceSystem for NetBoxSystem {
         limit: u32,
     ) -> Result<Page<DeletedRecord>, SourceError> {
         let Some(endpoint) = &self.change_log else { return Ok(Page::default()) };
-        let (object, _) = self.object(stream)?;
+        let (object, _) = self.filters.get(stream)?;
         let limit = limit.clamp(1, 1000);
         let params: Vec<(String, String)> = vec![
             ("action".into(), "delete".into()),
@@ -194,7 +156,7 @@ impl SourceSystem for NetBoxSystem {
                     Some(Value::Number(n)) => n.to_string(),
                     _ => return Err(bad(format!("change {change_id} has no changed_object_id"))),
                 };
-                if is_after(time, &change_id, after) {
+                if IDS.is_after(time, &change_id, after) {
                     out.push(DeletedRecord { id: object_id, deleted_at: time, position: Cursor::new(time, change_id) });
                 }
             }
@@ -206,73 +168,28 @@ impl SourceSystem for NetBoxSystem {
                 None => break,
             }
         }
-        out.sort_by(|a, b| {
-            a.position.updated.cmp(&b.position.updated).then_with(|| cmp_id(&a.position.id, &b.position.id))
-        });
-        out.truncate(limit as usize);
-        Ok(Page { records: out, total: None })
+        Ok(Page { records: order_page(out, after, IDS, limit), total: None })
     }
 }
 
-/// The connector: builds the client and runs the engine.
-pub struct NetBoxSource {
-    config: NetBoxConfig,
-}
-
-impl NetBoxSource {
-    /// A source for `config` (validated by the caller with [`NetBoxConfig::validate`]).
-    pub fn new(config: NetBoxConfig) -> NetBoxSource {
-        NetBoxSource { config }
-    }
-
-    /// The engine streams: one per object type with its compiled mapping.
-    pub fn streams(config: &NetBoxConfig) -> Result<Vec<StreamSpec>, SourceError> {
-        config
-            .objects
-            .iter()
-            .map(|o| {
-                let (program, params) = o.effective_mapping();
-                let mapping =
-                    Mapping::compile(o.object.stream(), &program).map_err(|e| SourceError::Config(e.to_string()))?;
-                Ok(StreamSpec { name: o.object.stream().to_owned(), mapping: Arc::new(mapping), params })
-            })
-            .collect()
-    }
-}
+/// The connector: runs the engine on [`NetBoxConfig`] (validated by the caller with
+/// [`NetBoxConfig::validate`]).
+pub type NetBoxSource = SourceConnector<NetBoxConfig>;
 
 #[async_trait]
-impl Connector for NetBoxSource {
-    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let streams = NetBoxSource::streams(&config)?;
-        let client = NetBoxClient::new(&config.url, &config.token, config.token_scheme, config.http.clone())?;
-        let system = NetBoxSystem::new(client, &config);
-        {
-            let url = config.url.to_string();
-            let objects: Vec<&'static str> = config.objects.iter().map(|o| o.object.stream()).collect();
-            ctx.admin.status_provider(
-                &ctx.name,
-                move || serde_json::json!({"type": "netbox", "url": url, "objects": objects}),
-            );
-        }
-        let engine = SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone());
-        engine.run(shutdown).await?;
-        Ok(())
+impl SourceDefinition for NetBoxConfig {
+    fn streams(&self) -> Result<Vec<StreamSpec>, SourceError> {
+        ObjectConfig::specs(&self.objects)
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn ids_compare_numerically_and_open_cursors_include_their_instant() {
-        assert_eq!(cmp_id("9", "10"), Ordering::Less);
-        let t = Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
-        assert!(is_after(t, "3", &Cursor::new(t, "")));
-        assert!(!is_after(t, "3", &Cursor::new(t, "3")));
-        assert!(is_after(t, "10", &Cursor::new(t, "9")));
-        assert!(!is_after(t - chrono::Duration::seconds(1), "99", &Cursor::new(t, "")));
+    async fn system(&self) -> Result<Arc<dyn SourceSystem>, SourceError> {
+        let client = NetBoxClient::new(&self.url, &self.token, self.token_scheme, self.http.clone())?;
+        Ok(Arc::new(NetBoxSystem::new(client, self)))
+    }
+    fn settings(&self) -> (&str, &SourceSettings) {
+        (&self.key_system, &self.sync)
+    }
+    fn status(&self) -> Value {
+        let objects: Vec<&str> = self.objects.iter().map(|o| o.kind.stream()).collect();
+        serde_json::json!({"type": "netbox", "url": self.url.to_string(), "objects": objects})
     }
 }

@@ -3,14 +3,14 @@
 //! of a filter exist?) is checked when the source starts.
 
 use dastra_connect_core::config::ConfigError;
-use dastra_connect_core::event::{EntityKey, EntityKind};
-use dastra_connect_core::source::{HttpSettings, Mapping, SourceAuth, SourceSettings};
+use dastra_connect_core::source::streams::{check_common, check_http_url, check_mapping, effective_mapping};
+use dastra_connect_core::source::{HttpSettings, SourceAuth, SourceSettings};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::mapping::{DefaultMapping, merge};
+use crate::mapping::DefaultMapping;
 use crate::query;
 
 /// The ServiceNow source.
@@ -100,10 +100,8 @@ impl TableConfig {
     /// The mapping program and `$params` in effect.
     pub fn effective_mapping(&self) -> Option<(String, Value)> {
         let default = DefaultMapping::for_table(&self.table);
-        let program = self.mapping.clone().or_else(|| default.map(|d| d.program().to_owned()))?;
-        let mut params = default.map(|d| d.params()).unwrap_or_else(|| Value::Object(Map::new()));
-        merge(&mut params, &Value::Object(self.params.clone()));
-        Some((program, params))
+        let default_params = default.map(|d| d.params()).unwrap_or_else(|| Value::Object(Map::new()));
+        effective_mapping(self.mapping.as_deref(), &self.params, default.map(|d| d.program()), default_params)
     }
 }
 
@@ -136,16 +134,11 @@ impl ServiceNowConfig {
 
     /// Checks everything that needs no I/O; `at` is this block's key path (e.g. `connectors[0]`).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        if !matches!(self.instance_url.scheme(), "http" | "https") || self.instance_url.host_str().is_none() {
-            return Err(ConfigError::new(format!("{at}.instance_url"), "must be an http(s) URL with a host"));
-        }
+        check_http_url(&format!("{at}.instance_url"), &self.instance_url)?;
         if let SourceAuth::Basic { username, password } = &self.auth
             && (username.is_empty() || password.is_empty())
         {
             return Err(ConfigError::new(format!("{at}.auth"), "basic auth needs a username and a password"));
-        }
-        if EntityKey::new(&self.key_system, EntityKind::Asset, "x").is_err() {
-            return Err(ConfigError::new(format!("{at}.key_system"), "must be 1-64 characters of a-z, 0-9, _ or -"));
         }
         if self.tables.is_empty() {
             return Err(ConfigError::new(format!("{at}.tables"), "at least one table is needed"));
@@ -175,10 +168,9 @@ impl ServiceNowConfig {
                     format!("table `{}` has no default mapping: give a jq `mapping`", t.table),
                 ));
             };
-            Mapping::compile(&t.table, &program)
-                .map_err(|e| ConfigError::new(format!("{here}.mapping"), e.to_string()))?;
+            check_mapping(&here, &t.table, &program)?;
         }
-        self.sync.validate(&format!("{at}.sync"))?;
+        check_common(at, &self.key_system, &self.sync)?;
         self.http.validate(&format!("{at}.http"))?;
         Ok(())
     }

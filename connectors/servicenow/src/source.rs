@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::source::streams::compile_stream;
 use dastra_connect_core::source::{
-    Cursor, DeletedRecord, Mapping, Page, SourceEngine, SourceError, SourceRecord, SourceSystem, StreamSpec,
+    Cursor, DeletedRecord, Page, SourceConnector, SourceDefinition, SourceError, SourceRecord, SourceSettings,
+    SourceSystem, StreamSpec,
 };
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::ServiceNowClient;
 use crate::config::ServiceNowConfig;
@@ -75,11 +75,6 @@ impl ServiceNowSystem {
             })
             .collect();
         ServiceNowSystem { client, tables }
-    }
-
-    /// The client (429 counts).
-    pub fn client(&self) -> &ServiceNowClient {
-        &self.client
     }
 
     fn table(&self, stream: &str) -> Result<&Table, SourceError> {
@@ -158,51 +153,34 @@ impl SourceSystem for ServiceNowSystem {
     }
 }
 
-/// The connector: validates against the instance, then runs the engine.
-pub struct ServiceNowSource {
-    config: ServiceNowConfig,
-}
+/// The connector: runs the engine on [`ServiceNowConfig`] (validated by the caller with
+/// [`ServiceNowConfig::validate`]), after checking the filters' fields against the instance.
+pub type ServiceNowSource = SourceConnector<ServiceNowConfig>;
 
-impl ServiceNowSource {
-    /// A source for `config` (validated by the caller with [`ServiceNowConfig::validate`]).
-    pub fn new(config: ServiceNowConfig) -> ServiceNowSource {
-        ServiceNowSource { config }
-    }
-
-    /// The engine streams: one per table with its compiled mapping.
-    pub fn streams(config: &ServiceNowConfig) -> Result<Vec<StreamSpec>, SourceError> {
-        config
-            .tables
+#[async_trait]
+impl SourceDefinition for ServiceNowConfig {
+    fn streams(&self) -> Result<Vec<StreamSpec>, SourceError> {
+        self.tables
             .iter()
             .map(|t| {
                 let (program, params) = t
                     .effective_mapping()
                     .ok_or_else(|| SourceError::Config(format!("table `{}` has no mapping", t.table)))?;
-                let mapping = Mapping::compile(&t.table, &program).map_err(|e| SourceError::Config(e.to_string()))?;
-                Ok(StreamSpec { name: t.table.clone(), mapping: Arc::new(mapping), params })
+                compile_stream(&t.table, &program, params)
             })
             .collect()
     }
-}
-
-#[async_trait]
-impl Connector for ServiceNowSource {
-    async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let streams = ServiceNowSource::streams(&config)?;
-        let client = ServiceNowClient::new(&config.instance_url, config.auth.clone(), config.http.clone())?;
-        let system = ServiceNowSystem::new(client, &config);
+    async fn system(&self) -> Result<Arc<dyn SourceSystem>, SourceError> {
+        let client = ServiceNowClient::new(&self.instance_url, self.auth.clone(), self.http.clone())?;
+        let system = ServiceNowSystem::new(client, self);
         system.check().await?;
-        {
-            let instance = config.instance_url.to_string();
-            let tables: Vec<String> = config.tables.iter().map(|t| t.table.clone()).collect();
-            ctx.admin.status_provider(
-                &ctx.name,
-                move || serde_json::json!({"type": "servicenow", "instance": instance, "tables": tables}),
-            );
-        }
-        let engine = SourceEngine::new(ctx, Arc::new(system), config.key_system.clone(), streams, config.sync.clone());
-        engine.run(shutdown).await?;
-        Ok(())
+        Ok(Arc::new(system))
+    }
+    fn settings(&self) -> (&str, &SourceSettings) {
+        (&self.key_system, &self.sync)
+    }
+    fn status(&self) -> Value {
+        let tables: Vec<&str> = self.tables.iter().map(|t| t.table.as_str()).collect();
+        serde_json::json!({"type": "servicenow", "instance": self.instance_url.to_string(), "tables": tables})
     }
 }

@@ -43,6 +43,13 @@ pub struct KafkaConfig {
     /// Consumer group id; when absent the caller's default (usually the connector name) is used.
     #[serde(default)]
     pub group_id: Option<String>,
+    /// Static group membership (librdkafka `group.instance.id`): a stable id per replica, e.g. the
+    /// pod name of a StatefulSet (`${POD_NAME}`). A restarted replica takes its partitions back at
+    /// once instead of waiting for the group to rebalance (and a rolling restart causes no
+    /// rebalance storm). Each replica of a group needs its own id; a member that goes away for
+    /// good keeps its partitions until `session.timeout.ms` passes.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
     /// SASL user name (sets `sasl.username`); give `security.protocol` and `sasl.mechanism` in
     /// `properties`.
     #[serde(default)]
@@ -88,6 +95,7 @@ impl fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
             .field("group_id", &self.group_id)
+            .field("group_instance_id", &self.group_instance_id)
             .field("sasl_username", &self.sasl_username)
             .field("sasl_password", &self.sasl_password)
             .field("properties", &props)
@@ -104,6 +112,7 @@ const KAFKA_RESERVED: &[(&str, &str)] = &[
     ("bootstrap.servers", "use `brokers`"),
     ("metadata.broker.list", "use `brokers`"),
     ("group.id", "use `group_id`"),
+    ("group.instance.id", "use `group_instance_id`"),
     ("enable.auto.commit", "offsets are committed by the bus only after the work is durable"),
     ("enable.auto.offset.store", "offsets are committed by the bus only after the work is durable"),
     ("partitioner", "the bus uses `murmur2_random` so Kafka and NATS partition keys identically"),
@@ -117,6 +126,7 @@ impl KafkaConfig {
         Self {
             brokers: brokers.into(),
             group_id: None,
+            group_instance_id: None,
             sasl_username: None,
             sasl_password: None,
             properties: BTreeMap::new(),
@@ -139,6 +149,11 @@ impl KafkaConfig {
         }
         if self.sasl_password.is_some() && self.properties.contains_key("sasl.password") {
             return Err(BusError::config("sasl_password", "give either `sasl_password` or `properties.sasl.password`"));
+        }
+        if let Some(id) = &self.group_instance_id
+            && (id.trim().is_empty() || id.len() > 249)
+        {
+            return Err(BusError::config("group_instance_id", "must be 1 to 249 characters (e.g. the pod name)"));
         }
         if self.topic_partitions == 0 || self.topic_partitions < -1 {
             return Err(BusError::config("topic_partitions", "must be ≥ 1 (or -1 for the broker default)"));
@@ -411,6 +426,21 @@ mod tests {
         let mut k = KafkaConfig::new("a:1");
         k.properties.insert("enable.auto.commit".into(), "true".into());
         assert!(matches!(k.validate(), Err(BusError::Config { path, .. }) if path == "properties.enable.auto.commit"));
+    }
+
+    #[test]
+    fn static_membership_has_its_own_key() {
+        let yaml = "type: kafka\nbrokers: a:1\ngroup_instance_id: dastra-sink-0\n";
+        let cfg: BusConfig = from_yaml_str_with_env(yaml, no_env).unwrap();
+        cfg.validate().unwrap();
+        let BusConfig::Kafka(k) = &cfg else { panic!("expected kafka") };
+        assert_eq!(k.group_instance_id.as_deref(), Some("dastra-sink-0"));
+        let mut k = KafkaConfig::new("a:1");
+        k.properties.insert("group.instance.id".into(), "x".into());
+        assert!(matches!(k.validate(), Err(BusError::Config { path, .. }) if path == "properties.group.instance.id"));
+        let mut k = KafkaConfig::new("a:1");
+        k.group_instance_id = Some(" ".into());
+        assert!(matches!(k.validate(), Err(BusError::Config { path, .. }) if path == "group_instance_id"));
     }
 
     #[test]

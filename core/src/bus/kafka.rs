@@ -173,7 +173,7 @@ impl ConsumerContext for GroupContext {
                     a.remove(tp);
                 }
             }
-            tracing::info!(partitions = ?tps, "kafka partitions revoked");
+            tracing::info!(count = tps.len(), partitions = %TopicPartition::summary(&tps), "kafka partitions revoked");
             let _ = self.events.send(SubscriberEvent::Revoked(tps));
         }
     }
@@ -183,7 +183,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 let tps = tps_of(tpl);
                 self.assignment.lock().extend(tps.iter().cloned());
-                tracing::info!(partitions = ?tps, "kafka partitions assigned");
+                tracing::info!(count = tps.len(), partitions = %TopicPartition::summary(&tps), "kafka partitions assigned");
                 let _ = self.events.send(SubscriberEvent::Assigned(tps));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance error"),
@@ -267,6 +267,9 @@ impl KafkaSubscriber {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false");
+        if let Some(id) = &cfg.group_instance_id {
+            cc.set("group.instance.id", id);
+        }
         if !cfg.properties.contains_key("auto.offset.reset") {
             // A new group reads from the beginning: nothing published before it started is skipped.
             cc.set("auto.offset.reset", "earliest");

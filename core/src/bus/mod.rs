@@ -128,6 +128,35 @@ impl TopicPartition {
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
         Self { topic: topic.into(), partition }
     }
+
+    /// A short text for logs: `topic[0,1,2] other[5]` (a sink owns dozens of partitions; their
+    /// `Debug` form ran to kilobytes per line).
+    pub fn summary(tps: &[TopicPartition]) -> String {
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = std::collections::BTreeMap::new();
+        for tp in tps {
+            by_topic.entry(tp.topic.as_str()).or_default().push(tp.partition);
+        }
+        by_topic
+            .into_iter()
+            .map(|(t, mut ps)| {
+                ps.sort_unstable();
+                let list: Vec<String> = ps.iter().map(i32::to_string).collect();
+                format!("{t}[{}]", list.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::TopicPartition;
+
+    #[test]
+    fn partitions_are_summarised_per_topic() {
+        let tps = [TopicPartition::new("b", 2), TopicPartition::new("a", 1), TopicPartition::new("b", 0)];
+        assert_eq!(TopicPartition::summary(&tps), "a[1] b[0,2]");
+    }
 }
 
 /// What a subscriber delivers.

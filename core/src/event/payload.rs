@@ -526,9 +526,7 @@ impl Payload {
         if let serde_json::Value::Object(map) = &mut value {
             map.remove("snapshot");
         }
-        let mut out = String::new();
-        write_canonical(&value, &mut out);
-        out
+        crate::canonical::canonical_json(&value)
     }
 
     /// Writes the payload's JSON (the JSON codec's representation) to `w` without building a
@@ -688,37 +686,6 @@ fn kind_of<'a>(
         }
     }
     Ok(())
-}
-
-fn write_canonical(v: &serde_json::Value, out: &mut String) {
-    use serde_json::Value;
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -160,6 +160,15 @@ impl SourceEngine {
         [ctx.topics.state(&format!("source-{}", ctx.name)), ctx.topics.state(&format!("known-{}", ctx.name))]
     }
 
+    /// What a connector's `Connector::run` does once it has its system and streams: publishes
+    /// `status` (the connector's type and what it reads) on the admin `/status` endpoint, then
+    /// [`SourceEngine::run`]s.
+    pub async fn run_with_status(self, status: Value, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.ctx.admin.status_provider(&self.ctx.name, move || status.clone());
+        self.run(shutdown).await?;
+        Ok(())
+    }
+
     /// Runs until `shutdown` (returns `Ok`) or a fatal error.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SourceError> {
         let mut specs: Vec<TopicSpec> =

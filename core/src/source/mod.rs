@@ -32,19 +32,25 @@
 //!   retried at the next poll from the last checkpoint; only fatal errors (bad credentials, invalid
 //!   configuration) stop the connector.
 
+mod connector;
 pub mod cursor;
 pub mod dlq;
 mod engine;
 mod error;
 pub mod http;
+pub mod keyset;
 mod known;
 pub mod mapping;
 mod progress;
 mod settings;
+pub mod streams;
 
+pub use connector::{SourceConnector, SourceDefinition};
 pub use cursor::{Checkpoint, Cursor};
 pub use engine::{DeletedRecord, Page, SourceEngine, SourceRecord, SourceSystem, StreamSpec};
 pub use error::SourceError;
 pub use http::{HttpSettings, SourceAuth, SourceHttp};
+pub use keyset::IdOrder;
 pub use mapping::{Mapping, MappingError};
 pub use settings::SourceSettings;
+pub use streams::{StreamConfig, StreamFilters, StreamKind};

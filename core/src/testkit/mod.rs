@@ -26,6 +26,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod broker;
+pub mod fake;
+
+pub use broker::{BIG_KAFKA_PARTITIONS, BIG_MESSAGE_BYTES, Broker};
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ use dastra_connect_core::config::Secret;
 use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
 use dastra_connect_core::event::{ChangeEvent, EntityKind, Payload};
 use dastra_connect_core::telemetry::Metrics;
-use dastra_connect_core::testkit::{self, MockKafka, NatsServer};
+use dastra_connect_core::testkit;
 use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
 use dastra_connect_dastra::{AuthConfig, DastraClientConfig};
 use dastra_emulator::{EmulatorConfig, RunningEmulator};
@@ -29,46 +29,23 @@ pub const SOURCE: &str = "source-test";
 /// Name of the sink instance in end-to-end scenarios.
 pub const SINK: &str = "sink";
 
-/// The broker a scenario runs on; dropping it stops the broker.
-pub enum Broker {
-    /// A real nats-server with JetStream.
-    Nats(NatsServer),
-    /// librdkafka's MockCluster.
-    Kafka(MockKafka),
-}
+pub use dastra_connect_core::testkit::Broker;
 
-impl Broker {
-    /// A real nats-server with JetStream on a free port.
-    pub async fn nats() -> Self {
-        Broker::Nats(NatsServer::start().await)
-    }
-
-    /// librdkafka's in-process MockCluster (one broker).
-    pub fn kafka() -> Self {
-        Broker::Kafka(testkit::mock_kafka(1))
-    }
-
+/// The bus of a source scenario.
+#[allow(async_fn_in_trait)]
+pub trait SourceBus {
     /// The bus config with every topic the source and the sink use created (the MockCluster has no
     /// CreateTopics API) and, on NATS, the stream.
-    pub async fn bus(&self, topics: &Topics) -> BusConfig {
-        let bus = match self {
-            Broker::Nats(n) => n.bus_config(),
-            Broker::Kafka(k) => {
-                for kind in EntityKind::ALL {
-                    k.create_topic(&topics.changes(kind), 3);
-                }
-                k.create_topic(&topics.dlq(), 1);
-                for s in ["source", "known"] {
-                    k.create_topic(&topics.state(&format!("{s}-{SOURCE}")), 1);
-                }
-                for s in ["ledger", "pending", "parked"] {
-                    k.create_topic(&topics.state(&format!("{s}-{SINK}")), 1);
-                }
-                let mut cfg = k.kafka_config();
-                cfg.create_topics = false;
-                BusConfig::Kafka(cfg)
-            }
-        };
+    async fn bus(&self, topics: &Topics) -> BusConfig;
+}
+
+impl SourceBus for Broker {
+    async fn bus(&self, topics: &Topics) -> BusConfig {
+        let stores = [format!("source-{SOURCE}"), format!("known-{SOURCE}")]
+            .into_iter()
+            .chain(["ledger", "pending", "parked"].map(|s| format!("{s}-{SINK}")))
+            .collect::<Vec<_>>();
+        let bus = self.bus_with_stores(topics, &stores).await;
         let mut specs: Vec<TopicSpec> = EntityKind::ALL.iter().map(|k| TopicSpec::new(topics.changes(*k))).collect();
         specs.push(TopicSpec::new(topics.dlq()));
         bus.ensure_topics(&specs).await.unwrap();

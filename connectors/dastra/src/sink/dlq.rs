@@ -5,29 +5,10 @@ use bytes::Bytes;
 use dastra_connect_core::bus::{InboundMessage, OutboundMessage};
 use serde::{Deserialize, Serialize};
 
-/// Header: stable reason code (`invalid_enum`, `dastra_bad_request`, `parked`, …).
-pub const H_REASON: &str = "dastra_dlq_reason";
-/// Header: the error, as an operator sentence (secrets redacted).
-pub const H_ERROR: &str = "dastra_dlq_error";
-/// Header: HTTP status Dastra answered, if any.
-pub const H_STATUS: &str = "dastra_dlq_status";
-/// Header: attempts made.
-pub const H_ATTEMPTS: &str = "dastra_dlq_attempts";
-/// Header: original topic.
-pub const H_TOPIC: &str = "dastra_dlq_topic";
-/// Header: original partition.
-pub const H_PARTITION: &str = "dastra_dlq_partition";
-/// Header: original offset.
-pub const H_OFFSET: &str = "dastra_dlq_offset";
-/// Header: the connector that dead-lettered it.
-pub const H_CONNECTOR: &str = "dastra_dlq_connector";
-/// Header: when (RFC 3339).
-pub const H_TIME: &str = "dastra_dlq_time";
-/// Set by `dlq redrive` on each re-sent record: the reason it was dead-lettered for. A redriven
-/// record that caused its key's parking (any reason but `parked`) un-parks the key when the sink
-/// reads it, so it is applied even if the sink has not yet seen the un-parking written by the
-/// command (state stores of other processes follow with some delay).
-pub const H_REDRIVE_REASON: &str = "dastra_redrive_reason";
+// The header names and the error cut are shared with the sources' DLQ and `dlq list|redrive`.
+pub use dastra_connect_core::dlq::{
+    H_ATTEMPTS, H_CONNECTOR, H_ERROR, H_OFFSET, H_PARTITION, H_REASON, H_REDRIVE_REASON, H_STATUS, H_TIME, H_TOPIC,
+};
 
 /// A consumed message as the sink keeps it (for the DLQ and the pending set).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,9 +61,6 @@ pub struct DlqReason {
     pub attempts: u32,
 }
 
-/// Longest error text kept in a header.
-const MAX_ERROR: usize = 1000;
-
 /// The DLQ message for `raw`.
 pub fn dlq_message(dlq_topic: &str, connector: &str, raw: &RawMessage, why: &DlqReason) -> OutboundMessage {
     let mut msg = match &raw.value {
@@ -94,15 +72,7 @@ pub fn dlq_message(dlq_topic: &str, connector: &str, raw: &RawMessage, why: &Dlq
             msg = msg.with_header(k.clone(), v.clone().into_bytes());
         }
     }
-    let mut error = why.error.clone();
-    if error.len() > MAX_ERROR {
-        let mut cut = MAX_ERROR;
-        while !error.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        error.truncate(cut);
-        error.push('…');
-    }
+    let error = dastra_connect_core::dlq::truncate_error(&why.error);
     msg = msg
         .with_header(H_REASON, why.code.clone())
         .with_header(H_ERROR, error)

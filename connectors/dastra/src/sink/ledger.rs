@@ -52,6 +52,12 @@ pub struct LedgerEntry {
     /// done: those take the full comparison.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<String>,
+    /// On an `Intent`: the source version whose create is being attempted. That event stays durable
+    /// (uncommitted on the bus, or in the pending store) until its effect is recorded, so anything
+    /// older is stale even before the create is known to have happened: after a crash the next
+    /// owner resolves the intent with the attempted version (or a newer one), never an older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
 }
 
 impl LedgerEntry {
@@ -65,6 +71,7 @@ impl LedgerEntry {
             fields: FieldHashes::default(),
             links: BTreeMap::new(),
             src: None,
+            attempt: None,
         }
     }
 
@@ -78,12 +85,35 @@ impl LedgerEntry {
             fields: FieldHashes::default(),
             links: BTreeMap::new(),
             src: None,
+            attempt: None,
         }
     }
 
-    /// Whether an event with `sequence` is older than (or as old as) what this entry records.
+    /// An `Intent` entry for the create of `attempt`, on top of `current` (whose applied version
+    /// it keeps).
+    pub fn intent_for(current: Option<&LedgerEntry>, attempt: &str) -> Self {
+        let mut intent = Self::intent();
+        intent.version = current.and_then(|e| e.version.clone());
+        intent.attempt = Some(attempt.to_owned());
+        intent
+    }
+
+    /// Whether an event with `sequence` is older than (or as old as) what this entry records, or
+    /// older than the create an open intent attempts. See `sink::order` for the whole rule.
     pub fn is_stale(&self, sequence: &str) -> bool {
         self.version.as_deref().is_some_and(|v| cmp_sequence(sequence, v) != std::cmp::Ordering::Greater)
+            || (self.state == EntryState::Intent
+                && self.attempt.as_deref().is_some_and(|a| cmp_sequence(sequence, a).is_lt()))
+    }
+
+    /// The newest source version this entry stands for: the applied one, or the attempted one of
+    /// an open intent.
+    pub fn newest(&self) -> Option<&str> {
+        let attempt = self.attempt.as_deref().filter(|_| self.state == EntryState::Intent);
+        match (self.version.as_deref(), attempt) {
+            (Some(v), Some(a)) => Some(if cmp_sequence(a, v).is_gt() { a } else { v }),
+            (v, a) => v.or(a),
+        }
     }
 
     /// The Dastra id when the entity is live.
@@ -232,6 +262,21 @@ mod tests {
         assert!(e.is_stale("4"));
         assert!(e.is_stale("00000000000000000005"));
         assert!(!e.is_stale("6"));
+    }
+
+    #[test]
+    fn an_intent_makes_older_versions_stale_but_not_its_own() {
+        let mut applied = LedgerEntry::live("1");
+        applied.version = Some("00000000000000000002".into());
+        let intent = LedgerEntry::intent_for(Some(&applied), "00000000000000000004");
+        assert!(intent.is_stale("00000000000000000002"), "applied");
+        assert!(intent.is_stale("00000000000000000003"), "older than the attempted create");
+        assert!(!intent.is_stale("00000000000000000004"), "the attempted event resolves its own intent");
+        assert!(!intent.is_stale("00000000000000000005"));
+        assert_eq!(intent.newest(), Some("00000000000000000004"));
+        // Written by a build without `attempt`: only the applied version counts.
+        let old: LedgerEntry = serde_json::from_str(r#"{"state":"intent","version":"00000000000000000002"}"#).unwrap();
+        assert!(!old.is_stale("00000000000000000003"));
     }
 
     #[test]

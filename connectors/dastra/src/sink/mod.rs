@@ -3,14 +3,16 @@
 //! crate.
 //!
 //! Roles: [`config`] (what users set), [`ledger`] (what Dastra holds, on the bus), [`apply`] (one
-//! event → the cheapest requests), [`driver`] (consume, coalesce, commit), [`tracker`] (commit
-//! watermarks), [`dlq`] (dead-letter records).
+//! event → the cheapest requests), [`order`] (the newest version wins: one rule for every path),
+//! [`driver`] (consume, coalesce, commit; split into the loop, its workers, held events and
+//! offsets), [`tracker`] (commit watermarks), [`dlq`] (dead-letter records).
 
 pub mod apply;
 pub mod config;
 pub mod dlq;
 pub mod driver;
 pub mod ledger;
+pub mod order;
 pub mod tracker;
 
 use std::sync::{Arc, OnceLock};
@@ -116,7 +118,7 @@ impl Connector for DastraSink {
                 })
             });
         }
-        let shared = Arc::new(driver::Shared {
+        let shared = Arc::new(driver::SinkServices {
             name: ctx.name.clone(),
             config: self.config,
             client,

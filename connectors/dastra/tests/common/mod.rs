@@ -12,92 +12,29 @@ use dastra_connect_core::config::Secret;
 use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
 use dastra_connect_core::event::{ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
 use dastra_connect_core::telemetry::Metrics;
-use dastra_connect_core::testkit::{self, MockKafka, NatsServer};
+use dastra_connect_core::testkit::{self, NatsServer};
 use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
 use dastra_connect_dastra::{AuthConfig, DastraClientConfig};
 use dastra_emulator::{EmulatorConfig, RunningEmulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The record size the `*_big` brokers accept: 16 MiB, room for a 10 MiB record plus headers.
-pub const BIG_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+// Not every test binary that includes this module uses all of them.
+#[allow(unused_imports)]
+pub use dastra_connect_core::testkit::{BIG_KAFKA_PARTITIONS, BIG_MESSAGE_BYTES, Broker};
 
-/// Partitions of the change topics and of the DLQ of [`Broker::kafka_big`]: enough for a test to
-/// give a record over 5 MiB a partition of its own, which the MockCluster needs (it hides a
-/// partition past such a record unless it is the partition's only one; see
-/// `MockKafka::with_max_message_bytes`). The same count in both, so a key has the same partition.
-pub const BIG_KAFKA_PARTITIONS: i32 = 16;
-
-/// The broker a scenario runs on; dropping it stops the broker.
-pub enum Broker {
-    /// A real nats-server with JetStream.
-    Nats(NatsServer),
-    /// librdkafka's MockCluster.
-    Kafka(MockKafka),
-    /// librdkafka's MockCluster set up for big records ([`Broker::kafka_big`]).
-    KafkaBig(MockKafka),
+/// The bus of a sink scenario.
+#[allow(async_fn_in_trait)]
+pub trait SinkBus {
+    /// The bus config, with every change topic, the DLQ and the state topics of sink `sink_name`
+    /// created (the MockCluster has no CreateTopics API).
+    async fn bus(&self, topics: &Topics, sink_name: &str) -> BusConfig;
 }
 
-impl Broker {
-    pub async fn nats() -> Self {
-        Broker::Nats(NatsServer::start().await)
-    }
-
-    pub fn kafka() -> Self {
-        Broker::Kafka(testkit::mock_kafka(1))
-    }
-
-    /// A nats-server configured as an operator would for big records: `max_payload: 16777216`
-    /// in its config file (the default is 1 MB).
-    pub async fn nats_big() -> Self {
-        Broker::Nats(NatsServer::start_with_max_payload(BIG_MESSAGE_BYTES).await)
-    }
-
-    /// A MockCluster whose clients (the test's publisher, the sink's consumer and DLQ producer)
-    /// have librdkafka `message.max.bytes: 16777216` (the default is 1 000 000).
-    /// The change topics and the DLQ have [`BIG_KAFKA_PARTITIONS`] partitions.
-    pub fn kafka_big() -> Self {
-        Broker::KafkaBig(testkit::mock_kafka(1).with_max_message_bytes(BIG_MESSAGE_BYTES))
-    }
-
-    /// Partitions of each change topic.
-    pub fn change_partitions(&self) -> u32 {
-        match self {
-            Broker::Nats(n) => n.nats_config().partitions,
-            Broker::Kafka(_) => 4,
-            Broker::KafkaBig(_) => BIG_KAFKA_PARTITIONS as u32,
-        }
-    }
-
-    /// True when a record over 5 MiB must be alone in its partition of the change topic and of the
-    /// DLQ (the MockCluster; see [`BIG_KAFKA_PARTITIONS`]).
-    pub fn big_record_needs_own_partition(&self) -> bool {
-        matches!(self, Broker::Kafka(_) | Broker::KafkaBig(_))
-    }
-
-    /// The bus config, with every change topic, the DLQ and the state topics created (the
-    /// MockCluster has no CreateTopics API).
-    pub async fn bus(&self, topics: &Topics, sink_name: &str) -> BusConfig {
-        match self {
-            Broker::Nats(n) => n.bus_config(),
-            Broker::Kafka(k) | Broker::KafkaBig(k) => {
-                let (changes, dlq) = if matches!(self, Broker::KafkaBig(_)) {
-                    (BIG_KAFKA_PARTITIONS, BIG_KAFKA_PARTITIONS)
-                } else {
-                    (4, 1)
-                };
-                for kind in EntityKind::ALL {
-                    k.create_topic(&topics.changes(kind), changes);
-                }
-                k.create_topic(&topics.dlq(), dlq);
-                for s in ["ledger", "pending", "parked"] {
-                    k.create_topic(&topics.state(&format!("{s}-{sink_name}")), 1);
-                }
-                let mut cfg = k.kafka_config();
-                cfg.create_topics = false;
-                BusConfig::Kafka(cfg)
-            }
-        }
+impl SinkBus for Broker {
+    async fn bus(&self, topics: &Topics, sink_name: &str) -> BusConfig {
+        let stores = ["ledger", "pending", "parked"].map(|s| format!("{s}-{sink_name}"));
+        self.bus_with_stores(topics, &stores).await
     }
 }
 
@@ -163,6 +100,25 @@ impl RunningSink {
                 quiet_since = None;
             }
             assert!(tokio::time::Instant::now() < deadline, "sink never became idle: {s}");
+            assert!(!self.task.is_finished(), "sink stopped early");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the sink owns partitions (a Kafka group join takes seconds): a test that times
+    /// its publications relative to the sink's work starts from here.
+    pub async fn wait_assigned(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let s = self.admin.status_json();
+            let owned = s
+                .as_object()
+                .and_then(|o| o.values().find_map(|v| v.get("sink")))
+                .is_some_and(|k| k["partitions"].as_array().is_some_and(|a| !a.is_empty()));
+            if owned {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the sink was never assigned partitions: {s}");
             assert!(!self.task.is_finished(), "sink stopped early");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -286,4 +242,23 @@ impl ApplyRig {
         let ledger = dastra_connect_dastra::sink::ledger::Ledger::new(store);
         Self { nats, emu, client, ledger }
     }
+}
+
+/// Applies `event` with `sink::apply::apply` and records its entry, as the driver does; answers the
+/// outcome.
+pub async fn step(
+    ctx: &dastra_connect_dastra::sink::apply::ApplyCtx<'_>,
+    event: &ChangeEvent,
+) -> dastra_connect_dastra::sink::apply::Outcome {
+    use dastra_connect_dastra::sink::apply::{Outcome, apply};
+    let outcome = apply(ctx, event).await.unwrap();
+    let entry = match &outcome {
+        Outcome::Applied { entry, .. } => Some(entry),
+        Outcome::Skipped { entry, .. } => entry.as_ref(),
+        Outcome::Pending { .. } => None,
+    };
+    if let Some(entry) = entry {
+        ctx.ledger.put(&event.key, entry).await.unwrap();
+    }
+    outcome
 }

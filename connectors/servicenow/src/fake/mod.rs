@@ -16,16 +16,16 @@
 mod table;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
+use dastra_connect_core::testkit::fake::{self, Fake, OAuthClients, TokenRefusal, authorization, retry_after};
 use serde_json::{Value, json};
+
+pub use dastra_connect_core::testkit::fake::Logged;
 
 /// Sample data shipped with the crate (`samples/*.json`): locations, suppliers, users and CIs.
 pub const SAMPLES: &[(&str, &str)] = &[
@@ -45,68 +45,37 @@ pub(crate) fn reference_table(field: &str) -> Option<&'static str> {
     })
 }
 
-/// One request the fake answered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Logged {
-    /// Path.
-    pub path: String,
-    /// Query parameters.
-    pub params: BTreeMap<String, String>,
-    /// Status answered.
-    pub status: u16,
-}
-
+/// ServiceNow's own part of the state.
 #[derive(Default)]
-struct Store {
+pub struct ServiceNowState {
     /// Records by concrete table (a CI lives in its class table).
     tables: BTreeMap<String, Vec<Value>>,
-    clock: Option<DateTime<Utc>>,
     users: HashMap<String, String>,
-    clients: HashMap<String, String>,
-    tokens: HashMap<String, DateTime<Utc>>,
+    oauth: OAuthClients,
     token_lifetime_secs: i64,
-    throttle_next: u32,
-    log: Vec<Logged>,
-    next_id: u64,
 }
 
-/// The fake's state; clone it freely (shared).
-#[derive(Clone, Default)]
-pub struct FakeServiceNow {
-    inner: Arc<Mutex<Store>>,
-}
+dastra_connect_core::fake_handle!(
+    /// The fake's state; clone it freely (shared). Derefs to the [`Fake`] skeleton (clock,
+    /// throttling, log).
+    FakeServiceNow(ServiceNowState),
+    "fake ServiceNow"
+);
 
-/// A fake served on a local port.
-pub struct RunningFake {
-    /// `http://127.0.0.1:<port>`.
-    pub base_url: String,
-    /// The state (to change records, throttle, read the log).
-    pub state: FakeServiceNow,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn sn_time(t: DateTime<Utc>) -> String {
-    crate::query::format_time(t)
+/// One second per write.
+fn tick(s: &mut fake::FakeStore<ServiceNowState>) -> String {
+    crate::query::format_time(s.tick(chrono::Duration::seconds(1)))
 }
 
 impl FakeServiceNow {
     /// An empty instance with user `admin`/`admin` and OAuth client `dastra`/`dastra-secret`.
     pub fn new() -> FakeServiceNow {
-        let f = FakeServiceNow::default();
-        {
-            let mut s = f.inner.lock();
-            s.users.insert("admin".into(), "admin".into());
-            s.clients.insert("dastra".into(), "dastra-secret".into());
-            s.token_lifetime_secs = 1800;
-            s.clock = crate::query::parse_time("2025-06-01 09:00:00");
-        }
-        f
+        let mut state = ServiceNowState::default();
+        state.users.insert("admin".into(), "admin".into());
+        state.oauth.add_client("dastra", "dastra-secret");
+        state.token_lifetime_secs = 1800;
+        let start = crate::query::parse_time("2025-06-01 09:00:00").unwrap_or_default();
+        FakeServiceNow(Fake::new(start, 0, state))
     }
 
     /// An instance holding the bundled samples.
@@ -117,51 +86,38 @@ impl FakeServiceNow {
             let records: Vec<Value> = serde_json::from_str(text).unwrap_or_else(|e| panic!("sample {table}: {e}"));
             for r in records {
                 let class = r.get("sys_class_name").and_then(Value::as_str).unwrap_or(table).to_owned();
-                f.inner.lock().tables.entry(class).or_default().push(r);
+                f.lock().sys.tables.entry(class).or_default().push(r);
             }
         }
         f
     }
 
-    /// The simulated clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.inner.lock().clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-    }
-
     /// Moves the clock forward.
     pub fn advance(&self, secs: i64) {
-        let mut s = self.inner.lock();
-        s.clock = Some(s.clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::seconds(secs));
-    }
-
-    fn tick(s: &mut Store) -> String {
-        let t = s.clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::seconds(1);
-        s.clock = Some(t);
-        sn_time(t)
+        self.lock().tick(chrono::Duration::seconds(secs));
     }
 
     /// Adds a Basic-auth user.
     pub fn add_user(&self, user: &str, password: &str) {
-        self.inner.lock().users.insert(user.into(), password.into());
+        self.lock().sys.users.insert(user.into(), password.into());
     }
 
     /// Sets how long issued OAuth tokens live.
     pub fn set_token_lifetime(&self, secs: i64) {
-        self.inner.lock().token_lifetime_secs = secs;
+        self.lock().sys.token_lifetime_secs = secs;
     }
 
     /// Revokes every OAuth token (the next request with one gets 401).
     pub fn revoke_tokens(&self) {
-        self.inner.lock().tokens.clear();
+        self.lock().sys.oauth.revoke_all();
     }
 
     /// Inserts a record into `table` (its class): sets `sys_id` (if absent), `sys_class_name`,
     /// `sys_created_on`, `sys_updated_on` (now), `sys_mod_count` 0. Returns the `sys_id`.
     pub fn insert(&self, table: &str, mut record: Value) -> String {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
-        s.next_id += 1;
-        let generated = format!("{:032x}", 0xfa4e_0000_0000_0000_u64 + s.next_id);
+        let mut s = self.lock();
+        let now = tick(&mut s);
+        let generated = format!("{:032x}", 0xfa4e_0000_0000_0000_u64 + s.next_id());
         let obj = record.as_object_mut();
         let Some(obj) = obj else { return String::new() };
         let id = obj.get("sys_id").and_then(Value::as_str).map(str::to_owned).unwrap_or(generated);
@@ -170,16 +126,16 @@ impl FakeServiceNow {
         obj.insert("sys_created_on".into(), json!(now));
         obj.insert("sys_updated_on".into(), json!(now));
         obj.insert("sys_mod_count".into(), json!("0"));
-        s.tables.entry(table.to_owned()).or_default().push(record);
+        s.sys.tables.entry(table.to_owned()).or_default().push(record);
         id
     }
 
     /// Updates fields of a record (any class): bumps `sys_mod_count`, sets `sys_updated_on` to now.
     /// Returns false when there is no such record.
     pub fn update(&self, sys_id: &str, fields: Value) -> bool {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
-        for records in s.tables.values_mut() {
+        let mut s = self.lock();
+        let now = tick(&mut s);
+        for records in s.sys.tables.values_mut() {
             if let Some(r) = records.iter_mut().find(|r| r["sys_id"] == sys_id) {
                 if let (Some(obj), Some(f)) = (r.as_object_mut(), fields.as_object()) {
                     for (k, v) in f {
@@ -199,10 +155,10 @@ impl FakeServiceNow {
     /// Deletes a record; with `audited` an entry goes to `sys_audit_delete` (tables are audited
     /// only when configured so in ServiceNow). Returns false when there is no such record.
     pub fn delete(&self, sys_id: &str, audited: bool) -> bool {
-        let mut s = self.inner.lock();
-        let now = Self::tick(&mut s);
+        let mut s = self.lock();
+        let now = tick(&mut s);
         let mut found = None;
-        for (table, records) in s.tables.iter_mut() {
+        for (table, records) in s.sys.tables.iter_mut() {
             if let Some(i) = records.iter().position(|r| r["sys_id"] == sys_id) {
                 records.remove(i);
                 found = Some(table.clone());
@@ -211,73 +167,32 @@ impl FakeServiceNow {
         }
         let Some(table) = found else { return false };
         if audited {
-            s.next_id += 1;
-            let id = format!("{:032x}", 0xa0d1_0000_0000_0000_u64 + s.next_id);
+            let id = format!("{:032x}", 0xa0d1_0000_0000_0000_u64 + s.next_id());
             let entry = json!({"sys_id": id, "tablename": table, "documentkey": sys_id, "sys_created_on": now,
                                "sys_updated_on": now, "sys_mod_count": "0", "sys_class_name": "sys_audit_delete"});
-            s.tables.entry("sys_audit_delete".into()).or_default().push(entry);
+            s.sys.tables.entry("sys_audit_delete".into()).or_default().push(entry);
         }
         true
     }
 
     /// A record by id (any class).
     pub fn get(&self, sys_id: &str) -> Option<Value> {
-        self.inner.lock().tables.values().flatten().find(|r| r["sys_id"] == sys_id).cloned()
+        self.lock().sys.tables.values().flatten().find(|r| r["sys_id"] == sys_id).cloned()
     }
 
     /// Every record of a concrete table.
     pub fn records(&self, table: &str) -> Vec<Value> {
-        self.inner.lock().tables.get(table).cloned().unwrap_or_default()
-    }
-
-    /// The next `n` table requests are answered 429.
-    pub fn throttle_next(&self, n: u32) {
-        self.inner.lock().throttle_next = n;
-    }
-
-    /// Requests answered so far.
-    pub fn log(&self) -> Vec<Logged> {
-        self.inner.lock().log.clone()
-    }
-
-    /// How many requests were answered with `status`.
-    pub fn count_status(&self, status: u16) -> usize {
-        self.inner.lock().log.iter().filter(|l| l.status == status).count()
+        self.lock().sys.tables.get(table).cloned().unwrap_or_default()
     }
 
     /// The router.
     pub fn router(&self) -> Router {
-        Router::new()
+        let r = Router::new()
             .route("/api/now/table/{table}", get(table_get))
             .route("/api/now/v2/table/{table}", get(table_get))
             .route("/oauth_token.do", post(token))
-            .with_state(self.clone())
-    }
-
-    /// Serves the fake on `127.0.0.1:<free port>`.
-    pub async fn spawn(self) -> std::io::Result<RunningFake> {
-        self.spawn_on("127.0.0.1:0").await
-    }
-
-    /// Serves the fake on `addr`.
-    pub async fn spawn_on(self, addr: &str) -> std::io::Result<RunningFake> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
-        let app = self.router();
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake ServiceNow stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state: self, task })
-    }
-
-    fn record(&self, path: &str, params: &HashMap<String, String>, status: StatusCode) {
-        self.inner.lock().log.push(Logged {
-            path: path.to_owned(),
-            params: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            status: status.as_u16(),
-        });
+            .with_state(self.clone());
+        self.logged(r)
     }
 }
 
@@ -288,19 +203,14 @@ fn sn_error(status: StatusCode, message: &str, detail: &str) -> Response {
 /// Checks Basic or Bearer credentials.
 fn authorised(f: &FakeServiceNow, headers: &HeaderMap) -> bool {
     use base64::Engine;
-    let Some(h) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
-    let s = f.inner.lock();
-    if let Some(b) = h.strip_prefix("Basic ") {
+    let s = f.lock();
+    if let Some(b) = authorization(headers, "Basic") {
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else { return false };
         let raw = String::from_utf8_lossy(&raw).into_owned();
         let Some((u, p)) = raw.split_once(':') else { return false };
-        return s.users.get(u).is_some_and(|pw| pw == p);
+        return s.sys.users.get(u).is_some_and(|pw| pw == p);
     }
-    if let Some(t) = h.strip_prefix("Bearer ") {
-        let now = s.clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        return s.tokens.get(t.trim()).is_some_and(|exp| *exp > now);
-    }
-    false
+    authorization(headers, "Bearer").is_some_and(|t| s.sys.oauth.valid(t, s.clock).is_some())
 }
 
 async fn table_get(
@@ -309,45 +219,28 @@ async fn table_get(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let path = format!("/api/now/table/{table}");
     if !authorised(&f, &headers) {
-        f.record(&path, &params, StatusCode::UNAUTHORIZED);
         return sn_error(StatusCode::UNAUTHORIZED, "User Not Authenticated", "Required to provide Auth information");
     }
-    let throttled = {
-        let mut s = f.inner.lock();
-        if s.throttle_next > 0 {
-            s.throttle_next -= 1;
-            true
-        } else {
-            false
-        }
-    };
-    if throttled {
-        f.record(&path, &params, StatusCode::TOO_MANY_REQUESTS);
-        let mut resp = sn_error(
+    if f.lock().take_throttle() {
+        let mut resp = retry_after(sn_error(
             StatusCode::TOO_MANY_REQUESTS,
             "Rate limit exceeded",
             "The rate limit rule for this user and resource has been exceeded",
-        );
+        ));
         let h = resp.headers_mut();
-        h.insert("retry-after", HeaderValue::from_static("1"));
         h.insert("x-ratelimit-limit", HeaderValue::from_static("100"));
         h.insert("x-ratelimit-rule", HeaderValue::from_static("fake-table-api"));
         return resp;
     }
     let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_owned();
     let answer = {
-        let s = f.inner.lock();
-        table::select(&s.tables, &table, &params, &format!("http://{host}"))
+        let s = f.lock();
+        table::select(&s.sys.tables, &table, &params, &format!("http://{host}"))
     };
     match answer {
-        Err(msg) => {
-            f.record(&path, &params, StatusCode::BAD_REQUEST);
-            sn_error(StatusCode::BAD_REQUEST, &msg, "")
-        }
+        Err(msg) => sn_error(StatusCode::BAD_REQUEST, &msg, ""),
         Ok(page) => {
-            f.record(&path, &params, StatusCode::OK);
             let mut resp = axum::Json(json!({"result": page.records})).into_response();
             let h = resp.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&page.total.to_string()) {
@@ -364,39 +257,27 @@ async fn table_get(
 }
 
 async fn token(State(f): State<FakeServiceNow>, Form(form): Form<HashMap<String, String>>) -> Response {
-    let empty = HashMap::new();
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        f.record("/oauth_token.do", &empty, StatusCode::BAD_REQUEST);
-        return (
+    let mut s = f.lock();
+    let token = format!("fake-token-{:016x}", s.last_id + 1);
+    let lifetime = s.sys.token_lifetime_secs;
+    let expires = s.clock + chrono::Duration::seconds(lifetime);
+    match s.sys.oauth.issue(&form, &token, Some(expires)) {
+        Err(TokenRefusal::UnsupportedGrant) => (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": "unsupported_grant_type", "error_description": "unsupported grant type"})),
         )
-            .into_response();
-    }
-    let ok = {
-        let s = f.inner.lock();
-        match (form.get("client_id"), form.get("client_secret")) {
-            (Some(id), Some(secret)) => s.clients.get(id).is_some_and(|v| v == secret),
-            _ => false,
-        }
-    };
-    if !ok {
-        f.record("/oauth_token.do", &empty, StatusCode::UNAUTHORIZED);
-        return (
+            .into_response(),
+        Err(TokenRefusal::InvalidClient) => (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"error": "access_denied", "error_description": "access_denied"})),
         )
-            .into_response();
+            .into_response(),
+        Ok(_) => {
+            s.next_id();
+            axum::Json(
+                json!({"access_token": token, "scope": "useraccount", "token_type": "Bearer", "expires_in": lifetime}),
+            )
+            .into_response()
+        }
     }
-    let (token, lifetime) = {
-        let mut s = f.inner.lock();
-        s.next_id += 1;
-        let token = format!("fake-token-{:016x}", s.next_id);
-        let exp = s.clock.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::seconds(s.token_lifetime_secs);
-        s.tokens.insert(token.clone(), exp);
-        (token, s.token_lifetime_secs)
-    };
-    f.record("/oauth_token.do", &empty, StatusCode::OK);
-    axum::Json(json!({"access_token": token, "scope": "useraccount", "token_type": "Bearer", "expires_in": lifetime}))
-        .into_response()
 }

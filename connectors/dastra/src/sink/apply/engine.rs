@@ -74,6 +74,7 @@ where
         fields: FieldHashes::from_map(&fields),
         links: links.unwrap_or_default(),
         src: None,
+        attempt: None,
     };
 
     let mut existing_id: Option<String> = None;
@@ -88,10 +89,12 @@ where
             existing_id = cur.id.clone();
             previous_fields = Some(cur.fields.to_map());
         }
-        Some((EntryState::Intent, _)) => {
-            // The earlier POST may have happened: look before creating again.
+        Some((EntryState::Intent, cur)) => {
+            // The earlier POST may have happened: look before creating again. If it did, it wrote
+            // the fields the intent lists: all are written again, and those absent now cleared.
             requests += 1;
             existing_id = find().await?;
+            previous_fields = Some(rewrite_all(&cur.fields));
         }
         Some((EntryState::Deleted, _)) | None => {}
     }
@@ -114,19 +117,29 @@ where
 
     // Create: record the intent first, so a crash or an ambiguous answer leads to a lookup, never to
     // a second POST.
-    if input.current.as_ref().map(|e| e.state) != Some(EntryState::Intent) {
-        let mut intent = LedgerEntry::intent();
-        intent.version = input.current.as_ref().and_then(|e| e.version.clone());
+    // The intent names the version attempted, so that after a crash nothing older is applied first.
+    // It also lists the fields the POST writes, so that a lookup that finds the entity knows
+    // which ones to clear.
+    let body: R::Create = to_dto(&input.content)?;
+    let sent_fields = if input.partial_create {
+        let sent = serde_json::to_value(&body).map_err(|e| ApplyError::invalid("invalid_value", e.to_string()))?;
+        content_hashes(&sent).1
+    } else {
+        fields.clone()
+    };
+    let open = input.current.as_ref().filter(|e| e.state == EntryState::Intent);
+    if open.is_none_or(|e| e.attempt.as_deref() != Some(input.sequence) || e.fields.to_map() != sent_fields) {
+        let mut intent = LedgerEntry::intent_for(input.current.as_ref(), input.sequence);
+        intent.fields = FieldHashes::from_map(&sent_fields);
         ctx.ledger.put(input.key, &intent).await?;
     }
-    let body: R::Create = to_dto(&input.content)?;
     requests += 1;
     let created = ctx.client.create::<R>(&body).await?;
     let id = R::created_id(&created)
         .ok_or_else(|| ApplyError::invalid("dastra_no_id", format!("Dastra created {} but returned no id", R::PATH)))?;
     if input.partial_create {
         let sent = serde_json::to_value(&body).map_err(|e| ApplyError::invalid("invalid_value", e.to_string()))?;
-        let (sent_hash, sent_fields) = content_hashes(&sent);
+        let sent_hash = content_hashes(&sent).0;
         // Live with what the POST carried, at the previous version: if the PATCH below fails, the
         // retry sees a live entity and PATCHes the difference.
         let partial = LedgerEntry {
@@ -137,6 +150,7 @@ where
             fields: FieldHashes::from_map(&sent_fields),
             links: Default::default(),
             src: None,
+            attempt: None,
         };
         ctx.ledger.put(input.key, &partial).await?;
         let ops: Vec<PatchOperation> = patch_ops(&input.content, &fields, Some(&sent_fields))
@@ -151,6 +165,13 @@ where
         }
     }
     Ok(Outcome::Applied { entry: recorded(id, None), requests })
+}
+
+/// Field hashes that match no content: every field they name is written again by the next PATCH,
+/// and those the content lacks are cleared. Used where Dastra holds a whole earlier version whose
+/// exact content is unknown (an archived entity being restored, a create found by lookup).
+pub fn rewrite_all(fields: &FieldHashes) -> std::collections::BTreeMap<String, String> {
+    fields.to_map().into_keys().map(|k| (k, String::new())).collect()
 }
 
 /// JSON Patch operations turning what was last sent (known by field hashes) into `content`, whose
@@ -172,8 +193,10 @@ pub fn patch_ops(
     }
     if let Some(prev) = previous {
         for field in prev.keys().filter(|f| !map.contains_key(*f)) {
-            // Sent before, absent now: the source cleared it.
-            ops.push(PatchOperation::set(format!("/{field}"), Value::Null));
+            // Sent before, absent now: the source cleared it. `remove`, not a null: many of
+            // Dastra's fields (enums, booleans) are not nullable in its schema, and a removed
+            // member is what an absent one is (ASP.NET resets the property to its default).
+            ops.push(PatchOperation::remove(format!("/{field}")));
         }
     }
     ops
@@ -192,7 +215,8 @@ mod tests {
         let (_, now) = content_hashes(&after);
         let ops = patch_ops(&after, &now, Some(&prev));
         let paths: Vec<_> = ops.iter().map(|o| (o.path.as_str(), o.value.clone())).collect();
-        assert_eq!(paths, vec![("/label", Some(json!("CRM 2"))), ("/city", Some(Value::Null))]);
+        assert_eq!(paths, vec![("/label", Some(json!("CRM 2"))), ("/city", None)]);
+        assert_eq!(ops[1].op, "remove");
         assert_eq!(patch_ops(&after, &now, None).len(), 2, "no previous hashes: every field");
     }
 }

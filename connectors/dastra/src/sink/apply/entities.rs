@@ -268,6 +268,10 @@ where
     tombstone.id = Some(id_text);
     if let Some(cur) = current {
         tombstone.links = cur.links;
+        if policy == DeletePolicy::Archive {
+            // What the archived record holds: a restore must clear what the new version lacks.
+            tombstone.fields = cur.fields;
+        }
     }
     // How it was removed: an archived entity that comes back at the source is restored, not
     // created a second time (it still holds its external key).
@@ -281,8 +285,9 @@ const REMOVED: &str = "removed";
 const REMOVED_ARCHIVED: &str = "archived";
 
 /// Before an upsert: an entity the sink archived (delete policy `archive`) is restored with
-/// `restore(id)` and handed to the upsert as live with no field hashes, so that every field is
-/// PATCHed. Answers the entry to upsert against and the requests sent. When the archived entity is
+/// `restore(id)` and handed to the upsert as live with field hashes that match nothing, so that the
+/// PATCH writes the whole new version: every field it has, and a clear of every field the archived
+/// record held that it lacks. Answers the entry to upsert against and the requests sent. When the archived entity is
 /// gone from Dastra (404), the upsert creates it.
 pub(super) async fn revive<F, Fut>(
     current: Option<LedgerEntry>,
@@ -303,6 +308,7 @@ where
             let mut live = LedgerEntry::live(id);
             live.version = cur.version.clone();
             live.links = links;
+            live.fields = crate::sink::ledger::FieldHashes::from_map(&super::engine::rewrite_all(&cur.fields));
             Ok((Some(live), 1))
         }
         Err(e) if e.status() == Some(404) => {
@@ -341,6 +347,11 @@ mod tests {
         e.version = Some("7".into());
         e.links.insert(REMOVED.into(), REMOVED_ARCHIVED.into());
         e.links.insert("state".into(), "Open".into());
+        let held = std::collections::BTreeMap::from([
+            ("city".to_owned(), "h1".to_owned()),
+            ("description".to_owned(), "h2".to_owned()),
+        ]);
+        e.fields = crate::sink::ledger::FieldHashes::from_map(&held);
         e
     }
 
@@ -365,7 +376,9 @@ mod tests {
         let entry = entry.unwrap();
         assert_eq!(n, 1);
         assert_eq!((entry.state, entry.id.as_deref(), entry.hash.as_deref()), (EntryState::Live, Some("42"), None));
-        assert!(entry.fields.is_empty(), "no field hashes: every field is PATCHed");
+        let fields = entry.fields.to_map();
+        assert_eq!(fields.keys().collect::<Vec<_>>(), ["city", "description"], "what the archived record held");
+        assert!(fields.values().all(String::is_empty), "hashes that match nothing: every field is PATCHed");
         assert_eq!(entry.version.as_deref(), Some("7"));
         assert_eq!(entry.links.get("state").map(String::as_str), Some("Open"));
         assert!(!entry.links.contains_key(REMOVED));

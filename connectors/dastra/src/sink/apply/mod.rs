@@ -27,7 +27,7 @@ use crate::DastraClient;
 use crate::error::DastraError;
 
 pub use dsr::MAX_ATTACHMENT_BYTES;
-pub use engine::{SinkResource, upsert};
+pub use engine::{SinkResource, patch_ops, upsert};
 pub use task::TASK_KEY_FIELD;
 
 /// Everything [`apply`] needs.

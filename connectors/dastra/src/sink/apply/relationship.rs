@@ -164,6 +164,42 @@ impl Link {
     }
 }
 
+impl Link {
+    /// The ends recorded in a ledger entry's links (route, from, to and the object types): enough
+    /// to find the link in Dastra.
+    fn from_links(links: &BTreeMap<String, String>) -> Option<Link> {
+        let (Some(route), Some(from), Some(to)) = (links.get("route"), links.get("from"), links.get("to")) else {
+            return None;
+        };
+        Some(Link {
+            route: if route == PROCESSING { PROCESSING } else { GENERIC },
+            from: from.clone(),
+            to: to.clone(),
+            from_type: links.get("fromType").map(|t| RelationShipObjectType::parse(t)),
+            to_type: links.get("toType").map(|t| RelationShipObjectType::parse(t)),
+            reverse: false,
+            label: links.get("label").cloned(),
+            description: None,
+            relation_type: None,
+        })
+    }
+
+    /// The same ends, without the content.
+    fn clone_ends(&self) -> Link {
+        Link {
+            route: self.route,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            from_type: self.from_type.clone(),
+            to_type: self.to_type.clone(),
+            reverse: self.reverse,
+            label: self.label.clone(),
+            description: None,
+            relation_type: None,
+        }
+    }
+}
+
 fn no_id() -> ApplyError {
     ApplyError::invalid("dastra_no_id", "Dastra accepted the relationship but it cannot be found afterwards")
 }
@@ -191,20 +227,8 @@ pub(super) async fn apply(
         let find = || {
             let links = links.clone();
             async move {
-                let (Some(route), Some(from), Some(to)) = (links.get("route"), links.get("from"), links.get("to"))
-                else {
+                let Some(link) = Link::from_links(&links) else {
                     return Ok(None);
-                };
-                let link = Link {
-                    route: if route == PROCESSING { PROCESSING } else { GENERIC },
-                    from: from.clone(),
-                    to: to.clone(),
-                    from_type: links.get("fromType").map(|t| RelationShipObjectType::parse(t)),
-                    to_type: links.get("toType").map(|t| RelationShipObjectType::parse(t)),
-                    reverse: false,
-                    label: None,
-                    description: None,
-                    relation_type: None,
                 };
                 link.find(ctx).await.map_err(|e| match e {
                     ApplyError::Dastra(d) => d,
@@ -291,6 +315,7 @@ pub(super) async fn apply(
         fields: FieldHashes::from_map(&fields),
         links: links.clone(),
         src: None,
+        attempt: None,
     };
 
     let mut requests = 0u32;
@@ -314,9 +339,20 @@ pub(super) async fn apply(
                 (None, _) => {}
             }
         }
-        Some((EntryState::Intent, _)) => {
+        Some((EntryState::Intent, cur)) => {
+            // The attempted create is looked up with the ends the intent recorded (those of the
+            // version attempted, which may differ from this one's).
             requests += 1;
-            existing = link.find(ctx).await?;
+            let attempted = Link::from_links(&cur.links).unwrap_or_else(|| link.clone_ends());
+            if let Some(id) = attempted.find(ctx).await? {
+                let same_place = attempted.route == link.route
+                    && (link.route == GENERIC || (attempted.from == link.from && attempted.to == link.to));
+                if same_place {
+                    existing = Some(id);
+                } else {
+                    requests += delete_link(ctx, &id, &cur.links).await?;
+                }
+            }
         }
         Some((EntryState::Deleted, _)) | None => {}
     }
@@ -328,10 +364,16 @@ pub(super) async fn apply(
         tracing::warn!(key = %event.key, id = %id, "relationship vanished from Dastra; creating it again");
     }
     // Intent first (with the ends, so that a later delete can find an ambiguous create).
-    if current.as_ref().map(|e| e.state) != Some(EntryState::Intent) {
-        let mut intent = LedgerEntry::intent();
-        intent.version = current.as_ref().and_then(|e| e.version.clone());
-        intent.links = links.clone();
+    // Rewritten when an open intent attempted another version (its ends may differ).
+    // The label too: several links may join the same ends.
+    let mut intent_links = links.clone();
+    if let Some(label) = &link.label {
+        intent_links.insert("label".into(), label.clone());
+    }
+    let open = current.as_ref().filter(|e| e.state == EntryState::Intent);
+    if open.is_none_or(|e| e.attempt.as_deref() != Some(event.sequence.as_str()) || e.links != intent_links) {
+        let mut intent = LedgerEntry::intent_for(current.as_ref(), &event.sequence);
+        intent.links = intent_links;
         ctx.ledger.put(&event.key, &intent).await?;
     }
     let (id, sent) = link.create(ctx).await?;

@@ -1,0 +1,496 @@
+//! The sink's main loop, per process: consume → decode (bad input → DLQ) → coalesce by entity key →
+//! apply (one key at a time, at most `max_in_flight` keys at once) → record in the ledger → release
+//! the offsets → commit up to the watermark. Pending references and parked keys are kept in state
+//! stores on the bus, so no event is ever dropped by a restart.
+//!
+//! This file is the algorithm (the loop, admission through [`super::order`], coalescing, starting
+//! work, and what each worker's end leads to). Around it: [`work`] (one worker: apply, record,
+//! retry), [`held`] (events that wait — for references or behind a parked key — and the DLQ), and
+//! [`offsets`] (commit, revocation, drain, lag and status).
+
+mod held;
+mod offsets;
+mod work;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dastra_connect_core::bus::{InboundMessage, Publisher, Subscriber, SubscriberEvent, TopicPartition};
+use dastra_connect_core::codec::Codec;
+use dastra_connect_core::event::{ChangeEvent, EntityKey};
+use dastra_connect_core::state::StateStore;
+use dastra_connect_core::telemetry::Metrics;
+use dastra_connect_core::{Classify, ErrorClass};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::apply::{ApplyCtx, ApplyError, Outcome, apply};
+use super::config::{DastraSinkConfig, ParkedPolicy};
+use super::dlq::{DlqReason, RawMessage, dlq_message};
+use super::ledger::Ledger;
+use super::order;
+use super::tracker::Tracker;
+use crate::DastraClient;
+use crate::quota::Priority;
+use held::PendingEntry;
+use work::{Finished, work_on};
+
+/// How often consumer lag is read from the broker (it costs requests to the brokers).
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// One unit of work: the newest event of a key, the message it came in, and every offset it
+/// stands for (coalesced older events included).
+pub(super) struct Work {
+    event: ChangeEvent,
+    raw: RawMessage,
+    offsets: Vec<(TopicPartition, i64)>,
+    /// Re-driven from the pending set: its entry is removed once the work ends.
+    from_pending: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Slot {
+    /// The sequence of the event being applied now.
+    running: Option<String>,
+    /// The newest event waiting for the running one to end.
+    queued: Option<Work>,
+}
+
+/// What every worker of the sink uses: its config, the Dastra client and quota, the ledger, the
+/// pending and parked stores, the DLQ publisher, the codec and the metrics. Immutable once built.
+pub struct SinkServices {
+    /// Connector name (metric label).
+    pub name: String,
+    /// Config.
+    pub config: DastraSinkConfig,
+    /// Dastra client.
+    pub client: DastraClient,
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Pending references.
+    pub pending: Arc<dyn StateStore>,
+    /// Parked keys.
+    pub parked: Arc<dyn StateStore>,
+    /// DLQ publisher.
+    pub publisher: Arc<dyn Publisher>,
+    /// DLQ topic.
+    pub dlq_topic: String,
+    /// Codec (decode any format).
+    pub codec: Codec,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The process's quota limiter (re-split on every assignment change).
+    pub quota: crate::QuotaLimiter,
+    /// Partitions of all consumed topics together (the denominator of this replica's quota share).
+    pub total_partitions: u32,
+}
+
+/// The former name of [`SinkServices`].
+pub type Shared = SinkServices;
+
+/// Live counters for `/status`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SinkStatus {
+    /// Owned partitions.
+    pub partitions: Vec<String>,
+    /// Keys being applied now.
+    pub in_flight: usize,
+    /// Events held in memory.
+    pub buffered: usize,
+    /// Offsets consumed but not committed, per partition.
+    pub uncommitted: Vec<(String, i64)>,
+    /// Messages not yet committed per partition, from the broker (refreshed every few seconds).
+    pub lag: Vec<(String, i64)>,
+    /// Events waiting for referenced entities.
+    pub pending: usize,
+    /// Parked keys.
+    pub parked: usize,
+    /// The first parked keys with the reason code they were parked for (at most 50).
+    pub parked_keys: Vec<(String, String)>,
+}
+
+/// The loop's state.
+pub struct Driver {
+    shared: Arc<SinkServices>,
+    slots: HashMap<EntityKey, Slot>,
+    ready: VecDeque<EntityKey>,
+    tracker: Tracker,
+    tasks: JoinSet<(EntityKey, Work, Finished)>,
+    in_flight: usize,
+    buffered: usize,
+    /// missing key → keys of pending events waiting for it.
+    waiting_on: HashMap<String, HashSet<String>>,
+    status: Arc<parking_lot::Mutex<SinkStatus>>,
+    /// Whether the quota share was set once (the first assignment applies at once).
+    share_set: bool,
+    /// Set when the loop must stop with an error (e.g. the DLQ cannot be written).
+    broken: Option<String>,
+}
+
+impl Driver {
+    /// A driver over `shared`; `status` is updated for `/status`.
+    pub fn new(shared: Arc<SinkServices>, status: Arc<parking_lot::Mutex<SinkStatus>>) -> Self {
+        let mut d = Self {
+            shared,
+            slots: HashMap::new(),
+            ready: VecDeque::new(),
+            tracker: Tracker::default(),
+            tasks: JoinSet::new(),
+            in_flight: 0,
+            buffered: 0,
+            waiting_on: HashMap::new(),
+            status,
+            share_set: false,
+            broken: None,
+        };
+        d.rebuild_waiting();
+        d
+    }
+
+    fn label(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Runs until `shutdown`; then finishes in-flight work (up to the grace period), commits and
+    /// closes the subscriber.
+    pub async fn run(mut self, mut sub: Box<dyn Subscriber>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(self.shared.config.commit_interval);
+        let mut lag_read = Instant::now() - LAG_EVERY;
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Pending events whose references appeared while the process was down.
+        self.redrive_resolved_pending().await;
+        let result = loop {
+            if let Some(why) = self.broken.take() {
+                break Err(anyhow::anyhow!(why));
+            }
+            let can_consume = self.buffered < self.shared.config.max_buffered;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match joined {
+                        Ok((key, work, finish)) => {
+                            if let Err(e) = self.finish(key, work, finish).await {
+                                break Err(e);
+                            }
+                        }
+                        Err(e) => break Err(anyhow::anyhow!("sink worker panicked: {e}")),
+                    }
+                }
+                _ = tick.tick() => {
+                    self.commit(sub.as_ref()).await;
+                    self.expire_pending().await;
+                    self.redrive_resolved_pending().await;
+                    self.publish_status(sub.as_ref());
+                    if lag_read.elapsed() >= LAG_EVERY {
+                        lag_read = Instant::now();
+                        self.read_lag(sub.as_ref()).await;
+                    }
+                }
+                event = sub.next_event(), if can_consume => {
+                    match event {
+                        Ok(SubscriberEvent::Message(m)) => self.on_message(m).await,
+                        Ok(SubscriberEvent::Assigned(tps)) => {
+                            tracing::info!(connector = %self.label(), partitions = tps.len(), "partitions assigned");
+                            self.reshare(sub.as_ref());
+                        }
+                        Ok(SubscriberEvent::Revoked(tps)) => {
+                            self.on_revoked(sub.as_ref(), tps, &shutdown).await;
+                            self.reshare(sub.as_ref());
+                        }
+                        Err(e) if e.class() == ErrorClass::Fatal => break Err(e.into()),
+                        Err(e) => {
+                            tracing::warn!(connector = %self.label(), error = %e, "consume failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+        };
+        self.drain(self.shared.config.shutdown_grace).await;
+        self.commit(sub.as_ref()).await;
+        if let Err(e) = sub.close().await {
+            tracing::warn!(connector = %self.label(), error = %e, "closing the consumer failed");
+        }
+        result
+    }
+
+    /// This replica's quota share = quota × owned partitions / all partitions, so that replicas
+    /// sharing the topics stay within one Dastra quota together.
+    fn reshare(&mut self, sub: &dyn Subscriber) {
+        let owned = sub.assignment().len() as u32;
+        let total = self.shared.total_partitions.max(owned).max(1);
+        if self.share_set {
+            self.shared.quota.set_share(owned, total);
+        } else {
+            // A new process starts with its share at once; later increases are phased in.
+            self.shared.quota.init_share(owned, total);
+            self.share_set = true;
+        }
+        tracing::info!(connector = %self.label(), owned, total, "quota share set");
+    }
+
+    async fn on_message(&mut self, m: InboundMessage) {
+        let tp = m.topic_partition();
+        self.tracker.seen(&tp, m.offset);
+        let raw = RawMessage::from_inbound(&m);
+        let Some(value) = m.payload.as_ref() else {
+            // Tombstones on change topics carry no event (compaction leftovers): nothing to do.
+            self.tracker.done(&tp, m.offset);
+            return;
+        };
+        if value.len() > self.shared.config.max_event_bytes {
+            let why = DlqReason {
+                code: "too_large".into(),
+                error: format!(
+                    "event of {} bytes exceeds max_event_bytes ({})",
+                    value.len(),
+                    self.shared.config.max_event_bytes
+                ),
+                status: None,
+                attempts: 0,
+            };
+            self.shared.metrics.dlq_events.with_label_values(&[self.label(), "too_large"]).inc();
+            if self.dead_letter(&raw, &why).await {
+                self.tracker.done(&tp, m.offset);
+            }
+            return;
+        }
+        let event = match ChangeEvent::from_parts(&m.headers, value, &self.shared.codec).await {
+            Ok(e) => e,
+            Err(e) => {
+                let why = DlqReason { code: e.code().to_owned(), error: e.to_string(), status: None, attempts: 0 };
+                self.shared.metrics.dlq_events.with_label_values(&[self.label(), e.code()]).inc();
+                if self.dead_letter(&raw, &why).await {
+                    self.tracker.done(&tp, m.offset);
+                }
+                return;
+            }
+        };
+        let kind = event.kind().as_str();
+        self.shared.metrics.events_consumed.with_label_values(&[self.label(), kind]).inc();
+        let key = event.key.clone();
+
+        let work = Work { event, raw, offsets: vec![(tp, m.offset)], from_pending: false };
+        let mut parked = self.is_parked(&key);
+        let redriven_cause = parked
+            && m.headers.iter().any(|(k, v)| k == super::dlq::H_REDRIVE_REASON && v.as_slice() != b"parked".as_slice());
+        if redriven_cause {
+            // The record that parked the key, re-sent by `dlq redrive`: the key is un-parked here
+            // (the command un-parks it too, but this process may not have seen that yet).
+            if let Err(e) = self.shared.parked.delete(key.as_str()).await {
+                self.broken = Some(format!("cannot un-park {key}: {e}"));
+                return;
+            }
+            parked = false;
+            tracing::info!(connector = %self.label(), key = %key, "key un-parked by a redriven record");
+        }
+        if self.superseded(&key, &work, order::Origin::Bus) {
+            return;
+        }
+        if parked {
+            self.divert_parked(&key, work).await;
+            return;
+        }
+        self.submit(key, work);
+    }
+
+    /// Asks the ordering rule ([`order::admit`]) about `work`; a superseded event is counted as
+    /// stale and its offsets are released. `InProgress` (a pending entry being applied now) is
+    /// reported as superseded too: nothing is to be done with it here.
+    fn superseded(&mut self, key: &EntityKey, work: &Work, origin: order::Origin) -> bool {
+        let ledger = self.shared.ledger.get(key);
+        let pending = self.pending_entry(key.as_str());
+        let known = order::KeyVersions {
+            ledger: ledger.as_ref(),
+            pending: pending.as_ref().and_then(|p| p.sequence.as_deref()),
+            running: self.slots.get(key).and_then(|s| s.running.as_deref()),
+        };
+        match order::admit(&work.event.sequence, origin, known) {
+            order::Admission::Admit => false,
+            order::Admission::InProgress => true,
+            order::Admission::Superseded => {
+                let kind = work.event.kind().as_str();
+                self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, "stale"]).inc();
+                self.shared.metrics.requests_saved.with_label_values(&[&self.shared.name, "stale"]).inc();
+                tracing::debug!(connector = %self.label(), key = %key, sequence = %work.event.sequence, "superseded by a newer version");
+                self.release(work);
+                true
+            }
+        }
+    }
+
+    fn is_parked(&self, key: &EntityKey) -> bool {
+        self.shared.parked.get(key.as_str()).is_some()
+    }
+
+    fn release(&mut self, work: &Work) {
+        for (tp, o) in &work.offsets {
+            self.tracker.done(tp, *o);
+        }
+    }
+
+    /// Queues or starts work for a key, coalescing with what is already queued.
+    fn submit(&mut self, key: EntityKey, work: Work) {
+        let slot = self.slots.entry(key.clone()).or_default();
+        match slot.queued.take() {
+            Some(queued) => {
+                let (mut newer, older) = if order::replaces_queued(&work.event.sequence, &queued.event.sequence) {
+                    (work, queued)
+                } else {
+                    (queued, work)
+                };
+                newer.offsets.extend(older.offsets);
+                newer.from_pending |= older.from_pending;
+                let kind = newer.event.kind().as_str();
+                self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, "coalesced"]).inc();
+                self.shared.metrics.requests_saved.with_label_values(&[&self.shared.name, "coalesced"]).inc();
+                slot.queued = Some(newer);
+            }
+            None => {
+                slot.queued = Some(work);
+                self.buffered += 1;
+                if slot.running.is_none() {
+                    self.ready.push_back(key);
+                }
+            }
+        }
+        self.start_ready();
+    }
+
+    fn start_ready(&mut self) {
+        // Stopping: nothing new starts (queued work stays uncommitted and is redelivered), so that
+        // nothing can overtake the event whose failure stopped the loop.
+        if self.broken.is_some() {
+            return;
+        }
+        while self.in_flight < self.shared.config.max_in_flight {
+            let Some(key) = self.ready.pop_front() else { break };
+            let Some(slot) = self.slots.get_mut(&key) else { continue };
+            if slot.running.is_some() {
+                continue;
+            }
+            let Some(work) = slot.queued.take() else { continue };
+            slot.running = Some(work.event.sequence.clone());
+            self.buffered -= 1;
+            self.in_flight += 1;
+            let shared = self.shared.clone();
+            // One span per applied event, child of the source's trace (`traceparent` header), so a
+            // trace runs from the source's poll through the bus to the Dastra requests.
+            let span = tracing::info_span!("dastra_sink.apply", connector = %shared.name, key = %key, sequence = %work.event.sequence);
+            dastra_connect_core::telemetry::propagation::extract_into(&span, &work.raw.header_bytes());
+            self.tasks.spawn(
+                async move {
+                    let finish = work_on(&shared, &work).await;
+                    (key, work, finish)
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    async fn finish(&mut self, key: EntityKey, work: Work, finished: Finished) -> anyhow::Result<()> {
+        self.in_flight -= 1;
+        let kind = work.event.kind().as_str();
+        let label = self.shared.name.clone();
+        let mut release = true;
+        let Finished { result, attempts } = finished;
+        match result {
+            Ok(Outcome::Applied { .. }) => {
+                let op = work.event.op.as_str();
+                self.shared.metrics.events_applied.with_label_values(&[&label, kind, op]).inc();
+                self.wake_waiting(&key).await;
+                self.clear_pending(&key, &work).await;
+            }
+            Ok(Outcome::Skipped { reason, .. }) => {
+                self.shared.metrics.events_skipped.with_label_values(&[&label, kind, reason.as_str()]).inc();
+                self.shared.metrics.requests_saved.with_label_values(&[&label, reason.as_str()]).inc();
+                self.wake_waiting(&key).await;
+                self.clear_pending(&key, &work).await;
+            }
+            Ok(Outcome::Pending { missing })
+                if !order::may_replace_pending(
+                    &work.event.sequence,
+                    self.pending_entry(key.as_str()).and_then(|p| p.sequence).as_deref(),
+                ) =>
+            {
+                // A newer event of the key already waits (it arrived while this one ran): it stays.
+                let _ = missing;
+                self.shared.metrics.events_skipped.with_label_values(&[&label, kind, "stale"]).inc();
+            }
+            Ok(Outcome::Pending { missing }) => {
+                let entry = PendingEntry {
+                    raw: work.raw.clone(),
+                    missing: missing.iter().map(|k| k.as_str().to_owned()).collect(),
+                    since: self.pending_since(&key).unwrap_or_else(chrono::Utc::now),
+                    sequence: Some(work.event.sequence.clone()),
+                    held: false,
+                };
+                let bytes = Bytes::from(serde_json::to_vec(&entry).unwrap_or_default());
+                if let Err(e) = self.shared.pending.put(key.as_str(), bytes).await {
+                    // Its offsets cannot be released, so the commit watermark would stall behind
+                    // it for good: stop, and let the restart redeliver it.
+                    self.broken = Some(format!("cannot record the pending event of {key}: {e}"));
+                    release = false;
+                } else {
+                    for m in &entry.missing {
+                        self.waiting_on.entry(m.clone()).or_default().insert(key.as_str().to_owned());
+                    }
+                    tracing::info!(connector = %label, key = %key, missing = ?entry.missing, "waiting for referenced entities");
+                }
+            }
+            Err(e) => match e.class() {
+                ErrorClass::Fatal => {
+                    return Err(anyhow::anyhow!("fatal error applying {key}: {e}"));
+                }
+                _ => {
+                    // Permanent: DLQ and park the key so later events cannot overtake this one.
+                    let why =
+                        DlqReason { code: e.code().to_owned(), error: e.to_string(), status: e.status(), attempts };
+                    self.shared.metrics.dlq_events.with_label_values(&[&label, e.code()]).inc();
+                    tracing::warn!(connector = %label, key = %key, code = e.code(), error = %e, "event dead-lettered; key parked");
+                    if self.dead_letter(&work.raw, &why).await {
+                        let note = Bytes::from(why.code.clone().into_bytes());
+                        if let Err(pe) = self.shared.parked.put(key.as_str(), note).await {
+                            // Unparked, a later event of the key could overtake the failed one:
+                            // stop before consuming anything else (the failed event is already
+                            // in the DLQ; its redelivery dead-letters it again and parks).
+                            self.broken = Some(format!("cannot park {key}: {pe}"));
+                            release = false;
+                        } else {
+                            self.clear_pending(&key, &work).await;
+                        }
+                    } else {
+                        release = false;
+                    }
+                }
+            },
+        }
+        if release {
+            self.release(&work);
+        }
+        let mut diverted = None;
+        if let Some(slot) = self.slots.get_mut(&key) {
+            slot.running = None;
+            if slot.queued.is_some() && self.broken.is_none() && self.shared.parked.get(key.as_str()).is_some() {
+                // Newer events that arrived while the failed one was in flight must not overtake it.
+                diverted = slot.queued.take();
+                self.buffered -= 1;
+            }
+            if slot.queued.is_some() {
+                self.ready.push_back(key.clone());
+            } else {
+                self.slots.remove(&key);
+            }
+        }
+        if let Some(queued) = diverted {
+            self.divert_parked(&key, queued).await;
+        }
+        self.start_ready();
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Offsets and ownership: committing up to the watermark, handing partitions over on revocation,
+//! draining at shutdown, and what `/status` and the lag metric show.
+
+use super::*;
+
+impl Driver {
+    pub(super) async fn commit(&mut self, sub: &dyn Subscriber) {
+        for (tp, offset) in self.tracker.to_commit() {
+            match sub.commit(&tp.topic, tp.partition, offset).await {
+                Ok(()) => self.tracker.committed(&tp, offset),
+                Err(e) => {
+                    tracing::warn!(connector = %self.label(), topic = %tp.topic, partition = tp.partition, error = %e, "commit failed; will retry")
+                }
+            }
+        }
+    }
+
+    pub(super) async fn on_revoked(
+        &mut self,
+        sub: &dyn Subscriber,
+        tps: Vec<TopicPartition>,
+        shutdown: &CancellationToken,
+    ) {
+        tracing::info!(connector = %self.label(), count = tps.len(), partitions = %TopicPartition::summary(&tps), "partitions revoked; finishing in-flight work");
+        // Work in flight is idempotent, but its commit belongs to this member: finish it first.
+        let grace = self.shared.config.shutdown_grace;
+        let deadline = Instant::now() + grace;
+        while !self.tasks.is_empty() && Instant::now() < deadline && !shutdown.is_cancelled() {
+            match tokio::time::timeout(deadline - Instant::now(), self.tasks.join_next()).await {
+                Ok(Some(Ok((key, work, finish)))) => {
+                    if let Err(e) = self.finish(key, work, finish).await {
+                        tracing::error!(connector = %self.label(), error = %e, "error while finishing work on revoke");
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.commit(sub).await;
+        let revoked: HashSet<&TopicPartition> = tps.iter().collect();
+        let before = self.slots.len();
+        self.slots.retain(|_, slot| {
+            slot.running.is_some()
+                || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)))
+        });
+        let dropped = before - self.slots.len();
+        self.buffered = self.slots.values().filter(|s| s.queued.is_some()).count();
+        for tp in &tps {
+            self.tracker.forget(tp);
+        }
+        if dropped > 0 {
+            tracing::info!(connector = %self.label(), dropped, "queued events of revoked partitions left to the new owner");
+        }
+    }
+
+    /// Waits for in-flight work up to `grace`; what is left is abandoned (not committed).
+    pub(super) async fn drain(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while !self.tasks.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.tasks.join_next()).await {
+                Ok(Some(Ok((key, work, finish)))) => {
+                    if let Err(e) = self.finish(key, work, finish).await {
+                        tracing::error!(connector = %self.label(), error = %e, "error while draining");
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::error!(connector = %self.label(), error = %e, "worker panicked while draining")
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(connector = %self.label(), abandoned = self.tasks.len(), "grace period over; abandoning in-flight work (it will be redelivered)");
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Consumer lag from the broker into the metric and `/status`.
+    pub(super) async fn read_lag(&self, sub: &dyn Subscriber) {
+        let lag = sub.lag().await;
+        for (tp, n) in &lag {
+            let partition = tp.partition.to_string();
+            self.shared.metrics.consumer_lag.with_label_values(&[self.label(), &tp.topic, &partition]).set(*n);
+        }
+        self.status.lock().lag =
+            lag.into_iter().map(|(tp, n)| (format!("{}[{}]", tp.topic, tp.partition), n)).collect();
+    }
+
+    pub(super) fn publish_status(&self, sub: &dyn Subscriber) {
+        let mut s = self.status.lock();
+        s.partitions = sub.assignment().iter().map(|tp| format!("{}[{}]", tp.topic, tp.partition)).collect();
+        s.in_flight = self.in_flight;
+        s.buffered = self.buffered;
+        s.uncommitted = self
+            .tracker
+            .uncommitted()
+            .into_iter()
+            .map(|(tp, n)| (format!("{}[{}]", tp.topic, tp.partition), n))
+            .collect();
+        s.pending = self.shared.pending.len();
+        s.parked = self.shared.parked.len();
+        s.parked_keys = self
+            .shared
+            .parked
+            .snapshot()
+            .into_iter()
+            .take(50)
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+    }
+}

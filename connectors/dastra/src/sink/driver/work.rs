@@ -1,0 +1,66 @@
+//! One worker: apply a key's newest event, record its effect in the ledger, retry what is
+//! retryable; what it ended with goes back to the loop.
+
+use super::*;
+
+/// How a worker ended: its result and the attempts it took. A worker still retrying at shutdown is
+/// aborted instead, and its offsets stay open (redelivered to the next owner).
+pub(super) struct Finished {
+    /// The outcome, or the error that is not worth retrying.
+    pub(super) result: Result<Outcome, ApplyError>,
+    /// Attempts it took.
+    pub(super) attempts: u32,
+}
+
+/// Applies one work item and records its effect in the ledger, retrying retryable failures with
+/// capped exponential backoff until they succeed or the process shuts down.
+pub(super) async fn work_on(shared: &SinkServices, work: &Work) -> Finished {
+    let priority = if work.event.kind() == dastra_connect_core::event::EntityKind::DataSubjectRequest
+        || work.event.op == dastra_connect_core::event::Op::Delete
+    {
+        Priority::Urgent
+    } else if work.event.data.is_snapshot() {
+        Priority::Backfill
+    } else {
+        Priority::Live
+    };
+    let client = shared.client.with_priority(priority);
+    let ctx = ApplyCtx { client: &client, ledger: &shared.ledger, policy: &shared.config.policy };
+    let mut attempts = 0u32;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        attempts += 1;
+        let result = apply(&ctx, &work.event).await;
+        let result = match result {
+            Ok(outcome) => record(shared, &work.event.key, outcome).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.class() == ErrorClass::Retryable => {
+                tracing::warn!(connector = %shared.name, key = %work.event.key, attempts, code = e.code(), error = %e, "apply failed; retrying");
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(shared.config.max_backoff);
+            }
+            result => return Finished { result, attempts },
+        }
+    }
+}
+
+/// Stores the outcome's ledger entry (durably) before the offsets may be released.
+async fn record(shared: &SinkServices, key: &EntityKey, outcome: Outcome) -> Result<Outcome, ApplyError> {
+    let entry = match &outcome {
+        Outcome::Applied { entry, .. } => Some(entry),
+        Outcome::Skipped { entry, .. } => entry.as_ref(),
+        Outcome::Pending { .. } => None,
+    };
+    if let Some(entry) = entry {
+        shared.ledger.put(key, entry).await?;
+    }
+    Ok(outcome)
+}
+
+fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    let ms = d.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}
