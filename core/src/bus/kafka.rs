@@ -17,10 +17,11 @@ use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -148,6 +149,7 @@ impl Publisher for KafkaPublisher {
 pub(crate) struct GroupContext {
     events: mpsc::UnboundedSender<SubscriberEvent>,
     assignment: Arc<Mutex<BTreeSet<TopicPartition>>>,
+    handover: Arc<Handover>,
     /// The connector's span, for librdkafka's log lines (they come from its own threads).
     span: tracing::Span,
 }
@@ -164,31 +166,71 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let tps = tps_of(tpl);
-            {
-                let mut a = self.assignment.lock();
-                for tp in &tps {
-                    a.remove(tp);
-                }
-            }
-            tracing::info!(count = tps.len(), partitions = %TopicPartition::summary(&tps), "kafka partitions revoked");
-            let _ = self.events.send(SubscriberEvent::Revoked(tps));
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
+    /// librdkafka's rebalance, with one difference when revocations are held
+    /// ([`Subscriber::hold_revocations`]): a revocation is reported but not completed here. The
+    /// partitions stay this member's — nobody else is given them, and its commits still count —
+    /// until [`Subscriber::handed_over`] unassigns them, after the work on them is done and
+    /// committed. librdkafka's group state machine waits for that call (bounded by
+    /// `max.poll.interval.ms`, after which the coordinator evicts the member).
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let done = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 let tps = tps_of(tpl);
                 self.assignment.lock().extend(tps.iter().cloned());
                 tracing::info!(count = tps.len(), partitions = %TopicPartition::summary(&tps), "kafka partitions assigned");
                 let _ = self.events.send(SubscriberEvent::Assigned(tps));
+                done
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance error"),
-            Rebalance::Revoke(_) => {}
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let tps = tps_of(tpl);
+                {
+                    let mut a = self.assignment.lock();
+                    for tp in &tps {
+                        a.remove(tp);
+                    }
+                }
+                tracing::info!(count = tps.len(), partitions = %TopicPartition::summary(&tps), "kafka partitions revoked");
+                let reported = self.events.send(SubscriberEvent::Revoked(tps.clone())).is_ok();
+                if reported && self.handover.hold.load(std::sync::atomic::Ordering::SeqCst) {
+                    *self.handover.open.lock() = Some(tps);
+                    return;
+                }
+                if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() }
+            }
+            other => {
+                tracing::warn!(error = ?other, "kafka rebalance error");
+                // As librdkafka's default: drop the assignment, the group assigns again.
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "kafka (un)assign failed");
         }
+    }
+}
+
+/// A revocation held until the application hands the partitions over.
+#[derive(Default)]
+pub(crate) struct Handover {
+    /// Revocations are held (set by [`Subscriber::hold_revocations`]).
+    hold: std::sync::atomic::AtomicBool,
+    /// The revoked partitions not yet handed over.
+    open: Mutex<Option<Vec<TopicPartition>>>,
+}
+
+impl KafkaSubscriber {
+    /// Completes a held revocation: unassigns what it revoked.
+    fn complete_handover(&self) -> Result<(), BusError> {
+        let Some(tps) = self.handover.open.lock().take() else { return Ok(()) };
+        let done = if matches!(self.consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+            self.consumer.incremental_unassign(&tpl_of(&tps))
+        } else {
+            self.consumer.unassign()
+        };
+        tracing::info!(count = tps.len(), partitions = %TopicPartition::summary(&tps), "kafka partitions handed over");
+        done.map_err(|e| BusError::kafka("hand over revoked partitions", e))
     }
 }
 
@@ -204,6 +246,7 @@ pub struct KafkaSubscriber {
     /// caller's task: on a slow cluster they take seconds).
     lag: Arc<Mutex<Vec<(TopicPartition, i64)>>>,
     lag_stop: Arc<std::sync::atomic::AtomicBool>,
+    handover: Arc<Handover>,
 }
 
 /// How often the background thread refreshes consumer lag.
@@ -274,7 +317,13 @@ impl KafkaSubscriber {
             // A new group reads from the beginning: nothing published before it started is skipped.
             cc.set("auto.offset.reset", "earliest");
         }
-        let ctx = GroupContext { events: tx, assignment: assignment.clone(), span: tracing::Span::current() };
+        let handover = Arc::new(Handover::default());
+        let ctx = GroupContext {
+            events: tx,
+            assignment: assignment.clone(),
+            handover: handover.clone(),
+            span: tracing::Span::current(),
+        };
         let consumer: GroupConsumer = cc.create_with_context(ctx).map_err(|e| BusError::kafka("create consumer", e))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(|e| BusError::kafka("subscribe", e))?;
@@ -289,7 +338,7 @@ impl KafkaSubscriber {
                 .spawn(move || lag_reader(consumer, assignment, lag, stop))
                 .map_err(|e| BusError::InvalidMessage(format!("cannot start the lag reader thread: {e}")))?;
         }
-        Ok(Self { consumer, events: rx, assignment, stash: None, lag, lag_stop })
+        Ok(Self { consumer, events: rx, assignment, stash: None, lag, lag_stop, handover })
     }
 
     fn on_event(&mut self, ev: SubscriberEvent) -> SubscriberEvent {
@@ -410,7 +459,21 @@ impl Subscriber for KafkaSubscriber {
         self.consumer.resume(&tpl_of(partitions)).map_err(|e| BusError::kafka("resume", e))
     }
 
+    fn hold_revocations(&self) -> bool {
+        self.handover.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+
+    fn handed_over(&self) -> Result<(), BusError> {
+        self.complete_handover()
+    }
+
     async fn close(self: Box<Self>) -> Result<(), BusError> {
+        // Leaving: revocations are no longer held, and one still open is completed first.
+        self.handover.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.complete_handover() {
+            tracing::warn!(error = %e, "completing a held revocation at close failed");
+        }
         let consumer = self.consumer.clone();
         drop(self);
         // Leaving the group (in the consumer's drop) waits for the coordinator: keep it off the runtime.

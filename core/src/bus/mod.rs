@@ -234,6 +234,20 @@ pub trait Subscriber: Send + Sync {
     /// Resumes delivery of paused partitions.
     fn resume(&self, partitions: &[TopicPartition]) -> Result<(), BusError>;
 
+    /// Asks the bus to hold revocations: a [`SubscriberEvent::Revoked`] then leaves the partitions
+    /// owned by this member (nobody else gets them yet, and commits on them still count) until
+    /// [`Subscriber::handed_over`]. Answers whether the bus does (Kafka); on a bus whose ownership
+    /// is static (NATS) there is nothing to hold.
+    fn hold_revocations(&self) -> bool {
+        false
+    }
+
+    /// Completes a held revocation: the work on the revoked partitions is finished or abandoned and
+    /// their offsets are committed, so the group may give them to their new owners.
+    fn handed_over(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
     /// Commits through [`Subscriber::committer`].
     async fn commit(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), BusError> {
         self.committer().commit(topic, partition, next_offset).await

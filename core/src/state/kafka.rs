@@ -24,6 +24,11 @@ pub struct KafkaStateStore {
     publisher: KafkaPublisher,
     cache: Arc<Cache>,
     follower: JoinHandle<()>,
+    /// The consumer the follower reads with (watermarks for [`StateStore::sync`]).
+    reader: Arc<Reader>,
+    /// Per partition, the offset after the last record the follower applied.
+    applied: Arc<parking_lot::Mutex<HashMap<i32, i64>>>,
+    timeout: Duration,
 }
 
 impl Drop for KafkaStateStore {
@@ -123,14 +128,20 @@ impl KafkaStateStore {
         }
         tracing::info!(topic, keys = cache.len(), elapsed_ms = started.elapsed().as_millis() as u64, "state loaded");
 
+        let applied = Arc::new(parking_lot::Mutex::new(HashMap::new()));
         let follower = {
             let cache = cache.clone();
             let topic = topic.to_owned();
+            let reader = reader.clone();
+            let applied = applied.clone();
             tokio::spawn(
                 async move {
                     loop {
                         match reader.recv().await {
-                            Ok(m) => apply(&cache, &topic, &m),
+                            Ok(m) => {
+                                apply(&cache, &topic, &m);
+                                applied.lock().insert(m.partition(), m.offset() + 1);
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, topic, "state follower consume error");
                                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -141,7 +152,7 @@ impl KafkaStateStore {
                 .in_current_span(),
             )
         };
-        Ok(Self { topic: topic.to_owned(), publisher, cache, follower })
+        Ok(Self { topic: topic.to_owned(), publisher, cache, follower, reader, applied, timeout })
     }
 }
 
@@ -194,5 +205,54 @@ impl StateStore for KafkaStateStore {
 
     fn namespace(&self) -> &str {
         &self.topic
+    }
+
+    async fn sync(&self) -> Result<(), StateError> {
+        let err = |e: BusError| StateError::bus(&self.topic, e);
+        let (reader, topic, timeout) = (self.reader.clone(), self.topic.clone(), self.timeout);
+        // The end of every partition now (a watermark fetch blocks its thread).
+        let highs: Vec<(i32, i64)> = tokio::task::spawn_blocking(move || -> Result<Vec<(i32, i64)>, BusError> {
+            let n = partition_count(reader.client(), &topic, timeout)?;
+            let mut out = Vec::new();
+            for p in 0..n as i32 {
+                let (low, high) =
+                    reader.fetch_watermarks(&topic, p, timeout).map_err(|e| BusError::kafka("fetch watermarks", e))?;
+                if high > low {
+                    out.push((p, high));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| err(BusError::InvalidMessage(format!("state sync task failed: {e}"))))?
+        .map_err(err)?;
+        let started = std::time::Instant::now();
+        loop {
+            let behind: Vec<i32> = {
+                let applied = self.applied.lock();
+                highs.iter().filter(|(p, high)| applied.get(p).copied().unwrap_or(0) < *high).map(|(p, _)| *p).collect()
+            };
+            if behind.is_empty() {
+                return Ok(());
+            }
+            // Compaction may have removed the last records: the consumer's position counts too.
+            if let Ok(positions) = self.reader.position() {
+                let caught_up = highs.iter().filter(|(p, _)| behind.contains(p)).all(|(p, high)| {
+                    matches!(positions.find_partition(&self.topic, *p).map(|e| e.offset()), Some(Offset::Offset(pos)) if pos >= *high)
+                });
+                if caught_up {
+                    // Let the follower apply what it holds.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > self.timeout {
+                return Err(err(BusError::Timeout {
+                    what: format!("state topic `{}` to be read up to its end", self.topic),
+                    after: started.elapsed(),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

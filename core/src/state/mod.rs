@@ -100,6 +100,12 @@ pub trait StateStore: Send + Sync {
     }
     /// The topic or bucket name.
     fn namespace(&self) -> &str;
+    /// Waits until the cache holds every write the store had when this was called, by whichever
+    /// process made it (a barrier: a replica taking over partitions reads what their previous
+    /// owner wrote before acting on them).
+    async fn sync(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Opens the store `namespace` on the configured bus (topic on Kafka; bucket on NATS, see
@@ -123,11 +129,14 @@ struct Slot {
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
     slots: RwLock<HashMap<String, Slot>>,
+    /// The highest position applied (NATS: the stream sequence of the newest write seen).
+    high: std::sync::atomic::AtomicI64,
 }
 
 impl Cache {
     /// Applies a write seen at `position`; ignored when the cache already holds a newer one.
     pub(crate) fn apply(&self, key: &str, position: i64, value: Option<Bytes>) {
+        self.high.fetch_max(position, std::sync::atomic::Ordering::SeqCst);
         let mut slots = self.slots.write();
         match slots.get_mut(key) {
             Some(slot) if slot.position >= position => {}
@@ -136,6 +145,11 @@ impl Cache {
                 slots.insert(key.to_owned(), Slot { position, value });
             }
         }
+    }
+
+    /// The highest position applied so far.
+    pub(crate) fn high(&self) -> i64 {
+        self.high.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Bytes> {

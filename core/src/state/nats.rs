@@ -67,6 +67,7 @@ pub struct NatsKvStore {
     kv: kv::Store,
     cache: Arc<Cache>,
     follower: JoinHandle<()>,
+    timeout: Duration,
 }
 
 impl Drop for NatsKvStore {
@@ -163,7 +164,7 @@ impl NatsKvStore {
                 .in_current_span(),
             )
         };
-        Ok(Self { bucket, js, kv, cache, follower })
+        Ok(Self { bucket, js, kv, cache, follower, timeout: cfg.timeout })
     }
 }
 
@@ -243,6 +244,25 @@ impl StateStore for NatsKvStore {
 
     fn namespace(&self) -> &str {
         &self.bucket
+    }
+
+    async fn sync(&self) -> Result<(), StateError> {
+        let status = self.kv.status().await.map_err(|e| StateError::bus(&self.bucket, nats_err("KV status", e)))?;
+        let last = status.info.state.last_sequence as i64;
+        let started = Instant::now();
+        while self.cache.high() < last {
+            if started.elapsed() > self.timeout {
+                return Err(StateError::bus(
+                    &self.bucket,
+                    BusError::Timeout {
+                        what: format!("KV bucket `{}` to be read up to {last}", self.bucket),
+                        after: started.elapsed(),
+                    },
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 }
 

@@ -239,6 +239,11 @@ impl Ledger {
         self.store.put(&format!("aux:{name}"), Bytes::from(bytes)).await
     }
 
+    /// The state store behind it.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.store.len()

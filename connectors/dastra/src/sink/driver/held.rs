@@ -81,6 +81,12 @@ impl Driver {
         }
     }
 
+    /// Whether this replica owns the partition an event came in on: only the owner releases or
+    /// expires a held event (the pending store is shared by every replica of the sink).
+    pub(super) fn owns(&self, raw: &RawMessage) -> bool {
+        self.owned.iter().any(|tp| tp.partition == raw.partition && tp.topic == raw.topic)
+    }
+
     pub(super) fn pending_entry(&self, key: &str) -> Option<PendingEntry> {
         serde_json::from_slice(&self.shared.pending.get(key)?).ok()
     }
@@ -131,6 +137,9 @@ impl Driver {
     pub(super) async fn redrive_pending(&mut self, key_text: &str) {
         let Some(raw) = self.shared.pending.get(key_text) else { return };
         let Ok(entry) = serde_json::from_slice::<PendingEntry>(&raw) else { return };
+        if !self.owns(&entry.raw) {
+            return;
+        }
         let Ok(key) = EntityKey::parse(key_text) else { return };
         let headers = entry.raw.header_bytes();
         let value = entry.raw.value.clone().unwrap_or_default();
@@ -182,7 +191,7 @@ impl Driver {
                         .all(|m| EntityKey::parse(m).ok().and_then(|mk| self.shared.ledger.live_id(&mk)).is_some())
                 };
                 let busy = EntityKey::parse(&k).ok().and_then(|ek| self.slots.get(&ek)).is_some();
-                (resolved && !busy).then_some(k)
+                (resolved && !busy && self.owns(&p.raw)).then_some(k)
             })
             .collect();
         for k in ready {
@@ -199,7 +208,7 @@ impl Driver {
         let now = chrono::Utc::now();
         for (k, v) in self.shared.pending.snapshot() {
             let Ok(p) = serde_json::from_slice::<PendingEntry>(&v) else { continue };
-            if p.held || now - p.since < deadline {
+            if p.held || now - p.since < deadline || !self.owns(&p.raw) {
                 continue;
             }
             if EntityKey::parse(&k).ok().and_then(|ek| self.slots.get(&ek)).is_some() {

@@ -129,6 +129,11 @@ pub struct Driver {
     share_set: bool,
     /// Set when the loop must stop with an error (e.g. the DLQ cannot be written).
     broken: Option<String>,
+    /// The partitions this replica owns now: events held in the shared pending store are released
+    /// only by the owner of their partition (another replica owns the others).
+    owned: HashSet<TopicPartition>,
+    /// Running workers: how to stop each, and the partition its event came in on.
+    running: HashMap<EntityKey, (tokio::task::AbortHandle, TopicPartition)>,
 }
 
 impl Driver {
@@ -146,6 +151,8 @@ impl Driver {
             status,
             share_set: false,
             broken: None,
+            owned: HashSet::new(),
+            running: HashMap::new(),
         };
         d.rebuild_waiting();
         d
@@ -161,8 +168,11 @@ impl Driver {
         let mut tick = tokio::time::interval(self.shared.config.commit_interval);
         let mut lag_read = Instant::now() - LAG_EVERY;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Pending events whose references appeared while the process was down.
-        self.redrive_resolved_pending().await;
+        // Revoked partitions stay this replica's until their in-flight work is finished and
+        // committed (`on_revoked`, then `handed_over`), so a new owner never starts on a key whose
+        // create is still under way here.
+        let holds = sub.hold_revocations();
+        tracing::debug!(connector = %self.label(), holds, "revocations held until hand-over");
         let result = loop {
             if let Some(why) = self.broken.take() {
                 break Err(anyhow::anyhow!(why));
@@ -178,6 +188,8 @@ impl Driver {
                                 break Err(e);
                             }
                         }
+                        // Abandoned on a revocation (see `on_revoked`).
+                        Err(e) if e.is_cancelled() => {}
                         Err(e) => break Err(anyhow::anyhow!("sink worker panicked: {e}")),
                     }
                 }
@@ -196,11 +208,29 @@ impl Driver {
                         Ok(SubscriberEvent::Message(m)) => self.on_message(m).await,
                         Ok(SubscriberEvent::Assigned(tps)) => {
                             tracing::info!(connector = %self.label(), partitions = tps.len(), "partitions assigned");
+                            // Nothing of the new partitions is applied before this replica has read
+                            // what their previous owner wrote (intents, pending events, parks).
+                            self.read_stores_to_end().await;
+                            self.owned = sub.assignment().into_iter().collect();
                             self.reshare(sub.as_ref());
+                            // Held events of the new partitions whose references appeared meanwhile.
+                            self.redrive_resolved_pending().await;
                         }
                         Ok(SubscriberEvent::Revoked(tps)) => {
+                            self.owned = sub.assignment().into_iter().collect();
                             self.on_revoked(sub.as_ref(), tps, &shutdown).await;
-                            self.reshare(sub.as_ref());
+                            // The work on them is finished (or abandoned) and committed: now the
+                            // group may give them to their new owners.
+                            if let Err(e) = sub.handed_over() {
+                                tracing::warn!(connector = %self.label(), error = %e, "handing revoked partitions over failed");
+                            }
+                            // A revocation of everything (Kafka's eager rebalance) is followed by a
+                            // new assignment: the share stays until then. Dropping it to zero in
+                            // between made the next assignment an "increase", phased in over a
+                            // whole window — ten minutes of Dastra's long window with no request.
+                            if !self.owned.is_empty() {
+                                self.reshare(sub.as_ref());
+                            }
                         }
                         Err(e) if e.class() == ErrorClass::Fatal => break Err(e.into()),
                         Err(e) => {
@@ -383,18 +413,24 @@ impl Driver {
             // trace runs from the source's poll through the bus to the Dastra requests.
             let span = tracing::info_span!("dastra_sink.apply", connector = %shared.name, key = %key, sequence = %work.event.sequence);
             dastra_connect_core::telemetry::propagation::extract_into(&span, &work.raw.header_bytes());
-            self.tasks.spawn(
-                async move {
-                    let finish = work_on(&shared, &work).await;
-                    (key, work, finish)
+            let partition = TopicPartition::new(work.raw.topic.clone(), work.raw.partition);
+            let handle = self.tasks.spawn(
+                {
+                    let key = key.clone();
+                    async move {
+                        let finish = work_on(&shared, &work).await;
+                        (key, work, finish)
+                    }
                 }
                 .instrument(span),
             );
+            self.running.insert(key, (handle, partition));
         }
     }
 
     async fn finish(&mut self, key: EntityKey, work: Work, finished: Finished) -> anyhow::Result<()> {
         self.in_flight -= 1;
+        self.running.remove(&key);
         let kind = work.event.kind().as_str();
         let label = self.shared.name.clone();
         let mut release = true;

@@ -4,6 +4,21 @@
 use super::*;
 
 impl Driver {
+    /// The barrier of a new assignment: the ledger, pending and parked stores are read up to their
+    /// end, so what the partitions' previous owner wrote (an intent before a POST, a pending event, a
+    /// park) is known before any of their events is applied. A store that cannot say where its end
+    /// is stops the sink (applying without the barrier could create an entity twice).
+    pub(super) async fn read_stores_to_end(&mut self) {
+        let started = Instant::now();
+        for store in [self.shared.ledger.store(), &self.shared.pending, &self.shared.parked] {
+            if let Err(e) = store.sync().await {
+                self.broken = Some(format!("cannot read the state store {} to its end: {e}", store.namespace()));
+                return;
+            }
+        }
+        tracing::debug!(connector = %self.label(), elapsed_ms = started.elapsed().as_millis() as u64, "state stores read to their end");
+    }
+
     pub(super) async fn commit(&mut self, sub: &dyn Subscriber) {
         for (tp, offset) in self.tracker.to_commit() {
             match sub.commit(&tp.topic, tp.partition, offset).await {
@@ -32,17 +47,40 @@ impl Driver {
                         tracing::error!(connector = %self.label(), error = %e, "error while finishing work on revoke");
                     }
                 }
+                Ok(Some(Err(e))) if e.is_cancelled() => {}
                 _ => break,
             }
         }
         self.commit(sub).await;
         let revoked: HashSet<&TopicPartition> = tps.iter().collect();
-        let before = self.slots.len();
-        self.slots.retain(|_, slot| {
-            slot.running.is_some()
-                || slot.queued.as_ref().is_some_and(|w| w.offsets.iter().all(|(tp, _)| !revoked.contains(tp)))
-        });
-        let dropped = before - self.slots.len();
+        // Work of revoked partitions still running after the grace period (Dastra slow, quota
+        // exhausted) is abandoned before the hand-over: its offsets are not committed, so the new
+        // owner applies it again — after reading this replica's intent, never beside it.
+        let stale: Vec<EntityKey> =
+            self.running.iter().filter(|(_, (_, tp))| revoked.contains(tp)).map(|(k, _)| k.clone()).collect();
+        for key in &stale {
+            if let Some((handle, _)) = self.running.remove(key) {
+                handle.abort();
+                self.in_flight -= 1;
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.running = None;
+                }
+            }
+        }
+        if !stale.is_empty() {
+            tracing::warn!(connector = %self.label(), abandoned = stale.len(), "grace period over: in-flight work of revoked partitions abandoned (the new owner applies it again)");
+        }
+        // Queued events of revoked partitions belong to the new owner, who reads them again from
+        // the committed offset; that includes those queued behind a key still running here (held
+        // events, with no offsets, stay: they are released by whoever owns their partition).
+        let mut dropped = 0;
+        for slot in self.slots.values_mut() {
+            if slot.queued.as_ref().is_some_and(|w| w.offsets.iter().any(|(tp, _)| revoked.contains(tp))) {
+                slot.queued = None;
+                dropped += 1;
+            }
+        }
+        self.slots.retain(|_, slot| slot.running.is_some() || slot.queued.is_some());
         self.buffered = self.slots.values().filter(|s| s.queued.is_some()).count();
         for tp in &tps {
             self.tracker.forget(tp);
@@ -63,6 +101,7 @@ impl Driver {
                         tracing::error!(connector = %self.label(), error = %e, "error while draining");
                     }
                 }
+                Ok(Some(Err(e))) if e.is_cancelled() => {}
                 Ok(Some(Err(e))) => {
                     tracing::error!(connector = %self.label(), error = %e, "worker panicked while draining")
                 }

@@ -1,0 +1,133 @@
+//! Rebalances keep their promise: while two to three sink replicas join and leave the consumer group
+//! every few seconds under a create-heavy stream (Dastra answering slowly, so creates are in flight
+//! when partitions move), every entity exists exactly once and at its newest version. The old owner
+//! finishes its in-flight work and commits before the partitions are handed over (revocations are
+//! held until then), and the new owner reads the ledger to its end before applying anything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use dastra_connect_core::bus::BusConfig;
+use dastra_connect_core::connector::Topics;
+use dastra_connect_core::event::enums::{AssetType, ProcessingType};
+use dastra_connect_core::event::{Asset, ChangeEvent, DataProcessing, EntityKey, Payload};
+use dastra_emulator::{FaultKind, FaultRule};
+
+const ASSETS: usize = 90;
+const PROCESSINGS: usize = 30;
+
+fn batch(round: usize, version: u64) -> Vec<ChangeEvent> {
+    let mut out = Vec::new();
+    for i in (round * 15)..((round + 1) * 15).min(ASSETS) {
+        out.push(event(
+            &format!("cmdb:asset:a{i}"),
+            version,
+            Payload::Asset(Asset {
+                label: Some(format!("Asset {i}")),
+                asset_type: Some(AssetType::Software),
+                description: Some(format!("v{version}")),
+                ..Default::default()
+            }),
+        ));
+    }
+    for i in (round * 5)..((round + 1) * 5).min(PROCESSINGS) {
+        out.push(event(
+            &format!("grc:processing:p{i}"),
+            version,
+            Payload::DataProcessing(DataProcessing {
+                label: Some(format!("Processing {i}")),
+                description: Some(format!("v{version}")),
+                processing_type: Some(ProcessingType::Default),
+                assets: vec![EntityKey::parse(&format!("cmdb:asset:a{}", (i * 3) % ASSETS)).unwrap()],
+                ..Default::default()
+            }),
+        ));
+    }
+    out
+}
+
+/// `ref` → description; panics on a duplicate `ref`.
+fn by_ref(emu: &dastra_emulator::RunningEmulator, family: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in emu.state.entities(1, family) {
+        let Some(r) = e["ref"].as_str().filter(|r| !r.is_empty()).map(str::to_owned) else { continue };
+        let d = e["description"].as_str().unwrap_or_default().to_owned();
+        assert!(out.insert(r.clone(), d).is_none(), "{family}: {r} exists twice");
+    }
+    out
+}
+
+async fn churn(bus: BusConfig, topics: Topics) {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
+    ensure(&bus, &topics).await;
+    let emu = emulator().await;
+    // Slow answers: creates are in flight when partitions move.
+    emu.state.add_fault(FaultRule::always(FaultKind::Latency { ms: 60 })).unwrap();
+    let publisher = bus.publisher().await.unwrap();
+    // The hand-over waits at most this long for in-flight work; it must stay well under the
+    // group's session timeout (6 s here, 45 s by default), or the coordinator evicts the member.
+    let config = || {
+        let mut c = sink_config(&emu);
+        c.shutdown_grace = Duration::from_secs(3);
+        c
+    };
+    let mut replicas = vec![RunningSink::start("sink", &bus, &topics, config())];
+    replicas[0].wait_assigned(Duration::from_secs(60)).await;
+    let rounds = ASSETS / 15;
+    for round in 0..rounds {
+        publish(publisher.as_ref(), &topics, &batch(round, 1)).await;
+        publish(publisher.as_ref(), &topics, &batch(round, 2)).await;
+        // Every round the group changes: a replica joins (up to three), or the oldest leaves.
+        if round % 3 == 2 && replicas.len() > 1 {
+            replicas.remove(0).stop().await;
+        } else if replicas.len() < 3 {
+            replicas.push(RunningSink::start("sink", &bus, &topics, config()));
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let (assets, processings) = (by_ref(&emu, "Assets"), by_ref(&emu, "DataProcessings"));
+        let right = |m: &BTreeMap<String, String>, n: usize| m.len() == n && m.values().all(|d| d == "v2");
+        if right(&assets, ASSETS) && right(&processings, PROCESSINGS) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let states: Vec<String> = replicas.iter().map(|r| r.admin.status_json().to_string()).collect();
+            panic!(
+                "never converged: {} assets, {} processings\n{}",
+                assets.len(),
+                processings.len(),
+                states.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for r in &replicas {
+        r.wait_idle(Duration::from_secs(60)).await;
+    }
+    for r in replicas {
+        r.stop().await;
+    }
+    assert_eq!(emu.state.entities(1, "Assets").len(), ASSETS, "each asset exactly once");
+    assert_eq!(emu.state.entities(1, "DataProcessings").len(), PROCESSINGS, "each processing exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_joining_and_leaving_create_nothing_twice_on_kafka() {
+    let broker = Broker::kafka();
+    let topics = Topics::default();
+    let mut bus = broker.bus(&topics, "sink").await;
+    if let BusConfig::Kafka(k) = &mut bus {
+        k.properties.insert("session.timeout.ms".into(), "6000".into());
+        k.properties.insert("heartbeat.interval.ms".into(), "500".into());
+    }
+    churn(bus, topics).await;
+}
