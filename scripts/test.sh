@@ -26,4 +26,5 @@ step "cargo test"
 # Two test threads per binary: the machine has 2 cores and broker tests spawn servers.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2
 
+step "deploy files: Dockerfile, docker-compose, Helm chart (offline)" && bash scripts/validate-deploy.sh
 step "done"

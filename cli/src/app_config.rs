@@ -430,7 +430,7 @@ connectors:
         readmes(&root, &mut docs);
         // Secrets given as `<key>_file: /var/run/…` are read from a file that exists here.
         let secret = tempfile::NamedTempFile::new().unwrap();
-        // (Shaped like a NATS .creds document, which `credentials` is checked to be.)
+        // (Shaped like a NATS .creds document, what `credentials` takes.)
         std::fs::write(secret.path(), "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n").unwrap();
         let file_ref = regex::Regex::new(r"(?m)(_file: *)(/\S+)").unwrap();
         let hooks = "connectors:\n  hooks: { type: dastra_webhook_receiver, signing_keys: [\"k\"] }\n";

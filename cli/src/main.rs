@@ -43,6 +43,8 @@ enum Command {
     Emulator(commands::emulator::EmulatorArgs),
     /// Run the whole product on this machine with embedded defaults and print a summary.
     Quickstart(commands::quickstart::QuickstartArgs),
+    /// GET an http:// URL and exit 0 on a 2xx answer (container healthchecks: no shell or curl needed).
+    Probe(commands::probe::ProbeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +64,7 @@ fn main() -> std::process::ExitCode {
             Command::Dlq(cmd) => commands::dlq::execute(cmd).await,
             Command::Emulator(args) => commands::emulator::execute(args).await,
             Command::Quickstart(args) => commands::quickstart::execute(args).await,
+            Command::Probe(args) => commands::probe::execute(args).await,
         }
     });
     match result {

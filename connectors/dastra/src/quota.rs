@@ -30,6 +30,13 @@
 //!   slots are recorded as used at the moment of the change, so they become usable one window later,
 //!   after the replica that gave the partitions up has aged its own grants out. A decrease applies at
 //!   once. Together, the replicas never exceed the limit across a rebalance.
+//!
+//! # Saturation
+//! The limiter is *saturated* when quota, not the work itself, is what holds requests back: a request
+//! is queued for a slot right now, a 429 pause is running, or a request had to wait for its slot
+//! within the last (shortest) window. [`QuotaSnapshot::saturated`] reports it
+//! (`dastra_connect_quota_saturated`); autoscalers read it so they do not add replicas, which share
+//! the same quota and cannot make Dastra answer faster.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -175,6 +182,9 @@ pub struct QuotaSnapshot {
     pub granted_total: u64,
     /// Pauses since start (one per 429 reported).
     pub pauses_total: u64,
+    /// Quota is the bottleneck: a request waits for a slot now, a 429 pause is running, or a request
+    /// waited for its slot within the last shortest window (see the module docs).
+    pub saturated: bool,
 }
 
 /// The shared limiter. Cheap to clone; every clone shares the same state.
@@ -225,6 +235,8 @@ struct State {
     next_ticket: u64,
     granted: u64,
     pauses: u64,
+    /// When a request last got its slot after having had to wait for it.
+    last_wait: Option<Instant>,
 }
 
 /// When the head waiter may go.
@@ -373,6 +385,7 @@ impl QuotaLimiter {
                 next_ticket: 0,
                 granted: 0,
                 pauses: 0,
+                last_wait: None,
             })),
         }
     }
@@ -391,6 +404,8 @@ impl QuotaLimiter {
             ticket
         };
         let mut guard = WaiterGuard { inner: &self.inner, class, ticket, done: false };
+        // Whether the quota held this request back (it was at the head and no slot was free).
+        let mut held = false;
         loop {
             let wait = {
                 let mut st = self.inner.lock();
@@ -399,13 +414,22 @@ impl QuotaLimiter {
                     match st.readiness(now) {
                         Readiness::Now => {
                             st.record(now);
+                            if held {
+                                st.last_wait = Some(now);
+                            }
                             st.queues[class].pop_front();
                             guard.done = true;
                             st.wake_head();
                             return QuotaGrant { waited: now.saturating_duration_since(start) };
                         }
-                        Readiness::At(at) => Some(at),
-                        Readiness::Never => None,
+                        Readiness::At(at) => {
+                            held = true;
+                            Some(at)
+                        }
+                        Readiness::Never => {
+                            held = true;
+                            None
+                        }
                     }
                 } else {
                     None
@@ -452,6 +476,12 @@ impl QuotaLimiter {
     pub fn snapshot(&self) -> QuotaSnapshot {
         let now = Instant::now();
         let mut st = self.inner.lock();
+        let shortest = st.windows.iter().map(|w| w.per).min().unwrap_or_default();
+        let waiters = [st.queues[0].len(), st.queues[1].len(), st.queues[2].len()];
+        let paused = st.paused_until.is_some_and(|p| p > now);
+        let waited_recently = st.last_wait.is_some_and(|t| now.saturating_duration_since(t) < shortest);
+        // Someone is queued and the head cannot go now: the quota holds it (not mere lock contention).
+        let blocked_now = waiters.iter().any(|n| *n > 0) && !matches!(st.readiness(now), Readiness::Now);
         let windows = st
             .windows
             .iter_mut()
@@ -469,12 +499,13 @@ impl QuotaLimiter {
             .collect();
         QuotaSnapshot {
             windows,
-            waiters: [st.queues[0].len(), st.queues[1].len(), st.queues[2].len()],
+            waiters,
             paused_for: st.paused_until.and_then(|p| p.checked_duration_since(now)).filter(|d| !d.is_zero()),
             owned_partitions: st.owned,
             total_partitions: st.total,
             granted_total: st.granted,
             pauses_total: st.pauses,
+            saturated: paused || waited_recently || blocked_now,
         }
     }
 }

@@ -337,3 +337,44 @@ async fn random_arrivals_pauses_and_share_changes_never_break_the_sliding_bound(
         assert!(g.len() >= patient, "seed {seed}: {} granted, {patient} never gave up", g.len());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn saturated_only_while_quota_holds_requests_back_and_for_one_window_after() {
+    // 10 per 10 s, burst 5: the pacer interval is 1 s.
+    let limiter = QuotaLimiter::new(&config(&[(10, 10), (100, 60)], 0, 5));
+    assert!(!limiter.snapshot().saturated, "an idle limiter is not saturated");
+
+    // Requests the quota grants at once (within the burst) are demand, not saturation.
+    for _ in 0..3 {
+        limiter.acquire(Priority::Live).await;
+    }
+    assert!(!limiter.snapshot().saturated, "requests granted at once do not saturate");
+
+    // More than the quota gives: a waiter is held back now, then granted after waiting.
+    let waiting = {
+        let l = limiter.clone();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                l.acquire(Priority::Live).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(limiter.snapshot().saturated, "a request is queued behind an exhausted quota");
+    assert!(waiting.await.is_ok());
+    let done = Instant::now();
+    assert!(limiter.snapshot().waiters.iter().all(|n| *n == 0));
+    assert!(limiter.snapshot().saturated, "a request waited within the last (shortest) window");
+
+    // One shortest window (10 s) after the last held request, it clears.
+    tokio::time::sleep_until(done + Duration::from_millis(9_900)).await;
+    assert!(limiter.snapshot().saturated);
+    tokio::time::sleep_until(done + Duration::from_secs(10)).await;
+    assert!(!limiter.snapshot().saturated, "no wait for a whole window: not saturated");
+
+    // A 429 pause saturates for as long as it runs, with nobody waiting.
+    limiter.pause_until(Instant::now() + Duration::from_secs(3));
+    assert!(limiter.snapshot().saturated, "a running 429 pause is saturation");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!limiter.snapshot().saturated, "the pause is over and nobody waited");
+}

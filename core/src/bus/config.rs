@@ -300,12 +300,12 @@ impl NatsConfig {
             return Err(BusError::config("user", "give one of `user`+`password`, `token`, `nkey`, `credentials`"));
         }
         if let Some(creds) = &self.credentials
-            && !creds.expose().contains("BEGIN NATS USER JWT")
+            && looks_like_a_path(creds.expose())
         {
-            // A path here is the usual mistake: the field takes the document, `credentials_file` a path.
+            // The usual mistake: the field takes the document, `credentials_file` a path.
             return Err(BusError::config(
                 "credentials",
-                "not the content of a NATS .creds file (no `-----BEGIN NATS USER JWT-----`); to give a path, use `credentials_file:`",
+                "this is a file path, but `credentials` takes the content of the .creds file: write `credentials_file:` instead",
             ));
         }
         if self.user.is_some() != self.password.is_some() {
@@ -356,6 +356,12 @@ impl NatsConfig {
     pub fn owned_partitions(&self) -> Vec<u32> {
         (0..self.partitions).filter(|p| p % self.replicas.max(1) == self.replica_index).collect()
     }
+}
+
+/// A one-line value naming a file (`/…`, `./…`, `*.creds`), never a .creds document (multi-line).
+fn looks_like_a_path(value: &str) -> bool {
+    let v = value.trim();
+    !v.contains('\n') && (v.starts_with('/') || v.starts_with("./") || v.ends_with(".creds"))
 }
 
 fn default_true() -> bool {
@@ -459,6 +465,8 @@ mod tests {
         path_given.token = None;
         path_given.credentials = Some(Secret::new("/var/run/secrets/nats/app.creds"));
         assert!(matches!(path_given.validate(), Err(BusError::Config { path, .. }) if path == "credentials"));
+        path_given.credentials = Some(Secret::new("secrets/app.creds"));
+        assert!(path_given.validate().is_err());
         path_given.credentials =
             Some(Secret::new("-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n"));
         path_given.validate().unwrap();

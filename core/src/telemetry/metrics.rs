@@ -4,14 +4,23 @@
 //! `entity`, `route`, `method`, `status`, `reason`, `class`). Never put an entity key, an id or a
 //! message in a label.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use prometheus::{
     CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// A function that sets gauges from live state right before the metrics are rendered.
+type RefreshFn = Arc<dyn Fn() + Send + Sync>;
 
 /// All metric families, registered in one [`Registry`]. Cheap to clone (the families are `Arc`s).
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Gauges derived from live state (quota windows…), refreshed at every render, by key.
+    refreshers: Arc<Mutex<BTreeMap<String, RefreshFn>>>,
     /// Change events read from the bus by a sink. Labels: connector, entity.
     pub events_consumed: IntCounterVec,
     /// Events whose effect reached Dastra. Labels: connector, entity, op.
@@ -40,6 +49,10 @@ pub struct Metrics {
     pub quota_tokens: GaugeVec,
     /// Time spent waiting for quota. Labels: connector, priority.
     pub quota_wait_seconds: CounterVec,
+    /// 1 while Dastra's quota, not the work, holds requests back (a request waits for a slot now,
+    /// a 429 pause runs, or a request waited within the last shortest window); else 0. Labels:
+    /// connector. Autoscalers read it: replicas share one quota, so adding pods cannot help.
+    pub quota_saturated: IntGaugeVec,
     /// Events sent to the dead-letter queue. Labels: connector, reason.
     pub dlq_events: IntCounterVec,
     /// References waiting for their target entity. Labels: connector.
@@ -168,6 +181,12 @@ impl Metrics {
                 "Time spent waiting for Dastra quota.",
                 &["connector", "priority"],
             ),
+            quota_saturated: igauge(
+                &r,
+                "quota_saturated",
+                "1 while Dastra's quota holds requests back (waiting now, 429 pause, or a wait in the last window).",
+                &["connector"],
+            ),
             dlq_events: counter(
                 &r,
                 "dlq_events_total",
@@ -195,7 +214,15 @@ impl Metrics {
                 &["connector", "event", "status"],
             ),
             registry: r,
+            refreshers: Arc::default(),
         }
+    }
+
+    /// Registers `refresh` under `key` (replacing an earlier one with the same key): it runs right
+    /// before every [`render`](Self::render), so gauges read from live state (the quota limiter) are
+    /// current when Prometheus scrapes. Keep it cheap; it must not call `render`.
+    pub fn refresh_on_render(&self, key: impl Into<String>, refresh: impl Fn() + Send + Sync + 'static) {
+        self.refreshers.lock().insert(key.into(), Arc::new(refresh));
     }
 
     /// The registry, to register more collectors (process metrics, library metrics).
@@ -205,6 +232,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
+        let refreshers: Vec<RefreshFn> = self.refreshers.lock().values().cloned().collect();
+        for refresh in refreshers {
+            refresh();
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -239,5 +270,22 @@ mod tests {
                 assert!(name.ends_with("_total"), "counter {name} must end with _total");
             }
         }
+    }
+
+    #[test]
+    fn refreshers_run_before_every_render_and_replace_by_key() {
+        let m = Metrics::new();
+        let state = Arc::new(std::sync::atomic::AtomicI64::new(1));
+        let (gauge, live) = (m.quota_saturated.clone(), state.clone());
+        m.refresh_on_render("sink", move || {
+            gauge.with_label_values(&["sink"]).set(live.load(std::sync::atomic::Ordering::Relaxed));
+        });
+        assert!(m.render().contains("dastra_connect_quota_saturated{connector=\"sink\"} 1"));
+        state.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert!(m.render().contains("dastra_connect_quota_saturated{connector=\"sink\"} 0"), "read at render time");
+        let gauge = m.quota_saturated.clone();
+        m.refresh_on_render("sink", move || gauge.with_label_values(&["sink"]).set(7));
+        assert!(m.render().contains("dastra_connect_quota_saturated{connector=\"sink\"} 7"), "same key replaces");
+        assert_eq!(m.refreshers.lock().len(), 1);
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use dastra_connect_core::telemetry::Metrics;
 use parking_lot::Mutex;
+use prometheus::{GaugeVec, IntGaugeVec};
 
 use super::{RequestEvent, RequestObserver};
-use crate::quota::QuotaSnapshot;
+use crate::quota::{QuotaLimiter, QuotaSnapshot};
 
 /// Counts Dastra requests (`dastra_connect_dastra_requests_total{connector,method,route,status}`),
 /// observes their latency, counts 429s and quota wait time per priority.
@@ -68,17 +69,30 @@ impl MetricsObserver {
             .collect()
     }
 
-    /// Sets `dastra_connect_quota_tokens{connector,window}` from a limiter snapshot (`window` = the
-    /// window length, e.g. `60s`). Call it when `/metrics` is scraped or on a timer.
+    /// Sets `dastra_connect_quota_tokens{connector,window}` (`window` = the window length, e.g.
+    /// `60s`) and `dastra_connect_quota_saturated{connector}` from a limiter snapshot.
     pub fn export_quota(&self, snapshot: &QuotaSnapshot) {
-        for w in &snapshot.windows {
-            let window = format!("{}s", w.per_seconds);
-            self.metrics
-                .quota_tokens
-                .with_label_values(&[self.connector.as_str(), window.as_str()])
-                .set(f64::from(w.available));
-        }
+        export_quota(&self.metrics.quota_tokens, &self.metrics.quota_saturated, &self.connector, snapshot);
     }
+
+    /// Keeps the quota gauges current: they are read from `quota` every time the metrics are
+    /// rendered (each Prometheus scrape), not only when `/status` is asked for.
+    pub fn watch_quota(&self, quota: &QuotaLimiter) {
+        let (tokens, saturated) = (self.metrics.quota_tokens.clone(), self.metrics.quota_saturated.clone());
+        let (connector, quota) = (self.connector.clone(), quota.clone());
+        // The closure holds the gauges, not `Metrics`, so the registry does not own itself.
+        self.metrics.refresh_on_render(format!("quota:{connector}"), move || {
+            export_quota(&tokens, &saturated, &connector, &quota.snapshot());
+        });
+    }
+}
+
+fn export_quota(tokens: &GaugeVec, saturated: &IntGaugeVec, connector: &str, snapshot: &QuotaSnapshot) {
+    for w in &snapshot.windows {
+        let window = format!("{}s", w.per_seconds);
+        tokens.with_label_values(&[connector, window.as_str()]).set(f64::from(w.available));
+    }
+    saturated.with_label_values(&[connector]).set(i64::from(snapshot.saturated));
 }
 
 /// The route label without the method (the method has its own label): `/v1/ws/{workspaceId}/Assets`.
@@ -87,6 +101,10 @@ fn route_label(route: &str) -> &str {
 }
 
 impl RequestObserver for MetricsObserver {
+    fn quota_attached(&self, quota: &QuotaLimiter) {
+        self.watch_quota(quota);
+    }
+
     fn request_done(&self, e: &RequestEvent) {
         let route = route_label(e.route);
         let status = match (e.status, e.transport_error) {
@@ -113,6 +131,8 @@ impl RequestObserver for MetricsObserver {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::client::AttemptOutcome;
@@ -147,6 +167,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"dastra_connect_quota_tokens{connector="sink",window="60s"} 499"#), "{text}");
+        assert!(text.contains(r#"dastra_connect_quota_saturated{connector="sink"} 0"#), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_keeps_the_quota_gauges_current_at_every_scrape() {
+        let metrics = Metrics::new();
+        let limiter = QuotaLimiter::new(&QuotaConfig::default());
+        let config: crate::DastraClientConfig = serde_json::from_value(serde_json::json!({
+            "base_url": "http://127.0.0.1:9", "workspace_id": 1, "auth": {"type": "api_key", "api_key": "k"}
+        }))
+        .unwrap();
+        let observer = Arc::new(MetricsObserver::new(metrics.clone(), "sink"));
+        let _client = crate::DastraClient::new(&config, limiter.clone(), Some(observer)).unwrap();
+        limiter.acquire(Priority::Live).await;
+        let text = metrics.render();
+        assert!(text.contains(r#"dastra_connect_quota_tokens{connector="sink",window="60s"} 499"#), "{text}");
+        assert!(text.contains(r#"dastra_connect_quota_saturated{connector="sink"} 0"#), "{text}");
+        limiter.pause_until(tokio::time::Instant::now() + Duration::from_secs(5));
+        assert!(metrics.render().contains(r#"dastra_connect_quota_saturated{connector="sink"} 1"#));
     }
 
     #[test]

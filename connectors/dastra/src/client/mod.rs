@@ -66,6 +66,9 @@ pub struct RequestEvent {
 pub trait RequestObserver: Send + Sync {
     /// One attempt finished.
     fn request_done(&self, event: &RequestEvent);
+
+    /// The client was built with `quota` (so an observer can export the limiter's state).
+    fn quota_attached(&self, _quota: &QuotaLimiter) {}
 }
 
 /// Body of a request.
@@ -143,6 +146,9 @@ impl DastraClient {
         }
         let auth = Auth::new(&config.auth, config.request_timeout);
         let redactor = Redactor::new(auth.secrets());
+        if let Some(o) = &observer {
+            o.quota_attached(&quota);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
