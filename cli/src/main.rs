@@ -23,11 +23,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a config file without connecting to anything; exits non-zero with the key path on error.
+    /// Check a config file; exits non-zero with the key path on error. Connects to nothing unless
+    /// `--check-connectivity` is given.
     Validate {
         /// YAML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Also run every connector's health checks once (bus; Dastra `GET /me`), consuming nothing.
+        #[arg(long)]
+        check_connectivity: bool,
     },
     /// Print, check or register schemas.
     #[command(subcommand)]
@@ -55,7 +59,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run { config } => commands::run::run(&config).await,
-            Command::Validate { config } => commands::validate(&config),
+            Command::Validate { config, check_connectivity } => commands::validate(&config, check_connectivity).await,
             Command::Schemas(cmd) => commands::schemas::execute(cmd).await,
             Command::Dlq(cmd) => commands::dlq::execute(cmd).await,
             Command::Emulator(args) => commands::emulator::execute(args).await,

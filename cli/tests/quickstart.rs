@@ -1,22 +1,26 @@
 //! The README's first command: `dastra-connect quickstart` runs to its summary with zero 429s and
 //! zero dead-lettered events, creates the bundled sample entities in the emulator, leaves nothing
-//! running, and a second run gives the same result.
+//! running, and a second run gives the same result; that run, with `--log info`, writes the
+//! connectors' log lines to stderr each with its connector's name, and its progress (stderr is not a
+//! terminal here) comes as whole lines, not carriage-return runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 
 /// The summary without the lines that legitimately differ between runs (durations, URLs).
-fn summary() -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_dastra-connect")).arg("quickstart").output().unwrap();
+fn summary(args: &[&str]) -> (Vec<String>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dastra-connect")).arg("quickstart").args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "quickstart failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "quickstart failed:\n{stdout}\n{stderr}");
+    let lines = stdout
         .lines()
         .filter(|l| !l.starts_with("Summary (") && !l.contains("http://"))
         .map(str::to_owned)
         .filter(|l| !l.trim().is_empty())
-        .collect()
+        .collect();
+    (lines, stderr)
 }
 
 fn value(lines: &[String], label: &str) -> u64 {
@@ -29,14 +33,25 @@ fn value(lines: &[String], label: &str) -> u64 {
 
 #[test]
 fn quickstart_runs_to_a_clean_summary_and_is_repeatable() {
-    let first = summary();
+    let (first, quiet) = summary(&[]);
+    assert!(!quiet.contains(" INFO "), "no logs unless asked: {quiet}");
     assert_eq!(value(&first, "429 answers"), 0);
     assert_eq!(value(&first, "errors (sink DLQ)"), 0);
     assert!(value(&first, "Assets") > 0, "{first:#?}");
     assert!(value(&first, "Actors") > 0, "{first:#?}");
     assert!(value(&first, "Dastra requests used") > 0);
     // What reaches Dastra is the same every run; how many requests coalescing saved depends on timing.
-    let second = summary();
+    let (second, stderr) = summary(&["--log", "info", "--progress-every", "1s"]);
+    assert!(!stderr.contains('\r'), "carriage returns in non-terminal output");
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.trim_start().starts_with("events published")).collect();
+    assert!(!progress.is_empty(), "{stderr}");
+    for (name, line) in [("dastra-sink", "dastra sink started"), ("servicenow", "source started")] {
+        let tagged = format!("connector{{connector={name}}}");
+        assert!(
+            stderr.lines().any(|l| l.contains(&tagged) && l.contains(line)),
+            "no `{line}` line tagged {tagged}:\n{stderr}"
+        );
+    }
     let stable =
         |lines: &[String]| -> Vec<String> { lines.iter().filter(|l| !l.contains("requests")).cloned().collect() };
     assert_eq!(stable(&first), stable(&second), "a second run gives the same result");

@@ -1,6 +1,7 @@
 //! Configuration helpers: YAML with `${ENV}` interpolation, `*_file` secrets, errors that name the key
 //! path, and a [`Secret`] type that never prints its value.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
@@ -75,7 +76,34 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        // A plain `${KEY}` whose value reads as a number or boolean is typed that way (only when the
+        // type prints back the exact text), so accept those too.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret(serde_yaml::Number::from(v).to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -91,48 +119,249 @@ impl JsonSchema for Secret {
     }
 }
 
-/// Replaces `${NAME}` and `${NAME:-default}` with environment values; `$$` is a literal `$`.
-/// A missing variable without default is an error naming it.
+/// Replaces `${NAME}` and `${NAME:-default}` in a string with environment values; `$$` is a literal
+/// `$`. A missing variable without default is an error naming it (never its value). This works on
+/// one scalar value; config files go through [`from_yaml_str`], which never pastes values into the
+/// YAML text.
 pub fn interpolate_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
+    for piece in scan_references(text) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Reference(r) => out.push_str(&r.resolve(".", &lookup)?),
+        }
+    }
+    Ok(out)
+}
+
+/// A `${…}` reference found in the config text.
+#[derive(Debug, Clone)]
+enum Reference {
+    /// `${NAME}` or `${NAME:-default}`.
+    Var { name: String, default: Option<String> },
+    /// Something that is not a valid reference (reported only if it ends up in a value).
+    Invalid(String),
+}
+
+impl Reference {
+    fn parse(expr: &str) -> Reference {
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d.to_owned())),
+            None => (expr, None),
+        };
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            Reference::Var { name: name.to_owned(), default }
+        } else {
+            Reference::Invalid(format!("`${{{expr}}}` is not a valid environment reference"))
+        }
+    }
+
+    /// The value, or an error at `path` that names the variable (never a value).
+    fn resolve(&self, path: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+        match self {
+            Reference::Invalid(reason) => Err(ConfigError::new(path, reason.clone())),
+            Reference::Var { name, default } => match (lookup(name), default) {
+                (Some(v), _) => Ok(v),
+                (None, Some(d)) => Ok(d.clone()),
+                (None, None) => Err(ConfigError::new(
+                    path,
+                    format!(
+                        "environment variable `{name}` is referenced but not set (use `${{{name}:-default}}` for a default)"
+                    ),
+                )),
+            },
+        }
+    }
+}
+
+enum Piece<'a> {
+    Text(&'a str),
+    Reference(Reference),
+}
+
+/// Splits `text` into literal text and references. `$$` yields a literal `$`; an unterminated `${`
+/// (no `}` on the same line) is an invalid reference.
+fn scan_references(text: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
+        out.push(Piece::Text(&rest[..pos]));
         let after = &rest[pos + 1..];
         if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
+            out.push(Piece::Text("$"));
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| ConfigError::new(".", "unterminated `${` in config"))?;
-            let expr = &body[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(ConfigError::new(".", format!("`${{{expr}}}` is not a valid environment reference")));
-            }
-            match (lookup(name), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(ConfigError::new(
-                        ".",
-                        format!(
-                            "environment variable `{name}` is referenced but not set (use `${{{name}:-default}}` for a default)"
-                        ),
-                    ));
+            let line_end = body.find('\n').unwrap_or(body.len());
+            match body[..line_end].find('}') {
+                Some(end) => {
+                    out.push(Piece::Reference(Reference::parse(&body[..end])));
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push(Piece::Reference(Reference::Invalid(
+                        "unterminated `${` (no `}` on the same line)".into(),
+                    )));
+                    rest = body;
                 }
             }
-            rest = &body[end + 1..];
         } else {
-            out.push('$');
+            out.push(Piece::Text("$"));
             rest = after;
         }
     }
-    out.push_str(rest);
-    Ok(out)
+    out.push(Piece::Text(rest));
+    out
+}
+
+/// Config text with every `${…}` replaced by a placeholder made of digits only, which cannot change
+/// the YAML structure wherever it stands (plain, quoted or block scalar, key, comment). A placeholder
+/// that is a whole plain scalar parses as a number, so the parsed tree still tells a plain
+/// `${PORT}` (typed like YAML would type the value) from a quoted `"${KEY}"` (always a string).
+struct Templated {
+    text: String,
+    prefix: String,
+    references: Vec<Reference>,
+}
+
+/// Digits of a placeholder after its prefix.
+const INDEX_DIGITS: usize = 9;
+
+impl Templated {
+    fn new(text: &str) -> Templated {
+        // An 18-digit prefix+index stays an i64; pick a prefix the text does not already contain.
+        let mut seed: u64 = 730_194_562;
+        let prefix = loop {
+            let p = seed.to_string();
+            if !text.contains(&p) {
+                break p;
+            }
+            seed += 1;
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut references = Vec::new();
+        for piece in scan_references(text) {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Reference(r) => {
+                    out.push_str(&format!("{prefix}{:0width$}", references.len(), width = INDEX_DIGITS));
+                    references.push(r);
+                }
+            }
+        }
+        Templated { text: out, prefix, references }
+    }
+
+    /// Index of the reference when `s` is exactly one placeholder.
+    fn whole(&self, s: &str) -> Option<usize> {
+        let digits = s.strip_prefix(self.prefix.as_str())?;
+        (digits.len() == INDEX_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+            .filter(|i| *i < self.references.len())
+    }
+
+    /// `s` with its placeholders replaced by their values.
+    fn substitute(&self, s: &str, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(pos) = rest.find(self.prefix.as_str()) {
+            let candidate = rest.get(pos..pos + self.prefix.len() + INDEX_DIGITS);
+            match candidate.and_then(|c| self.whole(c)) {
+                Some(i) => {
+                    out.push_str(&rest[..pos]);
+                    out.push_str(&self.references[i].resolve(path, env)?);
+                    rest = &rest[pos + self.prefix.len() + INDEX_DIGITS..];
+                }
+                None => {
+                    out.push_str(&rest[..pos + 1]);
+                    rest = &rest[pos + 1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Replaces placeholders in every scalar of `value` (keys included), recursively. A plain whole
+    /// reference is typed (see [`typed_plain_scalar`]) unless its path is in `as_string`; the paths
+    /// (and values) of those that can be typed are added to `typed`.
+    fn apply(
+        &self,
+        value: &mut serde_yaml::Value,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        as_string: &HashSet<String>,
+        typed: &mut Vec<(String, String)>,
+    ) -> Result<(), ConfigError> {
+        use serde_yaml::Value;
+        match value {
+            Value::String(s) => {
+                if s.contains(self.prefix.as_str()) {
+                    *s = self.substitute(s, path, env)?;
+                }
+            }
+            Value::Number(n) => {
+                if let Some(i) = self.whole(&n.to_string()) {
+                    let v = self.references[i].resolve(path, env)?;
+                    let as_typed = typed_plain_scalar(v.clone());
+                    let typeable = !matches!(as_typed, serde_yaml::Value::String(_));
+                    *value = if as_string.contains(path) { serde_yaml::Value::String(v.clone()) } else { as_typed };
+                    if typeable {
+                        typed.push((path.to_owned(), v));
+                    }
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    self.apply(v, &format!("{path}[{i}]"), env, as_string, typed)?;
+                }
+            }
+            Value::Mapping(map) => {
+                let old = std::mem::take(map);
+                for (mut k, mut v) in old {
+                    let key_path = join(path, &key_text(&k));
+                    self.apply(&mut k, &key_path, env, as_string, &mut Vec::new())?;
+                    let key_path = join(path, &key_text(&k));
+                    self.apply(&mut v, &key_path, env, as_string, typed)?;
+                    if map.insert(k, v).is_some() {
+                        return Err(ConfigError::new(key_path, "duplicate key after `${…}` substitution"));
+                    }
+                }
+            }
+            Value::Tagged(t) => self.apply(&mut t.value, path, env, as_string, typed)?,
+            Value::Null | Value::Bool(_) => {}
+        }
+        Ok(())
+    }
+}
+
+fn key_text(k: &serde_yaml::Value) -> String {
+    match k {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        _ => "?".into(),
+    }
+}
+
+/// The value of a plain `${VAR}` scalar, typed as YAML would type the same text written there, but
+/// only when that type gives back exactly the same text (`3`, `true`, `2.5`); anything else
+/// (`0123`, `ab: c`, `[x]`, text with newlines) stays the exact string. The value is never parsed as
+/// structure.
+fn typed_plain_scalar(v: String) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    if v == "true" || v == "false" {
+        return Value::Bool(v == "true");
+    }
+    let numeric = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.'));
+    if numeric
+        && let Ok(Value::Number(n)) = serde_yaml::from_str::<Value>(&v)
+        && n.to_string() == v
+    {
+        return Value::Number(n);
+    }
+    Value::String(v)
 }
 
 /// Replaces every mapping entry `foo_file: PATH` by `foo: <content of PATH, trimmed>`, recursively.
@@ -191,16 +420,99 @@ pub fn from_yaml_str_with_env<T: DeserializeOwned>(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<T, ConfigError> {
-    let text = interpolate_env(text, env)?;
-    let mut value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+    // Environment values go into the parsed scalars, never into the text: a secret with `"`, `: `,
+    // `#` or a newline cannot change the document's structure, and comments are never interpolated.
+    let templated = Templated::new(text);
+    let value: serde_yaml::Value = serde_yaml::from_str(&templated.text).map_err(|e| {
         let loc = e.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
         ConfigError::new(".", format!("not valid YAML{loc}: {e}"))
     })?;
-    resolve_secret_files(&mut value, "")?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ConfigError::new(if path.is_empty() { ".".into() } else { path }, e.into_inner().to_string())
-    })
+    // A plain `${PORT}` is typed like YAML types `8080`; when the field wants a string after all
+    // (`name: ${NAME}` with NAME=42) it is given the exact string on a second pass.
+    let mut as_string = HashSet::new();
+    let mut keep_typed = HashSet::new();
+    let mut attempts = 0;
+    loop {
+        let mut doc = value.clone();
+        let mut typed = Vec::new();
+        templated.apply(&mut doc, "", &env, &as_string, &mut typed)?;
+        resolve_secret_files(&mut doc, "")?;
+        match serde_path_to_error::deserialize(doc) {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let path = e.path().to_string();
+                let reason = e.into_inner().to_string();
+                // Inside an internally tagged enum serde names only the enum, so the culprit is one
+                // of the typed values under it with the quoted text: try them one at a time, in
+                // document order, and take one back when it turns out to be wanted as a number.
+                attempts += 1;
+                if attempts <= 64 {
+                    if let Some(p) = wrongly_typed(&reason, &path, &typed)
+                        .into_iter()
+                        .find(|p| !as_string.contains(p) && !keep_typed.contains(p))
+                    {
+                        as_string.insert(p);
+                        continue;
+                    }
+                    if let Some(p) = wrongly_stringed(&reason, &path, &typed, &as_string) {
+                        as_string.remove(&p);
+                        keep_typed.insert(p);
+                        continue;
+                    }
+                }
+                return Err(ConfigError::new(if path.is_empty() { ".".into() } else { path }, without_values(&reason)));
+            }
+        }
+    }
+}
+
+/// The typed `${…}` substitutions an "invalid type: integer `7`, expected a string" error at `path`
+/// can be about: those at or under `path` (inside an internally tagged enum serde reports only the
+/// enum's path) whose value is the one quoted.
+fn wrongly_typed(reason: &str, path: &str, typed: &[(String, String)]) -> Vec<String> {
+    let kinds = ["invalid type: integer `", "invalid type: floating point `", "invalid type: boolean `"];
+    let Some(rest) = kinds.iter().find_map(|k| reason.strip_prefix(k)) else { return Vec::new() };
+    let Some((quoted, _)) = rest.split_once('`') else { return Vec::new() };
+    let under = |p: &str| {
+        path.is_empty()
+            || path == "."
+            || p == path
+            || p.strip_prefix(path).is_some_and(|tail| tail.starts_with('.') || tail.starts_with('['))
+    };
+    typed.iter().filter(|(p, v)| under(p) && v == quoted).map(|(p, _)| p.clone()).collect()
+}
+
+/// The last value given as a string (after a [`wrongly_typed`] retry) that an "invalid type: string
+/// \"7\", expected u32" error at `path` can be about.
+fn wrongly_stringed(
+    reason: &str,
+    path: &str,
+    typed: &[(String, String)],
+    as_string: &HashSet<String>,
+) -> Option<String> {
+    let rest = reason.strip_prefix("invalid type: string \"")?;
+    let (quoted, _) = rest.rsplit_once("\", expected")?;
+    let under = |p: &str| {
+        path.is_empty()
+            || path == "."
+            || p == path
+            || p.strip_prefix(path).is_some_and(|tail| tail.starts_with('.') || tail.starts_with('['))
+    };
+    typed.iter().rev().find(|(p, v)| as_string.contains(p) && under(p) && v == quoted).map(|(p, _)| p.clone())
+}
+
+/// serde's "invalid type: string \"…\", expected …" quotes the value, which may be a secret: keep
+/// the kind and what was expected, drop the value.
+fn without_values(reason: &str) -> String {
+    for head in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = reason.strip_prefix(head)
+            && let Some(expected) = rest.rfind(", expected")
+        {
+            let kind = rest.split([' ', ',']).next().unwrap_or("value");
+            return format!("{head}{kind}{}", &rest[expected..]);
+        }
+    }
+    reason.to_owned()
 }
 
 /// Reads and parses a YAML config file (see [`from_yaml_str`]).

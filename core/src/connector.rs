@@ -2,6 +2,8 @@
 //! drives ([`Connector`]). Connectors are a closed, compile-time set: the CLI's config enum names them
 //! and one `match` builds them.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Admin;
 use crate::bus::BusConfig;
 use crate::codec::Codec;
+use crate::health::{BusCheck, HealthCheck};
 use crate::telemetry::Metrics;
 
 /// Topic names, derived from one configurable prefix (default `dastra`).
@@ -70,6 +73,14 @@ pub struct ConnectorContext {
 /// A running connector.
 #[async_trait]
 pub trait Connector: Send {
+    /// The connectivity checks of this connector (see [`crate::health`]): run before it is reported
+    /// ready, periodically while it runs, and by `validate --check-connectivity`. The default checks
+    /// the bus; a connector adds a cheap authenticated call to its own system. Called once, before
+    /// [`Connector::run`], in the connector's span.
+    fn health_checks(&self, ctx: &ConnectorContext) -> anyhow::Result<Vec<Arc<dyn HealthCheck>>> {
+        Ok(vec![Arc::new(BusCheck::new(ctx.bus.clone()))])
+    }
+
     /// Runs until `shutdown` is cancelled (then finishes or safely abandons in-flight work, flushes,
     /// commits) or a fatal error occurs.
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()>;

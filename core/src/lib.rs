@@ -11,8 +11,10 @@ pub mod connector;
 pub mod dlq;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod source;
 pub mod state;
+pub mod status_page;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;

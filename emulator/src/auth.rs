@@ -1,4 +1,4 @@
-//! Authentication as Dastra documents it (API-NOTES §1.2, §7 #14): `X-API-Key: <private>`,
+//! Authentication as Dastra documents it (docs/dastra-api.md §1.2, §7 #14): `X-API-Key: <private>`,
 //! `Authorization: Basic base64(<private>:<anything>)` or `base64(<public>:<private>)`, and Bearer
 //! tokens minted by `POST /connect/token` (client credentials, scope `api1`, 3600 s).
 

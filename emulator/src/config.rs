@@ -9,7 +9,7 @@ use crate::error::EmulatorError;
 
 /// One API key as Dastra issues them: a private part (used by `X-API-Key`, Basic, and as the OAuth2
 /// client secret) and a public part (the OAuth2 client id), bound to one workspace or to the whole
-/// organisation (API-NOTES §1.2).
+/// organisation (docs/dastra-api.md §1.2).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ApiKey {
     /// The private key (secret). Never logged: the request log names keys by `name`.
@@ -40,7 +40,7 @@ pub struct QuotaWindow {
     pub period: Duration,
 }
 
-/// Shape of `GET /v1/Workspaces`: the documented example (`{items,total}`, API-NOTES §7 #20) or the
+/// Shape of `GET /v1/Workspaces`: the documented example (`{items,total}`, docs/dastra-api.md §7 #20) or the
 /// OpenAPI document's `WorkSpaceListDto`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum WorkspaceListShape {
@@ -67,7 +67,7 @@ pub struct EmulatorConfig {
     pub webhook_max_errors: u32,
     /// Timeout of one webhook delivery (Dastra: 10 s).
     pub webhook_timeout: Duration,
-    /// Delay before a webhook is sent (Dastra: up to 60–120 s; 0 by default, API-NOTES §7 #12).
+    /// Delay before a webhook is sent (Dastra: up to 60–120 s; 0 by default, docs/dastra-api.md §7 #12).
     pub webhook_delay: Duration,
     /// Seed of every random choice (uuids, fault sampling, tokens, webhook keys).
     pub seed: u64,

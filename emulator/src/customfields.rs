@@ -1,4 +1,4 @@
-//! Custom fields (CF, API-NOTES §4.17): per-workspace definitions per entity family; on write, keys
+//! Custom fields (CF, docs/dastra-api.md §4.17): per-workspace definitions per entity family; on write, keys
 //! that are not defined are silently dropped and an invalid value (wrong type, not an option,
 //! missing required value) is a 400 naming `customFields.<key>`.
 

@@ -2,7 +2,7 @@
 //! create / a replace, which one shapes responses, list shape, webhook events and list filters.
 //! Everything generic (CRUD, paging, filters, JSON Patch) is driven by this table.
 
-/// Identifier type of an entity (SPEC-2022, API-NOTES §2.1).
+/// Identifier type of an entity (SPEC-2022, docs/dastra-api.md §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdType {
     /// int32 ids, allocated 1, 2, 3… per workspace.
@@ -16,7 +16,7 @@ pub enum IdType {
 pub enum Answer {
     /// 200 with the entity shaped by this schema.
     Body(&'static str),
-    /// 200 with an empty body: SPEC-2022 declares no body, and API-NOTES §7 #7 recommends not
+    /// 200 with an empty body: SPEC-2022 declares no body, and docs/dastra-api.md §7 #7 recommends not
     /// inventing one so that clients cannot come to depend on it.
     Empty,
 }
@@ -41,7 +41,7 @@ pub enum ParamMode {
     ArrayContainsAny,
 }
 
-/// Webhook events of an entity family (`NotificationChannel` names, API-NOTES §7 #13).
+/// Webhook events of an entity family (`NotificationChannel` names, docs/dastra-api.md §7 #13).
 #[derive(Debug, Clone, Copy)]
 pub struct Events {
     /// On create.
@@ -124,7 +124,7 @@ pub const KINDS: &[Kind] = &[
         put_answer: Body("AssetDto"),
         list: ListShape::Paged("AssetDto"),
         custom_fields: true,
-        // API-NOTES §7 #11: Assets carry a `ref` (used by Dastra's LeanIX/ServiceNow connectors)
+        // docs/dastra-api.md §7 #11: Assets carry a `ref` (used by Dastra's LeanIX/ServiceNow connectors)
         // that SPEC-2022 lacks; its limit is unknown, 50 like DataProcessing.ref is the guess.
         extensions: &[("ref", 50)],
         params: &[("types", "type", AnyOf), ("ids", "id", AnyOf)],
@@ -143,7 +143,7 @@ pub const KINDS: &[Kind] = &[
         ..COMMON
     },
     Kind {
-        // No schema is published for Contracts: provisional shape of API-NOTES §7 #10.
+        // No schema is published for Contracts: provisional shape of docs/dastra-api.md §7 #10.
         name: "Contracts",
         id: IdType::Uuid,
         create_schema: "EmulatorContractDto",

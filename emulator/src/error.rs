@@ -1,6 +1,6 @@
 //! Errors: `EmulatorError` for starting the emulator, `ApiError` for what a Dastra route answers
 //! (400 validation problem, 401, 403, 404, 429…), rendered as ASP.NET-style problem JSON
-//! (API-NOTES §7 #1).
+//! (docs/dastra-api.md §7 #1).
 
 use std::collections::BTreeMap;
 
@@ -31,7 +31,7 @@ pub enum EmulatorError {
 
 impl EmulatorError {
     /// Stable snake_case code of the error (the emulator does not depend on the core crate's
-    /// `Classify`, see DESIGN §9; the code follows the same convention).
+    /// `Classify`: it shares no code with the connectors; the code follows the same convention).
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidQuota { .. } => "invalid_quota",
@@ -121,7 +121,7 @@ impl IntoResponse for ApiError {
                     Some(("errors", serde_json::to_value(errors).unwrap_or_default())),
                 )
             }
-            // ASP.NET answers 401 with an empty body and a challenge (API-NOTES §7 #1).
+            // ASP.NET answers 401 with an empty body and a challenge (docs/dastra-api.md §7 #1).
             Self::Unauthorized => {
                 let mut r = status.into_response();
                 r.headers_mut()

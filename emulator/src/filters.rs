@@ -1,7 +1,7 @@
-//! The `filters` query parameter: JsonRuleEngine.Net rules (API-NOTES §2.3) — `{field, operator,
+//! The `filters` query parameter: JsonRuleEngine.Net rules (docs/dastra-api.md §2.3) — `{field, operator,
 //! value}` rules and nestable `{separator: And|Or, rules}` groups — evaluated against stored DTOs.
 //! Field names match case-insensitively (camelCase or PascalCase), dotted paths go one level into
-//! nested objects or collections, and an unknown field is a 400 (API-NOTES §7 #5).
+//! nested objects or collections, and an unknown field is a 400 (docs/dastra-api.md §7 #5).
 
 use serde_json::Value;
 

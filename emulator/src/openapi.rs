@@ -28,7 +28,7 @@ pub fn spec() -> &'static Spec {
     })
 }
 
-/// Schemas SPEC-2022 does not publish. Contracts: API-NOTES §7 #10 recommends this exact field set
+/// Schemas SPEC-2022 does not publish. Contracts: docs/dastra-api.md §7 #10 recommends this exact field set
 /// and calls it provisional until a real payload is captured.
 fn add_provisional_schemas(root: &mut Value) {
     let Some(schemas) = root.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else {

@@ -1,6 +1,6 @@
-//! Per-key quota: fixed windows (default 500 / 60 s and 10 000 / 600 s, API-NOTES §1.3), each
+//! Per-key quota: fixed windows (default 500 / 60 s and 10 000 / 600 s, docs/dastra-api.md §1.3), each
 //! starting at the key's first request after the previous window ended. Over any window → 429 with
-//! `Retry-After` = seconds until that window resets (API-NOTES §7 #2: scope per key, a guess).
+//! `Retry-After` = seconds until that window resets (docs/dastra-api.md §7 #2: scope per key, a guess).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ impl Quota {
         self.rejected
     }
 
-    /// Body of `GET /rate-limiting-state` for `key` (shape invented, API-NOTES §7 #2).
+    /// Body of `GET /rate-limiting-state` for `key` (shape invented, docs/dastra-api.md §7 #2).
     pub fn state_json(&self, key: &str, now: Instant) -> Value {
         let state = self.used.get(key);
         let limits: Vec<Value> = self

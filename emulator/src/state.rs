@@ -216,7 +216,7 @@ impl EmulatorState {
         let max = u64::from(self.inner.config.webhook_max_errors);
         let mut store = self.inner.store.lock();
         if let Some(w) = store.webhooks.get_mut(&webhook).and_then(Value::as_object_mut) {
-            // Errors are cumulative until the subscription is re-saved (API-NOTES §7 #12 default).
+            // Errors are cumulative until the subscription is re-saved (docs/dastra-api.md §7 #12 default).
             let n = w.get("nbErrors").and_then(Value::as_u64).unwrap_or(0) + 1;
             w.insert("nbErrors".into(), json!(n));
             w.insert("errorMessage".into(), json!(error));

@@ -148,7 +148,7 @@ pub struct Store {
 }
 
 /// Current time in Dastra's format: ISO-8601 with 7 fractional digits, in UTC with `Z`
-/// (API-NOTES §7 #16: decided once; the `Z` keeps it RFC 3339 for schema validators).
+/// (docs/dastra-api.md §7 #16: decided once; the `Z` keeps it RFC 3339 for schema validators).
 pub fn now_string() -> String {
     format_time(chrono::Utc::now())
 }

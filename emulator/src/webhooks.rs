@@ -1,4 +1,4 @@
-//! Webhook delivery as Dastra describes it (API-NOTES §5, §7 #12): POST of
+//! Webhook delivery as Dastra describes it (docs/dastra-api.md §5, §7 #12): POST of
 //! `{webhookId, signatureUrl, userId, eventType, eventName, data, date}` with header
 //! `Dastra-Signature` = Base64(HMAC-SHA256(UTF-8 signature key, raw body)), 10 s timeout, no retry,
 //! and the subscription blocked (`inError`) once its error count exceeds the threshold.

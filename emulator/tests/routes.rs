@@ -338,7 +338,7 @@ async fn tasks_datafields_tags_teams_areas_contracts() {
     assert_eq!(area["type"], "Area");
     assert_eq!(api.get("/Areas?ref=org:hr").await.1["total"], 1);
 
-    // Contracts: provisional shape (API-NOTES §7 #10).
+    // Contracts: provisional shape (docs/dastra-api.md §7 #10).
     let (s, c) = api
         .post("/Contracts", json!({"label": "DPA ACME", "ref": "coupa:c-1", "dateStart": "2026-01-01T00:00:00Z"}))
         .await;

@@ -42,7 +42,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let st = schemathesis();
     let mut config = EmulatorConfig::default().with_quota(Vec::new());
     // Under test: the document's own `WorkSpaceListDto` shape of GET /v1/WorkSpaces (the default
-    // is the `{items,total}` shape of Dastra's authentication page, API-NOTES §7 #20).
+    // is the `{items,total}` shape of Dastra's authentication page, docs/dastra-api.md §7 #20).
     config.workspace_list_shape = WorkspaceListShape::SpecListDto;
     let emu = spawn(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -12,12 +12,13 @@ use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
 use dastra_connect_core::event::EntityKind;
-use dastra_connect_core::telemetry::Metrics;
+use dastra_connect_core::telemetry::{Metrics, TelemetryConfig, init_tracing};
 use dastra_connect_core::testkit::{self, MockKafka};
 use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
 use dastra_emulator::EmulatorConfig;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// Options of `quickstart`.
 #[derive(Debug, Args)]
@@ -31,6 +32,15 @@ pub struct QuickstartArgs {
     /// Give up if the sync has not finished after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Write the connectors' logs to stderr with this filter (`info`, `debug`,
+    /// `info,librdkafka=warn`…), each line with its connector's name: to see why a sync stalls.
+    /// Default: no logs, only the progress and the summary.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Progress line interval when stderr is not a terminal (one line per interval; on a terminal
+    /// the line is redrawn in place).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub progress_every: Duration,
 }
 
 const SINK: &str = "dastra-sink";
@@ -111,9 +121,45 @@ async fn dlq_records(bus: &BusConfig, topics: &Topics, n: usize) -> Vec<String> 
     out
 }
 
+/// The progress line: redrawn in place (`\r`) on a terminal; elsewhere (a log file, CI, a pipe)
+/// one full line per interval, so the output is readable and a stall shows as repeated figures.
+struct Progress {
+    terminal: bool,
+    every: Duration,
+    last_line: Option<Instant>,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(every: Duration) -> Self {
+        use std::io::IsTerminal;
+        Self { terminal: std::io::stderr().is_terminal(), every, last_line: None, shown: false }
+    }
+
+    fn show(&mut self, line: &str) {
+        if self.terminal {
+            eprint!("\r{line}   ");
+            self.shown = true;
+        } else if self.last_line.is_none_or(|t| t.elapsed() >= self.every) {
+            eprintln!("{line}");
+            self.last_line = Some(Instant::now());
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.terminal && self.shown {
+            eprintln!();
+        }
+    }
+}
+
 /// Runs the quickstart.
 pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let _telemetry = match &args.log {
+        Some(filter) => Some(init_tracing(&TelemetryConfig { log_level: filter.clone(), ..Default::default() })?),
+        None => None,
+    };
     eprintln!("dastra-connect quickstart: everything runs in this process, on 127.0.0.1");
 
     let emulator = dastra_emulator::serve(
@@ -198,13 +244,20 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     {
         let c = ctx(SINK);
         let t = shutdown.child_token();
-        tasks.spawn(async move { (SINK.to_owned(), Box::new(DastraSink::new(sink_config)).run(c, t).await) });
+        tasks.spawn(
+            async move { (SINK.to_owned(), Box::new(DastraSink::new(sink_config)).run(c, t).await) }
+                .instrument(super::run::connector_span(SINK)),
+        );
     }
     for s in sources {
         let c = ctx(s.name);
         let t = shutdown.child_token();
-        tasks.spawn(async move { (s.name.to_owned(), s.connector.run(c, t).await) });
+        tasks.spawn(
+            async move { (s.name.to_owned(), s.connector.run(c, t).await) }
+                .instrument(super::run::connector_span(s.name)),
+        );
     }
+    let mut progress = Progress::new(args.progress_every);
 
     // Done = the sources published something, nothing new for a while, and the sink holds no work.
     let mut last = (u64::MAX, u64::MAX);
@@ -224,9 +277,9 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         let idle = sink["in_flight"] == 0
             && sink["buffered"] == 0
             && sink["uncommitted"].as_array().is_some_and(|a| a.iter().all(|p| p[1] == 0));
-        eprint!(
-            "\r  events published {published:>6}   consumed by the sink {consumed:>6}   Dastra requests {requests:>5}   "
-        );
+        progress.show(&format!(
+            "  events published {published:>6}   consumed by the sink {consumed:>6}   Dastra requests {requests:>5}"
+        ));
         if (published, consumed) != last {
             last = (published, consumed);
             stable_since = Instant::now();
@@ -239,7 +292,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
             anyhow::bail!("the sync did not finish within {:?}", args.timeout);
         }
     }
-    eprintln!();
+    progress.finish();
 
     // Summary.
     let counters = emulator.state.counters();

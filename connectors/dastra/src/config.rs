@@ -43,7 +43,7 @@ pub struct DastraClientConfig {
     pub error_excerpt_bytes: usize,
 }
 
-/// Authentication to Dastra (API-NOTES §1.2).
+/// Authentication to Dastra (docs/dastra-api.md §1.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {

@@ -5,10 +5,12 @@
 //! - [`quota`] — [`QuotaLimiter`], the process-wide rate limiter with priority classes.
 //! - [`config`] — [`DastraClientConfig`].
 //! - [`webhook`] — the webhook receiver.
+//! - [`health`] — the `GET /me` connectivity check.
 
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod model;
 pub mod quota;
 pub mod sink;

@@ -1,12 +1,12 @@
 //! Every request body the client sends, serialized from realistic values, validates against the
-//! matching component schema of Dastra's OpenAPI document (the emulator's copy of
-//! `shared/dastra/openapi-2022.json`, [`OPENAPI`]): no unknown (misnamed) field, no read-only
-//! field, types, enums, maxLengths and required fields as declared. Validation runs in Python
-//! `jsonschema` from the tools venv (`$DASTRA_PYTHON`, installed by `scripts/tools.sh`). Negative
-//! controls prove the check fails on a misnamed field, an overlong string and a bad enum value. The
-//! enums of the model are also compared with the document's.
+//! matching component schema of Dastra's OpenAPI document (the emulator's verbatim copy,
+//! [`OPENAPI`]; where it comes from: `docs/dastra-api.md` §0): no unknown (misnamed) field, no
+//! read-only field, types, enums, maxLengths and required fields as declared. Validation runs in
+//! Python `jsonschema` from the tools venv (`$DASTRA_PYTHON`, installed by `scripts/tools.sh`).
+//! Negative controls prove the check fails on a misnamed field, an overlong string and a bad enum
+//! value. The enums of the model are also compared with the document's.
 //!
-//! Allowed beyond the 2022 document, each documented in API-NOTES: `ref` on `AssetDto` (§4.2, §7 #11)
+//! Allowed beyond the 2022 document, each documented in `docs/dastra-api.md`: `ref` on `AssetDto` (§4.2, §7 #11)
 //! and `customFields` on custom-field-enabled entities (§4.17). `BatchPatchDto.patch` is sent as a
 //! plain JSON Patch array (ASP.NET's wire form; Swashbuckle renders `{operations}`, §2.4), so its `ids`
 //! and its operations are validated separately. Contract has no published schema and is not checked.
@@ -597,16 +597,14 @@ fn model_enums_have_exactly_the_documents_values() {
 }
 
 #[test]
-fn the_copy_of_the_document_is_the_shared_one_when_present() {
-    // CI has `../shared/` beside the clone; a drift of the copy would make these tests check a stale
-    // document.
-    let shared = crate_dir().join("../../../shared/dastra/openapi-2022.json");
-    if let Ok(original) = std::fs::read(&shared) {
-        let copy = std::fs::read(crate_dir().join(OPENAPI)).expect("copy");
-        assert!(original == copy, "{OPENAPI} differs from {}", shared.display());
-    } else {
-        println!("{} not present; the emulator's copy is used as is", shared.display());
-    }
+fn the_document_is_dastras_published_blob() {
+    // The git blob id of `.gitbook/assets/dastra-api.json` in Dastrateam/dastra-doc (docs/dastra-api.md
+    // §0): a drift of the copy would make these tests and the emulator check a stale document.
+    const UPSTREAM_BLOB: &str = "30a4b90b9bbbb0bc4c5326ff9d7c77167543aaff";
+    let copy = crate_dir().join(OPENAPI);
+    let out = std::process::Command::new("git").arg("hash-object").arg(&copy).output().expect("git");
+    assert!(out.status.success(), "git hash-object {}", copy.display());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), UPSTREAM_BLOB, "{OPENAPI} is not Dastra's document");
 }
 
 /// Clearing: a field the source no longer has is removed with a JSON Patch `remove` (not set to

@@ -4,7 +4,7 @@ OpenAPI 3.0 document (used by tests/openapi_bodies.rs).
 usage: validate_bodies.py OPENAPI.json CASES.json  -> prints a JSON list of {name, errors[]}
 
 Each case: {"name", "schema": "<component name>" | "inline": {...schema...}, "body": ...,
-            "extensions": ["ref", ...]   # post-2022 fields documented in API-NOTES, allowed on the top object
+            "extensions": ["ref", ...]   # post-2022 fields documented in docs/dastra-api.md, allowed on the top object
             "ignore_required": bool}
 Strictness beyond plain validation, because real Dastra silently ignores what it does not know:
 - every object schema with properties rejects unknown properties (additionalProperties: false),

@@ -299,6 +299,15 @@ impl NatsConfig {
         if methods.iter().filter(|m| **m).count() > 1 {
             return Err(BusError::config("user", "give one of `user`+`password`, `token`, `nkey`, `credentials`"));
         }
+        if let Some(creds) = &self.credentials
+            && looks_like_a_path(creds.expose())
+        {
+            // The usual mistake: the field takes the document, `credentials_file` a path.
+            return Err(BusError::config(
+                "credentials",
+                "this is a file path, but `credentials` takes the content of the .creds file: write `credentials_file:` instead",
+            ));
+        }
         if self.user.is_some() != self.password.is_some() {
             return Err(BusError::config("password", "`user` and `password` go together"));
         }
@@ -347,6 +356,12 @@ impl NatsConfig {
     pub fn owned_partitions(&self) -> Vec<u32> {
         (0..self.partitions).filter(|p| p % self.replicas.max(1) == self.replica_index).collect()
     }
+}
+
+/// A one-line value naming a file (`/…`, `./…`, `*.creds`), never a .creds document (multi-line).
+fn looks_like_a_path(value: &str) -> bool {
+    let v = value.trim();
+    !v.contains('\n') && (v.starts_with('/') || v.starts_with("./") || v.ends_with(".creds"))
 }
 
 fn default_true() -> bool {
@@ -446,6 +461,15 @@ mod tests {
         let mut bad = n.clone();
         bad.replica_index = 2;
         assert!(matches!(bad.validate(), Err(BusError::Config { path, .. }) if path == "replica_index"));
+        let mut path_given = n.clone();
+        path_given.token = None;
+        path_given.credentials = Some(Secret::new("/var/run/secrets/nats/app.creds"));
+        assert!(matches!(path_given.validate(), Err(BusError::Config { path, .. }) if path == "credentials"));
+        path_given.credentials = Some(Secret::new("secrets/app.creds"));
+        assert!(path_given.validate().is_err());
+        path_given.credentials =
+            Some(Secret::new("-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n"));
+        path_given.validate().unwrap();
         let mut two = n.clone();
         two.user = Some("u".into());
         two.password = Some(Secret::new("p"));

@@ -45,12 +45,23 @@ fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
-/// A client context that logs through `tracing`.
-#[derive(Clone, Default)]
-pub(crate) struct TracingContext;
+/// A client context that logs through `tracing`, inside the span that was current when the client
+/// was created (librdkafka logs from its own threads, where the connector's span is not current).
+#[derive(Clone)]
+pub(crate) struct TracingContext {
+    span: tracing::Span,
+}
+
+impl TracingContext {
+    /// A context logging in the current span (the connector's).
+    pub(crate) fn current() -> Self {
+        Self { span: tracing::Span::current() }
+    }
+}
 
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let _in = self.span.enter();
         log_to_tracing(level, fac, log_message);
     }
 }
@@ -74,7 +85,8 @@ impl KafkaPublisher {
             // Small batching window: good throughput for publish_batch, little latency for single publishes.
             cc.set("linger.ms", "5");
         }
-        let producer = cc.create_with_context(TracingContext).map_err(|e| BusError::kafka("create producer", e))?;
+        let producer =
+            cc.create_with_context(TracingContext::current()).map_err(|e| BusError::kafka("create producer", e))?;
         Ok(Self { producer })
     }
 
@@ -138,6 +150,8 @@ pub(crate) struct GroupContext {
     events: mpsc::UnboundedSender<SubscriberEvent>,
     assignment: Arc<Mutex<BTreeSet<TopicPartition>>>,
     handover: Arc<Handover>,
+    /// The connector's span, for librdkafka's log lines (they come from its own threads).
+    span: tracing::Span,
 }
 
 fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -146,6 +160,7 @@ fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let _in = self.span.enter();
         log_to_tracing(level, fac, log_message);
     }
 }
@@ -303,7 +318,12 @@ impl KafkaSubscriber {
             cc.set("auto.offset.reset", "earliest");
         }
         let handover = Arc::new(Handover::default());
-        let ctx = GroupContext { events: tx, assignment: assignment.clone(), handover: handover.clone() };
+        let ctx = GroupContext {
+            events: tx,
+            assignment: assignment.clone(),
+            handover: handover.clone(),
+            span: tracing::Span::current(),
+        };
         let consumer: GroupConsumer = cc.create_with_context(ctx).map_err(|e| BusError::kafka("create consumer", e))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(|e| BusError::kafka("subscribe", e))?;
@@ -525,7 +545,7 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<()
 pub async fn topic_partitions(cfg: &KafkaConfig, topic: &str) -> Result<usize, BusError> {
     let admin: AdminClient<TracingContext> = cfg
         .client_config()
-        .create_with_context(TracingContext)
+        .create_with_context(TracingContext::current())
         .map_err(|e| BusError::kafka("create admin client", e))?;
     let topic = topic.to_owned();
     let timeout = cfg.timeout;

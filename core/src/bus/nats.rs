@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use async_nats::{HeaderMap, HeaderValue};
@@ -437,7 +438,7 @@ impl NatsSubscriber {
                     pending: pending.clone(),
                     paused,
                 };
-                tasks.push(tokio::spawn(task.run()));
+                tasks.push(tokio::spawn(task.run().in_current_span()));
             }
         }
         let queued = VecDeque::from([SubscriberEvent::Assigned(assignment.clone())]);

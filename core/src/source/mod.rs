@@ -1,4 +1,4 @@
-//! The polling engine every source uses (DESIGN.md §5): incremental sync with a cursor
+//! The polling engine every source uses: incremental sync with a cursor
 //! (modified-since + tie-breaker id + look-back), checkpoints on the bus written only after the broker
 //! acknowledged the events, a scheduled snapshot sweep that turns "gone since last time" into deletes,
 //! mappings written as jq programs, and the HTTP plumbing of source systems (auth, pagination,

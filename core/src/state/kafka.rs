@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -59,7 +60,7 @@ impl KafkaStateStore {
         ensure_topics(cfg, &[TopicSpec::compacted(topic)]).await.map_err(err)?;
         let publisher = KafkaPublisher::new(cfg).map_err(err)?;
         let reader: Reader = plain_consumer_config(cfg)
-            .create_with_context(TracingContext)
+            .create_with_context(TracingContext::current())
             .map_err(|e| err(BusError::kafka("create consumer", e)))?;
         let reader = Arc::new(reader);
         let timeout = cfg.timeout;
@@ -133,20 +134,23 @@ impl KafkaStateStore {
             let topic = topic.to_owned();
             let reader = reader.clone();
             let applied = applied.clone();
-            tokio::spawn(async move {
-                loop {
-                    match reader.recv().await {
-                        Ok(m) => {
-                            apply(&cache, &topic, &m);
-                            applied.lock().insert(m.partition(), m.offset() + 1);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, topic, "state follower consume error");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::spawn(
+                async move {
+                    loop {
+                        match reader.recv().await {
+                            Ok(m) => {
+                                apply(&cache, &topic, &m);
+                                applied.lock().insert(m.partition(), m.offset() + 1);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, topic, "state follower consume error");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
                         }
                     }
                 }
-            })
+                .in_current_span(),
+            )
         };
         Ok(Self { topic: topic.to_owned(), publisher, cache, follower, reader, applied, timeout })
     }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, kv};
@@ -142,23 +143,26 @@ impl NatsKvStore {
             let cache = cache.clone();
             let bucket = bucket.clone();
             let kv = kv.clone();
-            tokio::spawn(async move {
-                loop {
-                    while let Some(item) = watch.next().await {
-                        match item {
-                            Ok(entry) => apply(&cache, &bucket, &entry),
-                            Err(e) => tracing::warn!(error = %e, bucket, "KV follower error"),
+            tokio::spawn(
+                async move {
+                    loop {
+                        while let Some(item) = watch.next().await {
+                            match item {
+                                Ok(entry) => apply(&cache, &bucket, &entry),
+                                Err(e) => tracing::warn!(error = %e, bucket, "KV follower error"),
+                            }
+                        }
+                        // The watch ended (server restart): start a new one over the whole history,
+                        // older revisions are ignored by the cache.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        match kv.watch_with_history(">").await {
+                            Ok(w) => watch = w,
+                            Err(e) => tracing::warn!(error = %e, bucket, "KV follower cannot restart its watch"),
                         }
                     }
-                    // The watch ended (server restart): start a new one over the whole history,
-                    // older revisions are ignored by the cache.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    match kv.watch_with_history(">").await {
-                        Ok(w) => watch = w,
-                        Err(e) => tracing::warn!(error = %e, bucket, "KV follower cannot restart its watch"),
-                    }
                 }
-            })
+                .in_current_span(),
+            )
         };
         Ok(Self { bucket, js, kv, cache, follower, timeout: cfg.timeout })
     }

@@ -57,6 +57,10 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// Target of the per-connector span the CLI runs each connector in (its name on every log line);
+/// never exported as a trace span.
+pub const CONNECTOR_SPAN_TARGET: &str = "dastra_connect::connector";
+
 /// Keeps the trace exporter alive; dropping it flushes pending spans.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
@@ -105,7 +109,10 @@ pub fn init_tracing(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
                 .with_default(tracing::Level::TRACE)
                 .with_target("h2", tracing::level_filters::LevelFilter::OFF)
                 .with_target("hyper", tracing::level_filters::LevelFilter::OFF)
-                .with_target("reqwest", tracing::level_filters::LevelFilter::OFF);
+                .with_target("reqwest", tracing::level_filters::LevelFilter::OFF)
+                // The per-connector span lives as long as the process: for traces, the spans under
+                // it (a poll, an applied event) are the roots, not it.
+                .with_target(CONNECTOR_SPAN_TARGET, tracing::level_filters::LevelFilter::OFF);
             Some(layer.with_filter(quiet))
         }
         None => None,

@@ -1,5 +1,5 @@
 //! `DataSubjectAttachments/{dataSubjectRequestId}`: multipart upload (one part named `File`), list,
-//! delete, purge (drop the bytes, keep the references) and download (API-NOTES §3.7).
+//! delete, purge (drop the bytes, keep the references) and download (docs/dastra-api.md §3.7).
 
 use axum::extract::{FromRequest, Multipart};
 use axum::http::{HeaderValue, Method, header};

@@ -296,7 +296,7 @@ fn render_output(ctx: &Ctx<'_>, ws: i64, kind: &Kind, value: &Value) -> Value {
 }
 
 /// Replaces the writable fields of `existing` by those of `candidate` (already validated against
-/// the update schema). `full` = PUT semantics: omitted arrays become empty (API-NOTES §7 #6).
+/// the update schema). `full` = PUT semantics: omitted arrays become empty (docs/dastra-api.md §7 #6).
 fn merge_writable(kind: &Kind, existing: &Value, candidate: &Value, full: bool) -> Value {
     let mut out = existing.as_object().cloned().unwrap_or_default();
     for (name, schema) in spec().writable_properties(kind.update_schema) {

@@ -1,5 +1,5 @@
 //! `GET <collection>`: dedicated parameters, `q`, `filters`, `sortBy`/`asc`, and paging with
-//! `page` (1-based), `size` (default 20, clamped to 500) and `skip` (API-NOTES §2.2, §7 #4).
+//! `page` (1-based), `size` (default 20, clamped to 500) and `skip` (docs/dastra-api.md §2.2, §7 #4).
 
 use serde_json::{Value, json};
 
@@ -98,7 +98,7 @@ pub(crate) fn list(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind) -> Result<Value,
         .values()
         .filter(|item| {
             let v = &item.value;
-            // Archived items are listed only when asked for (API-NOTES §7 #17).
+            // Archived items are listed only when asked for (docs/dastra-api.md §7 #17).
             if archived_param && v["archived"].as_bool().unwrap_or(false) != archived.unwrap_or(false) {
                 return false;
             }

@@ -1,6 +1,6 @@
 //! Entry point of every emulated Dastra request: log and count it, authenticate, apply the quota,
 //! apply injected faults, then dispatch on the path segments case-insensitively (ASP.NET routing is
-//! case-insensitive, API-NOTES §1.1 / §7 #15).
+//! case-insensitive, docs/dastra-api.md §1.1 / §7 #15).
 
 mod attachments;
 mod crud;

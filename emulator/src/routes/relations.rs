@@ -1,5 +1,5 @@
 //! `GenericRelationships` (labelled links between referential objects, string ids) and
-//! `DataProcessingRelationships` (processing ↔ processing links, API-NOTES §3.11, §3.12, §7 #18).
+//! `DataProcessingRelationships` (processing ↔ processing links, docs/dastra-api.md §3.11, §3.12, §7 #18).
 
 use axum::http::Method;
 use axum::response::Response;
@@ -183,7 +183,7 @@ pub(crate) fn processing(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&s
             Ok(ok_json(Value::Array(related(&store, id))))
         }
         ([id], &Method::POST) => {
-            // Guess of API-NOTES §7 #18: {id} = an existing relationship (update) or the source
+            // Guess of docs/dastra-api.md §7 #18: {id} = an existing relationship (update) or the source
             // processing (create); `element.id` = the related processing.
             let id = dp(id)?;
             let mut body = ctx.json()?;

@@ -1,5 +1,5 @@
 //! Tenant-level and root routes: `/connect/token`, `/status`, `/me`, `/rate-limiting-state`,
-//! `/v1/Workspaces[/{id}]` and `/v1/WebHookUrls[/{id}]` (API-NOTES §1, §5.5).
+//! `/v1/Workspaces[/{id}]` and `/v1/WebHookUrls[/{id}]` (docs/dastra-api.md §1, §5.5).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -45,7 +45,7 @@ pub(crate) fn status() -> Response {
     ok_json(json!({ "status": "Healthy", "emulator": true, "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// `GET /me`: a `UserLightDto`-like view of the key's principal (API-NOTES §7 #14, a guess).
+/// `GET /me`: a `UserLightDto`-like view of the key's principal (docs/dastra-api.md §7 #14, a guess).
 pub(crate) fn me(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(ok_json(json!({
         "id": 1,
@@ -175,7 +175,7 @@ pub(crate) fn webhook_urls(ctx: &Ctx<'_>, rest: &[&str]) -> Result<Response, Api
             w["url"] = body["url"].clone();
             w["workSpaceId"] = body.get("workSpaceId").cloned().unwrap_or(Value::Null);
             w["subscribedEvents"] = body.get("subscribedEvents").cloned().unwrap_or(json!([]));
-            // Re-saving a subscription un-blocks it and resets its error count (API-NOTES §7 #12).
+            // Re-saving a subscription un-blocks it and resets its error count (docs/dastra-api.md §7 #12).
             w["nbErrors"] = json!(0);
             w["inError"] = json!(false);
             w["errorMessage"] = Value::Null;

@@ -1,5 +1,5 @@
 //! `…/Workflows`: all steps, the steps of one `WorkflowType`, and PUT of a step list (shapes from
-//! SPEC-2021 `WorkFlowStepDto`, API-NOTES §3.10).
+//! SPEC-2021 `WorkFlowStepDto`, docs/dastra-api.md §3.10).
 
 use axum::http::Method;
 use axum::response::Response;
@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::openapi::spec;
 
 fn workflow_type(text: &str) -> Result<String, ApiError> {
-    // Real payloads say "DataSubjectRequest" where the 2022 enum says "DataSubject" (API-NOTES §4.5).
+    // Real payloads say "DataSubjectRequest" where the 2022 enum says "DataSubject" (docs/dastra-api.md §4.5).
     let text = if text.eq_ignore_ascii_case("DataSubjectRequest") { "DataSubject" } else { text };
     let mut v = json!(text);
     let mut errors = Default::default();

@@ -1,7 +1,11 @@
 //! Bridges the client's [`RequestObserver`] hook and the quota snapshot to the project's metric
 //! catalogue (`dastra_connect_core::telemetry::Metrics`, the one place metrics are defined).
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use dastra_connect_core::telemetry::Metrics;
+use parking_lot::Mutex;
 use prometheus::{GaugeVec, IntGaugeVec};
 
 use super::{RequestEvent, RequestObserver};
@@ -9,16 +13,60 @@ use crate::quota::{QuotaLimiter, QuotaSnapshot};
 
 /// Counts Dastra requests (`dastra_connect_dastra_requests_total{connector,method,route,status}`),
 /// observes their latency, counts 429s and quota wait time per priority.
+/// Also keeps requests and 429s per minute for the last hour (the status page's chart).
 #[derive(Clone)]
 pub struct MetricsObserver {
     metrics: Metrics,
     connector: String,
+    history: Arc<Mutex<VecDeque<MinuteCount>>>,
 }
+
+/// Requests (all attempts) and 429s in one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MinuteCount {
+    /// Start of the minute, Unix seconds.
+    pub minute: i64,
+    /// Attempts sent to Dastra.
+    pub requests: u64,
+    /// Of which answered 429.
+    pub throttled: u64,
+}
+
+/// Minutes of history kept.
+const HISTORY_MINUTES: i64 = 60;
 
 impl MetricsObserver {
     /// Reports into `metrics` under the `connector` label.
     pub fn new(metrics: Metrics, connector: impl Into<String>) -> Self {
-        Self { metrics, connector: connector.into() }
+        Self { metrics, connector: connector.into(), history: Default::default() }
+    }
+
+    fn count(&self, now_secs: i64, throttled: bool) {
+        let minute = now_secs - now_secs.rem_euclid(60);
+        let mut h = self.history.lock();
+        match h.back_mut() {
+            Some(last) if last.minute == minute => {
+                last.requests += 1;
+                last.throttled += u64::from(throttled);
+            }
+            _ => h.push_back(MinuteCount { minute, requests: 1, throttled: u64::from(throttled) }),
+        }
+        while h.front().is_some_and(|f| f.minute <= minute - HISTORY_MINUTES * 60) {
+            h.pop_front();
+        }
+    }
+
+    /// The last 60 minutes up to `now_secs`, oldest first, one entry per minute (zeros included).
+    pub fn requests_per_minute(&self, now_secs: i64) -> Vec<MinuteCount> {
+        let current = now_secs - now_secs.rem_euclid(60);
+        let h = self.history.lock();
+        (0..HISTORY_MINUTES)
+            .rev()
+            .map(|back| {
+                let minute = current - back * 60;
+                h.iter().find(|m| m.minute == minute).copied().unwrap_or(MinuteCount { minute, ..Default::default() })
+            })
+            .collect()
     }
 
     /// Sets `dastra_connect_quota_tokens{connector,window}` (`window` = the window length, e.g.
@@ -70,6 +118,7 @@ impl RequestObserver for MetricsObserver {
         if e.status == Some(429) {
             self.metrics.dastra_throttled.with_label_values(&[c]).inc();
         }
+        self.count(chrono::Utc::now().timestamp(), e.status == Some(429));
         if !e.quota_wait.is_zero() {
             self.metrics
                 .quota_wait_seconds
@@ -137,5 +186,21 @@ mod tests {
         assert!(text.contains(r#"dastra_connect_quota_saturated{connector="sink"} 0"#), "{text}");
         limiter.pause_until(tokio::time::Instant::now() + Duration::from_secs(5));
         assert!(metrics.render().contains(r#"dastra_connect_quota_saturated{connector="sink"} 1"#));
+    }
+
+    #[test]
+    fn requests_per_minute_cover_the_last_hour() {
+        let obs = MetricsObserver::new(Metrics::new(), "sink");
+        let t0: i64 = 1_800_000_000; // a whole minute
+        obs.count(t0 - 3_600, false); // too old: dropped from the window
+        obs.count(t0 + 1, false);
+        obs.count(t0 + 59, true);
+        obs.count(t0 + 61, false);
+        let h = obs.requests_per_minute(t0 + 90);
+        assert_eq!(h.len(), 60);
+        assert_eq!(h[59], MinuteCount { minute: t0 + 60, requests: 1, throttled: 0 });
+        assert_eq!(h[58], MinuteCount { minute: t0, requests: 2, throttled: 1 });
+        assert_eq!(h.iter().map(|m| m.requests).sum::<u64>(), 3);
+        assert_eq!(h[0].minute, t0 + 60 - 59 * 60);
     }
 }

@@ -75,7 +75,7 @@ pub trait Resource {
     type Id: Display + Serialize + Clone + Send + Sync;
     /// POST body.
     type Create: Serialize + Send + Sync;
-    /// True when the list route hides archived records unless `archived=true` is passed (API-NOTES
+    /// True when the list route hides archived records unless `archived=true` is passed (docs/dastra-api.md
     /// §7 #17): lookups then also search the archived ones.
     const LIST_HIDES_ARCHIVED: bool = false;
     /// What POST answers (`Option<_>` where Dastra answers no body).
@@ -100,7 +100,7 @@ pub trait Archivable: Resource {}
 /// How an external key is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyLookup {
-    /// `filters={"field":<name>,"operator":"equal","value":key}` (inferred to work, API-NOTES §6.3).
+    /// `filters={"field":<name>,"operator":"equal","value":key}` (inferred to work, docs/dastra-api.md §6.3).
     Filter(&'static str),
     /// A documented query parameter (`?ref=` on Areas and Teams).
     Query(&'static str),
@@ -201,7 +201,7 @@ impl Archivable for Contracts {}
 
 impl ExternalKeyed for Assets {
     const KEY_LOOKUP: KeyLookup = KeyLookup::Filter("Ref");
-    // Not in the 2022 document; API-NOTES §7 #11 suggests ≤50.
+    // Not in the 2022 document; docs/dastra-api.md §7 #11 suggests ≤50.
     const KEY_MAX_LEN: usize = 50;
 }
 impl ExternalKeyed for DataProcessings {
@@ -595,7 +595,7 @@ impl DastraClient {
     }
 
     /// `POST DataProcessingRelationships/{id}` ("save or update"; the meaning of `{id}` is
-    /// undocumented — API-NOTES §7 #18 reads it as the source processing). Treated as a create.
+    /// undocumented — docs/dastra-api.md §7 #18 reads it as the source processing). Treated as a create.
     pub async fn save_processing_relationship(
         &self,
         id: Uuid,

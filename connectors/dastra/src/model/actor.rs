@@ -1,6 +1,6 @@
 //! Actor (`ActorDto`): vendors, partners, controllers, people. Actors have no external-id field in any
 //! spec version: the sink keys them with a configured custom field or a natural key
-//! (`companyName` + `countryCode`, `immatriculationNumber`, `email`), API-NOTES §6.3.
+//! (`companyName` + `countryCode`, `immatriculationNumber`, `email`), docs/dastra-api.md §6.3.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! Asset (`AssetDto`): applications, servers, buildings… `ref` is the external key (not in the 2022
-//! document; used by Dastra's own LeanIX/ServiceNow connectors for matching, API-NOTES §4.2, §7 #11).
+//! document; used by Dastra's own LeanIX/ServiceNow connectors for matching, docs/dastra-api.md §4.2, §7 #11).
 
 use serde::{Deserialize, Serialize};
 

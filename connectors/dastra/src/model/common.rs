@@ -132,7 +132,7 @@ pub fn operations_from_patch(patch: &json_patch::Patch) -> Result<Vec<PatchOpera
 
 /// `BatchPatchDto<Id>`: `PATCH <collection>` applies one JSON Patch to many ids. Swashbuckle renders
 /// `patch` as `{operations:[…]}`, but ASP.NET's `JsonPatchDocument` reads and writes a plain array, which
-/// is what we send (API-NOTES §2.4).
+/// is what we send (docs/dastra-api.md §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchPatch<Id> {
     /// The ids to patch.
@@ -159,7 +159,7 @@ pub struct ArchivePayload {
 }
 
 /// RFC 7807 problem body as ASP.NET Core writes it (validation errors carry `errors`). Dastra does not
-/// document its error bodies (API-NOTES §7 #1), so every field is optional and the client branches on
+/// document its error bodies (docs/dastra-api.md §7 #1), so every field is optional and the client branches on
 /// status codes only; this is parsed to give operators the invalid field names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

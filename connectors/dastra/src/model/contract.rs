@@ -1,5 +1,5 @@
 //! Contract — **provisional**: Dastra publishes routes for Contracts (2024) but no schema. The shape
-//! follows API-NOTES §7 #10 (UI documentation: name, organisational unit, internal reference, dates,
+//! follows docs/dastra-api.md §7 #10 (UI documentation: name, organisational unit, internal reference, dates,
 //! assets, signatories, tags, workflow step). It cannot be validated against the OpenAPI document; keep
 //! the sink's contract mapping behind a flag until a real payload is captured.
 

@@ -1,5 +1,5 @@
 //! DataField (`DataFieldDto`): an entry of the data glossary (e.g. a catalog column with PII). No
-//! external-id field: keyed by a configured custom field or `technicalDefinition` (API-NOTES §6.3).
+//! external-id field: keyed by a configured custom field or `technicalDefinition` (docs/dastra-api.md §6.3).
 
 use serde::{Deserialize, Serialize};
 

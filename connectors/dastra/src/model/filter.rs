@@ -1,4 +1,4 @@
-//! The `filters` query parameter: JsonRuleEngine.Net rules (API-NOTES §2.3), JSON-serialised and
+//! The `filters` query parameter: JsonRuleEngine.Net rules (docs/dastra-api.md §2.3), JSON-serialised and
 //! URL-encoded. A rule is `{"field","operator","value"}`, a group `{"separator":"And"|"Or","rules":[…]}`.
 //! Field names are written in PascalCase (C# property names, as the spec's own example
 //! `ProcessingType`), which is what a case-sensitive engine would need.

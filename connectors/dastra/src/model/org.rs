@@ -91,7 +91,7 @@ pub struct Workspace {
     pub state: Option<WorkSpaceState>,
 }
 
-/// `GET /v1/Workspaces` has two documented shapes (API-NOTES §2.2): `{items,total}` in the auth page's
+/// `GET /v1/Workspaces` has two documented shapes (docs/dastra-api.md §2.2): `{items,total}` in the auth page's
 /// example, `WorkSpaceListDto {workSpaces,…}` in the 2022 document. Both are read.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]

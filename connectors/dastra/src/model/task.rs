@@ -1,5 +1,5 @@
 //! Task (`TaskCreateUpdateDto` for writes, `TaskDto` as read). No external-id field: keyed by a
-//! configured custom field or `additionalDatas` entry (API-NOTES §6.3).
+//! configured custom field or `additionalDatas` entry (docs/dastra-api.md §6.3).
 
 use serde::{Deserialize, Serialize};
 

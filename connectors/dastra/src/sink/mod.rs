@@ -15,11 +15,12 @@ pub mod ledger;
 pub mod order;
 pub mod tracker;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use dastra_connect_core::bus::TopicSpec;
 use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::health::{BusCheck, HealthCheck};
 use dastra_connect_core::state;
 use tokio_util::sync::CancellationToken;
 
@@ -30,12 +31,31 @@ use crate::{DastraClient, MetricsObserver, QuotaLimiter};
 /// The sink connector.
 pub struct DastraSink {
     config: DastraSinkConfig,
+    /// The quota, metrics observer and client, built once: the health check and the driver share them.
+    parts: OnceLock<Parts>,
+}
+
+#[derive(Clone)]
+struct Parts {
+    quota: QuotaLimiter,
+    observer: MetricsObserver,
+    client: DastraClient,
 }
 
 impl DastraSink {
     /// A sink for `config` (validated by the caller).
     pub fn new(config: DastraSinkConfig) -> Self {
-        Self { config }
+        Self { config, parts: OnceLock::new() }
+    }
+
+    fn parts(&self, ctx: &ConnectorContext) -> anyhow::Result<Parts> {
+        if let Some(p) = self.parts.get() {
+            return Ok(p.clone());
+        }
+        let quota = QuotaLimiter::new(&self.config.dastra.quota);
+        let observer = MetricsObserver::new(ctx.metrics.clone(), ctx.name.clone());
+        let client = DastraClient::new(&self.config.dastra, quota.clone(), Some(Arc::new(observer.clone())))?;
+        Ok(self.parts.get_or_init(|| Parts { quota, observer, client }).clone())
     }
 }
 
@@ -50,6 +70,12 @@ pub fn store_names(ctx: &ConnectorContext) -> [String; 3] {
 
 #[async_trait]
 impl Connector for DastraSink {
+    /// The bus, then `GET /me` through the sink's own client (same quota, same metrics).
+    fn health_checks(&self, ctx: &ConnectorContext) -> anyhow::Result<Vec<Arc<dyn HealthCheck>>> {
+        let client = self.parts(ctx)?.client;
+        Ok(vec![Arc::new(BusCheck::new(ctx.bus.clone())), Arc::new(crate::health::DastraCheck::new(client))])
+    }
+
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
         let topics: Vec<String> = self.config.kinds().into_iter().map(|k| ctx.topics.changes(k)).collect();
         let dlq_topic = ctx.topics.dlq();
@@ -62,9 +88,7 @@ impl Connector for DastraSink {
         let ledger = sink_ledger(&ctx, &ledger_ns).await?;
         let pending = state::open(&ctx.bus, &pending_ns).await?;
         let parked = state::open(&ctx.bus, &parked_ns).await?;
-        let quota = QuotaLimiter::new(&self.config.dastra.quota);
-        let observer = MetricsObserver::new(ctx.metrics.clone(), ctx.name.clone());
-        let client = DastraClient::new(&self.config.dastra, quota.clone(), Some(Arc::new(observer.clone())))?;
+        let Parts { quota, observer, client } = self.parts(&ctx)?;
         let publisher = ctx.bus.publisher().await?;
         let mut total_partitions = 0u32;
         for t in &topics {
@@ -78,6 +102,7 @@ impl Connector for DastraSink {
             let status = status.clone();
             let quota = quota.clone();
             let observer = observer.clone();
+            let (metrics, name) = (ctx.metrics.clone(), ctx.name.clone());
             ctx.admin.status_provider(&ctx.name, move || {
                 let snapshot = quota.snapshot();
                 // /status is polled by people and probes: refresh the quota gauges at the same time.
@@ -86,6 +111,10 @@ impl Connector for DastraSink {
                     "type": "dastra_sink",
                     "sink": *status.lock(),
                     "quota": snapshot,
+                    "requests_per_minute": observer.requests_per_minute(chrono::Utc::now().timestamp()),
+                    "throttled_total": counter_total(&metrics, "dastra_connect_dastra_throttled_total", &name, None),
+                    "dlq": counter_total(&metrics, "dastra_connect_dlq_events_total", &name, Some("reason")),
+                    "redrive_command": format!("dastra-connect dlq redrive --config <this config file> --connector {name}"),
                 })
             });
         }
@@ -108,6 +137,33 @@ impl Connector for DastraSink {
         ready.set(false);
         result
     }
+}
+
+/// The value of counter `family` for `connector`: a number, or per value of `by` when given.
+fn counter_total(
+    metrics: &dastra_connect_core::telemetry::Metrics,
+    family: &str,
+    connector: &str,
+    by: Option<&str>,
+) -> serde_json::Value {
+    let mut total = 0u64;
+    let mut split = serde_json::Map::new();
+    for f in metrics.registry().gather().iter().filter(|f| f.name() == family) {
+        for m in f.get_metric() {
+            let label = |n: &str| m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_owned());
+            if label("connector").as_deref() != Some(connector) {
+                continue;
+            }
+            let v = m.get_counter().get_value() as u64;
+            total += v;
+            if let Some(b) = by {
+                let key = label(b).unwrap_or_default();
+                let old = split.get(&key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                split.insert(key, (old + v).into());
+            }
+        }
+    }
+    if by.is_some() { serde_json::json!({"total": total, "by_reason": split}) } else { total.into() }
 }
 
 async fn sink_ledger(ctx: &ConnectorContext, ns: &str) -> anyhow::Result<ledger::Ledger> {
