@@ -1,4 +1,4 @@
-//! DataFields (the data glossary). `DataFieldDto` has no external-key field (API-NOTES §6.3): the
+//! DataFields (the data glossary). `DataFieldDto` has no external-key field (`docs/dastra-api.md` §6.3): the
 //! ledger maps the entity key to the Dastra id, and the lookup that guards a repeated create (after
 //! an open intent) matches the natural key — `technicalDefinition` (e.g. `db.schema.table.column`)
 //! when the payload has one, else `label`. The payload's `processings` are not written: Dastra links

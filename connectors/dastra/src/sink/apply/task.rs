@@ -1,4 +1,4 @@
-//! Tasks. `TaskDto` has no external-key field (API-NOTES §6.3): the entity key is written into
+//! Tasks. `TaskDto` has no external-key field (`docs/dastra-api.md` §6.3): the entity key is written into
 //! `additionalDatas.dastraConnectKey` (a free map Dastra keeps with the task) and the lookup that
 //! guards a repeated create filters on it. The linked object (processing, DSR, actor, asset) and the
 //! parent task are resolved from the ledger (missing → pending). Deletes: `DELETE Tasks/{id}` or,
