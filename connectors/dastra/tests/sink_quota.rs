@@ -125,12 +125,8 @@ async fn backlog_drains_at_the_limit_without_429_on_kafka() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_quota_on_nats() {
     let nats = dastra_connect_core::testkit::NatsServer::start().await;
-    let mut a = nats.nats_config();
-    a.replicas = 2;
-    a.replica_index = 0;
-    let mut b = a.clone();
-    b.replica_index = 1;
-    two_replicas(BusConfig::Nats(a), BusConfig::Nats(b), Topics::default()).await;
+    let (a, b) = nats_replica_pair(&nats);
+    two_replicas(a, b, Topics::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

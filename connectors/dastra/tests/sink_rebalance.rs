@@ -51,17 +51,6 @@ fn batch(round: usize, version: u64) -> Vec<ChangeEvent> {
     out
 }
 
-/// `ref` → description; panics on a duplicate `ref`.
-fn by_ref(emu: &dastra_emulator::RunningEmulator, family: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for e in emu.state.entities(1, family) {
-        let Some(r) = e["ref"].as_str().filter(|r| !r.is_empty()).map(str::to_owned) else { continue };
-        let d = e["description"].as_str().unwrap_or_default().to_owned();
-        assert!(out.insert(r.clone(), d).is_none(), "{family}: {r} exists twice");
-    }
-    out
-}
-
 async fn churn(bus: BusConfig, topics: Topics) {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
@@ -94,7 +83,7 @@ async fn churn(bus: BusConfig, topics: Topics) {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
     loop {
-        let (assets, processings) = (by_ref(&emu, "Assets"), by_ref(&emu, "DataProcessings"));
+        let (assets, processings) = (descriptions_by_ref(&emu, "Assets"), descriptions_by_ref(&emu, "DataProcessings"));
         let right = |m: &BTreeMap<String, String>, n: usize| m.len() == n && m.values().all(|d| d == "v2");
         if right(&assets, ASSETS) && right(&processings, PROCESSINGS) {
             break;

@@ -78,18 +78,6 @@ fn references() -> Vec<ChangeEvent> {
     out
 }
 
-/// `ref` → description of every entity of `family` that has its `ref` yet (a processing gets it
-/// from the PATCH right after its create); panics on a duplicate.
-fn by_ref(emu: &dastra_emulator::RunningEmulator, family: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for e in emu.state.entities(1, family) {
-        let Some(r) = e["ref"].as_str().filter(|r| !r.is_empty()).map(str::to_owned) else { continue };
-        let d = e["description"].as_str().unwrap_or_default().to_owned();
-        assert!(out.insert(r.clone(), d).is_none(), "{family}: {r} exists twice");
-    }
-    out
-}
-
 async fn scenario(bus_a: BusConfig, bus_b: BusConfig, topics: Topics, partitions: usize) {
     ensure(&bus_a, &topics).await;
     let emu = emulator().await;
@@ -125,7 +113,8 @@ async fn scenario(bus_a: BusConfig, bus_b: BusConfig, topics: Topics, partitions
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let (contracts, processings) = (by_ref(&emu, "Contracts"), by_ref(&emu, "DataProcessings"));
+        let (contracts, processings) =
+            (descriptions_by_ref(&emu, "Contracts"), descriptions_by_ref(&emu, "DataProcessings"));
         let done = |m: &BTreeMap<String, String>| m.len() == N && m.values().all(|d| d == "v2");
         if done(&contracts) && done(&processings) {
             break;
@@ -147,7 +136,10 @@ async fn scenario(bus_a: BusConfig, bus_b: BusConfig, topics: Topics, partitions
     for family in ["Contracts", "DataProcessings", "Assets", "Actors"] {
         assert_eq!(emu.state.entities(1, family).len(), N, "{family}: each exactly once");
     }
-    assert_eq!(by_ref(&emu, "Contracts").len() + by_ref(&emu, "DataProcessings").len(), 2 * N);
+    assert_eq!(
+        descriptions_by_ref(&emu, "Contracts").len() + descriptions_by_ref(&emu, "DataProcessings").len(),
+        2 * N
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -155,13 +147,9 @@ async fn scenario(bus_a: BusConfig, bus_b: BusConfig, topics: Topics, partitions
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_release_each_waiting_event_once_on_nats() {
     let nats = dastra_connect_core::testkit::NatsServer::start().await;
-    let mut a = nats.nats_config();
-    a.replicas = 2;
-    a.replica_index = 0;
-    let mut b = a.clone();
-    b.replica_index = 1;
-    let partitions = a.partitions as usize * dastra_connect_core::event::EntityKind::ALL.len();
-    scenario(BusConfig::Nats(a), BusConfig::Nats(b), Topics::default(), partitions).await;
+    let (a, b) = nats_replica_pair(&nats);
+    let partitions = nats.nats_config().partitions as usize * dastra_connect_core::event::EntityKind::ALL.len();
+    scenario(a, b, Topics::default(), partitions).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

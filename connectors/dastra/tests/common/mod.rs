@@ -262,3 +262,25 @@ pub async fn step(
     }
     outcome
 }
+
+/// `ref` → description of every entity of `family` in workspace 1 that has its `ref` yet (a
+/// processing gets it from the PATCH right after its create); panics on a duplicate `ref`.
+pub fn descriptions_by_ref(emu: &RunningEmulator, family: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in emu.state.entities(1, family) {
+        let Some(r) = e["ref"].as_str().filter(|r| !r.is_empty()).map(str::to_owned) else { continue };
+        let d = e["description"].as_str().unwrap_or_default().to_owned();
+        assert!(out.insert(r.clone(), d).is_none(), "{family}: {r} exists twice");
+    }
+    out
+}
+
+/// Two replicas of a sink on one nats-server: `replicas: 2`, indexes 0 and 1.
+pub fn nats_replica_pair(nats: &NatsServer) -> (BusConfig, BusConfig) {
+    let mut a = nats.nats_config();
+    a.replicas = 2;
+    a.replica_index = 0;
+    let mut b = a.clone();
+    b.replica_index = 1;
+    (BusConfig::Nats(a), BusConfig::Nats(b))
+}
