@@ -213,10 +213,7 @@ async fn start_broker(bus: Bus) -> Broker {
 /// The bus config, with short Kafka sessions so that a killed member's partitions move on quickly.
 async fn bus_config(broker: &Broker, topics: &Topics) -> BusConfig {
     let mut bus = broker.bus(topics, "sink").await;
-    if let BusConfig::Kafka(k) = &mut bus {
-        k.properties.insert("session.timeout.ms".into(), "6000".into());
-        k.properties.insert("heartbeat.interval.ms".into(), "500".into());
-    }
+    short_sessions(&mut bus);
     bus
 }
 

@@ -114,10 +114,7 @@ async fn replicas_joining_and_leaving_create_nothing_twice_on_kafka() {
     let broker = Broker::kafka();
     let topics = Topics::default();
     let mut bus = broker.bus(&topics, "sink").await;
-    if let BusConfig::Kafka(k) = &mut bus {
-        k.properties.insert("session.timeout.ms".into(), "6000".into());
-        k.properties.insert("heartbeat.interval.ms".into(), "500".into());
-    }
+    short_sessions(&mut bus);
     churn(bus, topics).await;
 }
 
@@ -127,9 +124,9 @@ async fn replicas_joining_and_leaving_create_nothing_twice_on_tansu() {
     let tansu = dastra_connect_core::testkit::Tansu::start().await;
     let mut cfg = tansu.kafka_config();
     cfg.topic_partitions = 4;
-    cfg.properties.insert("session.timeout.ms".into(), "6000".into());
-    cfg.properties.insert("heartbeat.interval.ms".into(), "500".into());
-    churn(BusConfig::Kafka(cfg), Topics::default()).await;
+    let mut bus = BusConfig::Kafka(cfg);
+    short_sessions(&mut bus);
+    churn(bus, Topics::default()).await;
 }
 
 /// The sharp case: every create is in flight (Dastra takes 2.5 s to apply a POST) when a second
@@ -141,10 +138,7 @@ async fn a_create_in_flight_during_a_rebalance_is_not_repeated_by_the_new_owner(
     let broker = Broker::kafka();
     let topics = Topics::default();
     let mut bus = broker.bus(&topics, "sink").await;
-    if let BusConfig::Kafka(k) = &mut bus {
-        k.properties.insert("session.timeout.ms".into(), "6000".into());
-        k.properties.insert("heartbeat.interval.ms".into(), "500".into());
-    }
+    short_sessions(&mut bus);
     ensure(&bus, &topics).await;
     let emu = emulator().await;
     emu.state.add_fault(FaultRule::always(FaultKind::Latency { ms: 2500 }).method("POST")).unwrap();

@@ -24,7 +24,7 @@ use dastra_connect_core::event::{Asset, DataProcessing, EntityKey, Payload};
 use dastra_connect_core::state::{self, StateError, StateStore};
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_core::testkit::NatsServer;
-use dastra_connect_dastra::sink::driver::{Driver, Shared, SinkStatus};
+use dastra_connect_dastra::sink::driver::{Driver, SinkServices, SinkStatus};
 use dastra_connect_dastra::sink::ledger::Ledger;
 use dastra_connect_dastra::{DastraClient, QuotaLimiter};
 use dastra_emulator::{FaultKind, FaultRule};
@@ -98,7 +98,7 @@ async fn run_driver(
     let config = sink_config(emu);
     let quota = QuotaLimiter::new(&config.dastra.quota);
     let kinds: Vec<String> = config.kinds().into_iter().map(|k| topics.changes(k)).collect();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(SinkServices {
         name: "sink".into(),
         client: DastraClient::new(&config.dastra, quota.clone(), None).unwrap(),
         ledger: Ledger::new(state::open(bus, &ledger_ns).await.unwrap()),

@@ -284,3 +284,12 @@ pub fn nats_replica_pair(nats: &NatsServer) -> (BusConfig, BusConfig) {
     b.replica_index = 1;
     (BusConfig::Nats(a), BusConfig::Nats(b))
 }
+
+/// Short group sessions for a Kafka bus (6 s, heartbeats every 0.5 s), so that a killed or departed
+/// member's partitions move on quickly; the default 45 s would dominate the tests.
+pub fn short_sessions(bus: &mut BusConfig) {
+    if let BusConfig::Kafka(k) = bus {
+        k.properties.insert("session.timeout.ms".into(), "6000".into());
+        k.properties.insert("heartbeat.interval.ms".into(), "500".into());
+    }
+}

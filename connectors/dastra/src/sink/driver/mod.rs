@@ -89,9 +89,6 @@ pub struct SinkServices {
     pub total_partitions: u32,
 }
 
-/// The former name of [`SinkServices`].
-pub type Shared = SinkServices;
-
 /// Live counters for `/status`.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct SinkStatus {
