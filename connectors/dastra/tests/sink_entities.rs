@@ -196,6 +196,8 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>)
     d2.closed_reason = Some(ClosedReason::Accepted);
     d2.closed_reason_description = Some("erased everywhere".into());
     d2.resolution_message = Some("Your data was erased.".into());
+    // A legal deadline set by the source (a CRM's created date + its legal delay).
+    d2.expiry_time = Some(Utc.with_ymd_and_hms(2027, 1, 15, 0, 0, 0).unwrap());
     let phase1 = vec![
         // Referencing events first.
         event("grc:processing:payroll", 1, payroll("Salaries")),
@@ -497,6 +499,12 @@ fn expected_state(emu: &RunningEmulator) {
         ],
         &mut errors,
     );
+    // `expiryTime` is server-managed when absent, the source's deadline when the event has one.
+    let erasure = emu.state.entities(1, "DataSubjectRequests").into_iter().find(|v| v["refId"] == "hub:dsr:1002");
+    let expiry = erasure.as_ref().and_then(|v| v["expiryTime"].as_str()).unwrap_or_default();
+    if !expiry.starts_with("2027-01-15T00:00:00") {
+        errors.push(format!("DataSubjectRequests hub:dsr:1002 expiryTime {expiry:?}, want the event's 2027-01-15"));
+    }
     let mut files = emu.state.entities(1, "DataSubjectAttachments");
     for f in &mut files {
         for k in ["id", "dateCreation", "dateUpdate"] {

@@ -366,6 +366,9 @@ pub struct DataSubjectRequest {
     /// When the request was made.
     #[serde(with = "chrono::serde::ts_milliseconds_option")]
     pub date_demand: Option<DateTime<Utc>>,
+    /// The legal deadline (Dastra `expiryTime`): when absent Dastra sets one month after creation.
+    #[serde(with = "chrono::serde::ts_milliseconds_option")]
+    pub expiry_time: Option<DateTime<Utc>>,
     /// Files to attach.
     pub attachments: Vec<Attachment>,
     /// Tag labels.

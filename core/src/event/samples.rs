@@ -174,6 +174,7 @@ pub fn sample_payloads() -> Vec<Payload> {
             user_id: Some("005xx000001Sv6H".into()),
             demand_id: Some("CASE-0042".into()),
             date_demand: at(2024, 6, 1),
+            expiry_time: at(2024, 7, 1),
             attachments: vec![Attachment {
                 file_name: "export.zip".into(),
                 url: "https://files.example.com/export.zip".into(),

@@ -75,8 +75,12 @@ pub(super) async fn apply(
 
     let area = area_id(ctx, d.area_ref.as_deref()).await?;
     let mut m = payload_json(d)?;
-    for f in ["areaRef", "state", "attachments", "dateDemand", "demandId"] {
+    for f in ["areaRef", "state", "attachments", "dateDemand", "demandId", "expiryTime"] {
         m.remove(f);
+    }
+    // The event carries instants as epoch milliseconds; the DTO's `expiryTime` is a date-time.
+    if let Some(expiry) = d.expiry_time {
+        m.insert("expiryTime".into(), json!(expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
     }
     m.insert("refId".into(), Value::String(ext.clone()));
     m.insert("areaId".into(), json!(area));
