@@ -7,11 +7,14 @@
 //! - `POST /crm/v4/associations/tickets/contacts/batch/read` and
 //!   `POST /crm/v3/objects/contacts/batch/read`: the contact of each ticket (the data subject).
 //!
-//! The facts behind each call are in `docs/hubspot-api.md`.
+//! The daily quota (`X-HubSpot-RateLimit-Daily`, `-Daily-Remaining`) feeds the engine's API budget
+//! ([`ApiQuota`]): requests stop at `http.max_api_share` of it. The facts behind each call are in
+//! `docs/hubspot-api.md`.
 
 use std::collections::BTreeMap;
 
-use dastra_connect_core::source::{SourceAuth, SourceError, SourceHttp};
+use dastra_connect_core::source::{ApiQuota, ApiUsage, SourceAuth, SourceError, SourceHttp};
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -41,6 +44,7 @@ pub struct SearchPage {
 pub struct HubSpotClient {
     base: Url,
     http: SourceHttp,
+    share: f64,
 }
 
 fn bad(what: &str, detail: impl Into<String>) -> SourceError {
@@ -55,7 +59,12 @@ impl HubSpotClient {
             base.set_path(&format!("{}/", base.path()));
         }
         let auth = SourceAuth::Bearer { token: config.token.clone() };
-        Ok(HubSpotClient { base, http: SourceHttp::new(SYSTEM, auth, config.http.clone())? })
+        let http = SourceHttp::new(SYSTEM, auth, config.http.clone())?.with_quota(ApiQuota {
+            usage: daily_usage,
+            // HubSpot signals its limits with 429 only.
+            limited: |_, _| false,
+        });
+        Ok(HubSpotClient { base, http, share: config.http.max_api_share })
     }
 
     /// How many 429 answers were waited out.
@@ -70,6 +79,9 @@ impl HubSpotClient {
     /// `POST /crm/v3/objects/<object>/search` with `body` (`filterGroups`, `sorts`, `properties`,
     /// `limit`, `after`).
     pub async fn search(&self, object: HubSpotObject, body: &Value) -> Result<SearchPage, SourceError> {
+        if self.http.api_usage().is_some_and(|u| u.reached(self.share)) {
+            self.read_usage(object).await?;
+        }
         let path = format!("crm/v3/objects/{}/search", object.path());
         let what = format!("/{path}");
         let answer = self.http.post_json(self.url(&path)?, body, &what).await?.body;
@@ -83,6 +95,16 @@ impl HubSpotClient {
             next: next_after(&answer),
             results,
         })
+    }
+
+    /// While the daily budget is spent, the engine lets one request through now and then to read
+    /// the usage again; a search answer cannot be that request (it reports no usage, so the budget
+    /// would stay spent for good). This one-record listing is, before any search.
+    async fn read_usage(&self, object: HubSpotObject) -> Result<(), SourceError> {
+        let path = format!("crm/v3/objects/{}", object.path());
+        let mut url = self.url(&path)?;
+        url.query_pairs_mut().append_pair("limit", "1");
+        self.http.get_json(url, &format!("/{path} (API usage)")).await.map(drop)
     }
 
     /// `GET /crm/v3/objects/<object>?archived=true&limit=100[&after=…]`: one page of archived
@@ -161,6 +183,15 @@ impl HubSpotClient {
     }
 }
 
+/// The daily quota a private app's answers report: `X-HubSpot-RateLimit-Daily` (the limit) and
+/// `X-HubSpot-RateLimit-Daily-Remaining`. Search answers carry neither; the other calls do.
+pub fn daily_usage(headers: &HeaderMap) -> Option<ApiUsage> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    let limit = number("x-hubspot-ratelimit-daily")?;
+    let remaining = number("x-hubspot-ratelimit-daily-remaining")?;
+    Some(ApiUsage { used: limit.saturating_sub(remaining), limit })
+}
+
 /// HubSpot ids are strings of digits in JSON, numbers in some association answers.
 fn id_text(v: &Value) -> Option<String> {
     match v {
@@ -172,4 +203,21 @@ fn id_text(v: &Value) -> Option<String> {
 
 fn next_after(answer: &Value) -> Option<String> {
     answer.pointer("/paging/next/after").and_then(id_text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn the_daily_quota_is_read_from_hubspot_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(daily_usage(&h), None, "a search answer says nothing");
+        h.insert("x-hubspot-ratelimit-daily", HeaderValue::from_static("500000"));
+        h.insert("x-hubspot-ratelimit-daily-remaining", HeaderValue::from_static("499123"));
+        assert_eq!(daily_usage(&h), Some(ApiUsage { used: 877, limit: 500_000 }));
+        h.insert("x-hubspot-ratelimit-daily-remaining", HeaderValue::from_static("n/a"));
+        assert_eq!(daily_usage(&h), None);
+    }
 }

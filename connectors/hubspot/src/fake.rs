@@ -267,14 +267,14 @@ fn error(status: StatusCode, category: &str, message: &str) -> Response {
 }
 
 /// Auth, throttling and the daily count; `Err` is the answer to give instead.
-fn admit(fake: &FakeHubSpot, headers: &HeaderMap, search: bool) -> Result<HeaderMap, Response> {
+fn admit(fake: &FakeHubSpot, headers: &HeaderMap, search: bool) -> Result<HeaderMap, Box<Response>> {
     let mut s = fake.lock();
     if authorization(headers, "Bearer") != Some(s.sys.token.as_str()) {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "INVALID_AUTHENTICATION",
             "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
-        ));
+        )));
     }
     s.sys.daily_used += 1;
     let mut h = HeaderMap::new();
@@ -288,7 +288,7 @@ fn admit(fake: &FakeHubSpot, headers: &HeaderMap, search: bool) -> Result<Header
         rh.insert("x-hubspot-ratelimit-max", num(190));
         rh.insert("x-hubspot-ratelimit-remaining", num(0));
         rh.insert("x-hubspot-ratelimit-interval-milliseconds", num(10_000));
-        return Err(resp);
+        return Err(Box::new(resp));
     }
     if !search {
         h.insert("x-hubspot-ratelimit-daily", num(s.sys.daily_limit));
@@ -388,7 +388,7 @@ async fn search(
     };
     let h = match admit(&fake, &headers, true) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let bad = |m: String| error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &m);
     let groups = body.get("filterGroups").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -482,7 +482,7 @@ async fn list(
     };
     let h = match admit(&fake, &headers, false) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let get = |k: &str| params.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let limit = get("limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(10);
@@ -522,7 +522,7 @@ async fn ticket_contacts(
 ) -> Response {
     let h = match admit(&fake, &headers, false) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let s = fake.lock();
     let results: Vec<Value> = input_ids(&body)
@@ -543,7 +543,7 @@ async fn batch_read_contacts(
 ) -> Response {
     let h = match admit(&fake, &headers, false) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let properties: Option<Vec<String>> = body
         .get("properties")

@@ -300,3 +300,46 @@ async fn hubspot_to_dastra_on_nats() {
 async fn hubspot_to_dastra_on_kafka() {
     end_to_end(Broker::kafka()).await;
 }
+
+/// The daily quota: at `http.max_api_share` of it the source stops sending requests (poll error
+/// `source_api_budget`), and goes on once HubSpot reports usage below the share again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_quota_share_stops_requests_until_usage_drops() {
+    let broker = Broker::kafka();
+    let topics = Topics::default();
+    let bus = broker.bus(&topics).await;
+    let fake = FakeHubSpot::with_samples().spawn().await.unwrap();
+    // 497 of 1000 spent: the third counted request reports 500, half the quota.
+    fake.state.set_daily_usage(1000, 497);
+    let mut cfg = config(&fake, 50, 10_000);
+    cfg.http.max_api_share = 0.5;
+    cfg.http.api_budget_recheck = Duration::from_secs(2);
+    let reader = Reader::start(&bus, &topics).await;
+    let source = RunningSource::start(&bus, &topics, Box::new(HubSpotSource::new(cfg)));
+    let refused = |s: &RunningSource| {
+        s.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("dastra_connect_poll_errors_total") && l.contains("source_api_budget"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while refused(&source) < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the budget never refused a request");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let used = fake.state.daily_used();
+    assert!((500..=502).contains(&used), "requests stopped at the share: {used} of 1000 used");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.state.daily_used(), used, "no request reaches HubSpot while the budget is spent");
+    // A new day: the next probe reads the usage below the share and the sync completes.
+    fake.state.set_daily_usage(1000, 0);
+    reader
+        .wait_until("the sync after the quota reset", Duration::from_secs(40), |r| {
+            let l = r.latest();
+            count(&l, EntityKind::Actor, Op::Upsert) == 7 && count(&l, EntityKind::DataSubjectRequest, Op::Upsert) == 4
+        })
+        .await;
+    source.stop().await;
+}
