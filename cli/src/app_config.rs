@@ -136,6 +136,8 @@ pub enum ConnectorConfig {
     Netbox(Box<dastra_connect_netbox::NetBoxConfig>),
     /// Coupa: suppliers → Actors, contracts → Contracts.
     Coupa(Box<dastra_connect_coupa::CoupaConfig>),
+    /// HubSpot CRM: companies → Actors, privacy tickets → DataSubjectRequests, contacts (optional).
+    Hubspot(Box<dastra_connect_hubspot::HubSpotConfig>),
     /// CSV / JSON / NDJSON export files with a column mapping.
     Files(Box<dastra_connect_files::FilesConfig>),
 }
@@ -183,6 +185,7 @@ impl AppConfig {
                 ConnectorConfig::Servicenow(c) => c.validate(&at)?,
                 ConnectorConfig::Netbox(c) => c.validate(&at)?,
                 ConnectorConfig::Coupa(c) => c.validate(&at)?,
+                ConnectorConfig::Hubspot(c) => c.validate(&at)?,
                 ConnectorConfig::Files(c) => c.validate(&at)?,
             }
         }
@@ -313,6 +316,7 @@ impl ConnectorConfig {
             ConnectorConfig::Servicenow(c) => Box::new(dastra_connect_servicenow::ServiceNowSource::new((**c).clone())),
             ConnectorConfig::Netbox(c) => Box::new(dastra_connect_netbox::NetBoxSource::new((**c).clone())),
             ConnectorConfig::Coupa(c) => Box::new(dastra_connect_coupa::CoupaSource::new((**c).clone())),
+            ConnectorConfig::Hubspot(c) => Box::new(dastra_connect_hubspot::HubSpotSource::new((**c).clone())),
             ConnectorConfig::Files(c) => Box::new(dastra_connect_files::FilesSource::new((**c).clone())),
         }
     }

@@ -176,6 +176,8 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     eprintln!("  NetBox (fake)       {}", netbox.base_url);
     let coupa = dastra_connect_coupa::fake::FakeCoupa::with_samples().spawn().await?;
     eprintln!("  Coupa (fake)        {}", coupa.base_url);
+    let hubspot = dastra_connect_hubspot::fake::FakeHubSpot::with_samples().spawn().await?;
+    eprintln!("  HubSpot (fake)      {}", hubspot.base_url);
 
     let exports = tempfile::tempdir()?;
     let files_config = files_sample_config(exports.path())?;
@@ -209,6 +211,25 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
                     "client_id": dastra_connect_coupa::fake::CLIENT_ID,
                     "client_secret": dastra_connect_coupa::fake::CLIENT_SECRET,
                 },
+                "sync": { "poll_interval": "2s" },
+            }))?)),
+        },
+        Source {
+            name: "hubspot",
+            connector: Box::new(dastra_connect_hubspot::HubSpotSource::new(serde_json::from_value(json!({
+                "url": hubspot.base_url,
+                "token": dastra_connect_hubspot::fake::TOKEN,
+                "objects": [
+                    { "object": "companies" },
+                    {
+                        "object": "tickets",
+                        "filters": { "hs_pipeline": dastra_connect_hubspot::fake::PRIVACY_PIPELINE },
+                        "params": { "stages": {
+                            "71234563": { "state": "Processing" },
+                            "71234564": { "state": "Closed", "closed_reason": "Accepted" },
+                        } },
+                    },
+                ],
                 "sync": { "poll_interval": "2s" },
             }))?)),
         },
@@ -356,7 +377,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         }
     }
     emulator.shutdown().await;
-    drop((servicenow, netbox, coupa, exports));
+    drop((servicenow, netbox, coupa, hubspot, exports));
     if counters.too_many_requests > 0 || sink_dlq > 0 {
         anyhow::bail!(
             "the quickstart saw {} 429s and {sink_dlq} events the sink dead-lettered",
