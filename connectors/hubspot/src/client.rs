@@ -22,6 +22,10 @@ use crate::config::{HubSpotConfig, HubSpotObject};
 
 const SYSTEM: &str = "hubspot";
 
+/// Requests per second when `http.max_requests_per_second` is not set: under the search endpoint's
+/// 5 per second per account, which every search of this source counts against.
+pub const DEFAULT_REQUESTS_PER_SECOND: f64 = 4.0;
+
 /// Most results one search request returns.
 pub const MAX_SEARCH_LIMIT: u32 = 200;
 /// Most records one list request returns.
@@ -59,7 +63,11 @@ impl HubSpotClient {
             base.set_path(&format!("{}/", base.path()));
         }
         let auth = SourceAuth::Bearer { token: config.token.clone() };
-        let http = SourceHttp::new(SYSTEM, auth, config.http.clone())?.with_quota(ApiQuota {
+        let mut settings = config.http.clone();
+        // The search endpoint's own limit (5 per second per account) is below the burst limit:
+        // unless told otherwise, stay under it.
+        settings.max_requests_per_second.get_or_insert(DEFAULT_REQUESTS_PER_SECOND);
+        let http = SourceHttp::new(SYSTEM, auth, settings)?.with_quota(ApiQuota {
             usage: daily_usage,
             // HubSpot signals its limits with 429 only.
             limited: |_, _| false,

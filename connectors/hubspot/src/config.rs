@@ -42,9 +42,9 @@ pub struct HubSpotConfig {
     /// larger pages are read as several requests.
     #[serde(default)]
     pub sync: SourceSettings,
-    /// Timeouts, retries and request rate towards HubSpot. The search endpoint allows 5 requests per
-    /// second per account, less than the rest of the API: `max_requests_per_second` at or below 4
-    /// keeps this source under it.
+    /// Timeouts, retries, request rate and daily-quota share towards HubSpot. The search endpoint
+    /// allows 5 requests per second per account, less than the rest of the API: when
+    /// `max_requests_per_second` is not set, this source sends at most 4 per second.
     #[serde(default)]
     pub http: HttpSettings,
     /// System segment of entity keys (`<key_system>:actor:<company id>`,

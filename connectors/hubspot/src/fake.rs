@@ -193,6 +193,15 @@ impl FakeHubSpot {
         true
     }
 
+    /// Deletes a record for good (a GDPR delete, or an archived record purged after the restore
+    /// period): it leaves the search and the archived listing alike. False when absent.
+    pub fn purge(&self, object: HubSpotObject, id: u64) -> bool {
+        let mut s = self.lock();
+        tick(&mut s);
+        let live = s.sys.live.remove(object, id).is_some();
+        s.sys.archived.remove(object, id).is_some() || live
+    }
+
     /// Associates a contact with a ticket.
     pub fn associate(&self, ticket: u64, contact: u64) {
         self.lock().sys.contacts_of.entry(ticket).or_default().push(contact);

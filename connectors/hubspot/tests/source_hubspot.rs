@@ -1,11 +1,12 @@
 //! The HubSpot source against the fake HubSpot CRM v3 API on both buses: a first sync of 55
-//! companies and the privacy tickets with a search cap of 25 crossed by restarting the search
-//! (never a 400 from paging past it), eight companies sharing one millisecond, two 429s waited out,
-//! a parameter override, a nameless company and a ticket of an unknown request type rejected to the
-//! DLQ, tickets of another pipeline never read; an incremental stage change updating the same DSR;
-//! archived records published as deletes; a restart from the checkpoint that loses nothing; and end
-//! to end through the Dastra sink: each privacy ticket one DSR, a stage change updates it, a replay
-//! of the whole bus from offset 0 costs no Dastra write.
+//! companies, the contacts (with a replaced mapping) and the privacy tickets with a search cap of 25
+//! crossed by restarting the search (never a 400 from paging past it), eight companies sharing one
+//! millisecond, two 429s waited out, a parameter override, a nameless company and a ticket of an
+//! unknown request type rejected to the DLQ, tickets of another pipeline never read; an incremental
+//! stage change updating the same DSR; archived records published as deletes; a restart from the
+//! checkpoint that loses nothing, with a sweep finding a contact deleted for good; a refused token;
+//! the daily-quota share; and end to end through the Dastra sink: each privacy ticket one DSR, a
+//! stage change updates it, a replay of the whole bus from offset 0 costs no Dastra write.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,9 +39,14 @@ objects:
         "71234563": {{state: Processing}}
         "71234564": {{state: Closed, closed_reason: Accepted}}
         "71234565": {{state: Closed, closed_reason: NotAdmissible}}
+  - object: contacts
+    mapping: |
+      {{kind: "actor", id: "contact-\(.id)", data: {{actorType: "Physical", vendorType: "B2C",
+        givenName: .properties.firstname, familyName: .properties.lastname, email: .properties.email,
+        tags: ["hubspot-contact"]}}}}
 search_result_cap: {cap}
 sync: {{poll_interval: 300ms, look_back: 5s, page_size: {page_size}, sweep_interval: 1h}}
-http: {{initial_backoff: 50ms, max_backoff: 1s}}
+http: {{initial_backoff: 50ms, max_backoff: 1s, max_requests_per_second: 200}}
 "#,
         url = fake.base_url
     );
@@ -83,11 +89,12 @@ async fn scenario(broker: Broker) {
     let reader = Reader::start(&bus, &topics).await;
     let source = RunningSource::start(&bus, &topics, Box::new(HubSpotSource::new(cfg.clone())));
 
-    // 1. First sync: 55 Actors (1007 has no name), DSRs for the four privacy tickets, two rejects.
+    // 1. First sync: 55 company Actors (1007 has no name) and 3 contact Actors, DSRs for the four
+    // privacy tickets, two rejects.
     reader
         .wait_until("the first sync", Duration::from_secs(60), |r| {
             let l = r.latest();
-            count(&l, EntityKind::Actor, Op::Upsert) == 55
+            count(&l, EntityKind::Actor, Op::Upsert) == 58
                 && count(&l, EntityKind::DataSubjectRequest, Op::Upsert) == 4
                 && r.dlq().len() == 2
         })
@@ -100,6 +107,9 @@ async fn scenario(broker: Broker) {
     assert_eq!(ovh.tags, vec!["supplier".to_owned()], "the roles override");
     assert_eq!(ovh.country_code.as_deref(), Some("FR"));
     assert!(latest.keys().all(|k| k != "hubspot:dsr:3006"), "a ticket of another pipeline is not read");
+    let claire = actor(&latest, "hubspot:actor:contact-2001").unwrap();
+    assert_eq!(claire.tags, vec!["hubspot-contact".to_owned()], "the replaced contacts mapping");
+    assert_eq!(claire.family_name.as_deref(), Some("Martin"));
     let access = dsr(&latest, "hubspot:dsr:3001").unwrap();
     assert_eq!(state(Some(access)).as_deref(), Some("Open"));
     assert_eq!(access.email.as_deref(), Some("claire.martin@example.fr"), "the ticket's contact");
@@ -166,19 +176,26 @@ async fn scenario(broker: Broker) {
         "the stage change is an update of the same key"
     );
 
-    // 4. Restart; meanwhile a company changes and a ticket is archived.
+    // 4. Restart with a sweep due; meanwhile a company changes, a ticket is archived and a contact
+    // is deleted for good (it never shows in the archived listing: the sweep finds it).
     source.stop().await;
     assert!(fake.state.update(HubSpotObject::Companies, 1005, json!({"name": "Zalando SE (Berlin)"})));
     assert!(fake.state.archive(HubSpotObject::Tickets, 3004));
-    let source = RunningSource::start(&bus, &topics, Box::new(HubSpotSource::new(cfg)));
+    assert!(fake.state.purge(HubSpotObject::Contacts, 2002));
+    let mut cfg2 = cfg.clone();
+    cfg2.sync.sweep_interval = Some(Duration::from_secs(1));
+    let source = RunningSource::start(&bus, &topics, Box::new(HubSpotSource::new(cfg2)));
     reader
-        .wait_until("the change and the archive made while down", Duration::from_secs(30), |r| {
+        .wait_until("the change, the archive and the purge made while down", Duration::from_secs(40), |r| {
             let l = r.latest();
             actor(&l, "hubspot:actor:1005").is_some_and(|a| a.company_name.as_deref() == Some("Zalando SE (Berlin)"))
                 && l.get("hubspot:dsr:3004").is_some_and(|e| e.op == Op::Delete)
+                && l.get("hubspot:actor:contact-2002").is_some_and(|e| e.op == Op::Delete)
         })
         .await;
     source.stop().await;
+    let latest = reader.latest();
+    assert!(latest["hubspot:actor:contact-2002"].data.is_snapshot(), "found by the sweep");
     // Nothing lost: every named company in HubSpot has its current name on the bus.
     let latest = reader.latest();
     for c in fake.state.records(HubSpotObject::Companies) {
@@ -338,7 +355,7 @@ async fn the_daily_quota_share_stops_requests_until_usage_drops() {
     reader
         .wait_until("the sync after the quota reset", Duration::from_secs(40), |r| {
             let l = r.latest();
-            count(&l, EntityKind::Actor, Op::Upsert) == 7 && count(&l, EntityKind::DataSubjectRequest, Op::Upsert) == 4
+            count(&l, EntityKind::Actor, Op::Upsert) == 10 && count(&l, EntityKind::DataSubjectRequest, Op::Upsert) == 4
         })
         .await;
     source.stop().await;
