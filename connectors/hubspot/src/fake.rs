@@ -62,6 +62,8 @@ pub struct HubSpotState {
     cap: usize,
     daily_limit: u64,
     daily_used: u64,
+    /// An update to make before the n-th search from now.
+    pending: Option<(usize, HubSpotObject, u64, Value)>,
 }
 
 impl Default for HubSpotState {
@@ -74,6 +76,7 @@ impl Default for HubSpotState {
             cap: 10_000,
             daily_limit: 500_000,
             daily_used: 0,
+            pending: None,
         }
     }
 }
@@ -102,6 +105,21 @@ fn millis(s: &str) -> Option<i64> {
 
 fn tick(s: &mut fake::FakeStore<HubSpotState>) -> String {
     hubspot_time(s.tick(chrono::Duration::milliseconds(250)))
+}
+
+/// Sets `properties` on a record and stamps its modification time. False when absent.
+fn update(s: &mut fake::FakeStore<HubSpotState>, object: HubSpotObject, id: u64, properties: &Value) -> bool {
+    let now = tick(s);
+    let Some(mut r) = s.sys.live.remove(object, id) else { return false };
+    if let Some(p) = r.get_mut("properties").and_then(Value::as_object_mut) {
+        for (k, v) in properties.as_object().into_iter().flatten() {
+            p.insert(k.clone(), v.clone());
+        }
+        p.insert(object.modified_property().into(), json!(now));
+    }
+    r["updatedAt"] = json!(now);
+    s.sys.live.push(object, r);
+    true
 }
 
 /// Stamps a new record: `id`, `createdAt`/`updatedAt`, `createdate`, the modification property.
@@ -167,18 +185,13 @@ impl FakeHubSpot {
 
     /// Sets properties of a record (a `PATCH`): its modification time becomes now. False when absent.
     pub fn update(&self, object: HubSpotObject, id: u64, properties: Value) -> bool {
-        let mut s = self.lock();
-        let now = tick(&mut s);
-        let Some(mut r) = s.sys.live.remove(object, id) else { return false };
-        if let Some(p) = r.get_mut("properties").and_then(Value::as_object_mut) {
-            for (k, v) in properties.as_object().into_iter().flatten() {
-                p.insert(k.clone(), v.clone());
-            }
-            p.insert(object.modified_property().into(), json!(now));
-        }
-        r["updatedAt"] = json!(now);
-        s.sys.live.push(object, r);
-        true
+        update(&mut self.lock(), object, id, &properties)
+    }
+
+    /// The same update, made by someone else just before the fake answers its `n`-th search from
+    /// now (1 = the next): a record saved while a client pages through a search.
+    pub fn update_before_search(&self, n: usize, object: HubSpotObject, id: u64, properties: Value) {
+        self.lock().sys.pending = Some((n, object, id, properties));
     }
 
     /// Archives a record (HubSpot's delete): it leaves the search and appears in the archived
@@ -425,7 +438,14 @@ async fn search(
         .get("properties")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect());
-    let s = fake.lock();
+    let mut s = fake.lock();
+    match s.sys.pending.take() {
+        Some((1, o, id, props)) => {
+            update(&mut s, o, id, &props);
+        }
+        Some((n, o, id, props)) => s.sys.pending = Some((n - 1, o, id, props)),
+        None => {}
+    }
     if after >= s.sys.cap {
         return bad(format!(
             "There was a problem with the request: paging past {} results is not supported; narrow the search.",

@@ -3,12 +3,13 @@
 //! - **Changes**: a search on the object's modification property (`hs_lastmodifieddate`, for
 //!   contacts `lastmodifieddate`) `GTE` the cursor's millisecond, sorted ascending (a search takes
 //!   one sort only, so records of one millisecond come in no known order: the page is read past the
-//!   last millisecond it returns and put in `(time, id)` order with [`order_page`]). Each engine
-//!   page is a new search from the cursor.
-//! - **The 10 000-result cap**: one search cannot page past `search_result_cap` results. Before the
-//!   next page would cross it, the search restarts `GTE` the time of the last record read; records
-//!   already read are recognised by id. More records than the cap in one millisecond cannot be
-//!   read this way and fail the poll with a message saying so.
+//!   last millisecond it keeps and put in `(time, id)` order with [`order_page`]).
+//! - **The 10 000-result cap, and offsets**: each next page is a new search `GTE` the time of the
+//!   last record read (records already read are recognised by id), never HubSpot's `after` offset —
+//!   except inside one millisecond, where there is no other way, up to `search_result_cap`. So no
+//!   search nears the cap, and a record saved during a read (which moves to the end of the order)
+//!   cannot shift a page and make the next one skip a record. More records than the cap in one
+//!   millisecond cannot be read and fail the poll with a message saying so.
 //! - **Sweeps**: keyset searches on `hs_object_id GT <last id>` sorted by `hs_object_id` — each page
 //!   a new search, so the cap never applies.
 //! - **Deletes**: the archived listing (`archived=true`) is the delete feed, positioned by
@@ -211,28 +212,29 @@ impl SourceSystem for HubSpotSystem {
                     boundary = out.iter().map(|r| r.updated).max();
                 }
             }
-            let capped = read_in_search + u64::from(page_limit) > u64::from(self.cap);
+            let more = page.next.is_some() || page.total > read_in_search;
             match (page.next, last_time) {
-                (Some(next), _) if !capped => token = Some(next),
-                // The next page would cross the cap (or HubSpot stopped short of its total): a new
-                // search from the last record's time.
-                (next, Some(t)) if next.is_some() || page.total > read_in_search => {
-                    if t == from {
-                        return Err(bad(
-                            object,
-                            format!(
-                                "more than {} records have {sort} = {} (the search cap); they cannot be paged through",
-                                self.cap,
-                                t.to_rfc3339()
-                            ),
-                        ));
-                    }
-                    tracing::debug!(object = object.path(), from = %t, "search cap reached, restarting the search");
+                _ if !more => break,
+                // Past the millisecond it started at: a new search from the last record's time, so
+                // no page depends on an offset (a record saved meanwhile moves to the end and would
+                // shift the rest) and no search nears the cap. Records read twice are skipped by id.
+                (_, Some(t)) if t > from => {
                     from = t;
                     token = None;
                     read_in_search = 0;
                 }
-                _ => break,
+                // The whole page is one millisecond: page on inside it, as far as the cap allows.
+                (Some(next), _) if read_in_search + u64::from(page_limit) <= u64::from(self.cap) => token = Some(next),
+                _ => {
+                    return Err(bad(
+                        object,
+                        format!(
+                            "more than {} records have {sort} = {} (the search cap); they cannot be paged through",
+                            self.cap,
+                            from.to_rfc3339()
+                        ),
+                    ));
+                }
             }
         }
         let mut records = order_page(out, after, IDS, limit);

@@ -2,7 +2,8 @@
 //! pages of 5): change pages of any size, read from cursor to cursor, return every record exactly
 //! once in `(time, id)` order although a search sorts on one property only and the fake returns
 //! records of one millisecond highest id first, and no search ever pages past the cap; more records
-//! in one millisecond than the cap fail with a message saying so; sweeps page by id through the
+//! in one millisecond than the cap fail with a message saying so; a record saved during a read
+//! makes no other record skipped; sweeps page by id through the
 //! configured filters; the archived listing comes back in `(archivedAt, id)` order.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -80,6 +81,32 @@ async fn change_pages_of_any_size_read_everything_once_in_order_without_passing_
     }
     assert_eq!(fake.state.count_status(400), 0, "no search paged past the cap");
     assert!(fake.state.log().iter().filter(|l| l.path.ends_with("/search")).count() > 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_saved_while_a_change_page_is_read_makes_none_skipped() {
+    let fake = FakeHubSpot::with_samples().spawn().await.unwrap();
+    fake.state.set_search_cap(10);
+    populate(&fake.state);
+    let sys = system(&fake, 10);
+    // Saved just before the second search of the read: the record moves to the end of the order,
+    // and a client paging by offset would skip the record that takes its place.
+    fake.state.update_before_search(2, HubSpotObject::Companies, 1002, json!({"name": "Brevo (renamed)"}));
+    let page = sys.fetch_changes("companies", &Cursor::start(), 100).await.unwrap();
+    let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 37, "{ids:?}");
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 37, "each record once: {ids:?}");
+    // Its new version is newer than everything read: the next page from the cursor has it.
+    let last = page.records.last().unwrap();
+    let next = sys.fetch_changes("companies", &Cursor::new(last.updated, last.id.clone()), 100).await.unwrap();
+    assert_eq!(next.records.len(), 1);
+    assert_eq!(
+        (next.records[0].id.as_str(), &next.records[0].body["properties"]["name"]),
+        ("1002", &json!("Brevo (renamed)"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
