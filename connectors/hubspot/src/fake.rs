@@ -322,8 +322,21 @@ fn admit(fake: &FakeHubSpot, headers: &HeaderMap, search: bool) -> Result<Header
     Ok(h)
 }
 
-fn object_of(name: &str) -> Option<HubSpotObject> {
-    HubSpotObject::from_stream(name)
+/// The object a path names (404 otherwise), then [`admit`].
+fn object_and_admit(
+    fake: &FakeHubSpot,
+    name: &str,
+    headers: &HeaderMap,
+    search: bool,
+) -> Result<(HubSpotObject, HeaderMap), Box<Response>> {
+    let Some(object) = HubSpotObject::from_stream(name) else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            &format!("Unable to infer object type from: {name}"),
+        )));
+    };
+    Ok((object, admit(fake, headers, search)?))
 }
 
 /// A record's value of a property (`hs_object_id` is the id).
@@ -401,15 +414,8 @@ async fn search(
     headers: HeaderMap,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    let Some(object) = object_of(&object) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "OBJECT_NOT_FOUND",
-            &format!("Unable to infer object type from: {object}"),
-        );
-    };
-    let h = match admit(&fake, &headers, true) {
-        Ok(h) => h,
+    let (object, h) = match object_and_admit(&fake, &object, &headers, true) {
+        Ok(ok) => ok,
         Err(resp) => return *resp,
     };
     let bad = |m: String| error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &m);
@@ -502,15 +508,8 @@ async fn list(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let Some(object) = object_of(&object) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "OBJECT_NOT_FOUND",
-            &format!("Unable to infer object type from: {object}"),
-        );
-    };
-    let h = match admit(&fake, &headers, false) {
-        Ok(h) => h,
+    let (object, h) = match object_and_admit(&fake, &object, &headers, false) {
+        Ok(ok) => ok,
         Err(resp) => return *resp,
     };
     let get = |k: &str| params.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
