@@ -326,13 +326,11 @@ async fn the_daily_quota_share_stops_requests_until_usage_drops() {
     let topics = Topics::default();
     let bus = broker.bus(&topics).await;
     let fake = FakeHubSpot::with_samples().spawn().await.unwrap();
-    // 497 of 1000 spent: the third counted request reports 500, half the quota.
+    // 497 of 1000 spent: the fourth counted request reports 501, past half the quota.
     fake.state.set_daily_usage(1000, 497);
     let mut cfg = config(&fake, 50, 10_000);
     cfg.http.max_api_share = 0.5;
-    cfg.http.api_budget_recheck = Duration::from_secs(2);
-    let reader = Reader::start(&bus, &topics).await;
-    let source = RunningSource::start(&bus, &topics, Box::new(HubSpotSource::new(cfg)));
+    cfg.http.api_budget_recheck = Duration::from_secs(3600);
     let refused = |s: &RunningSource| {
         s.metrics
             .render()
@@ -341,16 +339,28 @@ async fn the_daily_quota_share_stops_requests_until_usage_drops() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while refused(&source) < 1.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the budget never refused a request");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    async fn wait_refusals(s: &RunningSource, n: f64, refused: impl Fn(&RunningSource) -> f64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while refused(s) < n {
+            assert!(tokio::time::Instant::now() < deadline, "the budget refused {} polls, not {n}", refused(s));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
+    let reader = Reader::start(&bus, &topics).await;
+    let source = RunningSource::start(&bus, &topics, Box::new(HubSpotSource::new(cfg.clone())));
+    wait_refusals(&source, 1.0, refused).await;
     let used = fake.state.daily_used();
     assert!((500..=502).contains(&used), "requests stopped at the share: {used} of 1000 used");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Polls go on being refused (the next probe is an hour away) and none reaches HubSpot.
+    wait_refusals(&source, 4.0, refused).await;
     assert_eq!(fake.state.daily_used(), used, "no request reaches HubSpot while the budget is spent");
-    // A new day: the next probe reads the usage below the share and the sync completes.
+    source.stop().await;
+
+    // Probes a second apart: still spent, then a new day. The probe before a search is a listing
+    // (a search answer reports no usage and could never lift the budget); the sync completes.
+    cfg.http.api_budget_recheck = Duration::from_secs(1);
+    let source = RunningSource::start(&bus, &topics, Box::new(HubSpotSource::new(cfg)));
+    wait_refusals(&source, 1.0, refused).await;
     fake.state.set_daily_usage(1000, 0);
     reader
         .wait_until("the sync after the quota reset", Duration::from_secs(40), |r| {
@@ -358,5 +368,7 @@ async fn the_daily_quota_share_stops_requests_until_usage_drops() {
             count(&l, EntityKind::Actor, Op::Upsert) == 10 && count(&l, EntityKind::DataSubjectRequest, Op::Upsert) == 4
         })
         .await;
+    let probes = fake.state.log().iter().filter(|l| l.params.get("limit").map(String::as_str) == Some("1")).count();
+    assert!(probes >= 1, "a one-record listing read the usage");
     source.stop().await;
 }
