@@ -4,7 +4,8 @@
 //! millisecond, two 429s waited out, a parameter override, a nameless company and a ticket of an
 //! unknown request type rejected to the DLQ, tickets of another pipeline never read; an incremental
 //! stage change updating the same DSR; archived records published as deletes; a restart from the
-//! checkpoint that loses nothing, with a sweep finding a contact deleted for good; a refused token;
+//! checkpoint that loses nothing, with a sweep finding a contact deleted for good; a refused token
+//! (fatal, also as a health check) and the health check's one read;
 //! the daily-quota share; and end to end through the Dastra sink: each privacy ticket one DSR, a
 //! stage change updates it, a replay of the whole bus from offset 0 costs no Dastra write.
 
@@ -236,6 +237,30 @@ async fn a_refused_token_stops_the_source() {
     let text = format!("{err:#}");
     assert!(text.contains("refused the credentials (401)"), "{text}");
     assert!(!text.contains("not-the-token"), "{text}");
+}
+
+/// The source's health checks: a refused token fails the `source` check fatally, without the
+/// token; an idle source answers each check with one authenticated search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_read_hubspot_with_the_token() {
+    let topics = Topics::default();
+    let broker = Broker::kafka();
+    let bus = broker.bus(&topics).await;
+    let fake = FakeHubSpot::with_samples().spawn().await.unwrap();
+    let (ctx, _, _) = context("hubspot", &bus, &topics);
+    let mut bad = config(&fake, 50, 10_000);
+    bad.token = dastra_connect_core::config::Secret::new("pat-eu1-not-the-token");
+    let checks = HubSpotSource::new(bad).health_checks(&ctx).unwrap();
+    assert_eq!(checks.iter().map(|c| c.name().to_owned()).collect::<Vec<_>>(), ["bus", "source"]);
+    let err = dastra_connect_core::health::run_all(&checks).await.unwrap_err();
+    assert!(err.fatal && err.check == "source", "{err:?}");
+    assert!(err.message.contains("refused the credentials (401)") && !err.message.contains("not-the-token"), "{err:?}");
+
+    let searches = || fake.state.log().iter().filter(|l| l.path.ends_with("/search") && l.status == 200).count();
+    let checks = HubSpotSource::new(config(&fake, 50, 10_000)).health_checks(&ctx).unwrap();
+    dastra_connect_core::health::run_all(&checks).await.unwrap();
+    dastra_connect_core::health::run_all(&checks).await.unwrap();
+    assert_eq!(searches(), 2, "one authenticated read per idle check");
 }
 
 /// Writes (not GETs) the emulator answered.
