@@ -15,10 +15,13 @@ use dastra_connect_core::source::{HttpSettings, SourceAuth, SourceHttp};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+/// What the system received: the `Authorization` header and the body, per request.
+type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 #[tokio::test]
 async fn post_json_sends_the_body_on_every_attempt_and_retries_a_429() {
     // Answers 429 to the first request, 400 to a body without `limit`, else echoes the body.
-    let seen: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+    let seen: Received = Arc::default();
     let log = seen.clone();
     let app = axum::Router::new().route(
         "/search",
