@@ -33,9 +33,10 @@ pub struct HubSpotConfig {
     /// pipeline), contacts are personal data and off unless listed.
     #[serde(default = "default_objects")]
     pub objects: Vec<ObjectConfig>,
-    /// Results one search may page through before the source starts a new search from the last
-    /// record read. HubSpot refuses to page past 10 000 (the default and the maximum); a lower value
-    /// restarts sooner and costs nothing else.
+    /// HubSpot's cap on the results one search can page through: 10 000, the default and the
+    /// maximum. The source starts each next page as a new search from the last record read and
+    /// follows HubSpot's `after` offset only among records of one millisecond, never past this cap;
+    /// search pages hold at most half of it.
     #[serde(default = "default_search_cap")]
     pub search_result_cap: u32,
     /// Polling, look-back, records per engine page and sweeps. A search answers at most 200 records;
