@@ -322,7 +322,7 @@ impl<R: RecordRule> TopicReader<R> {
             let Some(stream) = run.streams.get(&m.topic) else { continue };
             run.ctx.metrics.records_polled.with_label_values(&[&run.ctx.name, &stream.name]).inc();
             let Some(payload) = &m.payload else { continue };
-            let mut read: Option<(Value, Change)> = None;
+            let mut read: Option<(Value, Option<Change>)> = None;
             match self.one(run, stream, m, payload, &mut overlay, &mut read).await {
                 Ok(events) => {
                     for e in events {
@@ -366,15 +366,21 @@ impl<R: RecordRule> TopicReader<R> {
         m: &InboundMessage,
         payload: &[u8],
         overlay: &mut Overlay,
-        read: &mut Option<(Value, Change)>,
+        read: &mut Option<(Value, Option<Change>)>,
     ) -> Result<Vec<ChangeEvent>, Failure> {
         let key = if m.key.is_empty() { None } else { Some(run.decoder.key(&m.key).await?) };
         let value = run.decoder.value(payload).await?;
         if value.is_null() {
             return Ok(Vec::new());
         }
-        let change = self.rule.read(&m.topic, m, key.as_ref(), &value)?;
-        *read = Some((value, change.clone()));
+        let change = match self.rule.read(&m.topic, m, key.as_ref(), &value) {
+            Ok(change) => change,
+            Err(reject) => {
+                *read = Some((value, None));
+                return Err(reject.into());
+            }
+        };
+        *read = Some((value, Some(change.clone())));
         let time = change.time.or(m.timestamp).unwrap_or_else(Utc::now);
         let index_at = index_key(&stream.name, &change.record_id);
         let known = known_keys(run, overlay, &index_at);
@@ -433,20 +439,22 @@ fn known_keys(run: &Running, overlay: &Overlay, at: &str) -> BTreeSet<String> {
 }
 
 /// The DLQ record of a rejected message: the decoded value when there is one (else the raw value
-/// in base64, with where it was read), its id and version when the rule could read them.
+/// in base64), its id and version when the rule could read them (else `<topic>@<partition>/<offset>`
+/// and no version).
 fn dead_letter(
     run: &Running,
     stream: &StreamSpec,
     m: &InboundMessage,
     payload: &[u8],
-    read: Option<&(Value, Change)>,
+    read: Option<&(Value, Option<Change>)>,
     reason: &str,
     error: &str,
 ) -> OutboundMessage {
     let at = format!("{}@{}/{}", m.topic, m.partition, m.offset);
     let raw;
     let (record, record_id, version) = match read {
-        Some((value, change)) => (value, change.record_id.as_str(), change.sequence.as_str()),
+        Some((value, Some(change))) => (value, change.record_id.as_str(), change.sequence.as_str()),
+        Some((value, None)) => (value, at.as_str(), ""),
         None => {
             raw = json!({
                 "topic": m.topic, "partition": m.partition, "offset": m.offset,

@@ -12,13 +12,15 @@
 #[path = "../../../core/tests/py/support.rs"]
 mod support;
 
+mod cdc;
+
 use dastra_connect_test_harness as common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use cdc::*;
 use common::*;
-use dastra_connect_core::bus::{BusConfig, OutboundMessage};
+
 use dastra_connect_core::codec::RegistryConfig;
 use dastra_connect_core::codec::registry::stub::StubRegistry;
 use dastra_connect_core::connector::Topics;
@@ -27,7 +29,6 @@ use dastra_connect_debezium::{DebeziumSource, ReaderConfig, ReaderKind};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "erp.public.suppliers";
-const T0: i64 = 1_764_000_000_000;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The record formats of Debezium's converters.
@@ -39,23 +40,6 @@ enum Format {
     Json,
     /// `AvroConverter` (Confluent wire format).
     Avro,
-}
-
-fn row(id: i64, name: Option<&str>, country: Option<&str>) -> Value {
-    let email = name.map(|n| format!("dpo@{}.example", n.to_lowercase().replace(' ', "-")));
-    json!({"id": id, "name": name, "country": country, "email": email})
-}
-
-/// A PostgreSQL connector's change event at `lsn`.
-fn event(op: &str, before: Option<Value>, after: Option<Value>, lsn: i64) -> Value {
-    json!({
-        "before": before, "after": after, "op": op, "ts_ms": T0 + lsn + 5, "transaction": null,
-        "source": {
-            "version": "2.7.3.Final", "connector": "postgresql", "name": "erp", "ts_ms": T0 + lsn,
-            "snapshot": if op == "r" { "true" } else { "false" }, "db": "erp", "schema": "public",
-            "table": "suppliers", "txId": 700 + lsn, "lsn": lsn, "xmin": null
-        }
-    })
 }
 
 fn connect_row_schema(name: &str, field: &str) -> Value {
@@ -173,40 +157,6 @@ fn config(mapping: &str, registry: Option<&url::Url>) -> ReaderConfig {
     c
 }
 
-/// The bus with the input topics: on Kafka created on the MockCluster (3 partitions), on NATS
-/// captured by the stream.
-async fn bus_with_inputs(broker: &Broker, topics: &Topics, inputs: &[&str]) -> BusConfig {
-    let mut bus = broker.bus(topics).await;
-    match (broker, &mut bus) {
-        (Broker::Kafka(k), _) => inputs.iter().for_each(|t| k.create_topic(t, 3)),
-        (_, BusConfig::Nats(n)) => {
-            for t in inputs {
-                n.stream_subjects.push(format!("{t}.>"));
-            }
-            bus.ensure_topics(&[]).await.unwrap();
-        }
-        _ => unreachable!("a Kafka broker has a Kafka bus"),
-    }
-    bus
-}
-
-/// Publishes raw records to `topic` in order (`None` value: a tombstone).
-pub async fn produce(bus: &BusConfig, topic: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
-    let publisher = bus.publisher().await.unwrap();
-    let msgs = records
-        .into_iter()
-        .map(|(k, v)| OutboundMessage { topic: topic.into(), key: Bytes::from(k), payload: v.map(Bytes::from), headers: vec![] })
-        .collect();
-    publisher.publish_batch(msgs).await.unwrap();
-}
-
-fn actor_name(l: &std::collections::BTreeMap<String, dastra_connect_core::event::ChangeEvent>, id: i64) -> Option<String> {
-    match &l.get(&format!("erp:actor:{id}"))?.data {
-        Payload::Actor(a) if !a.deleted => a.company_name.clone(),
-        _ => None,
-    }
-}
-
 async fn scenario(broker: Broker, format: Format) {
     let topics = Topics::default();
     let bus = bus_with_inputs(&broker, &topics, &[TOPIC]).await;
@@ -214,17 +164,17 @@ async fn scenario(broker: Broker, format: Format) {
     let (registry, _server) = stub.spawn().await.unwrap();
     let key = |id: i64| json!({"id": id});
     let items = vec![
-        (key(1), event("r", None, Some(row(1, Some("Acme"), Some("FR"))), 100)),
-        (key(2), event("r", None, Some(row(2, Some("Globex"), Some("DE"))), 100)),
-        (key(3), event("r", None, Some(row(3, Some("Initech"), Some("FR"))), 100)),
-        (key(5), event("r", None, Some(row(5, Some("Nowhere Ltd"), None)), 100)),
-        (key(2), event("u", Some(row(2, Some("Globex"), Some("DE"))), Some(row(2, Some("Globex Europe"), Some("DE"))), 200)),
-        (key(4), event("c", None, Some(row(4, Some("Umbrella"), Some("FR"))), 210)),
+        (key(1), event("suppliers", "r", None, Some(row(1, Some("Acme"), Some("FR"))), 100)),
+        (key(2), event("suppliers", "r", None, Some(row(2, Some("Globex"), Some("DE"))), 100)),
+        (key(3), event("suppliers", "r", None, Some(row(3, Some("Initech"), Some("FR"))), 100)),
+        (key(5), event("suppliers", "r", None, Some(row(5, Some("Nowhere Ltd"), None)), 100)),
+        (key(2), event("suppliers", "u", Some(row(2, Some("Globex"), Some("DE"))), Some(row(2, Some("Globex Europe"), Some("DE"))), 200)),
+        (key(4), event("suppliers", "c", None, Some(row(4, Some("Umbrella"), Some("FR"))), 210)),
         // REPLICA IDENTITY DEFAULT: the old row holds only the primary key.
-        (key(3), event("d", Some(row(3, None, None)), None, 300)),
+        (key(3), event("suppliers", "d", Some(row(3, None, None)), None, 300)),
         // An older copy of the update of supplier 2 (LSN 150 < 200), read after the newer one.
-        (key(2), event("u", Some(row(2, Some("Globex"), Some("DE"))), Some(row(2, Some("Globex stale"), Some("DE"))), 150)),
-        (key(1), event("u", Some(row(1, Some("Acme"), Some("FR"))), Some(row(1, Some("Acme Group"), Some("FR"))), 400)),
+        (key(2), event("suppliers", "u", Some(row(2, Some("Globex"), Some("DE"))), Some(row(2, Some("Globex stale"), Some("DE"))), 150)),
+        (key(1), event("suppliers", "u", Some(row(1, Some("Acme"), Some("FR"))), Some(row(1, Some("Acme Group"), Some("FR"))), 400)),
     ];
     let registry_text = registry.to_string();
     let encoded = tokio::task::spawn_blocking(move || encode(format, &items, Some(&registry_text))).await.unwrap();
@@ -261,7 +211,7 @@ async fn scenario(broker: Broker, format: Format) {
     reader
         .wait_until("the update and the create", WAIT, |r| {
             let l = r.latest();
-            actor_name(&l, 2).as_deref() == Some("Globex Europe") && actor_name(&l, 4).is_some()
+            actor_name(&l, "erp", "2").as_deref() == Some("Globex Europe") && actor_name(&l, "erp", "4").is_some()
         })
         .await;
     let Payload::Actor(globex) = &reader.latest()["erp:actor:2"].data else { panic!() };
@@ -277,7 +227,7 @@ async fn scenario(broker: Broker, format: Format) {
     reader.wait_until("the older copy", WAIT, |r| of(r, "erp:actor:2").len() == 3).await;
     let copies = of(&reader, "erp:actor:2");
     assert!(is_newer(&copies[1].sequence, &copies[2].sequence), "LSN 200 sorts after LSN 150");
-    assert_eq!(actor_name(&reader.latest(), 2).as_deref(), Some("Globex Europe"));
+    assert_eq!(actor_name(&reader.latest(), "erp", "2").as_deref(), Some("Globex Europe"));
     let deletes = reader.events().into_iter().filter(|e| e.op == Op::Delete).count();
     assert_eq!(deletes, 1, "the tombstone after the delete publishes nothing");
     source.stop().await;
@@ -286,7 +236,7 @@ async fn scenario(broker: Broker, format: Format) {
     produce(&bus, TOPIC, vec![rec(8)]).await;
     let upper = r#"{kind: "actor", id: (.id | tostring), data: {actorType: "Morale", companyName: (.name | ascii_upcase), countryCode: .country}}"#;
     let source = RunningSource::start(&bus, &topics, Box::new(DebeziumSource::new(config(upper, (format == Format::Avro).then_some(&registry)))));
-    reader.wait_until("the update made while stopped", WAIT, |r| actor_name(&r.latest(), 1).as_deref() == Some("ACME GROUP")).await;
+    reader.wait_until("the update made while stopped", WAIT, |r| actor_name(&r.latest(), "erp", "1").as_deref() == Some("ACME GROUP")).await;
     source.stop().await;
     assert_eq!(of(&reader, "erp:actor:1").len(), 2, "snapshot read and the update, nothing re-read");
     assert_eq!(of(&reader, "erp:actor:4").len(), 1);
