@@ -105,7 +105,8 @@ impl Decoder {
         let registry = self.registry.as_ref().ok_or(DecodeError::NoRegistry(id))?;
         let schema = registry.schema_by_id(id).await.map_err(|source| DecodeError::Registry { id, source })?;
         let avro_err = |e: apache_avro::Error| DecodeError::Avro { id, reason: e.to_string() };
-        let value = GenericDatumReader::builder(&schema).build().map_err(avro_err)?.read_value(&mut datum).map_err(avro_err)?;
+        let value =
+            GenericDatumReader::builder(&schema).build().map_err(avro_err)?.read_value(&mut datum).map_err(avro_err)?;
         if !datum.is_empty() {
             return Err(DecodeError::Avro { id, reason: format!("{} bytes left after the datum", datum.len()) });
         }

@@ -161,14 +161,25 @@ mod tests {
         let pg = |lsn: u64| position(&json!({"connector": "postgresql", "lsn": lsn}), None, 0).unwrap();
         assert!(is_newer(&pg(9_000_000_000), &pg(999)));
         let ms = |c: &str, ch: &str, n: u64| {
-            position(&json!({"connector": "sqlserver", "commit_lsn": c, "change_lsn": ch, "event_serial_no": n}), None, 0)
-                .unwrap()
+            position(
+                &json!({"connector": "sqlserver", "commit_lsn": c, "change_lsn": ch, "event_serial_no": n}),
+                None,
+                0,
+            )
+            .unwrap()
         };
-        assert!(is_newer(&ms("0000002B:00000BB0:0003", "0000002B:00000BA0:0002", 2), &ms("0000002b:00000bb0:0003", "0000002b:00000ba0:0002", 1)));
-        assert!(is_newer(&ms("0000002c:00000010:0001", "0000002c:00000010:0001", 1), &ms("0000002b:00000bb0:0003", "0000002b:00000bb0:0003", 9)));
+        assert!(is_newer(
+            &ms("0000002B:00000BB0:0003", "0000002B:00000BA0:0002", 2),
+            &ms("0000002b:00000bb0:0003", "0000002b:00000ba0:0002", 1)
+        ));
+        assert!(is_newer(
+            &ms("0000002c:00000010:0001", "0000002c:00000010:0001", 1),
+            &ms("0000002b:00000bb0:0003", "0000002b:00000bb0:0003", 9)
+        ));
         let ora = |scn: &str| position(&json!({"connector": "oracle", "scn": scn}), None, 0).unwrap();
         assert!(is_newer(&ora("10000"), &ora("9999")));
-        let mongo = |sec: u64, ord: u64| position(&json!({"connector": "mongodb", "sec": sec, "ord": ord}), None, 0).unwrap();
+        let mongo =
+            |sec: u64, ord: u64| position(&json!({"connector": "mongodb", "sec": sec, "ord": ord}), None, 0).unwrap();
         assert!(is_newer(&mongo(100, 2), &mongo(100, 1)) && is_newer(&mongo(101, 1), &mongo(100, 9)));
         let t = Utc.timestamp_millis_opt(1_000).single();
         let other = |off: i64| position(&json!({"connector": "vitess"}), t, off).unwrap();

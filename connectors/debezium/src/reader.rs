@@ -187,7 +187,8 @@ impl<R: RecordRule> TopicReader<R> {
             (Some(r), _) => Some(Arc::new(SchemaRegistryClient::new(r.clone())?)),
             (None, r) => r.cloned(),
         };
-        let mut specs: Vec<TopicSpec> = EntityKind::ALL.iter().map(|k| TopicSpec::new(ctx.topics.changes(*k))).collect();
+        let mut specs: Vec<TopicSpec> =
+            EntityKind::ALL.iter().map(|k| TopicSpec::new(ctx.topics.changes(*k))).collect();
         specs.push(TopicSpec::new(ctx.topics.dlq()));
         ctx.bus.ensure_topics(&specs).await?;
         let [_, index_ns] = SourceEngine::store_names(&ctx);
@@ -463,15 +464,8 @@ fn dead_letter(
             (&raw, at.as_str(), "")
         }
     };
-    let rejected = Rejected {
-        system: &run.key_system,
-        stream: &stream.name,
-        record_id,
-        version: 0,
-        record,
-        reason,
-        error,
-    };
+    let rejected =
+        Rejected { system: &run.key_system, stream: &stream.name, record_id, version: 0, record, reason, error };
     let mut msg = record_message(&run.dlq_topic, &run.ctx.name, &rejected);
     // The source DLQ's version header is a counter; these versions are sequences.
     for (name, value) in &mut msg.headers {

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use chrono::DateTime;
+use dastra_connect_core::Classify;
 use dastra_connect_core::bus::InboundMessage;
 use dastra_connect_core::canonical::canonical_json;
 use dastra_connect_core::event::{sequence_from_time, sequence_from_u64};
-use dastra_connect_core::Classify;
 use dastra_connect_core::source::Mapping;
 use serde_json::Value;
 
@@ -31,18 +31,20 @@ pub struct TopicRule {
 impl TopicRule {
     /// Compiles the programs of `config` (validated: `version` is present and every program
     /// compiles).
-    pub fn new(config: &ReaderConfig, key_system: &str) -> Result<TopicRule, dastra_connect_core::source::MappingError> {
+    pub fn new(
+        config: &ReaderConfig,
+        key_system: &str,
+    ) -> Result<TopicRule, dastra_connect_core::source::MappingError> {
         let mut topics = HashMap::new();
         for t in &config.topics {
             let compile = |what: &str, p: &Option<String>| {
                 p.as_deref().map(|p| Mapping::compile(&format!("{}.{what}", t.stream()), p)).transpose()
             };
-            let version = compile("version", &t.version)?.ok_or_else(|| {
-                dastra_connect_core::source::MappingError::Compile {
+            let version =
+                compile("version", &t.version)?.ok_or_else(|| dastra_connect_core::source::MappingError::Compile {
                     name: format!("{}.version", t.stream()),
                     detail: "`type: topic` needs a version program".into(),
-                }
-            })?;
+                })?;
             let programs = Programs {
                 key: compile("key", &t.key)?,
                 version,
@@ -72,27 +74,37 @@ fn id_text(v: &Value) -> Option<String> {
 
 impl RecordRule for TopicRule {
     fn read(&self, topic: &str, _msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject> {
-        let p = self.topics.get(topic).ok_or_else(|| ("not_configured", format!("topic `{topic}` is not configured")))?;
+        let p =
+            self.topics.get(topic).ok_or_else(|| ("not_configured", format!("topic `{topic}` is not configured")))?;
         let record_id = match &p.key {
             Some(program) => self.first(program, value, &p.params)?.as_ref().and_then(id_text),
             None => key.and_then(id_text),
         }
-        .ok_or_else(|| ("no_key", "the record has no id (empty message key, or the `key` program gave none)".to_owned()))?;
+        .ok_or_else(|| {
+            ("no_key", "the record has no id (empty message key, or the `key` program gave none)".to_owned())
+        })?;
         let version = self.first(&p.version, value, &p.params)?;
         let (sequence, time) = match &version {
             Some(Value::Number(n)) if n.as_u64().is_some() => (sequence_from_u64(n.as_u64().unwrap_or(0)), None),
-            Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<u64>() {
-                Ok(n) => (sequence_from_u64(n), None),
-                Err(_) => return Err(("no_version", format!("version {s:?} is larger than a 64-bit counter"))),
-            },
+            Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                match s.parse::<u64>() {
+                    Ok(n) => (sequence_from_u64(n), None),
+                    Err(_) => return Err(("no_version", format!("version {s:?} is larger than a 64-bit counter"))),
+                }
+            }
             Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
                 Ok(t) => (sequence_from_time(t.to_utc(), 0), Some(t.to_utc())),
-                Err(_) => return Err(("no_version", format!("version {s:?} is neither a counter nor an RFC 3339 time"))),
+                Err(_) => {
+                    return Err(("no_version", format!("version {s:?} is neither a counter nor an RFC 3339 time")));
+                }
             },
             other => {
                 return Err((
                     "no_version",
-                    format!("the version program gave {}, not a non-negative integer or an RFC 3339 time", other.as_ref().map_or("nothing".into(), Value::to_string)),
+                    format!(
+                        "the version program gave {}, not a non-negative integer or an RFC 3339 time",
+                        other.as_ref().map_or("nothing".into(), Value::to_string)
+                    ),
                 ));
             }
         };
@@ -132,10 +144,13 @@ mod tests {
 
     #[test]
     fn key_version_and_delete_come_from_the_record() {
-        let r = rule("topics: [{topic: t, mapping: '.', key: '.vendor.code', version: '.rev', delete: '.status == \"removed\"'}]");
+        let r = rule(
+            "topics: [{topic: t, mapping: '.', key: '.vendor.code', version: '.rev', delete: '.status == \"removed\"'}]",
+        );
         let a = r.read("t", &msg(), None, &json!({"vendor": {"code": "V1"}, "rev": 9})).unwrap();
         assert_eq!((a.record_id.as_str(), matches!(a.row, Row::Upsert(_))), ("V1", true));
-        let b = r.read("t", &msg(), None, &json!({"vendor": {"code": "V1"}, "rev": "10", "status": "removed"})).unwrap();
+        let b =
+            r.read("t", &msg(), None, &json!({"vendor": {"code": "V1"}, "rev": "10", "status": "removed"})).unwrap();
         assert!(matches!(b.row, Row::Delete(Some(_))) && is_newer(&b.sequence, &a.sequence));
         let e = r.read("t", &msg(), None, &json!({"vendor": {"code": "V1"}, "rev": "soon"})).unwrap_err();
         assert_eq!(e.0, "no_version");

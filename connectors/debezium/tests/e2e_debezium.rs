@@ -62,7 +62,8 @@ async fn end_to_end(broker: Broker) {
     ];
     produce(&bus, SERVERS, servers).await;
     wait_emulator(&emu, "the snapshot", WAIT, |e| {
-        labels(e, "Actors", "companyName") == ["Acme", "Globex"] && labels(e, "Assets", "label") == ["srv-db-01", "srv-web-01"]
+        labels(e, "Actors", "companyName") == ["Acme", "Globex"]
+            && labels(e, "Assets", "label") == ["srv-db-01", "srv-web-01"]
     })
     .await;
 
@@ -73,14 +74,19 @@ async fn end_to_end(broker: Broker) {
     produce(&bus, SUPPLIERS, vec![supplier("u", 2, "Globex stale", 150)]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     produce(&bus, SUPPLIERS, vec![supplier("u", 2, "Globex Final", 500)]).await;
-    wait_emulator(&emu, "the last update", WAIT, |e| labels(e, "Actors", "companyName") == ["Acme", "Globex Final"]).await;
+    wait_emulator(&emu, "the last update", WAIT, |e| labels(e, "Actors", "companyName") == ["Acme", "Globex Final"])
+        .await;
     assert!(!sent_anywhere(&emu, "Globex stale"), "the older copy was never sent to Dastra");
 
     // Deletes (the old row logged in full for suppliers, key only for servers), then tombstones.
     let gone = |table: &str, id: i64, before: Value| rec(id, Some(event(table, "d", Some(before), None, 600)));
     produce(&bus, SUPPLIERS, vec![gone("suppliers", 1, row(1, Some("Acme"), Some("FR"))), rec(1, None)]).await;
-    produce(&bus, SERVERS, vec![gone("servers", 1, json!({"id": 1, "hostname": null, "datacenter": null})), rec(1, None)])
-        .await;
+    produce(
+        &bus,
+        SERVERS,
+        vec![gone("servers", 1, json!({"id": 1, "hostname": null, "datacenter": null})), rec(1, None)],
+    )
+    .await;
     wait_emulator(&emu, "the deletes", WAIT, |e| {
         labels(e, "Actors", "companyName") == ["Globex Final"] && labels(e, "Assets", "label") == ["srv-web-01"]
     })

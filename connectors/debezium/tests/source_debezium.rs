@@ -168,13 +168,40 @@ async fn scenario(broker: Broker, format: Format) {
         (key(2), event("suppliers", "r", None, Some(row(2, Some("Globex"), Some("DE"))), 100)),
         (key(3), event("suppliers", "r", None, Some(row(3, Some("Initech"), Some("FR"))), 100)),
         (key(5), event("suppliers", "r", None, Some(row(5, Some("Nowhere Ltd"), None)), 100)),
-        (key(2), event("suppliers", "u", Some(row(2, Some("Globex"), Some("DE"))), Some(row(2, Some("Globex Europe"), Some("DE"))), 200)),
+        (
+            key(2),
+            event(
+                "suppliers",
+                "u",
+                Some(row(2, Some("Globex"), Some("DE"))),
+                Some(row(2, Some("Globex Europe"), Some("DE"))),
+                200,
+            ),
+        ),
         (key(4), event("suppliers", "c", None, Some(row(4, Some("Umbrella"), Some("FR"))), 210)),
         // REPLICA IDENTITY DEFAULT: the old row holds only the primary key.
         (key(3), event("suppliers", "d", Some(row(3, None, None)), None, 300)),
         // An older copy of the update of supplier 2 (LSN 150 < 200), read after the newer one.
-        (key(2), event("suppliers", "u", Some(row(2, Some("Globex"), Some("DE"))), Some(row(2, Some("Globex stale"), Some("DE"))), 150)),
-        (key(1), event("suppliers", "u", Some(row(1, Some("Acme"), Some("FR"))), Some(row(1, Some("Acme Group"), Some("FR"))), 400)),
+        (
+            key(2),
+            event(
+                "suppliers",
+                "u",
+                Some(row(2, Some("Globex"), Some("DE"))),
+                Some(row(2, Some("Globex stale"), Some("DE"))),
+                150,
+            ),
+        ),
+        (
+            key(1),
+            event(
+                "suppliers",
+                "u",
+                Some(row(1, Some("Acme"), Some("FR"))),
+                Some(row(1, Some("Acme Group"), Some("FR"))),
+                400,
+            ),
+        ),
     ];
     let registry_text = registry.to_string();
     let encoded = tokio::task::spawn_blocking(move || encode(format, &items, Some(&registry_text))).await.unwrap();
@@ -189,7 +216,9 @@ async fn scenario(broker: Broker, format: Format) {
     produce(&bus, TOPIC, first).await;
     let source = RunningSource::start(&bus, &topics, Box::new(DebeziumSource::new(cfg.clone())));
     reader
-        .wait_until("the snapshot", WAIT, |r| count(&r.latest(), EntityKind::Actor, Op::Upsert) == 3 && r.dlq().len() == 2)
+        .wait_until("the snapshot", WAIT, |r| {
+            count(&r.latest(), EntityKind::Actor, Op::Upsert) == 3 && r.dlq().len() == 2
+        })
         .await;
     let l = reader.latest();
     let Payload::Actor(acme) = &l["erp:actor:1"].data else { panic!() };
@@ -200,7 +229,8 @@ async fn scenario(broker: Broker, format: Format) {
     let mut reasons: Vec<String> = reader.dlq().iter().map(|d| d.header("dastra_dlq_reason").unwrap()).collect();
     reasons.sort();
     assert_eq!(reasons, ["mapping_error", "undecodable"]);
-    let rejected = reader.dlq().into_iter().find(|d| d.header("dastra_dlq_reason").as_deref() == Some("mapping_error")).unwrap();
+    let rejected =
+        reader.dlq().into_iter().find(|d| d.header("dastra_dlq_reason").as_deref() == Some("mapping_error")).unwrap();
     assert_eq!(rejected.header("dastra_dlq_source_record").as_deref(), Some(r#"{"id":5}"#));
     assert_eq!(rejected.header("dastra_dlq_source_stream").as_deref(), Some(TOPIC));
     assert!(rejected.header("dastra_dlq_error").unwrap().contains("supplier 5 has no country"));
@@ -235,8 +265,16 @@ async fn scenario(broker: Broker, format: Format) {
     // 5. Restart with a replaced mapping: only what came while it was down is read.
     produce(&bus, TOPIC, vec![rec(8)]).await;
     let upper = r#"{kind: "actor", id: (.id | tostring), data: {actorType: "Morale", companyName: (.name | ascii_upcase), countryCode: .country}}"#;
-    let source = RunningSource::start(&bus, &topics, Box::new(DebeziumSource::new(config(upper, (format == Format::Avro).then_some(&registry)))));
-    reader.wait_until("the update made while stopped", WAIT, |r| actor_name(&r.latest(), "erp", "1").as_deref() == Some("ACME GROUP")).await;
+    let source = RunningSource::start(
+        &bus,
+        &topics,
+        Box::new(DebeziumSource::new(config(upper, (format == Format::Avro).then_some(&registry)))),
+    );
+    reader
+        .wait_until("the update made while stopped", WAIT, |r| {
+            actor_name(&r.latest(), "erp", "1").as_deref() == Some("ACME GROUP")
+        })
+        .await;
     source.stop().await;
     assert_eq!(of(&reader, "erp:actor:1").len(), 2, "snapshot read and the update, nothing re-read");
     assert_eq!(of(&reader, "erp:actor:4").len(), 1);

@@ -44,7 +44,8 @@ async fn scenario(broker: Broker) {
     .unwrap();
     cfg.validate("test", ReaderKind::Topic).unwrap();
     let reader = Reader::start(&bus, &topics).await;
-    produce(&bus, TOPIC, vec![vendor("V1", "Acme", json!(1), "active"), vendor("V2", "Globex", json!(1), "active")]).await;
+    produce(&bus, TOPIC, vec![vendor("V1", "Acme", json!(1), "active"), vendor("V2", "Globex", json!(1), "active")])
+        .await;
     let source = RunningSource::start(&bus, &topics, Box::new(TopicSource::new(cfg.clone())));
     reader.wait_until("the first records", WAIT, |r| actor_name(&r.latest(), "crm", "V2").is_some()).await;
 

@@ -473,7 +473,15 @@ impl SourceEngine {
             .run(&r.body, &stream.params, &self.key_system)
             .map_err(|e: MappingError| (e.code(), e.to_string()))?;
         let sequence = sequence_from_time(r.updated, r.version);
-        events_from_outputs(outputs, stream.mapping.name(), &self.key_system, &run.source, &sequence, r.updated, snapshot)
+        events_from_outputs(
+            outputs,
+            stream.mapping.name(),
+            &self.key_system,
+            &run.source,
+            &sequence,
+            r.updated,
+            snapshot,
+        )
     }
 
     /// Queues a delete event for a known key (sequence: `deleted_at` with the highest tie-breaker,
@@ -571,8 +579,7 @@ pub fn events_from_outputs(
             },
         }
         .map_err(|e| (e.code(), e.to_string()))?;
-        let event =
-            ChangeEvent::new(source, key, sequence, time, payload).map_err(|e| (e.code(), e.to_string()))?;
+        let event = ChangeEvent::new(source, key, sequence, time, payload).map_err(|e| (e.code(), e.to_string()))?;
         events.push(event);
     }
     Ok(events)

@@ -53,7 +53,12 @@ pub async fn produce(bus: &BusConfig, topic: &str, records: Vec<(Vec<u8>, Option
     let publisher = bus.publisher().await.unwrap();
     let msgs = records
         .into_iter()
-        .map(|(k, v)| OutboundMessage { topic: topic.into(), key: Bytes::from(k), payload: v.map(Bytes::from), headers: vec![] })
+        .map(|(k, v)| OutboundMessage {
+            topic: topic.into(),
+            key: Bytes::from(k),
+            payload: v.map(Bytes::from),
+            headers: vec![],
+        })
         .collect();
     publisher.publish_batch(msgs).await.unwrap();
 }
