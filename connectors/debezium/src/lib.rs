@@ -10,6 +10,7 @@ pub mod debezium;
 pub mod decode;
 pub mod envelope;
 pub mod reader;
+pub mod samples;
 pub mod topic;
 
 use async_trait::async_trait;
