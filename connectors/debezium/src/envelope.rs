@@ -9,7 +9,8 @@
 //!   PostgreSQL `lsn`; MySQL/MariaDB binlog `file` number, `pos`, `row`; SQL Server and Db2
 //!   `commit_lsn`, `change_lsn`, `event_serial_no`; Oracle `scn`; MongoDB `sec`, `ord`. Any other
 //!   connector: `source.ts_ms` with the record's offset as tie-breaker. So a re-read or an older
-//!   copy of a row change never sorts after a newer one.
+//!   copy of a row change never sorts after a newer one. A last digit orders a delete (`0`) before
+//!   an upsert (`1`) at the same position (a primary-key change).
 
 use chrono::{DateTime, TimeZone, Utc};
 use dastra_connect_core::canonical::canonical_json;
@@ -53,13 +54,13 @@ pub fn read_envelope(value: &Value, key: Option<&Value>, offset: i64) -> Result<
         }
     };
     let time = millis(source.get("ts_ms")).or_else(|| millis(value.get("ts_ms")));
-    Ok(Change {
-        record_id,
-        sequence: position(source, time, offset).map_err(|e| ("no_version", e))?,
-        time,
-        snapshot: op == "r",
-        row,
-    })
+    // A primary-key change is a delete under the old key and a create under the new one at the
+    // same log position: the last digit puts the delete first, so a mapping that gives both rows
+    // the same entity (an id from another column) ends with the create.
+    let last = if matches!(row, Row::Delete(_)) { '0' } else { '1' };
+    let mut sequence = position(source, time, offset).map_err(|e| ("no_version", e))?;
+    sequence.push(last);
+    Ok(Change { record_id, sequence, time, snapshot: op == "r", row })
 }
 
 fn millis(v: Option<&Value>) -> Option<DateTime<Utc>> {
@@ -145,6 +146,9 @@ mod tests {
         let d = read_envelope(&d, Some(&key), 2).unwrap();
         assert!(matches!(d.row, Row::Delete(Some(_))));
         assert!(matches!(read_envelope(&pg("t", 13, Value::Null), None, 3).unwrap().row, Row::Skip(_)));
+        // A primary-key change: delete under the old key, create under the new one, one LSN.
+        let create = read_envelope(&pg("c", 12, json!({"id": 8})), Some(&json!({"id": 8})), 3).unwrap();
+        assert!(is_newer(&create.sequence, &d.sequence) && is_newer(&d.sequence, &u.sequence));
         assert_eq!(read_envelope(&json!({"id": 1}), Some(&key), 0).unwrap_err().0, "not_debezium");
         assert_eq!(read_envelope(&pg("u", 11, json!({"id": 7})), None, 0).unwrap_err().0, "no_key");
         assert_eq!(read_envelope(&pg("x", 11, json!({"id": 7})), Some(&key), 0).unwrap_err().0, "not_debezium");

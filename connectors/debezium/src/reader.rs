@@ -411,7 +411,8 @@ impl<R: RecordRule> TopicReader<R> {
                 // Keys the record produced before and no longer does.
                 events.extend(known.difference(&produced).filter_map(|k| tombstone(k)));
                 if produced != known {
-                    overlay.insert(index_at, Some(produced));
+                    // A record the mapping now filters out keeps no entry.
+                    overlay.insert(index_at, (!produced.is_empty()).then_some(produced));
                 }
                 Ok(events)
             }
