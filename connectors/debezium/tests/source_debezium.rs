@@ -5,7 +5,7 @@
 //! dead-lettered with their reasons, incremental create and update, a delete whose `before` holds
 //! only the primary key (followed by its Kafka tombstone), an older copy of an update that must not
 //! win, and a restart with a replaced mapping that resumes from the committed offsets (nothing lost,
-//! nothing read twice).
+//! nothing read twice); and Avro records that wait, undead-lettered, for a registry that is down.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -307,4 +307,45 @@ async fn json_without_schema_on_kafka() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_through_the_registry_on_kafka() {
     scenario(Broker::kafka(), Format::Avro).await;
+}
+
+/// A schema registry that is down when the reader starts: its Avro records wait (nothing
+/// published, nothing dead-lettered, the batch retried) and go through once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_records_wait_for_a_registry_that_is_down() {
+    let broker = Broker::kafka();
+    let topics = Topics::default();
+    let bus = bus_with_inputs(&broker, &topics, &[TOPIC]).await;
+    let stub = StubRegistry::new();
+    let (registry, server) = stub.spawn().await.unwrap();
+    let items = vec![
+        (json!({"id": 1}), event("suppliers", "r", None, Some(row(1, Some("Acme"), Some("FR"))), 100)),
+        (json!({"id": 2}), event("suppliers", "r", None, Some(row(2, Some("Globex"), Some("DE"))), 100)),
+    ];
+    let url = registry.to_string();
+    let encoded = tokio::task::spawn_blocking(move || encode(Format::Avro, &items, Some(&url))).await.unwrap();
+    // The schemas are registered; now the registry goes away.
+    server.abort();
+    let _ = server.await;
+    produce(&bus, TOPIC, encoded.into_iter().map(|(k, v)| (k, Some(v))).collect()).await;
+    let reader = Reader::start(&bus, &topics).await;
+    let mapping = include_str!("../samples/suppliers-actors.jq");
+    let source = RunningSource::start(&bus, &topics, Box::new(DebeziumSource::new(config(mapping, Some(&registry)))));
+    let retried = |s: &RunningSource| s.metric("dastra_connect_poll_errors_total").unwrap_or(0.0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while retried(&source) < 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the batch was not retried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reader.events().is_empty() && reader.dlq().is_empty(), "nothing published while the registry is down");
+
+    // The registry comes back at the same address.
+    let addr = format!("{}:{}", registry.host_str().unwrap(), registry.port().unwrap());
+    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    let app = stub.router();
+    let back = tokio::spawn(async move { axum::serve(listener, app).await });
+    reader.wait_until("the records", WAIT, |r| count(&r.latest(), EntityKind::Actor, Op::Upsert) == 2).await;
+    assert!(reader.dlq().is_empty(), "a registry outage dead-letters nothing");
+    source.stop().await;
+    back.abort();
 }
