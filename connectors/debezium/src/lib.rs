@@ -37,7 +37,7 @@ impl DebeziumSource {
 #[async_trait]
 impl Connector for DebeziumSource {
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        TopicReader::new(DebeziumRule, ReaderKind::Debezium, self.config).run(ctx, shutdown).await
+        TopicReader::new(DebeziumRule, ReaderKind::Debezium.as_str(), self.config).run(ctx, shutdown).await
     }
 }
 
@@ -57,6 +57,6 @@ impl TopicSource {
 impl Connector for TopicSource {
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
         let rule = TopicRule::new(&self.config, self.config.key_system(ReaderKind::Topic))?;
-        TopicReader::new(rule, ReaderKind::Topic, self.config).run(ctx, shutdown).await
+        TopicReader::new(rule, ReaderKind::Topic.as_str(), self.config).run(ctx, shutdown).await
     }
 }

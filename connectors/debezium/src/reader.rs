@@ -46,7 +46,7 @@ use dastra_connect_core::{Classify, ErrorClass};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConsumerSettings, ReaderConfig, ReaderKind};
+use crate::config::{ConsumerSettings, ReaderConfig};
 use crate::decode::{DecodeError, Decoder};
 
 /// A record rejected: reason code and operator sentence.
@@ -135,7 +135,8 @@ impl From<DecodeError> for Failure {
 /// Reads existing topics with a rule; see the module doc.
 pub struct TopicReader<R> {
     rule: R,
-    kind: ReaderKind,
+    /// The connector type (`/status`, logs) and the default key system.
+    kind: &'static str,
     config: ReaderConfig,
 }
 
@@ -159,8 +160,10 @@ fn index_key(stream: &str, record_id: &str) -> String {
 }
 
 impl<R: RecordRule> TopicReader<R> {
-    /// A reader of `config` (validated by the caller) with `rule`.
-    pub fn new(rule: R, kind: ReaderKind, config: ReaderConfig) -> Self {
+    /// A reader of `config` (validated by the caller) with `rule`; `kind` names the connector type
+    /// (`debezium`, `topic`, or another connector's that reads an existing topic) and is the key
+    /// system unless the config sets one.
+    pub fn new(rule: R, kind: &'static str, config: ReaderConfig) -> Self {
         TopicReader { rule, kind, config }
     }
 
@@ -198,21 +201,21 @@ impl<R: RecordRule> TopicReader<R> {
         let group = consumer.group_id.clone().unwrap_or_else(|| format!("dastra-connect-{}", ctx.name));
         let topics: Vec<String> = self.config.topics.iter().map(|t| t.topic.clone()).collect();
         let mut sub = own_group(&ctx.bus, &group).subscriber(&group, &topics).await?;
-        let status = json!({"type": self.kind.as_str(), "topics": topics, "group": group});
+        let status = json!({"type": self.kind, "topics": topics, "group": group});
         ctx.admin.status_provider(&ctx.name, move || status.clone());
         let run = Running {
             publisher,
             index,
             decoder: Decoder::new(registry),
             streams,
-            key_system: self.config.key_system(self.kind).to_owned(),
+            key_system: self.config.key_system.clone().unwrap_or_else(|| self.kind.to_owned()),
             source: format!("/connectors/{}", ctx.name),
             dlq_topic: ctx.topics.dlq(),
             ctx,
         };
         let ready = run.ctx.admin.readiness(&run.ctx.name);
         ready.set(true);
-        tracing::info!(connector = %run.ctx.name, kind = self.kind.as_str(), group = %group, "topic reader started");
+        tracing::info!(connector = %run.ctx.name, kind = self.kind, group = %group, "topic reader started");
         let result = self.consume(&run, sub.as_mut(), &consumer, &shutdown).await;
         ready.set(false);
         if let Err(e) = sub.close().await {
