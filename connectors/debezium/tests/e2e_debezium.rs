@@ -1,4 +1,4 @@
-//! End to end on NATS and on the Kafka MockCluster: Debezium change events of two tables (an ERP
+//! End to end on NATS, on the Kafka MockCluster and on tansu (a Kafka-protocol broker process): Debezium change events of two tables (an ERP
 //! `suppliers` table → Actors, an inventory `servers` table → Assets) read by the Debezium reader,
 //! applied by the real Dastra sink to the emulator: snapshot rows become one Actor or Asset each,
 //! an update lands, an older copy of that update read after it is never applied, and a delete
@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use cdc::*;
 use common::*;
+use dastra_connect_core::bus::{BusConfig, TopicSpec};
 use dastra_connect_core::connector::Topics;
+use dastra_connect_core::event::EntityKind;
+use dastra_connect_core::testkit::Tansu;
 use dastra_connect_debezium::{DebeziumSource, ReaderConfig, ReaderKind};
 use serde_json::{Value, json};
 
@@ -38,6 +41,11 @@ fn sent_anywhere(emu: &dastra_emulator::RunningEmulator, text: &str) -> bool {
 async fn end_to_end(broker: Broker) {
     let topics = Topics::default();
     let bus = bus_with_inputs(&broker, &topics, &[SUPPLIERS, SERVERS]).await;
+    run(&bus, &topics).await;
+}
+
+async fn run(bus: &BusConfig, topics: &Topics) {
+    let (bus, topics) = (bus.clone(), topics.clone());
     let emu = emulator().await;
     let sink = RunningSink::start(&bus, &topics, sink_config(&emu));
     let cfg: ReaderConfig = serde_json::from_value(json!({
@@ -103,4 +111,22 @@ async fn suppliers_and_servers_into_dastra_on_nats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suppliers_and_servers_into_dastra_on_kafka() {
     end_to_end(Broker::kafka()).await;
+}
+
+/// The same on tansu, a Kafka-protocol broker process (not librdkafka's in-process mock): topics
+/// created through the broker's CreateTopics API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppliers_and_servers_into_dastra_on_tansu() {
+    let tansu = Tansu::start().await;
+    let topics = Topics::default();
+    let bus = tansu.bus_config();
+    let mut specs: Vec<TopicSpec> = EntityKind::ALL.iter().map(|k| TopicSpec::new(topics.changes(*k))).collect();
+    specs.extend([topics.dlq(), SUPPLIERS.into(), SERVERS.into()].map(TopicSpec::new));
+    let stores = [format!("source-{SOURCE}"), format!("known-{SOURCE}")]
+        .into_iter()
+        .chain(["ledger", "pending", "parked"].map(|s| format!("{s}-{SINK}")));
+    specs.extend(stores.map(|s| TopicSpec::compacted(topics.state(&s))));
+    bus.ensure_topics(&specs).await.unwrap();
+    run(&bus, &topics).await;
+    drop(tansu);
 }
