@@ -48,7 +48,8 @@ pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
     /// How often each connector's health checks run after start (bus; Dastra `GET /me` for the sink,
-    /// one request of its quota each time). A failure makes `/readyz` answer 503.
+    /// one request of its quota each time; for a source whose polls made no successful call since the
+    /// previous check, one authenticated read of its system). A failure makes `/readyz` answer 503.
     #[serde(default = "default_health_interval", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub health_interval: Duration,

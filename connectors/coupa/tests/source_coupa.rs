@@ -3,7 +3,8 @@
 //! in `offset` pages of 50, with two 429s waited out; parameter overrides; a contract whose dates
 //! are reversed rejected to the DLQ; incremental changes; a restart from the checkpoint that loses
 //! nothing; a supplier and a contract deleted in Coupa (which reports no deletes) found by the
-//! sweep; refused credentials stop the connector; and end to end through the Dastra sink.
+//! sweep; refused credentials stop the connector and fail its health check; the health check's
+//! cost (none while the engine polls); and end to end through the Dastra sink.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -203,6 +204,59 @@ async fn refused_credentials_stop_the_source() {
     let source = RunningSource::start(&bus, &topics, Box::new(CoupaSource::new(cfg)));
     let err = tokio::time::timeout(Duration::from_secs(30), source.task).await.unwrap().unwrap().unwrap_err();
     assert!(format!("{err:#}").contains("refused the credentials (401)"), "{err:#}");
+}
+
+/// The source's health checks: refused credentials fail the `source` check fatally (what `run`
+/// turns into a stopped process and `validate --check-connectivity` into an error), without the
+/// secret; an idle source answers with one authenticated read per check; a source whose engine
+/// keeps calling Coupa pays no extra request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_call_coupa_only_when_the_engine_did_not() {
+    let topics = Topics::default();
+    let broker = Broker::nats().await;
+    let bus = broker.bus(&topics).await;
+    let fake = FakeCoupa::with_samples().spawn().await.unwrap();
+    let probes = || {
+        fake.state
+            .log()
+            .iter()
+            .filter(|l| l.path.starts_with("/api/") && l.params.get("limit").is_some_and(|n| n == "1"))
+            .count()
+    };
+    let (ctx, _, _) = context("coupa", &bus, &topics);
+
+    let mut bad = config(&fake, true, 50);
+    if let dastra_connect_coupa::CoupaAuth::Oauth2 { client_secret, .. } = &mut bad.auth {
+        *client_secret = dastra_connect_core::config::Secret::new("not-the-secret");
+    }
+    let checks = dastra_connect_core::connector::Connector::health_checks(&CoupaSource::new(bad), &ctx).unwrap();
+    assert_eq!(checks.iter().map(|c| c.name().to_owned()).collect::<Vec<_>>(), ["bus", "source"]);
+    let err = dastra_connect_core::health::run_all(&checks).await.unwrap_err();
+    assert!(err.fatal && err.check == "source", "{err:?}");
+    assert!(
+        err.message.contains("refused the credentials (401)") && !err.message.contains("not-the-secret"),
+        "{err:?}"
+    );
+
+    // Idle (not running): each check is one authenticated read of one record.
+    let checks =
+        dastra_connect_core::connector::Connector::health_checks(&CoupaSource::new(config(&fake, true, 50)), &ctx)
+            .unwrap();
+    dastra_connect_core::health::run_all(&checks).await.unwrap();
+    dastra_connect_core::health::run_all(&checks).await.unwrap();
+    assert_eq!(probes(), 2, "one probe per idle check");
+
+    // Running and polling every 300 ms: the engine's own calls answer the check.
+    let (source, checks) =
+        RunningSource::start_checked(&bus, &topics, Box::new(CoupaSource::new(config(&fake, true, 50))));
+    dastra_connect_core::health::run_all(&checks).await.unwrap();
+    let after_first = probes();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        dastra_connect_core::health::run_all(&checks).await.unwrap();
+    }
+    assert_eq!(probes(), after_first, "no probe while the engine's calls succeed");
+    source.stop().await;
 }
 
 async fn end_to_end(broker: Broker) {

@@ -249,6 +249,12 @@ pub struct NatsConfig {
     /// How many replicas share the partitions.
     #[serde(default = "default_one_u32")]
     pub replicas: u32,
+    /// How long a replica's claim on a partition outlives the replica when it dies without letting
+    /// go (a graceful stop releases at once). While `replicas` changes in a rolling restart, old
+    /// and new replicas want some of the same partitions; the lease keeps one owner per partition.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub lease_ttl: Duration,
     /// Durable consumer name prefix; when absent the caller's default (the connector name) is used.
     #[serde(default)]
     pub group_id: Option<String>,
@@ -283,6 +289,7 @@ impl NatsConfig {
             partitions: default_partitions_u32(),
             replica_index: 0,
             replicas: 1,
+            lease_ttl: default_lease_ttl(),
             group_id: None,
             ack_wait: default_ack_wait(),
             max_ack_pending: default_max_ack_pending(),
@@ -338,6 +345,9 @@ impl NatsConfig {
                 format!("must be below `replicas` ({}), got {}", self.replicas, self.replica_index),
             ));
         }
+        if self.lease_ttl < Duration::from_secs(3) {
+            return Err(BusError::config("lease_ttl", "must be at least 3s (leases are renewed every third of it)"));
+        }
         if let Some(g) = &self.group_id
             && !name_ok(g)
         {
@@ -390,6 +400,9 @@ fn default_one_usize() -> usize {
 }
 fn default_one_u32() -> u32 {
     1
+}
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(15)
 }
 fn default_ack_wait() -> Duration {
     Duration::from_secs(300)
@@ -461,6 +474,10 @@ mod tests {
         let mut bad = n.clone();
         bad.replica_index = 2;
         assert!(matches!(bad.validate(), Err(BusError::Config { path, .. }) if path == "replica_index"));
+        assert_eq!(n.lease_ttl, Duration::from_secs(15));
+        let mut short = n.clone();
+        short.lease_ttl = Duration::from_secs(1);
+        assert!(matches!(short.validate(), Err(BusError::Config { path, .. }) if path == "lease_ttl"));
         let mut path_given = n.clone();
         path_given.token = None;
         path_given.credentials = Some(Secret::new("/var/run/secrets/nats/app.creds"));

@@ -26,6 +26,7 @@ mod config;
 mod error;
 pub mod kafka;
 pub mod nats;
+mod nats_lease;
 pub mod partition;
 
 use std::sync::Arc;

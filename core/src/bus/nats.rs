@@ -1,9 +1,12 @@
 //! NATS JetStream bus: keyed publish to `<topic>.<partition>` subjects (murmur2, like Kafka) with
 //! publish acks, and a subscriber with one durable pull consumer per owned partition.
 //!
-//! **Ownership.** Replica `replica_index` of `replicas` owns the partitions `p` with
-//! `p % replicas == replica_index` (a StatefulSet ordinal fits); it reports them once as
-//! [`SubscriberEvent::Assigned`].
+//! **Ownership.** Replica `replica_index` of `replicas` wants the partitions `p` with
+//! `p % replicas == replica_index` (a StatefulSet ordinal fits) and consumes each while it holds the
+//! partition's lease ([`super::nats_lease`]): at start it takes the free ones and reports them in one
+//! [`SubscriberEvent::Assigned`]; a partition another replica still holds (a rolling restart that
+//! changes `replicas`) follows in its own `Assigned` once let go, and a lease lost to another
+//! replica is reported as [`SubscriberEvent::Revoked`].
 //!
 //! **Commit scheme.** Each partition has a durable pull consumer `<group>-<topic>-<p>` with
 //! `AckPolicy::All`. Delivered messages are remembered with their ack handle;
@@ -14,7 +17,7 @@
 //! **Redelivery after a crash, without waiting for `ack_wait`.** When a partition consumer starts
 //! (process start, or after the server went away), it reads the durable consumer's ack floor, deletes
 //! the consumer and recreates it starting at `ack floor + 1`: every message that was not committed is
-//! delivered again at once. Only this replica owns the partition, so nothing else uses the consumer.
+//! delivered again at once. Only the lease holder uses the consumer.
 //! Redeliveries that JetStream makes on its own (after `ack_wait`) for messages this process already
 //! delivered and has not committed are not passed on again.
 
@@ -32,6 +35,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::nats_lease::{Claim, Leases};
 use super::{
     BusError, Committer, Delivery, InboundMessage, NatsConfig, NatsErrorKind, OutboundMessage, Publisher, Subscriber,
     SubscriberEvent, TopicPartition, partition_for,
@@ -263,18 +267,25 @@ impl Publisher for NatsPublisher {
 /// Ack handles of delivered, not yet committed messages, per (topic, partition), by stream sequence.
 type PendingAcks = Arc<Mutex<HashMap<(String, i32), BTreeMap<u64, jetstream::message::Acker>>>>;
 
-/// The subscriber: one task per owned partition feeding a channel.
+/// The subscriber: one owner task per wanted partition (it claims the partition's lease, then runs
+/// one consumer task per topic while it holds it), all feeding one channel of events.
 pub struct NatsSubscriber {
     js: jetstream::Context,
     stream: String,
     durables: Vec<(TopicPartition, String)>,
-    rx: mpsc::Receiver<InboundMessage>,
+    rx: mpsc::Receiver<SubscriberEvent>,
     queued: VecDeque<SubscriberEvent>,
     assignment: Vec<TopicPartition>,
     pending: PendingAcks,
     pauses: HashMap<TopicPartition, watch::Sender<bool>>,
-    tasks: Vec<JoinHandle<()>>,
+    owners: Vec<JoinHandle<()>>,
+    leases: Leases,
+    /// The leases held, by partition: their current revision (released on close).
+    held: HeldLeases,
 }
+
+/// Partition → revision of its held lease.
+type HeldLeases = Arc<Mutex<HashMap<u32, u64>>>;
 
 /// A durable consumer name for `group`, `topic`, `partition` (letters, digits, `-`, `_`).
 pub fn durable_name(group: &str, topic: &str, partition: u32) -> String {
@@ -290,7 +301,7 @@ struct PartitionTask {
     durable: String,
     ack_wait: Duration,
     max_ack_pending: i64,
-    tx: mpsc::Sender<InboundMessage>,
+    tx: mpsc::Sender<SubscriberEvent>,
     pending: PendingAcks,
     paused: watch::Receiver<bool>,
 }
@@ -396,7 +407,7 @@ impl PartitionTask {
                     return Ok(());
                 }
             }
-            if self.tx.send(inbound).await.is_err() {
+            if self.tx.send(SubscriberEvent::Message(inbound)).await.is_err() {
                 return Ok(());
             }
         }
@@ -404,29 +415,153 @@ impl PartitionTask {
     }
 }
 
+/// Claims, holds and renews the lease of one partition, running its consumers while held.
+struct PartitionOwner {
+    partition: u32,
+    leases: Leases,
+    held: HeldLeases,
+    tx: mpsc::Sender<SubscriberEvent>,
+    pending: PendingAcks,
+    /// One consumer per topic, started afresh each time the lease is taken.
+    consumers: Vec<PartitionTask>,
+}
+
+impl PartitionOwner {
+    fn partitions(&self) -> Vec<TopicPartition> {
+        self.consumers.iter().map(|c| TopicPartition::new(c.topic.clone(), self.partition as i32)).collect()
+    }
+
+    /// Claims until the lease is held (`None`: the subscriber is gone).
+    async fn wait_claim(&self) -> Option<u64> {
+        let mut waiting_for = None;
+        loop {
+            if self.tx.is_closed() {
+                return None;
+            }
+            match self.leases.claim(self.partition, false).await {
+                Ok(Claim::Held(revision)) => return Some(revision),
+                Ok(Claim::Busy(owner)) => {
+                    if waiting_for.as_ref() != Some(&owner) {
+                        tracing::info!(partition = self.partition, holder = %owner, "partition held by another replica; waiting for its lease");
+                        waiting_for = Some(owner);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, "claiming a partition lease failed; retrying")
+                }
+            }
+            tokio::time::sleep(self.leases.renew_every().min(Duration::from_secs(1))).await;
+        }
+    }
+
+    /// Runs until the subscriber is gone. `initial`: a lease taken (and announced) at connect.
+    async fn run(self, mut initial: Option<u64>) {
+        loop {
+            let announced = initial.is_some();
+            let mut revision = match initial.take() {
+                Some(r) => r,
+                None => match self.wait_claim().await {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
+            self.held.lock().insert(self.partition, revision);
+            let tps = self.partitions();
+            if !announced {
+                tracing::info!(partition = self.partition, "partition lease taken");
+                if self.tx.send(SubscriberEvent::Assigned(tps.clone())).await.is_err() {
+                    return;
+                }
+            }
+            // Dropping the set (lease lost, or this task aborted) aborts the consumers.
+            let mut running = tokio::task::JoinSet::new();
+            for c in &self.consumers {
+                running.spawn(c.clone_task().run().in_current_span());
+            }
+            let mut renewed = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(self.leases.renew_every()).await;
+                if self.tx.is_closed() {
+                    return;
+                }
+                match self.leases.renew(self.partition, revision).await {
+                    Ok(Some(r)) => {
+                        revision = r;
+                        renewed = tokio::time::Instant::now();
+                        self.held.lock().insert(self.partition, r);
+                    }
+                    Ok(None) => {
+                        tracing::warn!(
+                            partition = self.partition,
+                            "partition lease taken by another replica; stopping its consumers"
+                        );
+                        break;
+                    }
+                    Err(e) if renewed.elapsed() >= self.leases.give_up_after() => {
+                        tracing::warn!(partition = self.partition, error = %e, "partition lease not renewed in time; giving the partition up");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(partition = self.partition, error = %e, "renewing a partition lease failed; retrying")
+                    }
+                }
+            }
+            drop(running);
+            self.held.lock().remove(&self.partition);
+            // Nothing of it may be acked by this replica any more: the new owner redelivers it.
+            for tp in &tps {
+                self.pending.lock().remove(&(tp.topic.clone(), tp.partition));
+            }
+            if self.tx.send(SubscriberEvent::Revoked(tps)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl PartitionTask {
+    fn clone_task(&self) -> PartitionTask {
+        PartitionTask {
+            js: self.js.clone(),
+            stream: self.stream.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            durable: self.durable.clone(),
+            ack_wait: self.ack_wait,
+            max_ack_pending: self.max_ack_pending,
+            tx: self.tx.clone(),
+            pending: self.pending.clone(),
+            paused: self.paused.clone(),
+        }
+    }
+}
+
 impl NatsSubscriber {
-    /// Connects, makes sure the stream exists, and starts one durable pull consumer per owned
-    /// partition of each topic.
+    /// Connects, makes sure the stream exists, and starts an owner per wanted partition (see
+    /// [`super::nats_lease`]). The leases free at start are taken at once and reported in one
+    /// [`SubscriberEvent::Assigned`]; the others follow as their holders let them go.
     pub async fn connect(cfg: &NatsConfig, group: &str, topics: &[String]) -> Result<Self, BusError> {
         for topic in topics {
             check_topic(&cfg.stream_subjects, topic)?;
         }
         let js = jetstream(cfg, connect(cfg).await?);
         ensure_stream(&js, cfg).await?;
+        let leases = Leases::open(&js, cfg, group).await?;
         let (tx, rx) = mpsc::channel(1024);
         let pending: PendingAcks = Arc::default();
-        let mut tasks = Vec::new();
+        let held: HeldLeases = Arc::default();
+        let mut owners = Vec::new();
         let mut assignment = Vec::new();
         let mut pauses = HashMap::new();
         let mut durables = Vec::new();
-        for topic in topics {
-            for p in cfg.owned_partitions() {
+        for p in cfg.owned_partitions() {
+            let mut consumers = Vec::new();
+            for topic in topics {
                 let tp = TopicPartition::new(topic.clone(), p as i32);
                 durables.push((tp.clone(), durable_name(group, topic, p)));
                 let (pause_tx, paused) = watch::channel(false);
-                pauses.insert(tp.clone(), pause_tx);
-                assignment.push(tp);
-                let task = PartitionTask {
+                pauses.insert(tp, pause_tx);
+                consumers.push(PartitionTask {
                     js: js.clone(),
                     stream: cfg.stream.clone(),
                     topic: topic.clone(),
@@ -437,12 +572,41 @@ impl NatsSubscriber {
                     tx: tx.clone(),
                     pending: pending.clone(),
                     paused,
-                };
-                tasks.push(tokio::spawn(task.run().in_current_span()));
+                });
             }
+            let owner = PartitionOwner {
+                partition: p,
+                leases: leases.clone(),
+                held: held.clone(),
+                tx: tx.clone(),
+                pending: pending.clone(),
+                consumers,
+            };
+            let initial = match leases.claim(p, true).await? {
+                Claim::Held(revision) => {
+                    assignment.extend(owner.partitions());
+                    Some(revision)
+                }
+                // The owner says so when it starts waiting.
+                Claim::Busy(_) => None,
+            };
+            owners.push(tokio::spawn(owner.run(initial).in_current_span()));
         }
         let queued = VecDeque::from([SubscriberEvent::Assigned(assignment.clone())]);
-        Ok(Self { js, stream: cfg.stream.clone(), durables, rx, queued, assignment, pending, pauses, tasks })
+        tracing::debug!(holder = leases.holder(), "nats subscriber started");
+        Ok(Self {
+            js,
+            stream: cfg.stream.clone(),
+            durables,
+            rx,
+            queued,
+            assignment,
+            pending,
+            pauses,
+            owners,
+            leases,
+            held,
+        })
     }
 }
 
@@ -463,7 +627,8 @@ impl NatsSubscriber {
 
 impl Drop for NatsSubscriber {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        // The owners' consumer sets go with them. Held leases expire after `lease_ttl`.
+        for t in &self.owners {
             t.abort();
         }
     }
@@ -498,7 +663,7 @@ impl Subscriber for NatsSubscriber {
     async fn lag(&self) -> Vec<(TopicPartition, i64)> {
         let Ok(stream) = self.js.get_stream(&self.stream).await else { return Vec::new() };
         let mut out = Vec::new();
-        for (tp, durable) in &self.durables {
+        for (tp, durable) in self.durables.iter().filter(|(tp, _)| self.assignment.contains(tp)) {
             if let Ok(info) = stream.consumer_info(durable).await {
                 out.push((tp.clone(), (info.num_pending + info.num_ack_pending as u64) as i64));
             }
@@ -507,10 +672,37 @@ impl Subscriber for NatsSubscriber {
     }
 
     async fn next_event(&mut self) -> Result<SubscriberEvent, BusError> {
-        if let Some(ev) = self.queued.pop_front() {
-            return Ok(ev);
+        let event = match self.queued.pop_front() {
+            Some(ev) => ev,
+            None => {
+                let mut ev = self.rx.recv().await.ok_or(BusError::Closed)?;
+                // Leases taken together are reported together (one barrier in the consumer).
+                if let SubscriberEvent::Assigned(tps) = &mut ev {
+                    while let Ok(next) = self.rx.try_recv() {
+                        match next {
+                            SubscriberEvent::Assigned(more) => tps.extend(more),
+                            other => {
+                                self.queued.push_back(other);
+                                break;
+                            }
+                        }
+                    }
+                }
+                ev
+            }
+        };
+        match &event {
+            SubscriberEvent::Assigned(tps) => {
+                for tp in tps {
+                    if !self.assignment.contains(tp) {
+                        self.assignment.push(tp.clone());
+                    }
+                }
+            }
+            SubscriberEvent::Revoked(tps) => self.assignment.retain(|tp| !tps.contains(tp)),
+            SubscriberEvent::Message(_) => {}
         }
-        self.rx.recv().await.map(SubscriberEvent::Message).ok_or(BusError::Closed)
+        Ok(event)
     }
 
     fn committer(&self) -> Arc<dyn Committer> {
@@ -530,6 +722,14 @@ impl Subscriber for NatsSubscriber {
     }
 
     async fn close(self: Box<Self>) -> Result<(), BusError> {
+        // Stop renewing and consuming, then let the leases go: the next owners start at once.
+        for t in &self.owners {
+            t.abort();
+        }
+        let held: Vec<(u32, u64)> = self.held.lock().drain().collect();
+        for (partition, revision) in held {
+            self.leases.release(partition, revision).await;
+        }
         drop(self);
         Ok(())
     }

@@ -80,6 +80,13 @@ pub trait SourceSystem: Send + Sync {
         limit: u32,
     ) -> Result<Page<SourceRecord>, SourceError>;
 
+    /// The health check's call: a cheap authenticated read of `stream` (by default its first
+    /// record in id order, one request). Refused credentials answer [`SourceError::Unauthorized`]
+    /// (fatal); a system with a cheaper authenticated endpoint overrides this.
+    async fn probe(&self, stream: &str) -> Result<(), SourceError> {
+        self.fetch_all(stream, None, 1).await.map(|_| ())
+    }
+
     /// Whether [`SourceSystem::fetch_deletes`] reports deletes for `stream`.
     fn has_delete_feed(&self, _stream: &str) -> bool {
         false

@@ -87,6 +87,20 @@ impl RunningSource {
         Self { shutdown, task, metrics }
     }
 
+    /// Runs `connector` like [`RunningSource::start`], answering its health checks too (the same
+    /// connector instance: they share its system, as under `dastra-connect run`).
+    pub fn start_checked(
+        bus: &BusConfig,
+        topics: &Topics,
+        connector: Box<dyn Connector>,
+    ) -> (Self, Vec<Arc<dyn dastra_connect_core::health::HealthCheck>>) {
+        let (ctx, metrics, _admin) = context(SOURCE, bus, topics);
+        let checks = connector.health_checks(&ctx).unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(connector.run(ctx, shutdown.clone()));
+        (Self { shutdown, task, metrics }, checks)
+    }
+
     /// Cancels the connector and waits for it to return cleanly.
     pub async fn stop(self) {
         self.shutdown.cancel();

@@ -251,6 +251,11 @@ impl Driver {
     fn reshare(&mut self, sub: &dyn Subscriber) {
         let owned = sub.assignment().len() as u32;
         let total = self.shared.total_partitions.max(owned).max(1);
+        if !self.share_set && owned == 0 {
+            // Nothing yet (on NATS, every wanted partition still leased by another replica): the
+            // first partitions are this process's start, not an increase to phase in.
+            return;
+        }
         if self.share_set {
             self.shared.quota.set_share(owned, total);
         } else {
