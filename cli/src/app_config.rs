@@ -138,6 +138,8 @@ pub enum ConnectorConfig {
     Coupa(Box<dastra_connect_coupa::CoupaConfig>),
     /// CSV / JSON / NDJSON export files with a column mapping.
     Files(Box<dastra_connect_files::FilesConfig>),
+    /// Salesforce (REST API, SOQL): accounts → Actors, privacy cases → DataSubjectRequests.
+    Salesforce(Box<dastra_connect_salesforce::SalesforceConfig>),
 }
 
 impl AppConfig {
@@ -184,6 +186,7 @@ impl AppConfig {
                 ConnectorConfig::Netbox(c) => c.validate(&at)?,
                 ConnectorConfig::Coupa(c) => c.validate(&at)?,
                 ConnectorConfig::Files(c) => c.validate(&at)?,
+                ConnectorConfig::Salesforce(c) => c.validate(&at)?,
             }
         }
         Ok(())
@@ -314,6 +317,7 @@ impl ConnectorConfig {
             ConnectorConfig::Netbox(c) => Box::new(dastra_connect_netbox::NetBoxSource::new((**c).clone())),
             ConnectorConfig::Coupa(c) => Box::new(dastra_connect_coupa::CoupaSource::new((**c).clone())),
             ConnectorConfig::Files(c) => Box::new(dastra_connect_files::FilesSource::new((**c).clone())),
+            ConnectorConfig::Salesforce(c) => Box::new(dastra_connect_salesforce::SalesforceSource::new((**c).clone())),
         }
     }
 }
