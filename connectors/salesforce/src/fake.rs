@@ -245,21 +245,21 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!([{"message": message, "errorCode": code}]))).into_response()
 }
 
-/// Auth, API version, request limit and the usage header: what every data request goes through.
-fn admit(s: &mut fake::FakeStore<SalesforceState>, headers: &HeaderMap, version: &str) -> Result<(), Response> {
+/// Auth, API version, request limit: what every data request goes through. `Some` is the refusal.
+fn refusal(s: &mut fake::FakeStore<SalesforceState>, headers: &HeaderMap, version: &str) -> Option<Response> {
     let ok = authorization(headers, "Bearer").is_some_and(|t| s.sys.oauth.valid(t, s.clock).is_some());
     if !ok {
-        return Err(error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid"));
+        return Some(error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid"));
     }
     let major = version.strip_prefix('v').and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
     if !major.is_some_and(|m| (20..=66).contains(&m)) {
-        return Err(error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist"));
+        return Some(error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist"));
     }
     if s.take_throttle() || s.sys.used >= s.sys.limit {
-        return Err(error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."));
+        return Some(error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."));
     }
     s.sys.used += 1;
-    Ok(())
+    None
 }
 
 fn with_usage(s: &fake::FakeStore<SalesforceState>, mut resp: Response) -> Response {
@@ -277,7 +277,7 @@ async fn query(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let mut s = fake.lock();
-    if let Err(resp) = admit(&mut s, &headers, &version) {
+    if let Some(resp) = refusal(&mut s, &headers, &version) {
         return with_usage(&s, resp);
     }
     let Some(q) = params.get("q") else {
@@ -296,7 +296,7 @@ async fn more(
     Path((version, locator)): Path<(String, String)>,
 ) -> Response {
     let mut s = fake.lock();
-    if let Err(resp) = admit(&mut s, &headers, &version) {
+    if let Some(resp) = refusal(&mut s, &headers, &version) {
         return with_usage(&s, resp);
     }
     let resp = match s.sys.cursors.remove(&locator) {
