@@ -322,9 +322,10 @@ impl SourceHttp {
     }
 
     /// Records the usage an answer reports: spent at or above the share blocks further requests.
-    fn note_usage(&self, headers: &HeaderMap) {
-        let Some(quota) = &self.quota else { return };
-        let Some(usage) = (quota.usage)(headers) else { return };
+    /// True when this answer says the budget is spent.
+    fn note_usage(&self, headers: &HeaderMap) -> bool {
+        let Some(quota) = &self.quota else { return false };
+        let Some(usage) = (quota.usage)(headers) else { return false };
         let share = self.settings.max_api_share;
         let mut b = self.budget_state();
         b.usage = Some(usage);
@@ -334,8 +335,12 @@ impl SourceHttp {
                     "API budget spent: no further requests until the system reports usage below the share");
             }
             b.blocked_until = Some(Instant::now() + self.settings.api_budget_recheck);
-        } else if b.blocked_until.take().is_some() {
-            tracing::info!(system = %self.system, used = usage.used, limit = usage.limit, "API budget available again");
+            true
+        } else {
+            if b.blocked_until.take().is_some() {
+                tracing::info!(system = %self.system, used = usage.used, limit = usage.limit, "API budget available again");
+            }
+            false
         }
     }
 
@@ -354,9 +359,15 @@ impl SourceHttp {
     pub async fn get_json(&self, url: Url, what: &str) -> Result<HttpResponse, SourceError> {
         let mut attempt = 0u32;
         let mut refreshed_after_401 = false;
+        // A request admitted by the budget keeps its retries (a probe that meets a 5xx is not
+        // refused by its own probe slot) unless one of its answers says the budget is spent.
+        let mut admitted = false;
         loop {
             attempt += 1;
-            self.check_budget(what)?;
+            if !admitted {
+                self.check_budget(what)?;
+                admitted = true;
+            }
             self.pace().await;
             let auth = self.auth_header(what).await?;
             let name = match &self.auth {
@@ -383,7 +394,9 @@ impl SourceHttp {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    self.note_usage(&headers);
+                    if self.note_usage(&headers) {
+                        admitted = false;
+                    }
                     let text = resp.text().await.map_err(|e| SourceError::Transport {
                         system: self.system.clone(),
                         what: what.to_owned(),
@@ -690,10 +703,12 @@ mod tests {
     }
 
     /// A local system that reports `used`/100 in a `X-Usage` header, answers `403 LIMIT` while
-    /// `limited` > 0 (decrementing it) and counts the requests that reached it.
+    /// `limited` > 0 and `500` without the header while `failing` > 0 (decrementing them), and
+    /// counts the requests that reached it.
     struct QuotaServer {
         used: Arc<AtomicU64>,
         limited: Arc<AtomicU64>,
+        failing: Arc<AtomicU64>,
         hits: Arc<AtomicU64>,
         url: Url,
     }
@@ -701,15 +716,19 @@ mod tests {
     async fn quota_server() -> QuotaServer {
         use axum::http::StatusCode;
         use axum::response::IntoResponse;
-        let (used, limited, hits) =
-            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (u, l, h) = (used.clone(), limited.clone(), hits.clone());
+        let counter = || Arc::new(AtomicU64::new(0));
+        let (used, limited, failing, hits) = (counter(), counter(), counter(), counter());
+        let (u, l, f, h) = (used.clone(), limited.clone(), failing.clone(), hits.clone());
         let app = axum::Router::new().route(
             "/data",
             axum::routing::get(move || {
-                let (u, l, h) = (u.clone(), l.clone(), h.clone());
+                let (u, l, f, h) = (u.clone(), l.clone(), f.clone(), h.clone());
                 async move {
                     h.fetch_add(1, Ordering::SeqCst);
+                    if f.load(Ordering::SeqCst) > 0 {
+                        f.fetch_sub(1, Ordering::SeqCst);
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+                    }
                     let header = [("x-usage", format!("{}/100", u.load(Ordering::SeqCst)))];
                     if l.load(Ordering::SeqCst) > 0 {
                         l.fetch_sub(1, Ordering::SeqCst);
@@ -722,7 +741,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("http://{}/data", listener.local_addr().unwrap())).unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        QuotaServer { used, limited, hits, url }
+        QuotaServer { used, limited, failing, hits, url }
     }
 
     fn usage_header(h: &HeaderMap) -> Option<ApiUsage> {
@@ -766,13 +785,15 @@ mod tests {
         http.get_json(srv.url.clone(), "/data").await.unwrap();
         assert_eq!(http.get_json(srv.url.clone(), "/data").await.unwrap_err().code(), "source_api_budget");
         assert_eq!(srv.hits.load(Ordering::SeqCst), 3);
-        // The window moved on: the next probe sees 10/100 and requests flow again.
+        // The window moved on: the next probe meets a 500 first, keeps its retry, sees 10/100, and
+        // requests flow again.
         srv.used.store(10, Ordering::SeqCst);
+        srv.failing.store(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(350)).await;
         for _ in 0..3 {
             http.get_json(srv.url.clone(), "/data").await.unwrap();
         }
-        assert_eq!(srv.hits.load(Ordering::SeqCst), 6);
+        assert_eq!(srv.hits.load(Ordering::SeqCst), 7);
         assert_eq!(http.budget_refusals(), 2);
     }
 
