@@ -1,7 +1,7 @@
 //! The Salesforce source against the fake org (SOQL over the REST API, OAuth 2.0 client
 //! credentials) on both buses: a first full sync read in `nextRecordsUrl` batches with two
 //! `403 REQUEST_LIMIT_EXCEEDED` waited out; accounts → Actors with parameter overrides, contacts →
-//! Actors, privacy Cases → DataSubjectRequests with their deadline, a non-privacy Case never read, a
+//! Actors through a replaced mapping program that selects one more field, privacy Cases → DataSubjectRequests with their deadline, a non-privacy Case never read, a
 //! Case whose request type the mapping rejects in the DLQ; incremental changes; deletes through
 //! `queryAll`; a restart from the checkpoint that loses nothing, with a record purged from the
 //! recycle bin found by the sweep; the API budget (`http.max_api_share`) stopping requests and
@@ -50,6 +50,9 @@ http: {{initial_backoff: 50ms, max_backoff: 2s}}
     c
 }
 
+const CONTACT_OVERRIDE: &str = r#"{kind: "actor", id: .Id, data: {actorType: "Physical", givenName: .FirstName,
+  familyName: .LastName, email: .Email, description: "contact of account \(.AccountId // "none")", tags: ["crm-contact"]}}"#;
+
 const ALL_OBJECTS: &str = "[{object: accounts, params: {industry_as_tag: true, roles: {Vendor: supplier}}}, {object: cases}, {object: contacts}]";
 
 fn actor<'a>(l: &'a BTreeMap<String, ChangeEvent>, id: &str) -> Option<&'a Actor> {
@@ -83,7 +86,11 @@ async fn scenario(broker: Broker) {
     }
     fake.state.set_batch_size(3);
     fake.state.throttle_next(2);
-    let cfg = config(&fake, ALL_OBJECTS, "");
+    let mut cfg = config(&fake, ALL_OBJECTS, "");
+    // A whole-program override for contacts that needs one more field than the default selects.
+    cfg.objects[2].mapping = Some(CONTACT_OVERRIDE.to_owned());
+    cfg.objects[2].params.insert("extra_fields".into(), json!(["AccountId"]));
+    cfg.validate("test").unwrap();
     let reader = Reader::start(&bus, &topics).await;
     let source = RunningSource::start(&bus, &topics, Box::new(SalesforceSource::new(cfg.clone())));
 
@@ -118,6 +125,12 @@ async fn scenario(broker: Broker) {
     assert_eq!(actor(&latest, LEROY).unwrap().tags, ["supplier", "Retail"], "roles override");
     let camille = actor(&latest, "0038d0000000201AAA").unwrap();
     assert_eq!((camille.given_name.as_deref(), camille.family_name.as_deref()), (Some("Camille"), Some("Durand")));
+    assert_eq!(camille.description.as_deref(), Some("contact of account 0018d0000000101AAA"), "mapping override");
+    assert_eq!(camille.tags, ["crm-contact"]);
+    assert!(
+        queries.iter().any(|q| q.contains("MailingCountryCode, SystemModstamp, AccountId FROM Contact")),
+        "{queries:?}"
+    );
     let access = dsr(&latest, ACCESS_CASE).unwrap();
     assert_eq!(access.purposes.iter().map(|p| p.to_string()).collect::<Vec<_>>(), ["Access"]);
     assert_eq!(state(access), "Processing");
