@@ -1,12 +1,13 @@
 //! The Salesforce source against the fake org (SOQL over the REST API, OAuth 2.0 client
 //! credentials) on both buses: a first full sync read in `nextRecordsUrl` batches with two
-//! `403 REQUEST_LIMIT_EXCEEDED` waited out; accounts → Actors with parameter overrides, contacts →
-//! Actors through a replaced mapping program that selects one more field, privacy Cases → DataSubjectRequests with their deadline, a non-privacy Case never read, a
-//! Case whose request type the mapping rejects in the DLQ; incremental changes; deletes through
-//! `queryAll`; a restart from the checkpoint that loses nothing, with a record purged from the
-//! recycle bin found by the sweep; the API budget (`http.max_api_share`) stopping requests and
-//! resuming them; and end to end through the Dastra sink: a privacy Case becomes exactly one DSR, a
-//! later state change updates it, a replay of every event changes nothing.
+//! `403 REQUEST_LIMIT_EXCEEDED` waited out; accounts → Actors with parameter overrides; contacts →
+//! Actors through a replaced mapping program that selects one more field; privacy Cases →
+//! DataSubjectRequests with their deadline; a non-privacy Case never read; a Case whose request
+//! type the mapping rejects in the DLQ; incremental changes; deletes through `queryAll`; a restart
+//! from the checkpoint that loses nothing, with a record purged from the recycle bin found by the
+//! sweep; the API budget (`http.max_api_share`) stopping requests and resuming them; and end to end
+//! through the Dastra sink: a privacy Case becomes exactly one DSR, a later state change updates it,
+//! a replay of every event changes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
