@@ -222,7 +222,11 @@ impl FakeSalesforce {
     }
 }
 
-async fn token(State(fake): State<FakeSalesforce>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(fake): State<FakeSalesforce>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let mut s = fake.lock();
     let token = format!("00Dfake!token-{}", s.last_id + 1);
     if s.sys.oauth.issue(&form, &token, None).is_err() {

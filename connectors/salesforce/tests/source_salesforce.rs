@@ -1,13 +1,13 @@
 //! The Salesforce source against the fake org (SOQL over the REST API, OAuth 2.0 client
-//! credentials) on both buses: a first full sync read in `nextRecordsUrl` batches with two
-//! `403 REQUEST_LIMIT_EXCEEDED` waited out; accounts → Actors with parameter overrides; contacts →
-//! Actors through a replaced mapping program that selects one more field; privacy Cases →
-//! DataSubjectRequests with their deadline; a non-privacy Case never read; a Case whose request
-//! type the mapping rejects in the DLQ; incremental changes; deletes through `queryAll`; a restart
-//! from the checkpoint that loses nothing, with a record purged from the recycle bin found by the
-//! sweep; the API budget (`http.max_api_share`) stopping requests and resuming them; and end to end
-//! through the Dastra sink: a privacy Case becomes exactly one DSR, a later state change updates it,
-//! a replay of every event changes nothing.
+//! credentials, a revoked token replaced) on both buses: a first full sync read in
+//! `nextRecordsUrl` batches with two `403 REQUEST_LIMIT_EXCEEDED` waited out; accounts → Actors
+//! with parameter overrides; contacts → Actors through a replaced mapping program that selects one
+//! more field; privacy Cases → DataSubjectRequests with their deadline; a non-privacy Case never
+//! read; a Case whose request type the mapping rejects in the DLQ; incremental changes; deletes
+//! through `queryAll`; a restart from the checkpoint that loses nothing, with a record purged from
+//! the recycle bin found by the sweep; the API budget (`http.max_api_share`) stopping requests and
+//! resuming them; and end to end through the Dastra sink: a privacy Case becomes exactly one DSR, a
+//! later state change updates it, a replay of every event changes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -157,7 +157,9 @@ async fn scenario(broker: Broker) {
         dlq[0].header("dastra_dlq_error")
     );
 
-    // 2. Incremental: an account renamed, a case moves on, a new privacy case.
+    // 2. Incremental (after the token was revoked: 401 INVALID_SESSION_ID, a new token): an account
+    // renamed, a case moves on, a new privacy case.
+    fake.state.revoke_tokens();
     assert!(fake.state.update(SalesforceObject::Accounts, PIXEL, json!({"Name": "Pixel Partners SAS"})));
     assert!(fake.state.update(SalesforceObject::Cases, ERASURE_CASE, json!({"Status": "Working"})));
     let new_case = fake.state.insert(
@@ -173,6 +175,9 @@ async fn scenario(broker: Broker) {
                 && dsr(&l, &new_case).is_some_and(|d| d.family_name.as_deref() == Some("Moreau"))
         })
         .await;
+    let log = fake.state.log();
+    assert_eq!(log.iter().filter(|l| l.path == "/services/oauth2/token").count(), 2, "a new token after the 401");
+    assert!(log.iter().any(|l| l.status == 401));
 
     // 3. Deletes through queryAll; a case withdrawn.
     assert!(fake.state.delete(SalesforceObject::Accounts, CLOUDOPS));
