@@ -53,14 +53,24 @@ impl SalesforceClient {
         let data = base
             .join(&format!("services/data/v{}/", config.api_version))
             .map_err(|e| SourceError::Config(format!("bad Salesforce URL: {e}")))?;
-        let SalesforceAuth::ClientCredentials { client_id, client_secret, .. } = &config.auth;
         let token_url = config.token_url().ok_or_else(|| SourceError::Config("no OAuth2 token URL".into()))?;
-        let auth = SourceAuth::Oauth2 {
-            token_url,
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
-            scope: None,
-            refresh_before: Duration::from_secs(60),
+        let refresh_before = Duration::from_secs(60);
+        let auth = match &config.auth {
+            SalesforceAuth::ClientCredentials { client_id, client_secret, .. } => SourceAuth::Oauth2 {
+                token_url,
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                scope: None,
+                refresh_before,
+            },
+            SalesforceAuth::JwtBearer { client_id, username, private_key, audience, .. } => SourceAuth::JwtBearer {
+                token_url,
+                issuer: client_id.clone(),
+                subject: username.clone(),
+                audience: audience.clone(),
+                private_key: private_key.clone(),
+                refresh_before,
+            },
         };
         let http = SourceHttp::new(SYSTEM, auth, config.http.clone())?
             .with_quota(ApiQuota { usage: limit_info, limited: request_limit_exceeded });

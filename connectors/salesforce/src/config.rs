@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use dastra_connect_core::config::{ConfigError, Secret};
+use dastra_connect_core::source::http::rsa_key;
 use dastra_connect_core::source::streams::{check_common, check_http_url};
 use dastra_connect_core::source::{HttpSettings, SourceSettings, StreamConfig, StreamKind};
 use schemars::JsonSchema;
@@ -25,7 +26,8 @@ pub struct SalesforceConfig {
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// How to authenticate: `client_credentials` (OAuth 2.0 client credentials flow of a connected
-    /// app or external client app with a run-as user).
+    /// app or external client app with a run-as user) or `jwt_bearer` (OAuth 2.0 JWT bearer flow:
+    /// an assertion signed with the app's private key, acting as a pre-authorized user).
     pub auth: SalesforceAuth,
     /// Objects to read. Default: accounts and cases (contacts hold personal data: add
     /// `{object: contacts}` deliberately).
@@ -63,6 +65,28 @@ pub enum SalesforceAuth {
         #[serde(default)]
         token_url: Option<Url>,
     },
+    /// OAuth 2.0 JWT bearer flow: a JWT (`iss` = consumer key, `sub` = username, `aud`, `exp` in 3
+    /// minutes) signed RS256 with the private key whose certificate is uploaded to the app; the
+    /// user must be pre-authorized for the app.
+    JwtBearer {
+        /// Consumer key of the connected app (`iss`).
+        client_id: String,
+        /// Salesforce username the connector acts as (`sub`).
+        username: String,
+        /// The RSA private key, PEM (`BEGIN PRIVATE KEY` or `BEGIN RSA PRIVATE KEY`, unencrypted).
+        private_key: Secret,
+        /// `aud`: `https://login.salesforce.com` (default), `https://test.salesforce.com` for a
+        /// sandbox, or an Experience Cloud site URL.
+        #[serde(default = "default_audience")]
+        audience: String,
+        /// Token endpoint. Default `<instance_url>/services/oauth2/token`.
+        #[serde(default)]
+        token_url: Option<Url>,
+    },
+}
+
+fn default_audience() -> String {
+    "https://login.salesforce.com".into()
 }
 
 /// Which Cases are privacy requests: a Case is read when it has the record type (if set) and one
@@ -173,10 +197,10 @@ impl SalesforceConfig {
     /// The OAuth2 token endpoint in effect.
     pub fn token_url(&self) -> Option<Url> {
         match &self.auth {
-            SalesforceAuth::ClientCredentials { token_url: Some(u), .. } => Some(u.clone()),
-            SalesforceAuth::ClientCredentials { token_url: None, .. } => {
-                self.instance_url.join("services/oauth2/token").ok()
-            }
+            SalesforceAuth::ClientCredentials { token_url: Some(u), .. }
+            | SalesforceAuth::JwtBearer { token_url: Some(u), .. } => Some(u.clone()),
+            SalesforceAuth::ClientCredentials { token_url: None, .. }
+            | SalesforceAuth::JwtBearer { token_url: None, .. } => self.instance_url.join("services/oauth2/token").ok(),
         }
     }
 
@@ -203,6 +227,17 @@ impl SalesforceConfig {
                         "client_credentials needs a client_id and a client_secret",
                     ));
                 }
+                if let Some(u) = token_url {
+                    check_http_url(&format!("{at}.auth.token_url"), u)?;
+                }
+            }
+            SalesforceAuth::JwtBearer { client_id, username, private_key, audience, token_url } => {
+                for (key, value) in [("client_id", client_id), ("username", username), ("audience", audience)] {
+                    if value.trim().is_empty() {
+                        return Err(ConfigError::new(format!("{at}.auth.{key}"), "must not be empty"));
+                    }
+                }
+                rsa_key(private_key).map_err(|e| ConfigError::new(format!("{at}.auth.private_key"), e))?;
                 if let Some(u) = token_url {
                     check_http_url(&format!("{at}.auth.token_url"), u)?;
                 }
@@ -315,9 +350,22 @@ mod tests {
             ("sync: {look_back: 0s}", "connectors[0].sync.look_back"),
             ("sync: {page_size: 2500}", "connectors[0].sync.page_size"),
             ("http: {max_api_share: 1.5}", "connectors[0].http.max_api_share"),
+            (
+                "auth: {type: jwt_bearer, client_id: k, username: u@x.com, private_key: not-a-key}",
+                "connectors[0].auth.private_key",
+            ),
+            (
+                "auth: {type: jwt_bearer, client_id: k, username: '', private_key: not-a-key}",
+                "connectors[0].auth.username",
+            ),
         ];
         for (extra, path) in cases {
-            let c = yaml(&format!("{BASE}{extra}\n")).unwrap_or_else(|e| panic!("{extra}: {e}"));
+            let text = if extra.starts_with("auth") {
+                format!("instance_url: https://acme.my.salesforce.com\n{extra}\n")
+            } else {
+                format!("{BASE}{extra}\n")
+            };
+            let c = yaml(&text).unwrap_or_else(|e| panic!("{extra}: {e}"));
             let e = c.validate("connectors[0]").unwrap_err();
             assert_eq!(e.path, path, "{extra}: {e}");
         }

@@ -6,7 +6,10 @@
 //! (`Sforce-Limit-Info: api-usage=USED/MAX` on every answer), "Status Codes and Error Responses"
 //! (errors as `[{"message", "errorCode"}]`; 403 `REQUEST_LIMIT_EXCEEDED` when the org is over its
 //! API request limit; 401 `INVALID_SESSION_ID`; 400 `MALFORMED_QUERY`/`INVALID_FIELD`), and the
-//! OAuth 2.0 client credentials flow (`POST /services/oauth2/token`, answer without `expires_in`).
+//! OAuth 2.0 client credentials and JWT bearer flows (`POST /services/oauth2/token`, answer without
+//! `expires_in`; a JWT assertion must be RS256-signed by a registered key, with the registered
+//! `iss`/`sub`, `aud` `https://login.salesforce.com` or `https://test.salesforce.com`, and an `exp`
+//! not passed).
 //!
 //! It parses the SOQL the connector sends and a little more: `SELECT f, Rel.f FROM Object [WHERE
 //! cond] [ORDER BY f [ASC|DESC], …] [LIMIT n]` where `cond` combines `field op literal` (`=`, `!=`,
@@ -58,6 +61,8 @@ pub struct SalesforceState {
     /// Query locators: the rows still to serve.
     cursors: HashMap<String, Vec<Value>>,
     next_locator: u64,
+    /// JWT bearer users: `(iss, sub, RSA public key)`.
+    jwt: Vec<(String, String, Vec<u8>)>,
 }
 
 impl Default for SalesforceState {
@@ -70,6 +75,7 @@ impl Default for SalesforceState {
             batch_size: 2000,
             cursors: HashMap::new(),
             next_locator: 0,
+            jwt: Vec::new(),
         }
     }
 }
@@ -204,6 +210,22 @@ impl FakeSalesforce {
         self.lock().sys.batch_size = n.max(1);
     }
 
+    /// Pre-authorizes `username` for the app [`CLIENT_ID`] with a fresh RSA key (the certificate
+    /// uploaded to the app) and returns the private key as PEM (PKCS#8).
+    pub fn jwt_user(&self, username: &str) -> String {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+        use aws_lc_rs::signature::KeyPair;
+        use base64::Engine;
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .unwrap_or_else(|e| panic!("RSA key generation: {e}"));
+        let der: Pkcs8V1Der = key.as_der().unwrap_or_else(|e| panic!("PKCS#8 export: {e}"));
+        let public = key.public_key().as_ref().to_vec();
+        self.lock().sys.jwt.push((CLIENT_ID.to_owned(), username.to_owned(), public));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<String> = b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
+    }
+
     /// Revokes every token (the next request with one gets 401 `INVALID_SESSION_ID`).
     pub fn revoke_tokens(&self) {
         self.lock().sys.oauth.revoke_all();
@@ -229,20 +251,53 @@ async fn token(
 ) -> Response {
     let mut s = fake.lock();
     let token = format!("00Dfake!token-{}", s.last_id + 1);
-    if s.sys.oauth.issue(&form, &token, None).is_err() {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "invalid_client", "error_description": "invalid client credentials"})),
-        )
-            .into_response();
+    let refused = |error: &str, description: &str| {
+        (StatusCode::BAD_REQUEST, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+    };
+    if form.get("grant_type").map(String::as_str) == Some(dastra_connect_core::source::http::JWT_BEARER_GRANT) {
+        if !jwt_valid(&s.sys.jwt, form.get("assertion").map(String::as_str).unwrap_or_default()) {
+            return refused("invalid_grant", "invalid assertion");
+        }
+        s.sys.oauth.grant(&token, Vec::new(), None);
+    } else if s.sys.oauth.issue(&form, &token, None).is_err() {
+        return refused("invalid_client", "invalid client credentials");
     }
     s.next_id();
     let issued = s.clock.timestamp_millis().to_string();
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     axum::Json(
-        json!({"access_token": token, "instance_url": "", "id": "https://login.salesforce.com/id/00Dfake/005fake",
+        json!({"access_token": token, "instance_url": format!("http://{host}"), "id": "https://login.salesforce.com/id/00Dfake/005fake",
         "token_type": "Bearer", "issued_at": issued, "signature": "fake"}),
     )
     .into_response()
+}
+
+/// A JWT bearer assertion: RS256 by a registered key, its `iss`/`sub`, a Salesforce `aud`, `exp`
+/// not passed (real time: the assertion is made from the real clock).
+fn jwt_valid(users: &[(String, String, Vec<u8>)], assertion: &str) -> bool {
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, sig] = parts[..] else { return false };
+    let (Ok(header), Ok(claims), Ok(sig)) = (b64.decode(header), b64.decode(claims), b64.decode(sig)) else {
+        return false;
+    };
+    let header: Value = serde_json::from_slice(&header).unwrap_or_default();
+    let claims: Value = serde_json::from_slice(&claims).unwrap_or_default();
+    if header["alg"] != "RS256" {
+        return false;
+    }
+    let aud_ok = ["https://login.salesforce.com", "https://test.salesforce.com"].iter().any(|a| claims["aud"] == *a);
+    let exp_ok = claims["exp"].as_i64().is_some_and(|e| e > Utc::now().timestamp());
+    let signed = assertion.rsplit_once('.').map(|(s, _)| s).unwrap_or_default();
+    aud_ok
+        && exp_ok
+        && users.iter().any(|(iss, sub, key)| {
+            claims["iss"] == iss.as_str()
+                && claims["sub"] == sub.as_str()
+                && UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key).verify(signed.as_bytes(), &sig).is_ok()
+        })
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

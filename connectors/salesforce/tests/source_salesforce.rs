@@ -1,5 +1,5 @@
 //! The Salesforce source against the fake org (SOQL over the REST API, OAuth 2.0 client
-//! credentials, a revoked token replaced) on both buses: a first full sync read in
+//! credentials, a revoked token replaced; JWT bearer) on both buses: a first full sync read in
 //! `nextRecordsUrl` batches with two `403 REQUEST_LIMIT_EXCEEDED` waited out; accounts → Actors
 //! with parameter overrides; contacts → Actors through a replaced mapping program that selects one
 //! more field; privacy Cases → DataSubjectRequests with their deadline; a non-privacy Case never
@@ -286,13 +286,57 @@ async fn refused_credentials_stop_the_source() {
     let bus = broker.bus(&topics).await;
     let fake = FakeSalesforce::with_samples().spawn().await.unwrap();
     let mut cfg = config(&fake, "[{object: accounts}]", "");
-    let dastra_connect_salesforce::SalesforceAuth::ClientCredentials { client_secret, .. } = &mut cfg.auth;
-    *client_secret = dastra_connect_core::config::Secret::new("not-the-secret");
+    if let dastra_connect_salesforce::SalesforceAuth::ClientCredentials { client_secret, .. } = &mut cfg.auth {
+        *client_secret = dastra_connect_core::config::Secret::new("not-the-secret");
+    }
     let source = RunningSource::start(&bus, &topics, Box::new(SalesforceSource::new(cfg)));
     let err = tokio::time::timeout(Duration::from_secs(30), source.task).await.unwrap().unwrap().unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("refused the credentials (400)"), "{text}");
     assert!(!text.contains("not-the-secret"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_bearer_signs_in_and_a_foreign_key_is_refused() {
+    let broker = Broker::nats().await;
+    let topics = Topics::default();
+    let bus = broker.bus(&topics).await;
+    let fake = FakeSalesforce::with_samples().spawn().await.unwrap();
+    let key = fake.state.jwt_user("integration@acme.example");
+    let jwt_config = |user: &str, key: &str| {
+        let mut c = config(&fake, "[{object: accounts}]", "");
+        c.auth = dastra_connect_salesforce::SalesforceAuth::JwtBearer {
+            client_id: CLIENT_ID.into(),
+            username: user.into(),
+            private_key: dastra_connect_core::config::Secret::new(key),
+            audience: "https://login.salesforce.com".into(),
+            token_url: None,
+        };
+        c.validate("test").unwrap();
+        c
+    };
+    let reader = Reader::start(&bus, &topics).await;
+    let source = RunningSource::start(
+        &bus,
+        &topics,
+        Box::new(SalesforceSource::new(jwt_config("integration@acme.example", &key))),
+    );
+    reader
+        .wait_until("the accounts, signed in with a JWT", Duration::from_secs(30), |r| {
+            count(&r.latest(), EntityKind::Actor, Op::Upsert) == 6
+        })
+        .await;
+    source.stop().await;
+    assert_eq!(fake.state.log().iter().filter(|l| l.path == "/services/oauth2/token").count(), 1);
+    // A key the app does not know (and a user not pre-authorized) is refused: the source stops.
+    let other = FakeSalesforce::new().jwt_user("integration@acme.example");
+    for (user, key) in [("integration@acme.example", other.as_str()), ("someone@acme.example", key.as_str())] {
+        let source = RunningSource::start(&bus, &topics, Box::new(SalesforceSource::new(jwt_config(user, key))));
+        let err = tokio::time::timeout(Duration::from_secs(30), source.task).await.unwrap().unwrap().unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("refused the credentials (400)") && text.contains("invalid assertion"), "{text}");
+        assert!(!text.contains("PRIVATE KEY") && !text.contains(&key[40..80]), "{text}");
+    }
 }
 
 fn dsrs(emu: &dastra_emulator::RunningEmulator) -> Vec<serde_json::Value> {
