@@ -90,26 +90,28 @@ fn default_audience() -> String {
 }
 
 /// Which Cases are privacy requests: a Case is read when it has the record type (if set) and one
-/// of the reasons (if set). At least one of the two is needed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// of the reasons (if any). At least one of the two is needed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyCases {
     /// Developer name of the Case record type, e.g. `Privacy_Request` (`RecordType.DeveloperName`).
     #[serde(default)]
     pub record_type: Option<String>,
-    /// Values of the Case `Reason` picklist. Default `[Privacy Request]`.
-    #[serde(default = "default_reasons")]
-    pub reasons: Vec<String>,
+    /// Values of the Case `Reason` picklist. Default: `[Privacy Request]` without a `record_type`,
+    /// none with one (every Case of that record type).
+    #[serde(default)]
+    pub reasons: Option<Vec<String>>,
 }
 
-impl Default for PrivacyCases {
-    fn default() -> Self {
-        PrivacyCases { record_type: None, reasons: default_reasons() }
+impl PrivacyCases {
+    /// The reasons in effect.
+    pub fn reasons(&self) -> Vec<String> {
+        match (&self.reasons, &self.record_type) {
+            (Some(r), _) => r.clone(),
+            (None, Some(_)) => Vec::new(),
+            (None, None) => vec!["Privacy Request".into()],
+        }
     }
-}
-
-fn default_reasons() -> Vec<String> {
-    vec!["Privacy Request".into()]
 }
 
 /// The Salesforce objects this source reads.
@@ -259,7 +261,7 @@ impl SalesforceConfig {
         }
         let pc = &self.privacy_cases;
         if self.objects.iter().any(|o| o.kind == SalesforceObject::Cases) {
-            if pc.record_type.is_none() && pc.reasons.is_empty() {
+            if pc.record_type.is_none() && pc.reasons().is_empty() {
                 return Err(ConfigError::new(
                     format!("{at}.privacy_cases"),
                     "name a record_type or at least one reason: otherwise every Case would become a DSR",
@@ -273,7 +275,7 @@ impl SalesforceConfig {
                     "a record type developer name (letters, digits, `_`)",
                 ));
             }
-            if let Some(i) = pc.reasons.iter().position(|r| r.trim().is_empty()) {
+            if let Some(i) = pc.reasons().iter().position(|r| r.trim().is_empty()) {
                 return Err(ConfigError::new(format!("{at}.privacy_cases.reasons[{i}]"), "must not be empty"));
             }
         }
@@ -369,6 +371,10 @@ mod tests {
             let e = c.validate("connectors[0]").unwrap_err();
             assert_eq!(e.path, path, "{extra}: {e}");
         }
+        let c = yaml(&format!("{BASE}privacy_cases: {{record_type: Privacy_Request}}\n")).unwrap();
+        c.validate("c").unwrap();
+        assert!(c.privacy_cases.reasons().is_empty(), "a record type alone selects every Case of it");
+        assert_eq!(yaml(BASE).unwrap().privacy_cases.reasons(), ["Privacy Request"]);
         // Without cases, no privacy filter is needed.
         let c = yaml(&format!("{BASE}objects: [{{object: accounts}}]\nprivacy_cases: {{reasons: []}}\n")).unwrap();
         c.validate("c").unwrap();

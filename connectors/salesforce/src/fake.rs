@@ -396,8 +396,11 @@ fn run_query(sys: &SalesforceState, q: &str, all: bool, version: &str) -> Result
     let contacts = sys.records.get(&SalesforceObject::Contacts).cloned().unwrap_or_default();
     let known = |field: &str| -> bool {
         let root = field.split('.').next().unwrap_or(field);
+        // The object's "describe": standard fields the connector selects, relationships, and
+        // whatever a stored record holds (custom fields of the samples and tests).
         ["Id", "IsDeleted", "SystemModstamp", "CreatedDate"].contains(&root)
-            || (object == SalesforceObject::Cases && root == "Contact")
+            || (object == SalesforceObject::Cases && ["Contact", "RecordType"].contains(&root))
+            || crate::mapping::base_fields(object).iter().any(|f| f.split('.').next() == Some(root))
             || stored.iter().any(|r| r.get(root).is_some())
     };
     for f in parsed
@@ -804,5 +807,17 @@ mod tests {
         assert!(parse_select("SELECT Id FROM Account WHERE Name = 'x").is_err());
         assert!(parse_select("SELECT Id FROM Account LIMIT 5 garbage").is_err());
         assert!(parse_select("SELECT FROM Account").is_err());
+    }
+
+    #[test]
+    fn an_empty_org_knows_the_standard_fields_and_refuses_others() {
+        let sys = SalesforceState::default();
+        let q = "SELECT Id, Name, BillingCountryCode FROM Account WHERE Type = 'x' ORDER BY Id LIMIT 5";
+        assert_eq!(run_query(&sys, q, false, "v60.0").unwrap(), Vec::<Value>::new());
+        let q = "SELECT Id, Contact.Email FROM Case WHERE RecordType.DeveloperName = 'P' LIMIT 5";
+        assert!(run_query(&sys, q, false, "v60.0").is_ok());
+        let err = run_query(&sys, "SELECT Id, Nope__c FROM Account", false, "v60.0").unwrap_err();
+        assert_eq!(err.0, "INVALID_FIELD");
+        assert_eq!(run_query(&sys, "SELECT Id FROM Opportunity", false, "v60.0").unwrap_err().0, "INVALID_TYPE");
     }
 }

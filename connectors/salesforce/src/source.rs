@@ -84,8 +84,9 @@ impl SalesforceSystem {
                 if let Some(rt) = &pc.record_type {
                     conditions.push(format!("RecordType.DeveloperName = {}", quote(rt)));
                 }
-                if !pc.reasons.is_empty() {
-                    let list: Vec<String> = pc.reasons.iter().map(|r| quote(r)).collect();
+                let reasons = pc.reasons();
+                if !reasons.is_empty() {
+                    let list: Vec<String> = reasons.iter().map(|r| quote(r)).collect();
                     conditions.push(format!("Reason IN ({})", list.join(", ")));
                 }
             }

@@ -352,7 +352,8 @@ async fn end_to_end(broker: Broker) {
     let bus = broker.bus(&topics).await;
     let fake = FakeSalesforce::with_samples().spawn().await.unwrap();
     let emu = emulator().await;
-    let cfg = config(&fake, "[{object: accounts}, {object: cases}]", "");
+    // Privacy Cases selected by record type alone here (the scenario above uses the reason).
+    let cfg = config(&fake, "[{object: accounts}, {object: cases}]", "privacy_cases: {record_type: Privacy_Request}");
     let source = RunningSource::start(&bus, &topics, Box::new(SalesforceSource::new(cfg.clone())));
     let sink = RunningSink::start(&bus, &topics, sink_config(&emu));
     let reader = Reader::start(&bus, &topics).await;
@@ -360,6 +361,18 @@ async fn end_to_end(broker: Broker) {
         labels(e, "Actors", "companyName").len() == 6 && dsrs(e).len() == 3
     })
     .await;
+    let case_queries: Vec<String> = fake
+        .state
+        .log()
+        .iter()
+        .filter_map(|l| l.params.get("q").filter(|q| q.contains("FROM Case") && !q.contains("IsDeleted")).cloned())
+        .collect();
+    assert!(
+        case_queries
+            .iter()
+            .all(|q| q.contains("RecordType.DeveloperName = 'Privacy_Request'") && !q.contains("Reason IN")),
+        "{case_queries:?}"
+    );
     let erasure_ref = format!("salesforce:dsr:{ERASURE_CASE}");
     let find = |e: &dastra_emulator::RunningEmulator| dsrs(e).into_iter().find(|d| d["refId"] == erasure_ref.as_str());
     let d = find(&emu).unwrap();
