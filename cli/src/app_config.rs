@@ -144,6 +144,8 @@ pub enum ConnectorConfig {
     Debezium(Box<dastra_connect_debezium::ReaderConfig>),
     /// Any other existing topic (JSON or Avro records), with jq programs for key, version, deletes.
     Topic(Box<dastra_connect_debezium::ReaderConfig>),
+    /// Salesforce (REST API, SOQL): accounts → Actors, privacy cases → DataSubjectRequests.
+    Salesforce(Box<dastra_connect_salesforce::SalesforceConfig>),
 }
 
 impl AppConfig {
@@ -192,6 +194,7 @@ impl AppConfig {
                 ConnectorConfig::Files(c) => c.validate(&at)?,
                 ConnectorConfig::Debezium(c) => c.validate(&at, dastra_connect_debezium::ReaderKind::Debezium)?,
                 ConnectorConfig::Topic(c) => c.validate(&at, dastra_connect_debezium::ReaderKind::Topic)?,
+                ConnectorConfig::Salesforce(c) => c.validate(&at)?,
             }
         }
         Ok(())
@@ -341,6 +344,7 @@ impl ConnectorConfig {
             ConnectorConfig::Files(c) => Box::new(dastra_connect_files::FilesSource::new((**c).clone())),
             ConnectorConfig::Debezium(c) => Box::new(dastra_connect_debezium::DebeziumSource::new((**c).clone())),
             ConnectorConfig::Topic(c) => Box::new(dastra_connect_debezium::TopicSource::new((**c).clone())),
+            ConnectorConfig::Salesforce(c) => Box::new(dastra_connect_salesforce::SalesforceSource::new((**c).clone())),
         }
     }
 }

@@ -39,6 +39,8 @@ fn quickstart_runs_to_a_clean_summary_and_is_repeatable() {
     assert_eq!(value(&first, "errors (sink DLQ)"), 0);
     assert!(value(&first, "Assets") > 0, "{first:#?}");
     assert!(value(&first, "Actors") > 0, "{first:#?}");
+    // The Salesforce samples' three privacy Cases (a fourth is rejected on purpose).
+    assert!(value(&first, "DataSubjectRequests") >= 3, "{first:#?}");
     assert!(value(&first, "Dastra requests used") > 0);
     // The Debezium reader ran on its sample topics: its rejected supplier is listed.
     assert!(first.iter().any(|l| l.contains(r#"erp:suppliers:{"id":105}: mapping_error"#)), "{first:#?}");

@@ -201,6 +201,8 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     eprintln!("  NetBox (fake)       {}", netbox.base_url);
     let coupa = dastra_connect_coupa::fake::FakeCoupa::with_samples().spawn().await?;
     eprintln!("  Coupa (fake)        {}", coupa.base_url);
+    let salesforce = dastra_connect_salesforce::fake::FakeSalesforce::with_samples().spawn().await?;
+    eprintln!("  Salesforce (fake)   {}", salesforce.base_url);
 
     let exports = tempfile::tempdir()?;
     let files_config = files_sample_config(exports.path())?;
@@ -243,6 +245,18 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
             connector: Box::new(dastra_connect_debezium::DebeziumSource::new(
                 dastra_connect_debezium::samples::sample_config()?,
             )),
+        },
+        Source {
+            name: "salesforce",
+            connector: Box::new(dastra_connect_salesforce::SalesforceSource::new(serde_json::from_value(json!({
+                "instance_url": salesforce.base_url,
+                "auth": {
+                    "type": "client_credentials",
+                    "client_id": dastra_connect_salesforce::fake::CLIENT_ID,
+                    "client_secret": dastra_connect_salesforce::fake::CLIENT_SECRET,
+                },
+                "sync": { "poll_interval": "2s" },
+            }))?)),
         },
     ];
     let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
@@ -388,7 +402,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         }
     }
     emulator.shutdown().await;
-    drop((servicenow, netbox, coupa, exports));
+    drop((servicenow, netbox, coupa, exports, salesforce));
     if counters.too_many_requests > 0 || sink_dlq > 0 {
         anyhow::bail!(
             "the quickstart saw {} 429s and {sink_dlq} events the sink dead-lettered",
