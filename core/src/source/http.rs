@@ -1,5 +1,6 @@
 //! HTTP plumbing of source systems: authentication ([`SourceAuth`]: basic, bearer/API token, OAuth2
-//! client credentials with cached tokens refreshed before expiry and after a 401), retries with
+//! client credentials or JWT bearer (RS256 assertions) with cached tokens refreshed before expiry
+//! and after a 401), retries with
 //! full-jitter backoff that honour `Retry-After` on 429/503, an optional client-side request rate,
 //! an API usage budget for systems that report their daily quota in response headers ([`ApiQuota`]:
 //! requests stop above `http.max_api_share` of the quota until a later reading is below it), and
@@ -63,6 +64,72 @@ pub enum SourceAuth {
         /// Header value (the credential).
         value: Secret,
     },
+    /// OAuth 2.0 JWT bearer grant (RFC 7523): `POST token_url` with
+    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` and an `assertion` — a JWT signed
+    /// RS256 with the client's RSA key, claims `iss`, `sub`, `aud` and `exp` (now + 3 min). The token
+    /// is cached like the client-credentials one. Set by a connector from its own configuration
+    /// (Salesforce's `jwt_bearer`); not a user-facing choice.
+    #[serde(skip)]
+    #[schemars(skip)]
+    JwtBearer {
+        /// Token endpoint.
+        token_url: Url,
+        /// `iss`: the client id.
+        issuer: String,
+        /// `sub`: the user the token acts as.
+        subject: String,
+        /// `aud`: the authorization server.
+        audience: String,
+        /// The RSA private key, PEM (`BEGIN PRIVATE KEY` PKCS#8 or `BEGIN RSA PRIVATE KEY` PKCS#1).
+        private_key: Secret,
+        /// Refresh this long before expiry.
+        refresh_before: Duration,
+    },
+}
+
+/// The JWT grant type of RFC 7523.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Reads an RSA private key in PEM (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`). The error
+/// never contains the key.
+pub fn rsa_key(pem: &Secret) -> Result<aws_lc_rs::rsa::KeyPair, String> {
+    use base64::Engine;
+    let text = pem.expose().trim();
+    let (label, body) = ["PRIVATE KEY", "RSA PRIVATE KEY"]
+        .into_iter()
+        .find_map(|label| {
+            let begin = format!("-----BEGIN {label}-----");
+            let end = format!("-----END {label}-----");
+            let inner = text.strip_prefix(begin.as_str())?.strip_suffix(end.as_str())?;
+            Some((label, inner))
+        })
+        .ok_or(
+            "not a PEM `PRIVATE KEY` (PKCS#8) or `RSA PRIVATE KEY` (PKCS#1); an encrypted key must be decrypted first",
+        )?;
+    let der: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(der).map_err(|_| "the PEM body is not base64")?;
+    let key = if label == "PRIVATE KEY" {
+        aws_lc_rs::rsa::KeyPair::from_pkcs8(&der)
+    } else {
+        aws_lc_rs::rsa::KeyPair::from_der(&der)
+    };
+    key.map_err(|e| format!("not a usable RSA private key ({e})"))
+}
+
+/// A JWT `header.claims.signature`, RS256.
+fn signed_jwt(key: &aws_lc_rs::rsa::KeyPair, claims: &serde_json::Value) -> Result<String, String> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let input = format!("{}.{}", b64(br#"{"alg":"RS256"}"#), b64(claims.to_string().as_bytes()));
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .map_err(|_| "signing failed".to_owned())?;
+    Ok(format!("{input}.{}", b64(&sig)))
 }
 
 fn default_refresh_before() -> Duration {
@@ -254,6 +321,9 @@ impl SourceHttp {
                 "the {system} credential contains characters not allowed in an HTTP header"
             )));
         }
+        if let SourceAuth::JwtBearer { private_key, .. } = &auth {
+            rsa_key(private_key).map_err(|e| SourceError::Config(format!("the {system} JWT private key: {e}")))?;
+        }
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(15)))
@@ -434,7 +504,8 @@ impl SourceHttp {
                         };
                         return Ok(HttpResponse { status, headers, body });
                     }
-                    if status == 401 && matches!(self.auth, SourceAuth::Oauth2 { .. }) && !refreshed_after_401 {
+                    let oauth = matches!(self.auth, SourceAuth::Oauth2 { .. } | SourceAuth::JwtBearer { .. });
+                    if status == 401 && oauth && !refreshed_after_401 {
                         // The token may have been revoked or expired early: fetch a new one once.
                         refreshed_after_401 = true;
                         *self.token.lock().await = None;
@@ -525,7 +596,7 @@ impl SourceHttp {
             }
             SourceAuth::Bearer { token } => sensitive(format!("Bearer {}", token.expose())).map(Some),
             SourceAuth::Header { value, .. } => sensitive(value.expose().to_owned()).map(Some),
-            SourceAuth::Oauth2 { .. } => {
+            SourceAuth::Oauth2 { .. } | SourceAuth::JwtBearer { .. } => {
                 let token = self.oauth_token(what).await?;
                 sensitive(format!("Bearer {}", token.expose())).map(Some)
             }
@@ -533,24 +604,35 @@ impl SourceHttp {
     }
 
     async fn oauth_token(&self, what: &str) -> Result<Secret, SourceError> {
-        let SourceAuth::Oauth2 { token_url, client_id, client_secret, scope, refresh_before } = &self.auth else {
-            return Err(SourceError::Config("not an OAuth2 configuration".into()));
-        };
         let mut cache = self.token.lock().await;
         if let Some(t) = cache.as_ref()
             && Instant::now() < t.refresh_at
         {
             return Ok(t.value.clone());
         }
-        let mut form = vec![
-            ("grant_type", "client_credentials".to_owned()),
-            ("client_id", client_id.clone()),
-            ("client_secret", client_secret.expose().to_owned()),
-        ];
-        if let Some(s) = scope {
-            form.push(("scope", s.clone()));
-        }
         let token_what = format!("{what} (OAuth token)");
+        let (token_url, refresh_before, form) = match &self.auth {
+            SourceAuth::Oauth2 { token_url, client_id, client_secret, scope, refresh_before } => {
+                let mut form = vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("client_id", client_id.clone()),
+                    ("client_secret", client_secret.expose().to_owned()),
+                ];
+                if let Some(s) = scope {
+                    form.push(("scope", s.clone()));
+                }
+                (token_url, refresh_before, form)
+            }
+            SourceAuth::JwtBearer { token_url, issuer, subject, audience, private_key, refresh_before } => {
+                let exp = chrono::Utc::now().timestamp() + 180;
+                let claims = serde_json::json!({"iss": issuer, "sub": subject, "aud": audience, "exp": exp});
+                let jwt = rsa_key(private_key)
+                    .and_then(|k| signed_jwt(&k, &claims))
+                    .map_err(|e| SourceError::Config(format!("cannot sign the {} JWT assertion: {e}", self.system)))?;
+                (token_url, refresh_before, vec![("grant_type", JWT_BEARER_GRANT.to_owned()), ("assertion", jwt)])
+            }
+            _ => return Err(SourceError::Config("not an OAuth2 configuration".into())),
+        };
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
         let resp = self
             .client
@@ -833,6 +915,54 @@ mod tests {
             SourceHttp::new("sys", SourceAuth::Bearer { token: Secret::new("x") }, HttpSettings::default()).unwrap();
         srv.limited.store(1, Ordering::SeqCst);
         assert_eq!(plain.get_json(srv.url.clone(), "/data").await.unwrap_err().code(), "source_unauthorized");
+    }
+
+    /// A fresh RSA key as PKCS#8 PEM.
+    fn pem_key() -> (Secret, aws_lc_rs::rsa::KeyPair) {
+        use aws_lc_rs::encoding::AsDer;
+        use base64::Engine;
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der: aws_lc_rs::encoding::Pkcs8V1Der = key.as_der().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        (Secret::new(format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))), key)
+    }
+
+    #[test]
+    fn jwt_assertions_are_rs256_signed_and_verifiable() {
+        use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        use base64::Engine;
+        let (pem, original) = pem_key();
+        let key = rsa_key(&pem).unwrap();
+        let claims =
+            serde_json::json!({"iss": "client", "sub": "user@example.com", "aud": "https://login.example", "exp": 1});
+        let jwt = signed_jwt(&key, &claims).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        assert_eq!(b64.decode(parts[0]).unwrap(), br#"{"alg":"RS256"}"#);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&b64.decode(parts[1]).unwrap()).unwrap(), claims);
+        let public = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, original.public_key().as_ref().to_vec());
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        public.verify(signed.as_bytes(), &b64.decode(parts[2]).unwrap()).unwrap();
+        assert!(public.verify(b"other", &b64.decode(parts[2]).unwrap()).is_err());
+        // Bad keys are refused without echoing them.
+        for bad in ["s3cret-not-a-key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"] {
+            let e = rsa_key(&Secret::new(bad)).unwrap_err();
+            assert!(!e.contains("s3cret") && !e.contains("AAAA"), "{e}");
+        }
+        let auth = SourceAuth::JwtBearer {
+            token_url: Url::parse("http://127.0.0.1:1/token").unwrap(),
+            issuer: "c".into(),
+            subject: "u".into(),
+            audience: "a".into(),
+            private_key: Secret::new("garbage"),
+            refresh_before: Duration::from_secs(60),
+        };
+        let Err(e) = SourceHttp::new("sys", auth, HttpSettings::default()) else {
+            panic!("a bad key is a config error")
+        };
+        assert_eq!(e.code(), "source_config");
     }
 
     #[test]

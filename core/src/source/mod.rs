@@ -47,7 +47,9 @@ pub mod streams;
 
 pub use connector::{SourceConnector, SourceDefinition};
 pub use cursor::{Checkpoint, Cursor};
-pub use engine::{DeletedRecord, Page, SourceEngine, SourceRecord, SourceSystem, StreamSpec};
+pub use engine::{
+    DeletedRecord, Page, SourceEngine, SourceRecord, SourceSystem, StreamSpec, change_message, events_from_outputs,
+};
 pub use error::SourceError;
 pub use http::{ApiQuota, ApiUsage, HttpSettings, SourceAuth, SourceHttp};
 pub use keyset::IdOrder;
