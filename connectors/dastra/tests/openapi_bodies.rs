@@ -647,7 +647,12 @@ fn every_clear_the_sink_patches_leaves_a_document_the_schema_accepts() {
         ("Actors", "ActorDto", serde_json::to_value(actor()).unwrap(), &["customFields"]),
         ("DataProcessings", "DataProcessingUpdateDto", serde_json::to_value(processing()).unwrap(), &["customFields"]),
         ("DataFields", "DataFieldDto", serde_json::to_value(field()).unwrap(), &["customFields"]),
-        ("DataRetentionRules", "DataRetentionRuleUpdateDto", serde_json::to_value(dataset()).unwrap(), &["customFields"]),
+        (
+            "DataRetentionRules",
+            "DataRetentionRuleUpdateDto",
+            serde_json::to_value(dataset()).unwrap(),
+            &["customFields"],
+        ),
         ("DataSubjectRequests", "DataSubjectRequestDto", serde_json::to_value(dsr()).unwrap(), &["customFields"]),
         ("Tasks", "TaskCreateUpdateDto", serde_json::to_value(task()).unwrap(), &["customFields"]),
     ];

@@ -14,8 +14,7 @@ use super::{Call, DastraClient, Payload};
 use crate::error::DastraError;
 use crate::model::{
     Actor, ArchivePayload, Area, Asset, AttachmentUpload, BareList, BatchPatch, Contract, DataField, DataProcessing,
-    DataRetentionRule,
-    DataProcessingCreate, DataProcessingRelationship, DataSubjectAttachment, DataSubjectRequest,
+    DataProcessingCreate, DataProcessingRelationship, DataRetentionRule, DataSubjectAttachment, DataSubjectRequest,
     DataSubjectRequestClose, Filter, GenericRelationship, GenericRelationshipCreate, PagedList, PatchOperation,
     RelationShipObjectType, Task, Team, Workspace, WorkspaceList,
 };
