@@ -16,8 +16,7 @@ use super::CodecError;
 use super::schemas::{fingerprint, schemas};
 use crate::event::{
     Actor, Asset, Contract, DataField, DataProcessing, DataSubjectRequest, Dataset, EntityKind, Payload, Relationship,
-    Task,
-    with_inner,
+    Task, with_inner,
 };
 
 /// The two marker bytes of Avro single-object encoding.

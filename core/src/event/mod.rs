@@ -43,7 +43,9 @@ pub enum EventError {
         reason: &'static str,
     },
     /// An entity name is not one of the nine kinds.
-    #[error("unknown entity {0:?} (expected asset, actor, contract, processing, datafield, relationship, dsr, task or dataset)")]
+    #[error(
+        "unknown entity {0:?} (expected asset, actor, contract, processing, datafield, relationship, dsr, task or dataset)"
+    )]
     UnknownEntity(String),
     /// A value is not one of a Dastra enum's symbols.
     #[error("{value:?} is not a valid Dastra {enum_name}")]
