@@ -335,6 +335,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         "Contracts",
         "DataProcessings",
         "DataFields",
+        "DataRetentionRules",
         "GenericRelationships",
         "DataSubjectRequests",
         "Tasks",
