@@ -109,11 +109,17 @@ mod tests {
 
     #[test]
     fn tagged_fields_become_datafields_in_their_dataset() {
-        let out = run(dataset(), Some(json!({"tag_map": {"Classification.Health":
-            {"personalDataCategory": "HealthData", "sensitiveData": true}}})));
+        let out = run(
+            dataset(),
+            Some(json!({"tag_map": {"Classification.Health":
+            {"personalDataCategory": "HealthData", "sensitiveData": true}}})),
+        );
         assert_eq!(out.len(), 3, "{out:#?}");
         let email = &out[0];
-        assert_eq!(email["id"], "urn:li:schemaField:(urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD),email)");
+        assert_eq!(
+            email["id"],
+            "urn:li:schemaField:(urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD),email)"
+        );
         assert_eq!(email["data"]["personalDataCategory"], "Other");
         assert_eq!(email["data"]["sensitiveData"], false);
         assert_eq!(email["data"]["dataType"], "String");

@@ -108,7 +108,10 @@ fn change_time(value: &Value, msg: &InboundMessage) -> Option<DateTime<Utc>> {
 pub fn aspect_json(aspect: &Value) -> Result<Value, Reject> {
     let content_type = aspect["contentType"].as_str().unwrap_or("application/json");
     if content_type != "application/json" {
-        return Err(reject("unsupported_aspect", format!("aspect contentType {content_type:?} (only application/json)")));
+        return Err(reject(
+            "unsupported_aspect",
+            format!("aspect contentType {content_type:?} (only application/json)"),
+        ));
     }
     let text = aspect["value"].as_str().ok_or_else(|| reject("invalid_aspect", "aspect.value is not bytes or text"))?;
     if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text)
@@ -297,7 +300,8 @@ impl RecordRule for DataHubRule {
         let time = change_time(value, msg)
             .ok_or_else(|| reject("no_version", "no created.time, systemMetadata.lastObserved or message timestamp"))?;
         let sequence = sequence_from_time(time, msg.offset.max(0) as u64);
-        let change = |row| Change { record_id: urn.clone(), sequence: sequence.clone(), time: Some(time), snapshot: false, row };
+        let change =
+            |row| Change { record_id: urn.clone(), sequence: sequence.clone(), time: Some(time), snapshot: false, row };
         let aspects = match entity_type {
             DATASET => DATASET_ASPECTS,
             DATA_PLATFORM => PLATFORM_ASPECTS,
@@ -373,7 +377,8 @@ mod tests {
 
     #[test]
     fn urns_and_field_paths() {
-        let (p, n, e) = parse_dataset_urn("urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)").unwrap();
+        let (p, n, e) =
+            parse_dataset_urn("urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)").unwrap();
         assert_eq!((p.as_str(), n.as_str(), e.as_str()), ("postgres", "crm.public.customers", "PROD"));
         assert!(parse_dataset_urn("urn:li:dataset:postgres").is_none());
         assert_eq!(field_name("[version=2.0].[type=struct].address.[type=string].zip"), "address.zip");
@@ -386,7 +391,13 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(doc.to_string());
         assert_eq!(aspect_json(&json!({"value": b64, "contentType": "application/json"})).unwrap(), doc);
         assert_eq!(aspect_json(&json!({"value": doc.to_string(), "contentType": "application/json"})).unwrap(), doc);
-        assert_eq!(aspect_json(&json!({"value": "x", "contentType": "application/json"})).unwrap_err().0, "invalid_aspect");
-        assert_eq!(aspect_json(&json!({"value": "{}", "contentType": "application/avro"})).unwrap_err().0, "unsupported_aspect");
+        assert_eq!(
+            aspect_json(&json!({"value": "x", "contentType": "application/json"})).unwrap_err().0,
+            "invalid_aspect"
+        );
+        assert_eq!(
+            aspect_json(&json!({"value": "{}", "contentType": "application/avro"})).unwrap_err().0,
+            "unsupported_aspect"
+        );
     }
 }

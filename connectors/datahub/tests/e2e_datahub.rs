@@ -66,7 +66,7 @@ async fn tagged_columns_into_dastra_on_kafka() {
     cfg.validate("test").unwrap();
     let source = RunningSource::start(&bus, &topics, Box::new(DataHubSource::new(cfg)));
 
-    produce(&bus, encoded[..3].to_vec()).await;
+    produce(&bus, TOPIC, encoded[..3].to_vec()).await;
     wait_emulator(&emu, "the catalog in Dastra", WAIT, |e| {
         e.state.entities(1, "DataFields").len() == 2
             && e.state.entities(1, "DataRetentionRules").len() == 1
@@ -81,7 +81,10 @@ async fn tagged_columns_into_dastra_on_kafka() {
         (Some("Other"), Some(false))
     );
     let diagnosis = fields.iter().find(|f| f["label"] == "diagnosis").unwrap();
-    assert_eq!((diagnosis["personalDataCategory"].as_str(), diagnosis["sensitiveData"].as_bool()), (Some("HealthData"), Some(true)));
+    assert_eq!(
+        (diagnosis["personalDataCategory"].as_str(), diagnosis["sensitiveData"].as_bool()),
+        (Some("HealthData"), Some(true))
+    );
     let sets = emu.state.entities(1, "DataRetentionRules");
     assert_eq!(sets[0]["label"], "postgres.clinic.public.patients");
     assert_eq!(sets[0]["description"], "Patient records");
@@ -90,7 +93,7 @@ async fn tagged_columns_into_dastra_on_kafka() {
     assert_eq!(in_set, [json!("diagnosis"), json!("email")]);
 
     // The UI tag makes `created_at` a DataField, in the same dataset.
-    produce(&bus, vec![encoded[3].clone()]).await;
+    produce(&bus, TOPIC, vec![encoded[3].clone()]).await;
     wait_emulator(&emu, "the UI tag", WAIT, |e| {
         e.state.entities(1, "DataFields").len() == 3
             && e.state.entities(1, "DataRetentionRules")[0]["dataFields"].as_array().is_some_and(|f| f.len() == 3)
@@ -101,7 +104,7 @@ async fn tagged_columns_into_dastra_on_kafka() {
     assert_eq!((created["definition"].as_str(), created["dataType"].as_str()), (Some("First visit"), Some("Date")));
 
     // Soft delete: the fields and the dataset leave Dastra; the platform stays.
-    produce(&bus, vec![encoded[4].clone()]).await;
+    produce(&bus, TOPIC, vec![encoded[4].clone()]).await;
     wait_emulator(&emu, "the soft delete", WAIT, |e| {
         e.state.entities(1, "DataFields").is_empty() && e.state.entities(1, "DataRetentionRules").is_empty()
     })

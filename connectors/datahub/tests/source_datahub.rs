@@ -42,7 +42,10 @@ fn field_key(table: &str, path: &str) -> String {
 }
 
 /// The DataField of `key` in its newest event, unless deleted.
-fn datafield<'a>(l: &'a std::collections::BTreeMap<String, ChangeEvent>, key: &str) -> Option<&'a dastra_connect_core::event::DataField> {
+fn datafield<'a>(
+    l: &'a std::collections::BTreeMap<String, ChangeEvent>,
+    key: &str,
+) -> Option<&'a dastra_connect_core::event::DataField> {
     match &l.get(key)?.data {
         Payload::DataField(f) if !f.deleted => Some(f),
         _ => None,
@@ -96,7 +99,12 @@ async fn mcl_avro_first_sync_incremental_deletes_restart() {
             schema("crm.public.orders", vec![field("customer_email", "StringType", "varchar", true, &[PII], &[])]),
             12,
         ),
-        upsert(&customers, "ownership", json!({"owners": [{"owner": "urn:li:corpuser:jdoe", "type": "DATAOWNER"}]}), 13),
+        upsert(
+            &customers,
+            "ownership",
+            json!({"owners": [{"owner": "urn:li:corpuser:jdoe", "type": "DATAOWNER"}]}),
+            13,
+        ),
         mcl("corpuser", "urn:li:corpuser:jdoe", "UPSERT", Some("corpUserInfo"), Some(json!({"active": true})), 14),
         upsert(
             "urn:li:dataset:broken",
@@ -128,7 +136,7 @@ async fn mcl_avro_first_sync_incremental_deletes_restart() {
     // 1. First sync.
     let mut first: Vec<_> = encoded[..7].to_vec();
     first.insert(4, (customers.as_bytes().to_vec(), Some(b"\x00\x00\x00\x00\x01\xff\xff\xff".to_vec())));
-    produce(&bus, first).await;
+    produce(&bus, TOPIC, first).await;
     let source = RunningSource::start(&bus, &topics, Box::new(DataHubSource::new(config(&registry, json!({})))));
     reader
         .wait_until("the first sync", WAIT, |r| {
@@ -147,8 +155,15 @@ async fn mcl_avro_first_sync_incremental_deletes_restart() {
     assert_eq!(email.required, Some(true));
     assert_eq!(email.technical_definition.as_deref(), Some("crm.public.customers.email"));
     let phone = datafield(&l, &field_key("crm.public.customers", "phone")).unwrap();
-    assert_eq!((phone.sensitive_data, phone.definition.as_deref()), (Some(true), Some("Mobile phone")), "tag set in the UI");
-    assert!(datafield(&l, &field_key("crm.public.customers", "diagnosis")).is_none(), "the term is not mapped by default");
+    assert_eq!(
+        (phone.sensitive_data, phone.definition.as_deref()),
+        (Some(true), Some("Mobile phone")),
+        "tag set in the UI"
+    );
+    assert!(
+        datafield(&l, &field_key("crm.public.customers", "diagnosis")).is_none(),
+        "the term is not mapped by default"
+    );
     assert!(datafield(&l, &field_key("crm.public.customers", "id")).is_none(), "untagged fields are not DataFields");
     let mut in_customers = dataset_fields(&l, "crm.public.customers").unwrap();
     in_customers.sort();
@@ -158,14 +173,19 @@ async fn mcl_avro_first_sync_incremental_deletes_restart() {
     let mut reasons: Vec<String> = reader.dlq().iter().map(|d| d.header("dastra_dlq_reason").unwrap()).collect();
     reasons.sort();
     assert_eq!(reasons, ["invalid_urn", "undecodable"]);
-    let bad = reader.dlq().into_iter().find(|d| d.header("dastra_dlq_reason").as_deref() == Some("invalid_urn")).unwrap();
+    let bad =
+        reader.dlq().into_iter().find(|d| d.header("dastra_dlq_reason").as_deref() == Some("invalid_urn")).unwrap();
     assert!(bad.header("dastra_dlq_error").unwrap().contains("urn:li:dataset:broken"));
     assert_eq!(serde_json::from_slice::<Value>(&bad.value).unwrap()["aspectName"], "schemaMetadata");
     let customer_events = |r: &Reader| r.events().into_iter().filter(|e| e.key.as_str().contains("customers")).count();
-    assert_eq!(customer_events(&reader), 2 + 3 + 0, "schema: email + dataset; editable: email, phone, dataset; ownership: none");
+    assert_eq!(
+        customer_events(&reader),
+        5,
+        "schema: email + dataset; editable: email, phone, dataset; ownership: none"
+    );
 
     // 2. Incremental: the tag added in the UI re-classifies `email`.
-    produce(&bus, vec![encoded[7].clone()]).await;
+    produce(&bus, TOPIC, vec![encoded[7].clone()]).await;
     let email_key = field_key("crm.public.customers", "email");
     reader
         .wait_until("the re-classified field", WAIT, |r| {
@@ -174,7 +194,7 @@ async fn mcl_avro_first_sync_incremental_deletes_restart() {
         .await;
 
     // 3. Deletes, then the older copy of the schema.
-    produce(&bus, encoded[8..12].to_vec()).await;
+    produce(&bus, TOPIC, encoded[8..12].to_vec()).await;
     let phone_key = field_key("crm.public.customers", "phone");
     reader
         .wait_until("the deletes", WAIT, |r| {
@@ -187,7 +207,7 @@ async fn mcl_avro_first_sync_incremental_deletes_restart() {
         })
         .await;
     let l = reader.latest();
-    assert_eq!(dataset_fields(&l, "crm.public.customers").unwrap(), [email_key.clone()], "phone left its dataset");
+    assert_eq!(dataset_fields(&l, "crm.public.customers").unwrap(), [email_key.as_str()], "phone left its dataset");
     // The older copy (email untagged) published nothing: email is still a DataField.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(datafield(&reader.latest(), &email_key).is_some());
@@ -195,8 +215,9 @@ async fn mcl_avro_first_sync_incremental_deletes_restart() {
 
     // 4. Restart with a mapping override (the Health term → HealthData): only the records written
     // while stopped are read; orders come back from the remembered schema.
-    produce(&bus, encoded[12..].to_vec()).await;
-    let health = json!({"tag_map": {"Classification.Health": {"personalDataCategory": "HealthData", "sensitiveData": true}}});
+    produce(&bus, TOPIC, encoded[12..].to_vec()).await;
+    let health =
+        json!({"tag_map": {"Classification.Health": {"personalDataCategory": "HealthData", "sensitiveData": true}}});
     let source = RunningSource::start(&bus, &topics, Box::new(DataHubSource::new(config(&registry, health))));
     let diagnosis = field_key("crm.public.customers", "diagnosis");
     reader

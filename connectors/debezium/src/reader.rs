@@ -93,8 +93,7 @@ pub trait RecordRule: Send + Sync + 'static {
 }
 
 /// What [`RecordRule::save`] returns.
-pub type SaveFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SourceError>> + Send + 'a>>;
+pub type SaveFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SourceError>> + Send + 'a>>;
 
 /// Why a batch must be tried again (or the reader stop, when fatal).
 #[derive(Debug, thiserror::Error)]

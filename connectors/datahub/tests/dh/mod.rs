@@ -4,14 +4,16 @@
 
 #![allow(dead_code)]
 
-use bytes::Bytes;
-use dastra_connect_core::bus::{BusConfig, OutboundMessage};
+use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_test_harness::{Broker, SOURCE, SourceBus};
 use serde_json::{Value, json};
 
 #[path = "../../../../core/tests/py/support.rs"]
 mod support;
+
+#[path = "../../../debezium/tests/cdc/mod.rs"]
+mod cdc;
 
 /// DataHub's default MCL topic.
 pub const TOPIC: &str = "MetadataChangeLog_Versioned_v1";
@@ -24,7 +26,14 @@ pub fn dataset(name: &str) -> String {
 }
 
 /// An MCL record: `aspect` is the aspect document (serialized to JSON bytes by the encoder).
-pub fn mcl(entity_type: &str, urn: &str, change: &str, aspect_name: Option<&str>, aspect: Option<Value>, t: i64) -> Value {
+pub fn mcl(
+    entity_type: &str,
+    urn: &str,
+    change: &str,
+    aspect_name: Option<&str>,
+    aspect: Option<Value>,
+    t: i64,
+) -> Value {
     json!({
         "auditHeader": null, "entityType": entity_type, "entityUrn": urn, "entityKeyAspect": null,
         "changeType": change, "aspectName": aspect_name, "aspect": aspect,
@@ -126,12 +135,5 @@ pub async fn bus_with_mcl(broker: &Broker, topics: &Topics) -> BusConfig {
     bus
 }
 
-/// Publishes raw records to the MCL topic in order.
-pub async fn produce(bus: &BusConfig, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
-    let publisher = bus.publisher().await.unwrap();
-    let msgs = records
-        .into_iter()
-        .map(|(k, v)| OutboundMessage { topic: TOPIC.into(), key: Bytes::from(k), payload: v.map(Bytes::from), headers: vec![] })
-        .collect();
-    publisher.publish_batch(msgs).await.unwrap();
-}
+/// Publishes raw records to a topic in order (the Debezium tests' producer).
+pub use cdc::produce;
