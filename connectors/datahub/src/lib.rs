@@ -8,6 +8,7 @@
 pub mod config;
 pub mod mapping;
 pub mod mcl;
+pub mod samples;
 
 use async_trait::async_trait;
 use dastra_connect_core::connector::{Connector, ConnectorContext};
