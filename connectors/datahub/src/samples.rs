@@ -11,8 +11,11 @@ use crate::config::{DEFAULT_TOPIC, DataHubConfig};
 
 const RECORDS: &str = include_str!("../samples/mcl.ndjson");
 
-/// The sample records in order: (key = the entity URN, value).
-pub fn sample_records() -> Result<Vec<(Vec<u8>, Vec<u8>)>, serde_json::Error> {
+/// A record to produce: key (the entity URN), value.
+pub type SampleRecord = (Vec<u8>, Vec<u8>);
+
+/// The sample records in order.
+pub fn sample_records() -> Result<Vec<SampleRecord>, serde_json::Error> {
     RECORDS
         .lines()
         .filter(|l| !l.trim().is_empty())
