@@ -1,4 +1,4 @@
-//! End to end on the Kafka MockCluster: DataHub MetadataChangeLog records (Confluent Avro through
+//! End to end on the Kafka MockCluster and on NATS JetStream: DataHub MetadataChangeLog records (Confluent Avro through
 //! the registry stub) read by the DataHub source and applied by the real Dastra sink to the
 //! emulator — a PII-tagged column becomes exactly one DataField with its category and sensitivity,
 //! in its table's dataset (DataRetentionRules), the data platform an Asset; a tag set in the UI
@@ -26,7 +26,16 @@ const HEALTH: &str = "urn:li:glossaryTerm:Classification.Health";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tagged_columns_into_dastra_on_kafka() {
-    let broker = Broker::kafka();
+    end_to_end(Broker::kafka()).await;
+}
+
+/// The same on NATS JetStream (the MCL records on the bus stream as the reader's subjects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagged_columns_into_dastra_on_nats() {
+    end_to_end(Broker::nats().await).await;
+}
+
+async fn end_to_end(broker: Broker) {
     let topics = Topics::default();
     let bus = bus_with_mcl(&broker, &topics).await;
     let stub = StubRegistry::new();

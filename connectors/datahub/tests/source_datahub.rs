@@ -1,4 +1,4 @@
-//! The DataHub source on the Kafka MockCluster, reading MetadataChangeLog records serialized by PyPI
+//! The DataHub source on the Kafka MockCluster and on NATS JetStream, reading MetadataChangeLog records serialized by PyPI
 //! confluent-kafka's AvroSerializer from the in-repo `MetadataChangeLog.avsc` through the in-repo
 //! registry stub: first sync (a data platform → Asset, tagged schema fields → DataFields in their
 //! table's dataset, a tag set in the UI through `editableSchemaMetadata`, aspects and entity types
@@ -71,8 +71,17 @@ fn deleted(l: &std::collections::BTreeMap<String, ChangeEvent>, key: &str) -> bo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mcl_avro_first_sync_incremental_deletes_restart() {
-    let broker = Broker::kafka();
+async fn mcl_avro_on_kafka() {
+    scenario(Broker::kafka()).await;
+}
+
+/// The same records on NATS JetStream (on the bus stream as the reader's subjects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcl_avro_on_nats() {
+    scenario(Broker::nats().await).await;
+}
+
+async fn scenario(broker: Broker) {
     let topics = Topics::default();
     let bus = bus_with_mcl(&broker, &topics).await;
     let stub = StubRegistry::new();

@@ -1,12 +1,12 @@
 //! Helpers of the DataHub tests: MetadataChangeLog records as DataHub's GMS writes them (aspects
 //! as JSON documents), their Confluent Avro encoding through PyPI confluent-kafka's AvroSerializer
-//! and the in-repo registry stub, the MCL topic on the MockCluster, a producer of raw records.
+//! and the in-repo registry stub, the MCL topic on the bus, a producer of raw records.
 
 #![allow(dead_code)]
 
 use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
-use dastra_connect_test_harness::{Broker, SOURCE, SourceBus};
+use dastra_connect_test_harness::{Broker, SOURCE};
 use serde_json::{Value, json};
 
 #[path = "../../../../core/tests/py/support.rs"]
@@ -121,18 +121,13 @@ pub fn encode(items: &[Value], registry: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)
         .collect()
 }
 
-/// The bus with the MCL topic (created on the MockCluster with 3 partitions) and the source's
-/// store of remembered aspects.
+/// The bus with the MCL topic (on Kafka created on the MockCluster with 3 partitions, with the
+/// source's store of remembered aspects; on NATS captured by the stream).
 pub async fn bus_with_mcl(broker: &Broker, topics: &Topics) -> BusConfig {
-    let bus = broker.bus(topics).await;
-    match broker {
-        Broker::Kafka(k) => {
-            k.create_topic(TOPIC, 3);
-            k.create_topic(&topics.state(&format!("aspects-{SOURCE}")), 1);
-        }
-        _ => unreachable!("the DataHub tests run on Kafka"),
+    if let Broker::Kafka(k) = broker {
+        k.create_topic(&topics.state(&format!("aspects-{SOURCE}")), 1);
     }
-    bus
+    cdc::bus_with_inputs(broker, topics, &[TOPIC]).await
 }
 
 /// Publishes raw records to a topic in order (the Debezium tests' producer).
