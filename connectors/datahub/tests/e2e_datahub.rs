@@ -1,6 +1,6 @@
-//! End to end on the Kafka MockCluster and on NATS JetStream: DataHub MetadataChangeLog records (Confluent Avro through
-//! the registry stub) read by the DataHub source and applied by the real Dastra sink to the
-//! emulator — a PII-tagged column becomes exactly one DataField with its category and sensitivity,
+//! End to end on the Kafka MockCluster, on tansu (a Kafka-protocol broker process) and on NATS
+//! JetStream: DataHub MetadataChangeLog records (Confluent Avro through the registry stub) read by
+//! the DataHub source and applied by the real Dastra sink to the emulator — a PII-tagged column becomes exactly one DataField with its category and sensitivity,
 //! in its table's dataset (DataRetentionRules), the data platform an Asset; a tag set in the UI
 //! re-classifies a field; soft-deleting the table removes its fields and dataset.
 
@@ -13,9 +13,12 @@ use dastra_connect_test_harness as common;
 use std::time::Duration;
 
 use common::*;
+use dastra_connect_core::bus::{BusConfig, TopicSpec};
 use dastra_connect_core::codec::RegistryConfig;
 use dastra_connect_core::codec::registry::stub::StubRegistry;
 use dastra_connect_core::connector::Topics;
+use dastra_connect_core::event::EntityKind;
+use dastra_connect_core::testkit::Tansu;
 use dastra_connect_datahub::{DataHubConfig, DataHubSource};
 use dh::*;
 use serde_json::json;
@@ -35,9 +38,33 @@ async fn tagged_columns_into_dastra_on_nats() {
     end_to_end(Broker::nats().await).await;
 }
 
+/// The same on tansu, a Kafka-protocol broker process (not librdkafka's in-process mock): topics
+/// created through the broker's CreateTopics API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagged_columns_into_dastra_on_tansu() {
+    let tansu = Tansu::start().await;
+    let topics = Topics::default();
+    let bus = tansu.bus_config();
+    let mut specs: Vec<TopicSpec> = EntityKind::ALL.iter().map(|k| TopicSpec::new(topics.changes(*k))).collect();
+    specs.extend([topics.dlq(), TOPIC.into()].map(TopicSpec::new));
+    let stores = ["source", "known", "aspects"]
+        .map(|s| format!("{s}-{SOURCE}"))
+        .into_iter()
+        .chain(["ledger", "pending", "parked"].map(|s| format!("{s}-{SINK}")));
+    specs.extend(stores.map(|s| TopicSpec::compacted(topics.state(&s))));
+    bus.ensure_topics(&specs).await.unwrap();
+    run(&bus, &topics).await;
+    drop(tansu);
+}
+
 async fn end_to_end(broker: Broker) {
     let topics = Topics::default();
     let bus = bus_with_mcl(&broker, &topics).await;
+    run(&bus, &topics).await;
+}
+
+async fn run(bus: &BusConfig, topics: &Topics) {
+    let (bus, topics) = (bus.clone(), topics.clone());
     let stub = StubRegistry::new();
     let (registry, _server) = stub.spawn().await.unwrap();
     let patients = dataset("clinic.public.patients");
