@@ -29,11 +29,16 @@ async fn every_payload_schema_is_registered_once() {
     .await
     .unwrap();
     let subjects: Vec<&str> = first.lines().map(|l| l.split('\t').next().unwrap()).collect();
-    assert_eq!(subjects.len(), 8, "{first}");
-    assert!(subjects.contains(&"acme.changes.asset-value") && subjects.contains(&"acme.changes.dsr-value"), "{first}");
-    assert_eq!(stub.schema_count(), 8);
+    assert_eq!(subjects.len(), 9, "{first}");
+    assert!(
+        subjects.contains(&"acme.changes.asset-value")
+            && subjects.contains(&"acme.changes.dsr-value")
+            && subjects.contains(&"acme.changes.dataset-value"),
+        "{first}"
+    );
+    assert_eq!(stub.schema_count(), 9);
     // Again: same ids, nothing new.
     let second = tokio::task::spawn_blocking(move || register(&url)).await.unwrap();
     assert_eq!(first, second);
-    assert_eq!(stub.schema_count(), 8);
+    assert_eq!(stub.schema_count(), 9);
 }

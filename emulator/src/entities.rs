@@ -197,6 +197,20 @@ pub const KINDS: &[Kind] = &[
         ..COMMON
     },
     Kind {
+        // Datasets: groups of DataFields with their retention rules.
+        name: "DataRetentionRules",
+        id: IdType::Uuid,
+        create_schema: "DataRetentionRuleDto",
+        update_schema: "DataRetentionRuleUpdateDto",
+        output_schema: "DataRetentionRuleDto",
+        create_answer: Body("DataRetentionRuleDto"),
+        put_answer: Body("DataRetentionRuleDto"),
+        delete_answer: Body("DataRetentionRuleDto"),
+        list: ListShape::Paged("DataRetentionRuleDto"),
+        custom_fields: true,
+        ..COMMON
+    },
+    Kind {
         name: "DataSubjectRequests",
         create_schema: "DataSubjectRequestDto",
         update_schema: "DataSubjectRequestDto",

@@ -298,7 +298,7 @@ async fn data_subject_requests_lifecycle_and_attachments() {
 }
 
 #[tokio::test]
-async fn tasks_datafields_tags_teams_areas_contracts() {
+async fn tasks_datafields_datasets_tags_teams_areas_contracts() {
     let emu = start_default().await;
     let api = Api::new(&emu);
     let (s, task) = api
@@ -319,6 +319,26 @@ async fn tasks_datafields_tags_teams_areas_contracts() {
         .await;
     let fid = field["id"].as_str().unwrap().to_string();
     assert_eq!(api.get("/DataFields?cats[]=CivilStatus").await.1["total"], 1);
+
+    // Datasets (DataRetentionRules) group fields by id; PATCH replaces the list; DELETE returns the DTO.
+    let fields = json!([{"id": fid, "label": "email"}]);
+    let (s, set) = api
+        .post("/DataRetentionRules", json!({"label": "crm.customers", "dataSetSource": "Direct", "dataFields": fields}))
+        .await;
+    assert_eq!(s, 200, "{set}");
+    let sid = set["id"].as_str().unwrap().to_string();
+    assert_eq!(set["dataFields"][0]["id"], json!(fid));
+    assert_eq!(api.post("/DataRetentionRules", json!({"description": "no label"})).await.0, 400);
+    assert_eq!(api.post("/DataRetentionRules", json!({"label": "x", "dataSetSource": "Nope"})).await.0, 400);
+    let ops = json!([{"op": "add", "path": "/dataFields", "value": []}]);
+    assert_eq!(api.patch(&format!("/DataRetentionRules/{sid}"), ops).await.0, 200);
+    let (_, got) = api.get(&format!("/DataRetentionRules/{sid}")).await;
+    assert_eq!(got["dataFields"], json!([]));
+    assert_eq!(api.get("/DataRetentionRules").await.1["total"], 1);
+    let (s, deleted) = api.delete(&format!("/DataRetentionRules/{sid}")).await;
+    assert_eq!((s, deleted["label"].clone()), (200, json!("crm.customers")));
+    assert_eq!(api.get(&format!("/DataRetentionRules/{sid}")).await.0, 404);
+
     let (s, deleted) = api.delete(&format!("/DataFields/{fid}")).await;
     assert_eq!((s, deleted["label"].clone()), (200, json!("email")), "DELETE DataFields returns the DTO");
 

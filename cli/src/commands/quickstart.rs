@@ -1,7 +1,8 @@
 //! `dastra-connect quickstart`: the whole product on one machine with embedded defaults — an
 //! in-process Kafka-protocol broker (librdkafka's MockCluster), the Dastra emulator on localhost, local
 //! fakes of the source systems serving bundled sample data, Debezium topics holding sample change
-//! events, the source connectors and the Dastra sink —
+//! events, a DataHub MetadataChangeLog topic holding a sample catalog's changes, the source
+//! connectors and the Dastra sink —
 //! then a summary of what reached Dastra and what it cost.
 
 use std::collections::BTreeMap;
@@ -122,6 +123,34 @@ async fn produce_cdc_samples(kafka: &MockKafka, bus: &BusConfig) -> anyhow::Resu
         .collect();
     bus.publisher().await?.publish_batch(messages).await?;
     eprintln!("  Debezium topics     {} ({n} change events)", SAMPLE_TOPICS.join(", "));
+    Ok(())
+}
+
+/// DataHub's sample MetadataChangeLog records on its topic, as DataHub would have logged them
+/// before the quickstart starts; and the store of the source's remembered aspects.
+async fn produce_datahub_samples(
+    kafka: &MockKafka,
+    bus: &BusConfig,
+    topics: &Topics,
+    name: &str,
+) -> anyhow::Result<()> {
+    use dastra_connect_core::bus::OutboundMessage;
+    use dastra_connect_datahub::config::DEFAULT_TOPIC;
+    kafka.create_topic(DEFAULT_TOPIC, 3);
+    kafka.create_topic(&topics.state(&format!("aspects-{name}")), 1);
+    let records = dastra_connect_datahub::samples::sample_records()?;
+    let n = records.len();
+    let messages = records
+        .into_iter()
+        .map(|(key, value)| OutboundMessage {
+            topic: DEFAULT_TOPIC.to_owned(),
+            key: key.into(),
+            payload: Some(value.into()),
+            headers: Vec::new(),
+        })
+        .collect();
+    bus.publisher().await?.publish_batch(messages).await?;
+    eprintln!("  DataHub MCL topic   {DEFAULT_TOPIC} ({n} metadata changes)");
     Ok(())
 }
 
@@ -279,6 +308,12 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
                 "sync": { "poll_interval": "2s" },
             }))?)),
         },
+        Source {
+            name: "catalog",
+            connector: Box::new(dastra_connect_datahub::DataHubSource::new(
+                dastra_connect_datahub::samples::sample_config()?,
+            )),
+        },
     ];
     let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
     create_topics(&kafka, &topics, &names);
@@ -287,6 +322,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     let bus = BusConfig::Kafka(kafka_cfg);
     eprintln!("  Kafka (MockCluster) {}", kafka.bootstrap_servers());
     produce_cdc_samples(&kafka, &bus).await?;
+    produce_datahub_samples(&kafka, &bus, &topics, "catalog").await?;
 
     let metrics = Metrics::new();
     let admin = Admin::new(metrics.clone());
@@ -370,6 +406,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         "Contracts",
         "DataProcessings",
         "DataFields",
+        "DataRetentionRules",
         "GenericRelationships",
         "DataSubjectRequests",
         "Tasks",

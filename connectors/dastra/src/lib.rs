@@ -19,7 +19,8 @@ pub mod webhook;
 pub use client::metrics::MetricsObserver;
 pub use client::resources::{
     Actors, Archivable, Areas, Assets, BatchDeletable, BatchPatchable, Contracts, DataFields, DataProcessings,
-    DataSubjectRequests, ExternalKeyed, HasWorkflow, KeyLookup, ListQuery, Patchable, Resource, Routes, Tasks, Teams,
+    DataRetentionRules, DataSubjectRequests, ExternalKeyed, HasWorkflow, KeyLookup, ListQuery, Patchable, Resource,
+    Routes, Tasks, Teams,
 };
 pub use client::{AttemptOutcome, DastraClient, RequestEvent, RequestObserver};
 pub use config::{AuthConfig, DastraClientConfig, RetryConfig};

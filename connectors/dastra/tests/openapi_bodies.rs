@@ -205,6 +205,11 @@ fn processing() -> DataProcessing {
             r#type: Some(AssetType::Software),
             ..Asset::default()
         }]),
+        data_retention_rules: Some(vec![DataRetentionRule {
+            id: Some(uuid(9)),
+            label: "crm.customers".into(),
+            ..DataRetentionRule::default()
+        }]),
         purposes: Some(vec![Purpose {
             id: Some(1),
             key: Some(uuid(4)),
@@ -276,6 +281,21 @@ fn field() -> DataField {
         sensitive_data_field_legal_justification_description: Some("n/a".into()),
         personal_data_category: Some(PersonalDataCategory::CivilStatus),
         data_type: Some(GenericDataType::String),
+        custom_fields: custom(),
+        date_creation: None,
+        date_update: None,
+    }
+}
+
+/// A dataset as the sink writes it: its fields as `{id, label}`.
+fn dataset() -> DataRetentionRule {
+    DataRetentionRule {
+        id: Some(uuid(8)),
+        label: "crm.customers".into(),
+        description: Some("Customer master data".into()),
+        data_set_source: Some(DataSetSource::DirectAndIndirect),
+        source_description: Some("Sign-up form and partner imports".into()),
+        data_fields: Some(vec![DataField { id: Some(uuid(7)), label: "email".into(), ..DataField::default() }]),
         custom_fields: custom(),
         date_creation: None,
         date_update: None,
@@ -396,6 +416,8 @@ fn all_cases() -> Vec<Case> {
         ),
         case("PUT DataProcessings", "DataProcessingUpdateDto", &processing(), &["customFields"]),
         case("POST/PUT DataFields", "DataFieldDto", &field(), &["customFields"]),
+        case("POST DataRetentionRules", "DataRetentionRuleDto", &dataset(), &["customFields"]),
+        case("PUT DataRetentionRules", "DataRetentionRuleUpdateDto", &dataset(), &["customFields"]),
         case("POST/PUT DataSubjectRequests", "DataSubjectRequestDto", &dsr(), &["customFields"]),
         close_case,
         case("POST/PUT Tasks", "TaskCreateUpdateDto", &task(), &["customFields"]),
@@ -625,6 +647,12 @@ fn every_clear_the_sink_patches_leaves_a_document_the_schema_accepts() {
         ("Actors", "ActorDto", serde_json::to_value(actor()).unwrap(), &["customFields"]),
         ("DataProcessings", "DataProcessingUpdateDto", serde_json::to_value(processing()).unwrap(), &["customFields"]),
         ("DataFields", "DataFieldDto", serde_json::to_value(field()).unwrap(), &["customFields"]),
+        (
+            "DataRetentionRules",
+            "DataRetentionRuleUpdateDto",
+            serde_json::to_value(dataset()).unwrap(),
+            &["customFields"],
+        ),
         ("DataSubjectRequests", "DataSubjectRequestDto", serde_json::to_value(dsr()).unwrap(), &["customFields"]),
         ("Tasks", "TaskCreateUpdateDto", serde_json::to_value(task()).unwrap(), &["customFields"]),
     ];

@@ -370,6 +370,7 @@ fn expected_state(emu: &RunningEmulator) {
         "stakeHolders": [{"actorId": actor_id("ACME"), "type": "Stakeholder", "jobTitle": "Processor", "label": "Payroll provider"}],
         "recipients": [{"actorId": actor_id("Globex"), "type": "Recipient", "recipientType": "ThirdParty", "description": "receives payslips"}],
         "dataControllers": [{"actorId": actor_id("ACME"), "description": "joint"}],
+        "dataRetentionRules": [],
         "purposes": [{"label": "Pay employees", "legalBasis": "Contract"}],
         "personCategories": [{"type": "Employee", "minorConcerned": false}],
     });
@@ -380,6 +381,7 @@ fn expected_state(emu: &RunningEmulator) {
         "assets": [{"id": asset_id("cmdb:asset:dc1"), "label": "Datacenter", "type": "Software"}],
         // Lists the source leaves empty are written empty.
         "stakeHolders": [], "recipients": [], "dataControllers": [], "purposes": [], "personCategories": [],
+        "dataRetentionRules": [],
     });
     assert_family(emu, "DataProcessings", "ref", vec![payroll, recruit], &mut errors);
 

@@ -85,7 +85,7 @@ pub struct ExportConfig {
     /// Which matching files hold the current data. Default `all`.
     #[serde(default)]
     pub selection: Selection,
-    /// Entity kind the rows become: `asset`, `actor`, `contract`, `processing`, `datafield`…
+    /// Entity kind the rows become: `asset`, `actor`, `contract`, `processing`, `datafield`, `dataset`…
     pub kind: String,
     /// Column holding the record's id (the entity key is `<key_system>:<kind>:<id>`).
     pub id_column: String,
@@ -167,7 +167,7 @@ impl FilesConfig {
                 None => {
                     return Err(ConfigError::new(
                         format!("{here}.kind"),
-                        "unknown entity (asset, actor, contract, processing, datafield, relationship, dsr, task)",
+                        "unknown entity (asset, actor, contract, processing, datafield, relationship, dsr, task, dataset)",
                     ));
                 }
                 Some(EntityKind::Relationship) if e.mapping.is_none() => {

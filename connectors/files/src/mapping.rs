@@ -70,7 +70,7 @@ pub fn default_params(export: &ExportConfig) -> Value {
         "actor" if export.constants.get("actorType").and_then(Value::as_str) == Some("Physical") => vec!["familyName"],
         "actor" => vec!["companyName"],
         "dsr" => vec![],
-        "asset" | "contract" | "processing" | "datafield" | "task" => vec!["label"],
+        "asset" | "contract" | "processing" | "datafield" | "task" | "dataset" => vec!["label"],
         _ => vec![],
     };
     let columns: Map<String, Value> =
@@ -82,7 +82,7 @@ pub fn default_params(export: &ExportConfig) -> Value {
         "constants": export.constants,
         "required": required,
         "list_separator": "|",
-        "list_fields": ["tags", "assets", "processings"],
+        "list_fields": ["tags", "assets", "processings", "datasets", "dataFields"],
         "date_fields": ["startDate", "endDate", "dpaSignatureDate", "dateDemand"],
         "bool_fields": ["required", "sensitiveData", "minorConcerned", "complex"],
         "reference_fields": {"supplier": "actor", "assets": "asset", "processings": "processing", "parent": "processing"}

@@ -15,8 +15,8 @@ use parking_lot::RwLock;
 use super::CodecError;
 use super::schemas::{fingerprint, schemas};
 use crate::event::{
-    Actor, Asset, Contract, DataField, DataProcessing, DataSubjectRequest, EntityKind, Payload, Relationship, Task,
-    with_inner,
+    Actor, Asset, Contract, DataField, DataProcessing, DataSubjectRequest, Dataset, EntityKind, Payload, Relationship,
+    Task, with_inner,
 };
 
 /// The two marker bytes of Avro single-object encoding.
@@ -47,6 +47,7 @@ pub fn payload_from_value(kind: EntityKind, value: &Value) -> Result<Payload, Co
         EntityKind::Relationship => Payload::Relationship(de::<Relationship>(value)?),
         EntityKind::DataSubjectRequest => Payload::DataSubjectRequest(de::<DataSubjectRequest>(value)?),
         EntityKind::Task => Payload::Task(de::<Task>(value)?),
+        EntityKind::Dataset => Payload::Dataset(de::<Dataset>(value)?),
     })
 }
 
@@ -143,6 +144,7 @@ pub(crate) fn decode_current(kind: EntityKind, datum: &[u8]) -> Result<Payload, 
         EntityKind::Relationship => Payload::Relationship(de(reader, &mut input)?),
         EntityKind::DataSubjectRequest => Payload::DataSubjectRequest(de(reader, &mut input)?),
         EntityKind::Task => Payload::Task(de(reader, &mut input)?),
+        EntityKind::Dataset => Payload::Dataset(de(reader, &mut input)?),
     };
     input.check_consumed()?;
     Ok(payload)

@@ -275,5 +275,6 @@ pub fn decode_json(kind: EntityKind, bytes: &[u8]) -> Result<Payload, CodecError
         EntityKind::Relationship => Payload::Relationship(de(bytes)?),
         EntityKind::DataSubjectRequest => Payload::DataSubjectRequest(de(bytes)?),
         EntityKind::Task => Payload::Task(de(bytes)?),
+        EntityKind::Dataset => Payload::Dataset(de(bytes)?),
     })
 }

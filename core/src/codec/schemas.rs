@@ -7,7 +7,7 @@
 //! single-object fingerprint and independent readers need. The same Dastra enum used by two
 //! payloads (e.g. `PersonCategoryType` in processing and dsr) is therefore two Avro types with
 //! different full names, which keeps `Schema::parse_list` free of name collisions. Only the
-//! envelope refers to other files: it is parsed with `Schema::parse_list` together with the eight
+//! envelope refers to other files: it is parsed with `Schema::parse_list` together with the nine
 //! payload schemas and names them by full name.
 
 use std::collections::HashMap;
@@ -29,6 +29,7 @@ pub fn payload_schema_source(kind: EntityKind) -> &'static str {
         EntityKind::Relationship => include_str!("../../../schemas/relationship.avsc"),
         EntityKind::DataSubjectRequest => include_str!("../../../schemas/dsr.avsc"),
         EntityKind::Task => include_str!("../../../schemas/task.avsc"),
+        EntityKind::Dataset => include_str!("../../../schemas/dataset.avsc"),
     }
 }
 

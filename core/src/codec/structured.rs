@@ -49,7 +49,7 @@ pub fn encode_structured(event: &ChangeEvent) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// The envelope's datum reader, built once (it resolves the envelope and the eight payload schemas).
+/// The envelope's datum reader, built once (it resolves the envelope and the nine payload schemas).
 fn envelope_reader() -> Result<&'static GenericDatumReader<'static>, CodecError> {
     static READER: OnceLock<Result<GenericDatumReader<'static>, String>> = OnceLock::new();
     READER

@@ -159,6 +159,10 @@ dastra_enum!(
     /// Dastra `Priority`.
     Priority { High, Medium, Low }
 );
+dastra_enum!(
+    /// Dastra `DataSetSource` (where a dataset's data is collected: from the data subject or not).
+    DataSetSource { Direct, Indirect, DirectAndIndirect }
+);
 
 /// Calls `f(name, symbols)` for every enum above; used by tests that compare them with the Avro
 /// schemas and with the OpenAPI document.
@@ -188,4 +192,5 @@ pub fn for_each_enum(mut f: impl FnMut(&'static str, Vec<&'static str>)) {
     call::<ClosedReason>(&mut f);
     call::<TaskState>(&mut f);
     call::<Priority>(&mut f);
+    call::<DataSetSource>(&mut f);
 }

@@ -6,13 +6,14 @@ use std::str::FromStr;
 
 use super::EventError;
 
-/// The eight kinds of entity a change event can carry.
+/// The nine kinds of entity a change event can carry.
 ///
 /// The snake_case name (`as_str`) is used everywhere the kind appears as text, so one name per kind:
 /// the entity segment of keys (`servicenow:asset:…`), the topic suffix (`dastra.changes.asset`), the
 /// CloudEvents type (`io.dastra.connect.asset.upsert.v1`) and the Avro namespace
 /// (`io.dastra.connect.asset.v1`). Short names are used where Dastra's are long
-/// (`processing` for DataProcessing, `dsr` for DataSubjectRequest, `datafield` for DataField).
+/// (`processing` for DataProcessing, `dsr` for DataSubjectRequest, `datafield` for DataField,
+/// `dataset` for DataRetentionRule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityKind {
@@ -35,11 +36,13 @@ pub enum EntityKind {
     DataSubjectRequest,
     /// Dastra Task: `task`.
     Task,
+    /// Dastra dataset (`DataRetentionRule`: a group of DataFields): `dataset`.
+    Dataset,
 }
 
 impl EntityKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EntityKind; 8] = [
+    pub const ALL: [EntityKind; 9] = [
         EntityKind::Asset,
         EntityKind::Actor,
         EntityKind::Contract,
@@ -48,6 +51,7 @@ impl EntityKind {
         EntityKind::Relationship,
         EntityKind::DataSubjectRequest,
         EntityKind::Task,
+        EntityKind::Dataset,
     ];
 
     /// The kind's one text name (see the type's doc).
@@ -61,6 +65,7 @@ impl EntityKind {
             EntityKind::Relationship => "relationship",
             EntityKind::DataSubjectRequest => "dsr",
             EntityKind::Task => "task",
+            EntityKind::Dataset => "dataset",
         }
     }
 
@@ -157,7 +162,7 @@ impl EntityKey {
         };
         validate_system(system).map_err(invalid)?;
         let kind: EntityKind = entity.parse().map_err(|_| {
-            invalid("unknown entity (asset, actor, contract, processing, datafield, relationship, dsr, task)")
+            invalid("unknown entity (asset, actor, contract, processing, datafield, relationship, dsr, task, dataset)")
         })?;
         if external.is_empty() {
             return Err(invalid("empty external id"));

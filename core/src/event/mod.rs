@@ -1,5 +1,5 @@
 //! Change events: the CloudEvents 1.0 envelope ([`ChangeEvent`]), entity keys ([`EntityKey`],
-//! [`EntityKind`]), Dastra's enums ([`enums`]) and the eight typed payloads ([`Payload`]).
+//! [`EntityKind`]), Dastra's enums ([`enums`]) and the nine typed payloads ([`Payload`]).
 //!
 //! On Kafka and NATS an event travels in CloudEvents **binary content mode**: attributes in headers
 //! ([`ChangeEvent::ce_headers`]), the payload alone in the value ([`ChangeEvent::encode_value`],
@@ -21,7 +21,7 @@ pub use binding::headers;
 pub use key::{DEFAULT_TOPIC_PREFIX, EntityKey, EntityKind, MAX_KEY_LEN};
 pub(crate) use payload::with_inner;
 pub use payload::{
-    Actor, Asset, Attachment, Contract, CustomFields, DataField, DataProcessing, DataSubjectRequest, Payload,
+    Actor, Asset, Attachment, Contract, CustomFields, DataField, DataProcessing, DataSubjectRequest, Dataset, Payload,
     PersonCategory, ProcessingActor, Purpose, Relationship, Task,
 };
 pub use sequence::{
@@ -42,8 +42,10 @@ pub enum EventError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// An entity name is not one of the eight kinds.
-    #[error("unknown entity {0:?} (expected asset, actor, contract, processing, datafield, relationship, dsr or task)")]
+    /// An entity name is not one of the nine kinds.
+    #[error(
+        "unknown entity {0:?} (expected asset, actor, contract, processing, datafield, relationship, dsr, task or dataset)"
+    )]
     UnknownEntity(String),
     /// A value is not one of a Dastra enum's symbols.
     #[error("{value:?} is not a valid Dastra {enum_name}")]

@@ -1,4 +1,4 @@
-//! The eight typed payloads (the `data` of a change event), one struct per Avro schema in
+//! The nine typed payloads (the `data` of a change event), one struct per Avro schema in
 //! `schemas/*.avsc`, and the [`Payload`] enum over them.
 //!
 //! Conventions shared by all payloads (and their schemas):
@@ -222,6 +222,8 @@ pub struct DataProcessing {
     pub parent: Option<EntityKey>,
     /// Entity keys of the Assets used.
     pub assets: Vec<EntityKey>,
+    /// Entity keys of the datasets used (Dastra `dataRetentionRules`).
+    pub datasets: Vec<EntityKey>,
     /// Stakeholders (Dastra `stakeHolders`).
     #[serde(rename = "stakeHolders")]
     pub stake_holders: Vec<ProcessingActor>,
@@ -410,7 +412,31 @@ pub struct Task {
     pub custom_fields: CustomFields,
 }
 
-/// The data of a change event: one of the eight typed payloads.
+/// A dataset (`schemas/dataset.avsc`, Dastra `DataRetentionRuleDto`): a named group of DataFields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Dataset {
+    /// Part of a full snapshot sweep.
+    pub snapshot: bool,
+    /// The entity is gone at the source.
+    pub deleted: bool,
+    /// Label (required for upserts, max 400).
+    pub label: Option<String>,
+    /// Description (max 3000).
+    pub description: Option<String>,
+    /// Where the data is collected: from the data subject (`Direct`) or not.
+    pub data_set_source: Option<DataSetSource>,
+    /// Description of the source.
+    pub source_description: Option<String>,
+    /// Entity keys of the DataFields in the dataset.
+    pub data_fields: Vec<EntityKey>,
+    /// Tag labels.
+    pub tags: Vec<String>,
+    /// Custom fields.
+    pub custom_fields: CustomFields,
+}
+
+/// The data of a change event: one of the nine typed payloads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// An Asset.
@@ -429,6 +455,8 @@ pub enum Payload {
     DataSubjectRequest(DataSubjectRequest),
     /// A Task.
     Task(Task),
+    /// A dataset.
+    Dataset(Dataset),
 }
 
 /// Runs `$body` with `$p` bound to the inner payload, whatever its type.
@@ -443,6 +471,7 @@ macro_rules! with_inner {
             Payload::Relationship($p) => $body,
             Payload::DataSubjectRequest($p) => $body,
             Payload::Task($p) => $body,
+            Payload::Dataset($p) => $body,
         }
     };
 }
@@ -460,6 +489,7 @@ impl Payload {
             Payload::Relationship(_) => EntityKind::Relationship,
             Payload::DataSubjectRequest(_) => EntityKind::DataSubjectRequest,
             Payload::Task(_) => EntityKind::Task,
+            Payload::Dataset(_) => EntityKind::Dataset,
         }
     }
 
@@ -474,6 +504,7 @@ impl Payload {
             EntityKind::Relationship => Payload::Relationship(Relationship::default()),
             EntityKind::DataSubjectRequest => Payload::DataSubjectRequest(DataSubjectRequest::default()),
             EntityKind::Task => Payload::Task(Task::default()),
+            EntityKind::Dataset => Payload::Dataset(Dataset::default()),
         };
         with_inner!(&mut p, x => { x.deleted = true; x.snapshot = snapshot; });
         p
@@ -512,6 +543,7 @@ impl Payload {
             EntityKind::Relationship => Payload::Relationship(serde_json::from_value(value)?),
             EntityKind::DataSubjectRequest => Payload::DataSubjectRequest(serde_json::from_value(value)?),
             EntityKind::Task => Payload::Task(serde_json::from_value(value)?),
+            EntityKind::Dataset => Payload::Dataset(serde_json::from_value(value)?),
         })
     }
 
@@ -556,11 +588,13 @@ impl Payload {
             Payload::DataProcessing(p) => {
                 out.extend(p.parent.iter());
                 out.extend(p.assets.iter());
+                out.extend(p.datasets.iter());
                 for a in p.stake_holders.iter().chain(&p.recipients).chain(&p.data_controllers) {
                     out.push(&a.actor);
                 }
             }
             Payload::DataField(f) => out.extend(f.processings.iter()),
+            Payload::Dataset(d) => out.extend(d.data_fields.iter()),
             Payload::Relationship(r) => {
                 out.extend(r.origin.iter());
                 out.extend(r.target.iter());
@@ -608,12 +642,20 @@ impl Payload {
                 }
                 kind_of("parent", p.parent.iter(), &[EntityKind::DataProcessing])?;
                 kind_of("assets", p.assets.iter(), &[EntityKind::Asset])?;
+                kind_of("datasets", p.datasets.iter(), &[EntityKind::Dataset])?;
                 let actors = p.stake_holders.iter().chain(&p.recipients).chain(&p.data_controllers);
                 kind_of("stakeHolders/recipients/dataControllers", actors.map(|a| &a.actor), &[EntityKind::Actor])
             }
             Payload::DataField(f) => {
                 required("label", &f.label)?;
                 kind_of("processings", f.processings.iter(), &[EntityKind::DataProcessing])
+            }
+            Payload::Dataset(d) => {
+                required("label", &d.label)?;
+                if d.label.as_deref().is_some_and(|l| l.chars().count() > 400) {
+                    return Err(invalid("label", "longer than Dastra's 400 characters"));
+                }
+                kind_of("dataFields", d.data_fields.iter(), &[EntityKind::DataField])
             }
             Payload::Relationship(r) => {
                 let (Some(origin), Some(target)) = (&r.origin, &r.target) else {

@@ -101,6 +101,7 @@ pub fn sample_payloads() -> Vec<Payload> {
             area_ref: Some("EU-HQ".into()),
             parent: Some(key("openmetadata:processing:root")),
             assets: vec![key("servicenow:asset:8f2c")],
+            datasets: vec![key("openmetadata:dataset:crm.public.customers")],
             stake_holders: vec![actor("coupa:actor:1", RecipientType::Vendor, JobTitle::Processor)],
             recipients: vec![
                 actor("coupa:actor:2", RecipientType::ThirdParty, JobTitle::Other),
@@ -197,6 +198,17 @@ pub fn sample_payloads() -> Vec<Payload> {
             assigned_to: Some("dpo@example.com".into()),
             deadline: at(2024, 12, 15),
             tags: vec!["legal".into()],
+            custom_fields: custom(),
+        }),
+        Payload::Dataset(Dataset {
+            snapshot: false,
+            deleted: false,
+            label: Some("crm.public.customers".into()),
+            description: Some("Customer master data".into()),
+            data_set_source: Some(DataSetSource::Direct),
+            source_description: Some("Sign-up form".into()),
+            data_fields: vec![key("openmetadata:datafield:crm.public.customers.email")],
+            tags: vec!["crm".into()],
             custom_fields: custom(),
         }),
     ]

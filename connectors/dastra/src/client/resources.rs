@@ -14,7 +14,7 @@ use super::{Call, DastraClient, Payload};
 use crate::error::DastraError;
 use crate::model::{
     Actor, ArchivePayload, Area, Asset, AttachmentUpload, BareList, BatchPatch, Contract, DataField, DataProcessing,
-    DataProcessingCreate, DataProcessingRelationship, DataSubjectAttachment, DataSubjectRequest,
+    DataProcessingCreate, DataProcessingRelationship, DataRetentionRule, DataSubjectAttachment, DataSubjectRequest,
     DataSubjectRequestClose, Filter, GenericRelationship, GenericRelationshipCreate, PagedList, PatchOperation,
     RelationShipObjectType, Task, Team, Workspace, WorkspaceList,
 };
@@ -156,6 +156,15 @@ resource!(
 );
 resource!(DataFields, "DataFields", Uuid, DataField, DataField, DataField, DataField);
 resource!(
+    DataRetentionRules,
+    "DataRetentionRules",
+    Uuid,
+    DataRetentionRule,
+    DataRetentionRule,
+    DataRetentionRule,
+    DataRetentionRule
+);
+resource!(
     DataSubjectRequests,
     "DataSubjectRequests",
     i32,
@@ -174,6 +183,7 @@ impl Patchable for Actors {}
 impl Patchable for Contracts {}
 impl Patchable for DataProcessings {}
 impl Patchable for DataFields {}
+impl Patchable for DataRetentionRules {}
 impl Patchable for DataSubjectRequests {}
 impl Patchable for Tasks {}
 impl BatchPatchable for Assets {}

@@ -223,6 +223,10 @@ string_enum!(
     WorkSpaceState { Active, Archived, Deleted }
 );
 string_enum!(
+    /// `DataSetSource` (a dataset's data is collected from the data subject or not).
+    DataSetSource { Direct, Indirect, DirectAndIndirect }
+);
+string_enum!(
     /// `SafeGuardType` (of a transfer outside the EU).
     SafeGuardType { EUStandardContractualClause, BindingCorporateRules, PrivacyShield, AdequatCountry, Derogation, None, Other, EUStandard }
 );
@@ -268,6 +272,7 @@ pub fn all_enums() -> Vec<(&'static str, Vec<String>)> {
         (TagType::SCHEMA, names(TagType::ALL)),
         (WorkSpaceState::SCHEMA, names(WorkSpaceState::ALL)),
         (SafeGuardType::SCHEMA, names(SafeGuardType::ALL)),
+        (DataSetSource::SCHEMA, names(DataSetSource::ALL)),
         (JobTitle::SCHEMA, names(JobTitle::ALL)),
     ]
 }

@@ -7,6 +7,7 @@ pub mod actor;
 pub mod asset;
 pub mod common;
 pub mod contract;
+pub mod dataset;
 pub mod dsr;
 pub mod enums;
 pub mod field;
@@ -23,6 +24,7 @@ pub use common::{
     WorkflowUpdate, operations_from_patch, parse_datetime,
 };
 pub use contract::Contract;
+pub use dataset::DataRetentionRule;
 pub use dsr::{AttachmentUpload, DataSubjectAttachment, DataSubjectRequest, DataSubjectRequestClose};
 pub use enums::*;
 pub use field::DataField;

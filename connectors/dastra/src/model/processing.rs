@@ -79,6 +79,9 @@ pub struct DataProcessing {
     /// Linked assets (`AssetDto` objects; `id`, `label`, `type` suffice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assets: Option<Vec<Asset>>,
+    /// Linked datasets (`DataRetentionRuleDto` objects; `id` and `label` suffice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_retention_rules: Option<Vec<super::dataset::DataRetentionRule>>,
     /// Purposes with legal basis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purposes: Option<Vec<Purpose>>,

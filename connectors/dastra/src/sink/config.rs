@@ -44,7 +44,7 @@ pub enum ActorKey {
 #[serde(deny_unknown_fields)]
 pub struct SinkPolicy {
     /// Delete policy per entity (`asset`, `actor`, `contract`, `processing`, `datafield`,
-    /// `relationship`, `dsr`, `task`); unlisted entities use `delete`.
+    /// `relationship`, `dsr`, `task`, `dataset`); unlisted entities use `delete`.
     #[serde(default)]
     pub deletes: BTreeMap<String, DeletePolicy>,
     /// How Actors are matched.

@@ -2,13 +2,15 @@
 //! ledger maps the entity key to the Dastra id, and the lookup that guards a repeated create (after
 //! an open intent) matches the natural key — `technicalDefinition` (e.g. `db.schema.table.column`)
 //! when the payload has one, else `label`. The payload's `processings` are not written: Dastra links
-//! fields to processings through datasets (`DataRetentionRules`), which the sink does not manage.
+//! fields to processings through datasets (`DataRetentionRules`, the `dataset` entity): a source
+//! groups its fields into datasets and names the datasets on its processings. The label is kept
+//! with the ledger entry, for the datasets that list the field as a `DataFieldDto` `{id, label}`.
 
 use dastra_connect_core::event::{ChangeEvent, DataField};
 use serde_json::Value;
 
 use super::engine::{SinkResource, UpsertInput, upsert};
-use super::entities::{delete, payload_json, through_dto};
+use super::entities::{delete, payload_json, through_dto, with_links};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::DataFields;
 use crate::model::Filter;
@@ -60,11 +62,12 @@ pub(super) async fn apply(
         return delete::<DataFields, _, _>(ctx, event, current, find).await;
     }
     if !f.processings.is_empty() {
-        tracing::debug!(key = %event.key, n = f.processings.len(), "data field processings are not written (datasets are not managed)");
+        tracing::debug!(key = %event.key, n = f.processings.len(), "data field processings are not written (link them through a dataset)");
     }
     let mut m = payload_json(f)?;
     m.remove("processings");
     let content: Value = through_dto::<crate::model::DataField>(m)?;
+    let label = content.get("label").and_then(Value::as_str).unwrap_or_default().to_owned();
     let input = UpsertInput {
         key: &event.key,
         sequence: &event.sequence,
@@ -73,7 +76,10 @@ pub(super) async fn apply(
         partial_create: false,
         hash_view: None,
     };
-    upsert::<DataFields, _, _>(ctx, input, find).await
+    let outcome = upsert::<DataFields, _, _>(ctx, input, find).await?;
+    Ok(with_links(outcome, |links| {
+        links.insert("label".into(), label);
+    }))
 }
 
 #[cfg(test)]

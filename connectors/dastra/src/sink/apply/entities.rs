@@ -1,7 +1,7 @@
 //! Mapping of payloads to Dastra DTOs: the dispatch over entity kinds, the shared helpers (payload
 //! JSON without event-only fields, normalising through the typed DTO, deletes by policy), and the
 //! Asset and Actor mappings. The other kinds live in their own modules (`contract`, `datafield`,
-//! `task`, `processing`, `relationship`, `dsr`).
+//! `dataset`, `task`, `processing`, `relationship`, `dsr`).
 //!
 //! Every mapping starts from the payload's JSON, drops what is not a DTO field (`snapshot`,
 //! `deleted`, tags by label), sets the external key field, and lets the typed DTO check names,
@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::engine::{SinkResource, UpsertInput, upsert};
 use super::{ApplyCtx, ApplyError, Outcome, SkipReason};
-use super::{contract, datafield, dsr, processing, relationship, task};
+use super::{contract, datafield, dataset, dsr, processing, relationship, task};
 use crate::client::resources::{Actors, Assets, ExternalKeyed};
 use crate::model::{Filter, fit_external_key};
 use crate::sink::config::{ActorKey, DeletePolicy};
@@ -168,6 +168,7 @@ pub(super) async fn apply_entity(
         }
         Payload::Contract(c) => contract::apply(ctx, event, c, current).await,
         Payload::DataField(f) => datafield::apply(ctx, event, f, current).await,
+        Payload::Dataset(d) => dataset::apply(ctx, event, d, current).await,
         Payload::Task(t) => task::apply(ctx, event, t, current).await,
         Payload::DataProcessing(p) => processing::apply(ctx, event, p, current).await,
         Payload::Relationship(r) => relationship::apply(ctx, event, r, current).await,

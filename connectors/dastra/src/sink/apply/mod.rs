@@ -8,6 +8,7 @@
 
 mod contract;
 mod datafield;
+mod dataset;
 mod dsr;
 mod engine;
 mod entities;

@@ -3,17 +3,19 @@
 //! the same apply (2 requests per create). `areaRef` → area id (cached lookup, see `refs`); parent,
 //! assets and actors (stakeholders, recipients, data controllers) are resolved from the ledger
 //! (missing → pending). Assets are written as `AssetDto`s `{id, label, type}`, label and type coming
-//! from the asset's ledger entry. After an open intent, the lookup matches `ref`, then — for a crash
+//! from the asset's ledger entry; datasets likewise as `DataRetentionRuleDto`s `{id, label}` in
+//! `dataRetentionRules`. After an open intent, the lookup matches `ref`, then — for a crash
 //! between the POST and the PATCH — a processing with the same label and area and no `ref`.
 
 use dastra_connect_core::event::{ChangeEvent, DataProcessing, ProcessingActor};
 use serde_json::{Map, Value, json};
 
+use super::dataset::{id_and_label, ids_only};
 use super::engine::{SinkResource, UpsertInput, upsert};
 use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
 use super::refs::{Refs, area_id, int_id, uuid_id};
 use super::{ApplyCtx, ApplyError, Outcome};
-use crate::client::resources::{Assets, DataProcessings, ExternalKeyed};
+use crate::client::resources::{Assets, DataProcessings, DataRetentionRules, ExternalKeyed};
 use crate::model::Filter;
 use crate::sink::config::DeletePolicy;
 use crate::sink::ledger::LedgerEntry;
@@ -72,6 +74,7 @@ pub(super) async fn apply(
     let mut refs = Refs::new(ctx.ledger);
     let parent = p.parent.as_ref().and_then(|k| refs.id(k));
     let assets: Vec<Option<LedgerEntry>> = p.assets.iter().map(|a| refs.entry(a)).collect();
+    let datasets: Vec<Option<LedgerEntry>> = p.datasets.iter().map(|d| refs.entry(d)).collect();
     let mut actors = |list: &[ProcessingActor]| -> Vec<(ProcessingActor, Option<String>)> {
         list.iter().map(|a| (a.clone(), refs.id(&a.actor))).collect()
     };
@@ -84,7 +87,7 @@ pub(super) async fn apply(
 
     let area = area_id(ctx, p.area_ref.as_deref()).await?;
     let mut m = payload_json(p)?;
-    for f in ["areaRef", "parent", "assets", "stakeHolders", "recipients", "dataControllers"] {
+    for f in ["areaRef", "parent", "assets", "datasets", "stakeHolders", "recipients", "dataControllers"] {
         m.remove(f);
     }
     m.insert("ref".into(), Value::String(ext.clone()));
@@ -108,6 +111,12 @@ pub(super) async fn apply(
     }
     // Lists are always written, empty ones included: the source's "none" clears Dastra's list.
     m.insert("assets".into(), Value::Array(asset_dtos));
+    let mut dataset_dtos = Vec::new();
+    for entry in datasets.into_iter().flatten() {
+        let get = |id| async move { Ok(ctx.client.get::<DataRetentionRules>(&id).await?.label) };
+        dataset_dtos.extend(id_and_label(entry, get).await?);
+    }
+    m.insert("dataRetentionRules".into(), Value::Array(dataset_dtos));
     for (field, list, role) in
         [("stakeHolders", &stake_holders, Some("Stakeholder")), ("recipients", &recipients, Some("Recipient"))]
     {
@@ -152,14 +161,9 @@ pub(super) async fn apply(
     let (current, restored) =
         revive(current, |id| async move { Ok(ctx.client.restore::<DataProcessings>(&uuid_id(&id)?).await?) }).await?;
     let revived = current.clone();
-    // Hashes see the asset ids only: the label and type copied from the assets' entries are not this
-    // processing's content (a renamed asset does not make its processings "changed").
-    let mut hash_view = content.clone();
-    if let Some(list) = hash_view.get_mut("assets").and_then(Value::as_array_mut) {
-        for a in list.iter_mut() {
-            *a = a.get("id").cloned().unwrap_or(Value::Null);
-        }
-    }
+    // Hashes see the asset and dataset ids only: the labels and types copied from their entries are
+    // not this processing's content (a renamed asset does not make its processings "changed").
+    let hash_view = ids_only(&ids_only(&content, "assets"), "dataRetentionRules");
     let input = UpsertInput {
         key,
         sequence: &event.sequence,
