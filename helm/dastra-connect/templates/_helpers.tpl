@@ -44,9 +44,10 @@ app.kubernetes.io/component: {{ .name }}
 {{- printf "%s-%s" (include "dc.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* "true" for the sink on NATS: a StatefulSet whose ordinal is the replica index (owned partitions). */}}
+{{/* "true" for a consumer of bus topics on NATS (the sink, the topic readers): a StatefulSet whose
+ordinal is the replica index (the partitions it wants; leases keep one owner per partition). */}}
 {{- define "dc.isNatsSink" -}}
-{{- if and (eq .c.type "dastra_sink") (eq (.root.Values.bus.type | toString) "nats") -}}true{{- end -}}
+{{- if and (has .c.type (list "dastra_sink" "debezium" "topic" "datahub")) (eq (.root.Values.bus.type | toString) "nats") -}}true{{- end -}}
 {{- end -}}
 
 {{/* "true" for the sink on Kafka with static membership: a StatefulSet, so that its pod names (the
@@ -62,7 +63,7 @@ group.instance.id) survive restarts. */}}
 
 {{/* Source connectors poll their system with a cursor and have no leader election: one replica. */}}
 {{- define "dc.isSource" -}}
-{{- if has .c.type (list "servicenow" "netbox" "coupa" "files" "salesforce") -}}true{{- end -}}
+{{- if has .c.type (list "servicenow" "netbox" "coupa" "files" "salesforce" "hubspot" "openmetadata") -}}true{{- end -}}
 {{- end -}}
 
 {{/* Seconds of a humantime duration written as <n>ms|s|m|h (the forms the chart accepts). */}}
