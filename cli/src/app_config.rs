@@ -137,6 +137,9 @@ pub enum ConnectorConfig {
     Netbox(Box<dastra_connect_netbox::NetBoxConfig>),
     /// Coupa: suppliers → Actors, contracts → Contracts.
     Coupa(Box<dastra_connect_coupa::CoupaConfig>),
+    /// OpenMetadata: PII-tagged columns → DataFields in per-table datasets, database services →
+    /// Assets, pipelines with lineage → DataProcessings.
+    Openmetadata(Box<dastra_connect_openmetadata::OpenMetadataConfig>),
     /// CSV / JSON / NDJSON export files with a column mapping.
     Files(Box<dastra_connect_files::FilesConfig>),
 }
@@ -184,6 +187,7 @@ impl AppConfig {
                 ConnectorConfig::Servicenow(c) => c.validate(&at)?,
                 ConnectorConfig::Netbox(c) => c.validate(&at)?,
                 ConnectorConfig::Coupa(c) => c.validate(&at)?,
+                ConnectorConfig::Openmetadata(c) => c.validate(&at)?,
                 ConnectorConfig::Files(c) => c.validate(&at)?,
             }
         }
@@ -314,6 +318,9 @@ impl ConnectorConfig {
             ConnectorConfig::Servicenow(c) => Box::new(dastra_connect_servicenow::ServiceNowSource::new((**c).clone())),
             ConnectorConfig::Netbox(c) => Box::new(dastra_connect_netbox::NetBoxSource::new((**c).clone())),
             ConnectorConfig::Coupa(c) => Box::new(dastra_connect_coupa::CoupaSource::new((**c).clone())),
+            ConnectorConfig::Openmetadata(c) => {
+                Box::new(dastra_connect_openmetadata::OpenMetadataSource::new((**c).clone()))
+            }
             ConnectorConfig::Files(c) => Box::new(dastra_connect_files::FilesSource::new((**c).clone())),
         }
     }

@@ -39,6 +39,10 @@ fn quickstart_runs_to_a_clean_summary_and_is_repeatable() {
     assert_eq!(value(&first, "errors (sink DLQ)"), 0);
     assert!(value(&first, "Assets") > 0, "{first:#?}");
     assert!(value(&first, "Actors") > 0, "{first:#?}");
+    // OpenMetadata's sample catalog: classified columns, their tables' datasets, a pipeline.
+    assert!(value(&first, "DataFields") > 0, "{first:#?}");
+    assert!(value(&first, "DataRetentionRules") > 0, "{first:#?}");
+    assert!(value(&first, "DataProcessings") > 0, "{first:#?}");
     assert!(value(&first, "Dastra requests used") > 0);
     // What reaches Dastra is the same every run; how many requests coalescing saved depends on timing.
     let (second, stderr) = summary(&["--log", "info", "--progress-every", "1s"]);
