@@ -142,6 +142,13 @@ pub enum ConnectorConfig {
     Openmetadata(Box<dastra_connect_openmetadata::OpenMetadataConfig>),
     /// CSV / JSON / NDJSON export files with a column mapping.
     Files(Box<dastra_connect_files::FilesConfig>),
+    /// Debezium change-event topics (JSON with or without schema envelope, Avro through a
+    /// registry) mapped row by row with jq.
+    Debezium(Box<dastra_connect_debezium::ReaderConfig>),
+    /// Any other existing topic (JSON or Avro records), with jq programs for key, version, deletes.
+    Topic(Box<dastra_connect_debezium::ReaderConfig>),
+    /// Salesforce (REST API, SOQL): accounts → Actors, privacy cases → DataSubjectRequests.
+    Salesforce(Box<dastra_connect_salesforce::SalesforceConfig>),
 }
 
 impl AppConfig {
@@ -189,6 +196,9 @@ impl AppConfig {
                 ConnectorConfig::Coupa(c) => c.validate(&at)?,
                 ConnectorConfig::Openmetadata(c) => c.validate(&at)?,
                 ConnectorConfig::Files(c) => c.validate(&at)?,
+                ConnectorConfig::Debezium(c) => c.validate(&at, dastra_connect_debezium::ReaderKind::Debezium)?,
+                ConnectorConfig::Topic(c) => c.validate(&at, dastra_connect_debezium::ReaderKind::Topic)?,
+                ConnectorConfig::Salesforce(c) => c.validate(&at)?,
             }
         }
         Ok(())
@@ -223,6 +233,23 @@ impl AppConfig {
                             n.stream_subjects
                         ),
                     ));
+                }
+            }
+        }
+        if let BusConfig::Nats(n) = &self.bus {
+            for (name, c) in &self.connectors {
+                let (ConnectorConfig::Debezium(r) | ConnectorConfig::Topic(r)) = c else { continue };
+                for (i, t) in r.topics.iter().enumerate() {
+                    let subject = dastra_connect_core::bus::nats::subject(&t.topic, 0);
+                    if !n.stream_subjects.iter().any(|p| dastra_connect_core::bus::nats::subject_matches(p, &subject)) {
+                        return Err(ConfigError::new(
+                            format!("connectors.{name}.topics[{i}].topic"),
+                            format!(
+                                "`{}` (subjects `{}.<partition>`) is not captured by `bus.stream_subjects` {:?}",
+                                t.topic, t.topic, n.stream_subjects
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -322,6 +349,9 @@ impl ConnectorConfig {
                 Box::new(dastra_connect_openmetadata::OpenMetadataSource::new((**c).clone()))
             }
             ConnectorConfig::Files(c) => Box::new(dastra_connect_files::FilesSource::new((**c).clone())),
+            ConnectorConfig::Debezium(c) => Box::new(dastra_connect_debezium::DebeziumSource::new((**c).clone())),
+            ConnectorConfig::Topic(c) => Box::new(dastra_connect_debezium::TopicSource::new((**c).clone())),
+            ConnectorConfig::Salesforce(c) => Box::new(dastra_connect_salesforce::SalesforceSource::new((**c).clone())),
         }
     }
 }
@@ -366,6 +396,18 @@ connectors:
         assert!(AppConfig::parse(&twice).unwrap_err().reason.contains("duplicate"));
         let err = AppConfig::parse(&GOOD.replace("  hooks:", "  \"bad name\":")).unwrap_err();
         assert_eq!(err.path, "connectors.bad name");
+    }
+
+    #[test]
+    fn existing_topics_read_on_nats_must_be_in_the_stream() {
+        let cdc = "  cdc:\n    type: debezium\n    topics: [{topic: erp.public.suppliers, mapping: '.'}]\n";
+        let err = AppConfig::parse(&format!("{GOOD}{cdc}")).unwrap_err();
+        assert_eq!(err.path, "connectors.cdc.topics[0].topic");
+        assert!(err.reason.contains("erp.public.suppliers"), "{err}");
+        let ok = GOOD.replace("4222\"]", "4222\"], stream_subjects: [\"dastra.>\", \"dastra-connect.>\", \"erp.>\"]");
+        AppConfig::parse(&format!("{ok}{cdc}")).unwrap();
+        let topic = "  own:\n    type: topic\n    topics: [{topic: dastra.own, mapping: '.'}]\n";
+        assert_eq!(AppConfig::parse(&format!("{GOOD}{topic}")).unwrap_err().path, "connectors.own.topics[0].version");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! wrong API key is never ready and stops the process with an error naming the connector and "Dastra
 //! rejected the API key"; `/readyz` is 503 (with the reason) until every configured connector is
 //! ready, including while Dastra is unreachable; `validate --check-connectivity` runs the same
-//! checks without consuming anything.
+//! checks without consuming anything, a source's included (its own system, with its credentials).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -178,6 +178,39 @@ async fn validate_check_connectivity_runs_the_checks_without_consuming() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("crm-sink") && stderr.contains("Dastra rejected the API key"), "{stderr}");
+
+    // A source's check reads its own system: refused credentials are named, the secret is not.
+    let coupa = dastra_connect_coupa::fake::FakeCoupa::with_samples().spawn().await.unwrap();
+    let source = |key: &str| {
+        format!(
+            "  vendors:\n    type: coupa\n    url: {}\n    auth: {{ type: api_key, api_key: \"{key}\" }}\n",
+            coupa.base_url
+        )
+    };
+    let with_source =
+        write_config(dir.path(), &nats, free_port(), &emu.base_url, "emulator-key", &source("bad-coupa-key"));
+    let out = run(&with_source, true);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success());
+    assert!(
+        format!("{stdout}{stderr}").contains("vendors")
+            && format!("{stdout}{stderr}").contains("refused the credentials"),
+        "{stdout}{stderr}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains("bad-coupa-key"), "{stdout}{stderr}");
+    let with_source = write_config(
+        dir.path(),
+        &nats,
+        free_port(),
+        &emu.base_url,
+        "emulator-key",
+        &source(dastra_connect_coupa::fake::API_KEY),
+    );
+    let out = run(&with_source, true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("vendors: source ok"), "{stdout}");
+    assert!(coupa.state.log().iter().all(|l| l.params.get("limit").is_none_or(|n| n == "1")), "one-record reads only");
 
     // An unreachable bus fails the bus check (and names it).
     let mut stopped = NatsServer::start().await;

@@ -1,6 +1,7 @@
 //! `dastra-connect quickstart`: the whole product on one machine with embedded defaults — an
 //! in-process Kafka-protocol broker (librdkafka's MockCluster), the Dastra emulator on localhost, local
-//! fakes of the source systems serving bundled sample data, the source connectors and the Dastra sink —
+//! fakes of the source systems serving bundled sample data, Debezium topics holding sample change
+//! events, the source connectors and the Dastra sink —
 //! then a summary of what reached Dastra and what it cost.
 
 use std::collections::BTreeMap;
@@ -100,6 +101,30 @@ fn files_sample_config(dir: &std::path::Path) -> anyhow::Result<dastra_connect_f
     Ok(cfg)
 }
 
+/// Debezium's sample change events (an ERP's suppliers and servers tables) on their topics, as a
+/// Debezium connector would have written them before the quickstart starts.
+async fn produce_cdc_samples(kafka: &MockKafka, bus: &BusConfig) -> anyhow::Result<()> {
+    use dastra_connect_core::bus::OutboundMessage;
+    use dastra_connect_debezium::samples::{SAMPLE_TOPICS, sample_records};
+    for topic in SAMPLE_TOPICS {
+        kafka.create_topic(topic, 3);
+    }
+    let records = sample_records()?;
+    let n = records.len();
+    let messages = records
+        .into_iter()
+        .map(|(topic, key, value)| OutboundMessage {
+            topic,
+            key: key.into(),
+            payload: value.map(Into::into),
+            headers: Vec::new(),
+        })
+        .collect();
+    bus.publisher().await?.publish_batch(messages).await?;
+    eprintln!("  Debezium topics     {} ({n} change events)", SAMPLE_TOPICS.join(", "));
+    Ok(())
+}
+
 /// `key: reason: error` of the DLQ's first `n` records.
 async fn dlq_records(bus: &BusConfig, topics: &Topics, n: usize) -> Vec<String> {
     use dastra_connect_core::bus::SubscriberEvent;
@@ -178,6 +203,8 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     eprintln!("  Coupa (fake)        {}", coupa.base_url);
     let openmetadata = dastra_connect_openmetadata::fake::FakeOpenMetadata::with_samples().spawn().await?;
     eprintln!("  OpenMetadata (fake) {}", openmetadata.base_url);
+    let salesforce = dastra_connect_salesforce::fake::FakeSalesforce::with_samples().spawn().await?;
+    eprintln!("  Salesforce (fake)   {}", salesforce.base_url);
 
     let exports = tempfile::tempdir()?;
     let files_config = files_sample_config(exports.path())?;
@@ -223,6 +250,24 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
             }))?)),
         },
         Source { name: "exports", connector: Box::new(dastra_connect_files::FilesSource::new(files_config)) },
+        Source {
+            name: "erp-cdc",
+            connector: Box::new(dastra_connect_debezium::DebeziumSource::new(
+                dastra_connect_debezium::samples::sample_config()?,
+            )),
+        },
+        Source {
+            name: "salesforce",
+            connector: Box::new(dastra_connect_salesforce::SalesforceSource::new(serde_json::from_value(json!({
+                "instance_url": salesforce.base_url,
+                "auth": {
+                    "type": "client_credentials",
+                    "client_id": dastra_connect_salesforce::fake::CLIENT_ID,
+                    "client_secret": dastra_connect_salesforce::fake::CLIENT_SECRET,
+                },
+                "sync": { "poll_interval": "2s" },
+            }))?)),
+        },
     ];
     let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
     create_topics(&kafka, &topics, &names);
@@ -230,6 +275,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     kafka_cfg.create_topics = false;
     let bus = BusConfig::Kafka(kafka_cfg);
     eprintln!("  Kafka (MockCluster) {}", kafka.bootstrap_servers());
+    produce_cdc_samples(&kafka, &bus).await?;
 
     let metrics = Metrics::new();
     let admin = Admin::new(metrics.clone());
@@ -367,7 +413,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         }
     }
     emulator.shutdown().await;
-    drop((servicenow, netbox, coupa, openmetadata, exports));
+    drop((servicenow, netbox, coupa, openmetadata, exports, salesforce));
     if counters.too_many_requests > 0 || sink_dlq > 0 {
         anyhow::bail!(
             "the quickstart saw {} 429s and {sink_dlq} events the sink dead-lettered",

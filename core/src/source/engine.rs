@@ -480,47 +480,15 @@ impl SourceEngine {
             .run(&r.body, &stream.params, &self.key_system)
             .map_err(|e: MappingError| (e.code(), e.to_string()))?;
         let sequence = sequence_from_time(r.updated, r.version);
-        let mut events = Vec::with_capacity(outputs.len());
-        for out in outputs {
-            let out_err = |detail: String| ("mapping_output", format!("mapping `{}`: {detail}", stream.mapping.name()));
-            let Value::Object(mut obj) = out else {
-                return Err(out_err("an output is not an object".into()));
-            };
-            let kind: EntityKind = obj
-                .get("kind")
-                .and_then(Value::as_str)
-                .ok_or_else(|| out_err("an output has no `kind`".into()))?
-                .parse()
-                .map_err(|e: crate::event::EventError| out_err(e.to_string()))?;
-            let mut data = obj.remove("data").unwrap_or_else(|| Value::Object(Default::default()));
-            if let Value::Object(d) = &mut data {
-                d.insert("snapshot".into(), Value::Bool(snapshot));
-            }
-            let payload = Payload::from_json_value(kind, data)
-                .map_err(|e| ("invalid_payload", format!("{kind} payload does not fit the schema: {e}")))?;
-            let key = match (obj.get("key").and_then(Value::as_str), obj.get("id")) {
-                (Some(k), _) => EntityKey::parse(k),
-                (None, Some(id)) => {
-                    let id = match id {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    EntityKey::new(&self.key_system, kind, &id)
-                }
-                (None, None) => match &payload {
-                    Payload::Relationship(rel) => match (&rel.origin, &rel.target) {
-                        (Some(o), Some(t)) => EntityKey::for_relationship(&self.key_system, o, t),
-                        _ => return Err(("invalid_payload", "a relationship needs origin and target".into())),
-                    },
-                    _ => return Err(out_err("an output has neither `id` nor `key`".into())),
-                },
-            }
-            .map_err(|e| (e.code(), e.to_string()))?;
-            let event = ChangeEvent::new(run.source.clone(), key, sequence.clone(), r.updated, payload)
-                .map_err(|e| (e.code(), e.to_string()))?;
-            events.push(event);
-        }
-        Ok(events)
+        events_from_outputs(
+            outputs,
+            stream.mapping.name(),
+            &self.key_system,
+            &run.source,
+            &sequence,
+            r.updated,
+            snapshot,
+        )
     }
 
     /// Queues a delete event for a known key (sequence: `deleted_at` with the highest tie-breaker,
@@ -551,13 +519,7 @@ impl SourceEngine {
         }
         let mut messages = Vec::with_capacity(batch.events.len() + batch.dlq.len());
         for e in &batch.events {
-            let topic = self.ctx.topics.changes(e.kind());
-            let value = e.encode_value(&self.ctx.codec, &topic).await?;
-            let mut msg = OutboundMessage::new(topic, Bytes::from(e.key.as_str().to_owned()), Bytes::from(value));
-            for (k, v) in e.ce_headers(&self.ctx.codec) {
-                msg = msg.with_header(k, v.into_bytes());
-            }
-            messages.push(msg);
+            messages.push(change_message(&self.ctx, e).await?);
         }
         messages.append(&mut batch.dlq);
         if !messages.is_empty() {
@@ -573,4 +535,71 @@ impl SourceEngine {
         run.known.apply(std::mem::take(&mut batch.added), std::mem::take(&mut batch.removed)).await?;
         Ok(())
     }
+}
+
+/// A record's mapping outputs (`{kind, id | key, data}`, see [`super::mapping`]) → its change
+/// events at `sequence`, or the DLQ reason code and error. Every source reading records through a
+/// jq mapping turns outputs into events with this: the engine, and the topic readers that consume
+/// existing streams. `snapshot` is written into each payload (a sweep or snapshot read).
+pub fn events_from_outputs(
+    outputs: Vec<Value>,
+    mapping_name: &str,
+    key_system: &str,
+    source: &str,
+    sequence: &str,
+    time: DateTime<Utc>,
+    snapshot: bool,
+) -> Result<Vec<ChangeEvent>, (&'static str, String)> {
+    let mut events = Vec::with_capacity(outputs.len());
+    for out in outputs {
+        let out_err = |detail: String| ("mapping_output", format!("mapping `{mapping_name}`: {detail}"));
+        let Value::Object(mut obj) = out else {
+            return Err(out_err("an output is not an object".into()));
+        };
+        let kind: EntityKind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or_else(|| out_err("an output has no `kind`".into()))?
+            .parse()
+            .map_err(|e: crate::event::EventError| out_err(e.to_string()))?;
+        let mut data = obj.remove("data").unwrap_or_else(|| Value::Object(Default::default()));
+        if let Value::Object(d) = &mut data {
+            d.insert("snapshot".into(), Value::Bool(snapshot));
+        }
+        let payload = Payload::from_json_value(kind, data)
+            .map_err(|e| ("invalid_payload", format!("{kind} payload does not fit the schema: {e}")))?;
+        let key = match (obj.get("key").and_then(Value::as_str), obj.get("id")) {
+            (Some(k), _) => EntityKey::parse(k),
+            (None, Some(id)) => {
+                let id = match id {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                EntityKey::new(key_system, kind, &id)
+            }
+            (None, None) => match &payload {
+                Payload::Relationship(rel) => match (&rel.origin, &rel.target) {
+                    (Some(o), Some(t)) => EntityKey::for_relationship(key_system, o, t),
+                    _ => return Err(("invalid_payload", "a relationship needs origin and target".into())),
+                },
+                _ => return Err(out_err("an output has neither `id` nor `key`".into())),
+            },
+        }
+        .map_err(|e| (e.code(), e.to_string()))?;
+        let event = ChangeEvent::new(source, key, sequence, time, payload).map_err(|e| (e.code(), e.to_string()))?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// The bus message of a change event: topic `<prefix>.changes.<entity>`, key the entity key, the
+/// payload in the context's codec, CloudEvents attributes in the headers.
+pub async fn change_message(ctx: &ConnectorContext, e: &ChangeEvent) -> Result<OutboundMessage, SourceError> {
+    let topic = ctx.topics.changes(e.kind());
+    let value = e.encode_value(&ctx.codec, &topic).await?;
+    let mut msg = OutboundMessage::new(topic, Bytes::from(e.key.as_str().to_owned()), Bytes::from(value));
+    for (k, v) in e.ce_headers(&ctx.codec) {
+        msg = msg.with_header(k, v.into_bytes());
+    }
+    Ok(msg)
 }

@@ -33,7 +33,9 @@ pub enum SourceError {
         detail: String,
     },
     /// Still rate-limited after every retry.
-    #[error("{system} kept answering 429 Too Many Requests for {what} after {attempts} attempts")]
+    #[error(
+        "{system} kept answering 429 Too Many Requests (or its rate-limit equivalent) for {what} after {attempts} attempts"
+    )]
     Throttled {
         /// The system.
         system: String,
@@ -41,6 +43,26 @@ pub enum SourceError {
         what: String,
         /// Attempts made.
         attempts: u32,
+    },
+    /// The connector's share of the system's API quota is spent (`http.max_api_share`): the request
+    /// was not sent. Retried at later polls; one request per `http.api_budget_recheck` reads the
+    /// usage again.
+    #[error(
+        "{system}: request for {what} not sent: {used} of {limit} API requests used, at or above the configured share {share} (http.max_api_share); next check in {retry_in_secs}s"
+    )]
+    ApiBudget {
+        /// The system.
+        system: String,
+        /// What was requested.
+        what: String,
+        /// Requests used in the system's window, as last reported.
+        used: u64,
+        /// Requests allowed in the window.
+        limit: u64,
+        /// The configured share.
+        share: f64,
+        /// Seconds until a request may read the usage again.
+        retry_in_secs: u64,
     },
     /// The request did not complete (connect, timeout, reset).
     #[error("request to {system} for {what} failed: {detail}")]
@@ -83,7 +105,9 @@ impl Classify for SourceError {
             SourceError::Http { status, .. } if *status == 408 || *status >= 500 => ErrorClass::Retryable,
             SourceError::Http { .. } => ErrorClass::Permanent,
             SourceError::Unauthorized { .. } | SourceError::Config(_) => ErrorClass::Fatal,
-            SourceError::Throttled { .. } | SourceError::Transport { .. } => ErrorClass::Retryable,
+            SourceError::Throttled { .. } | SourceError::Transport { .. } | SourceError::ApiBudget { .. } => {
+                ErrorClass::Retryable
+            }
             SourceError::BadResponse { .. } => ErrorClass::Permanent,
             SourceError::State(e) => e.class(),
             SourceError::Bus(e) => e.class(),
@@ -97,6 +121,7 @@ impl Classify for SourceError {
             SourceError::Http { .. } => "source_http_4xx",
             SourceError::Unauthorized { .. } => "source_unauthorized",
             SourceError::Throttled { .. } => "source_throttled",
+            SourceError::ApiBudget { .. } => "source_api_budget",
             SourceError::Transport { .. } => "source_transport",
             SourceError::BadResponse { .. } => "source_bad_response",
             SourceError::Config(_) => "source_config",

@@ -1,7 +1,10 @@
 //! HTTP plumbing of source systems: authentication ([`SourceAuth`]: basic, bearer/API token, OAuth2
-//! client credentials with cached tokens refreshed before expiry and after a 401), retries with
+//! client credentials or JWT bearer (RS256 assertions) with cached tokens refreshed before expiry
+//! and after a 401), retries with
 //! full-jitter backoff that honour `Retry-After` on 429/503, an optional client-side request rate,
-//! and pagination helpers ([`next_link`] for RFC 8288 `Link` headers, [`offset_pages`]).
+//! an API usage budget for systems that report their daily quota in response headers ([`ApiQuota`]:
+//! requests stop above `http.max_api_share` of the quota until a later reading is below it), and
+//! pagination helpers ([`next_link`] for RFC 8288 `Link` headers, [`offset_pages`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -61,6 +64,72 @@ pub enum SourceAuth {
         /// Header value (the credential).
         value: Secret,
     },
+    /// OAuth 2.0 JWT bearer grant (RFC 7523): `POST token_url` with
+    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` and an `assertion` — a JWT signed
+    /// RS256 with the client's RSA key, claims `iss`, `sub`, `aud` and `exp` (now + 3 min). The token
+    /// is cached like the client-credentials one. Set by a connector from its own configuration
+    /// (Salesforce's `jwt_bearer`); not a user-facing choice.
+    #[serde(skip)]
+    #[schemars(skip)]
+    JwtBearer {
+        /// Token endpoint.
+        token_url: Url,
+        /// `iss`: the client id.
+        issuer: String,
+        /// `sub`: the user the token acts as.
+        subject: String,
+        /// `aud`: the authorization server.
+        audience: String,
+        /// The RSA private key, PEM (`BEGIN PRIVATE KEY` PKCS#8 or `BEGIN RSA PRIVATE KEY` PKCS#1).
+        private_key: Secret,
+        /// Refresh this long before expiry.
+        refresh_before: Duration,
+    },
+}
+
+/// The JWT grant type of RFC 7523.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Reads an RSA private key in PEM (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`). The error
+/// never contains the key.
+pub fn rsa_key(pem: &Secret) -> Result<aws_lc_rs::rsa::KeyPair, String> {
+    use base64::Engine;
+    let text = pem.expose().trim();
+    let (label, body) = ["PRIVATE KEY", "RSA PRIVATE KEY"]
+        .into_iter()
+        .find_map(|label| {
+            let begin = format!("-----BEGIN {label}-----");
+            let end = format!("-----END {label}-----");
+            let inner = text.strip_prefix(begin.as_str())?.strip_suffix(end.as_str())?;
+            Some((label, inner))
+        })
+        .ok_or(
+            "not a PEM `PRIVATE KEY` (PKCS#8) or `RSA PRIVATE KEY` (PKCS#1); an encrypted key must be decrypted first",
+        )?;
+    let der: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(der).map_err(|_| "the PEM body is not base64")?;
+    let key = if label == "PRIVATE KEY" {
+        aws_lc_rs::rsa::KeyPair::from_pkcs8(&der)
+    } else {
+        aws_lc_rs::rsa::KeyPair::from_der(&der)
+    };
+    key.map_err(|e| format!("not a usable RSA private key ({e})"))
+}
+
+/// A JWT `header.claims.signature`, RS256.
+fn signed_jwt(key: &aws_lc_rs::rsa::KeyPair, claims: &serde_json::Value) -> Result<String, String> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let input = format!("{}.{}", b64(br#"{"alg":"RS256"}"#), b64(claims.to_string().as_bytes()));
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .map_err(|_| "signing failed".to_owned())?;
+    Ok(format!("{input}.{}", b64(&sig)))
 }
 
 fn default_refresh_before() -> Duration {
@@ -89,6 +158,18 @@ pub struct HttpSettings {
     /// Client-side limit in requests per second (the system's documented rate), none by default.
     #[serde(default)]
     pub max_requests_per_second: Option<f64>,
+    /// Share of the system's daily API quota this connector may use (0 < x ≤ 1), for systems that
+    /// report their usage in response headers (Salesforce `Sforce-Limit-Info`, HubSpot
+    /// `X-HubSpot-RateLimit-Daily*`); ignored by the others. Once a response reports usage at or
+    /// above this share, requests are refused (poll error `source_api_budget`) until a later reading
+    /// is below it. Default 0.5, leaving half the quota to the system's other integrations.
+    #[serde(default = "default_max_api_share")]
+    pub max_api_share: f64,
+    /// While the budget is spent, one request is let through this often to read the usage again
+    /// (the quota is a rolling or daily window the connector cannot see). Default `15m`.
+    #[serde(default = "default_api_budget_recheck", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub api_budget_recheck: Duration,
 }
 
 fn default_timeout() -> Duration {
@@ -103,6 +184,12 @@ fn default_backoff() -> Duration {
 fn default_max_backoff() -> Duration {
     Duration::from_secs(60)
 }
+fn default_max_api_share() -> f64 {
+    0.5
+}
+fn default_api_budget_recheck() -> Duration {
+    Duration::from_secs(15 * 60)
+}
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -112,6 +199,8 @@ impl Default for HttpSettings {
             initial_backoff: default_backoff(),
             max_backoff: default_max_backoff(),
             max_requests_per_second: None,
+            max_api_share: default_max_api_share(),
+            api_budget_recheck: default_api_budget_recheck(),
         }
     }
 }
@@ -125,6 +214,15 @@ impl HttpSettings {
         if self.max_requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return Err(ConfigError::new(format!("{at}.max_requests_per_second"), "must be a positive number"));
         }
+        if !(self.max_api_share > 0.0 && self.max_api_share <= 1.0) {
+            return Err(ConfigError::new(
+                format!("{at}.max_api_share"),
+                "must be a share of the daily quota above 0 and at most 1 (e.g. 0.5)",
+            ));
+        }
+        if self.api_budget_recheck < Duration::from_secs(1) {
+            return Err(ConfigError::new(format!("{at}.api_budget_recheck"), "must be at least 1s"));
+        }
         Ok(())
     }
 }
@@ -132,6 +230,40 @@ impl HttpSettings {
 struct Token {
     value: Secret,
     refresh_at: Instant,
+}
+
+/// API usage a system reported: `used` of `limit` requests in its current quota window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ApiUsage {
+    /// Requests used in the window.
+    pub used: u64,
+    /// Requests allowed in the window.
+    pub limit: u64,
+}
+
+impl ApiUsage {
+    /// Whether `used` has reached `share` of `limit` (a zero limit is always spent).
+    pub fn reached(&self, share: f64) -> bool {
+        self.limit == 0 || self.used as f64 >= share * self.limit as f64
+    }
+}
+
+/// How a system reports its API quota, given by its connector with [`SourceHttp::with_quota`].
+/// The engine then keeps requests under `http.max_api_share` of the quota.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiQuota {
+    /// Reads the usage from a response's headers (any status); `None` when they do not say.
+    pub usage: fn(&HeaderMap) -> Option<ApiUsage>,
+    /// Whether an error answer `(status, body)` means "rate-limited" and is retried like a 429
+    /// (Salesforce answers 403 `REQUEST_LIMIT_EXCEEDED`). A system that only uses 429 returns false.
+    pub limited: fn(u16, &str) -> bool,
+}
+
+/// The budget's state: the last reading and, while spent, when the next probe may go.
+#[derive(Debug, Default)]
+struct Budget {
+    usage: Option<ApiUsage>,
+    blocked_until: Option<Instant>,
 }
 
 /// An authenticated HTTP client for one source system.
@@ -144,6 +276,9 @@ pub struct SourceHttp {
     next_slot: Mutex<Instant>,
     throttled: AtomicU64,
     token_fetches: AtomicU64,
+    quota: Option<ApiQuota>,
+    budget: std::sync::Mutex<Budget>,
+    budget_refusals: AtomicU64,
 }
 
 /// A successful JSON answer.
@@ -186,6 +321,9 @@ impl SourceHttp {
                 "the {system} credential contains characters not allowed in an HTTP header"
             )));
         }
+        if let SourceAuth::JwtBearer { private_key, .. } = &auth {
+            rsa_key(private_key).map_err(|e| SourceError::Config(format!("the {system} JWT private key: {e}")))?;
+        }
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(15)))
@@ -201,7 +339,79 @@ impl SourceHttp {
             next_slot: Mutex::new(Instant::now()),
             throttled: AtomicU64::new(0),
             token_fetches: AtomicU64::new(0),
+            quota: None,
+            budget: std::sync::Mutex::new(Budget::default()),
+            budget_refusals: AtomicU64::new(0),
         })
+    }
+
+    /// Keeps requests under `http.max_api_share` of the quota `quota` reads from the answers.
+    pub fn with_quota(mut self, quota: ApiQuota) -> SourceHttp {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// The last API usage the system reported (systems with an [`ApiQuota`]).
+    pub fn api_usage(&self) -> Option<ApiUsage> {
+        self.budget_state().usage
+    }
+
+    /// How many requests were refused because the API budget was spent.
+    pub fn budget_refusals(&self) -> u64 {
+        self.budget_refusals.load(Ordering::Relaxed)
+    }
+
+    fn budget_state(&self) -> std::sync::MutexGuard<'_, Budget> {
+        // A poisoned lock only means a panic elsewhere while holding two plain fields.
+        self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses a request while the budget is spent; once `api_budget_recheck` has passed, lets this
+    /// one through (as the probe that reads the usage again) and holds the others back.
+    fn check_budget(&self, what: &str) -> Result<(), SourceError> {
+        if self.quota.is_none() {
+            return Ok(());
+        }
+        let mut b = self.budget_state();
+        let Some(until) = b.blocked_until else { return Ok(()) };
+        let now = Instant::now();
+        if now < until {
+            self.budget_refusals.fetch_add(1, Ordering::Relaxed);
+            let (used, limit) = b.usage.map(|u| (u.used, u.limit)).unwrap_or((0, 0));
+            return Err(SourceError::ApiBudget {
+                system: self.system.clone(),
+                what: what.to_owned(),
+                used,
+                limit,
+                share: self.settings.max_api_share,
+                retry_in_secs: (until - now).as_secs().max(1),
+            });
+        }
+        b.blocked_until = Some(now + self.settings.api_budget_recheck);
+        Ok(())
+    }
+
+    /// Records the usage an answer reports: spent at or above the share blocks further requests.
+    /// True when this answer says the budget is spent.
+    fn note_usage(&self, headers: &HeaderMap) -> bool {
+        let Some(quota) = &self.quota else { return false };
+        let Some(usage) = (quota.usage)(headers) else { return false };
+        let share = self.settings.max_api_share;
+        let mut b = self.budget_state();
+        b.usage = Some(usage);
+        if usage.reached(share) {
+            if b.blocked_until.is_none() {
+                tracing::warn!(system = %self.system, used = usage.used, limit = usage.limit, max_api_share = share,
+                    "API budget spent: no further requests until the system reports usage below the share");
+            }
+            b.blocked_until = Some(Instant::now() + self.settings.api_budget_recheck);
+            true
+        } else {
+            if b.blocked_until.take().is_some() {
+                tracing::info!(system = %self.system, used = usage.used, limit = usage.limit, "API budget available again");
+            }
+            false
+        }
     }
 
     /// How many 429 answers were received (and waited out) so far.
@@ -219,8 +429,15 @@ impl SourceHttp {
     pub async fn get_json(&self, url: Url, what: &str) -> Result<HttpResponse, SourceError> {
         let mut attempt = 0u32;
         let mut refreshed_after_401 = false;
+        // A request admitted by the budget keeps its retries (a probe that meets a 5xx is not
+        // refused by its own probe slot) unless one of its answers says the budget is spent.
+        let mut admitted = false;
         loop {
             attempt += 1;
+            if !admitted {
+                self.check_budget(what)?;
+                admitted = true;
+            }
             self.pace().await;
             let auth = self.auth_header(what).await?;
             let name = match &self.auth {
@@ -247,6 +464,9 @@ impl SourceHttp {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
+                    if self.note_usage(&headers) {
+                        admitted = false;
+                    }
                     let text = resp.text().await.map_err(|e| SourceError::Transport {
                         system: self.system.clone(),
                         what: what.to_owned(),
@@ -264,13 +484,15 @@ impl SourceHttp {
                         };
                         return Ok(HttpResponse { status, headers, body });
                     }
-                    if status == 401 && matches!(self.auth, SourceAuth::Oauth2 { .. }) && !refreshed_after_401 {
+                    let oauth = matches!(self.auth, SourceAuth::Oauth2 { .. } | SourceAuth::JwtBearer { .. });
+                    if status == 401 && oauth && !refreshed_after_401 {
                         // The token may have been revoked or expired early: fetch a new one once.
                         refreshed_after_401 = true;
                         *self.token.lock().await = None;
                         continue;
                     }
-                    if status == 401 || status == 403 {
+                    let limited = status == 429 || self.quota.is_some_and(|q| (q.limited)(status, &text));
+                    if (status == 401 || status == 403) && !limited {
                         return Err(SourceError::Unauthorized {
                             system: self.system.clone(),
                             what: what.to_owned(),
@@ -278,7 +500,7 @@ impl SourceHttp {
                             detail: excerpt(&text),
                         });
                     }
-                    let retryable = status == 429 || status == 408 || status >= 500;
+                    let retryable = limited || status == 408 || status >= 500;
                     if !retryable {
                         return Err(SourceError::Http {
                             system: self.system.clone(),
@@ -287,11 +509,11 @@ impl SourceHttp {
                             detail: excerpt(&text),
                         });
                     }
-                    if status == 429 {
+                    if limited {
                         self.throttled.fetch_add(1, Ordering::Relaxed);
                     }
                     if attempt >= self.settings.max_attempts {
-                        return Err(if status == 429 {
+                        return Err(if limited {
                             SourceError::Throttled {
                                 system: self.system.clone(),
                                 what: what.to_owned(),
@@ -354,7 +576,7 @@ impl SourceHttp {
             }
             SourceAuth::Bearer { token } => sensitive(format!("Bearer {}", token.expose())).map(Some),
             SourceAuth::Header { value, .. } => sensitive(value.expose().to_owned()).map(Some),
-            SourceAuth::Oauth2 { .. } => {
+            SourceAuth::Oauth2 { .. } | SourceAuth::JwtBearer { .. } => {
                 let token = self.oauth_token(what).await?;
                 sensitive(format!("Bearer {}", token.expose())).map(Some)
             }
@@ -362,24 +584,35 @@ impl SourceHttp {
     }
 
     async fn oauth_token(&self, what: &str) -> Result<Secret, SourceError> {
-        let SourceAuth::Oauth2 { token_url, client_id, client_secret, scope, refresh_before } = &self.auth else {
-            return Err(SourceError::Config("not an OAuth2 configuration".into()));
-        };
         let mut cache = self.token.lock().await;
         if let Some(t) = cache.as_ref()
             && Instant::now() < t.refresh_at
         {
             return Ok(t.value.clone());
         }
-        let mut form = vec![
-            ("grant_type", "client_credentials".to_owned()),
-            ("client_id", client_id.clone()),
-            ("client_secret", client_secret.expose().to_owned()),
-        ];
-        if let Some(s) = scope {
-            form.push(("scope", s.clone()));
-        }
         let token_what = format!("{what} (OAuth token)");
+        let (token_url, refresh_before, form) = match &self.auth {
+            SourceAuth::Oauth2 { token_url, client_id, client_secret, scope, refresh_before } => {
+                let mut form = vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("client_id", client_id.clone()),
+                    ("client_secret", client_secret.expose().to_owned()),
+                ];
+                if let Some(s) = scope {
+                    form.push(("scope", s.clone()));
+                }
+                (token_url, refresh_before, form)
+            }
+            SourceAuth::JwtBearer { token_url, issuer, subject, audience, private_key, refresh_before } => {
+                let exp = chrono::Utc::now().timestamp() + 180;
+                let claims = serde_json::json!({"iss": issuer, "sub": subject, "aud": audience, "exp": exp});
+                let jwt = rsa_key(private_key)
+                    .and_then(|k| signed_jwt(&k, &claims))
+                    .map_err(|e| SourceError::Config(format!("cannot sign the {} JWT assertion: {e}", self.system)))?;
+                (token_url, refresh_before, vec![("grant_type", JWT_BEARER_GRANT.to_owned()), ("assertion", jwt)])
+            }
+            _ => return Err(SourceError::Config("not an OAuth2 configuration".into())),
+        };
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
         let resp = self
             .client
@@ -514,6 +747,8 @@ impl OffsetPages {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Classify;
+    use std::sync::Arc;
 
     #[test]
     fn parses_link_headers_and_retry_after() {
@@ -531,6 +766,183 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past means now");
+    }
+
+    #[test]
+    fn max_api_share_must_be_a_share() {
+        for bad in [0.0, -0.1, 1.01, f64::NAN, f64::INFINITY] {
+            let s = HttpSettings { max_api_share: bad, ..Default::default() };
+            let e = s.validate("connectors.crm.http").unwrap_err().to_string();
+            assert!(e.contains("connectors.crm.http.max_api_share"), "{bad}: {e}");
+        }
+        for good in [0.01, 0.5, 1.0] {
+            HttpSettings { max_api_share: good, ..Default::default() }.validate("h").unwrap();
+        }
+        let s = HttpSettings { api_budget_recheck: Duration::from_millis(10), ..Default::default() };
+        assert!(s.validate("h").unwrap_err().to_string().contains("h.api_budget_recheck"));
+        let parsed: HttpSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed.max_api_share, 0.5);
+    }
+
+    /// A local system that reports `used`/100 in a `X-Usage` header, answers `403 LIMIT` while
+    /// `limited` > 0 and `500` without the header while `failing` > 0 (decrementing them), and
+    /// counts the requests that reached it.
+    struct QuotaServer {
+        used: Arc<AtomicU64>,
+        limited: Arc<AtomicU64>,
+        failing: Arc<AtomicU64>,
+        hits: Arc<AtomicU64>,
+        url: Url,
+    }
+
+    async fn quota_server() -> QuotaServer {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let counter = || Arc::new(AtomicU64::new(0));
+        let (used, limited, failing, hits) = (counter(), counter(), counter(), counter());
+        let (u, l, f, h) = (used.clone(), limited.clone(), failing.clone(), hits.clone());
+        let app = axum::Router::new().route(
+            "/data",
+            axum::routing::get(move || {
+                let (u, l, f, h) = (u.clone(), l.clone(), f.clone(), h.clone());
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    if f.load(Ordering::SeqCst) > 0 {
+                        f.fetch_sub(1, Ordering::SeqCst);
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+                    }
+                    let header = [("x-usage", format!("{}/100", u.load(Ordering::SeqCst)))];
+                    if l.load(Ordering::SeqCst) > 0 {
+                        l.fetch_sub(1, Ordering::SeqCst);
+                        return (StatusCode::FORBIDDEN, header, "LIMIT").into_response();
+                    }
+                    (StatusCode::OK, header, "{\"ok\":true}").into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/data", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        QuotaServer { used, limited, failing, hits, url }
+    }
+
+    fn usage_header(h: &HeaderMap) -> Option<ApiUsage> {
+        let (used, limit) = h.get("x-usage")?.to_str().ok()?.split_once('/')?;
+        Some(ApiUsage { used: used.parse().ok()?, limit: limit.parse().ok()? })
+    }
+
+    fn quota_client(recheck: Duration) -> SourceHttp {
+        let settings = HttpSettings {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(5),
+            max_api_share: 0.5,
+            api_budget_recheck: recheck,
+            ..Default::default()
+        };
+        SourceHttp::new("sys", SourceAuth::Bearer { token: Secret::new("t0ken-s3cret") }, settings)
+            .unwrap()
+            .with_quota(ApiQuota { usage: usage_header, limited: |status, body| status == 403 && body == "LIMIT" })
+    }
+
+    #[tokio::test]
+    async fn requests_stop_at_the_share_of_the_quota_and_resume_below_it() {
+        let srv = quota_server().await;
+        let http = quota_client(Duration::from_millis(300));
+        srv.used.store(40, Ordering::SeqCst);
+        http.get_json(srv.url.clone(), "/data").await.unwrap();
+        assert_eq!(http.api_usage(), Some(ApiUsage { used: 40, limit: 100 }));
+        // This answer reports 50/100: the share is reached, the next request is not sent.
+        srv.used.store(50, Ordering::SeqCst);
+        http.get_json(srv.url.clone(), "/data").await.unwrap();
+        let err = http.get_json(srv.url.clone(), "/data").await.unwrap_err();
+        assert_eq!(srv.hits.load(Ordering::SeqCst), 2, "the refused request never reached the system");
+        assert_eq!(err.code(), "source_api_budget");
+        assert_eq!(err.class(), crate::ErrorClass::Retryable);
+        let text = err.to_string();
+        assert!(text.contains("50 of 100") && text.contains("http.max_api_share"), "{text}");
+        assert!(!text.contains("t0ken-s3cret"));
+        assert_eq!(http.budget_refusals(), 1);
+        // After the recheck interval one request reads the usage again; still spent → refused again.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        http.get_json(srv.url.clone(), "/data").await.unwrap();
+        assert_eq!(http.get_json(srv.url.clone(), "/data").await.unwrap_err().code(), "source_api_budget");
+        assert_eq!(srv.hits.load(Ordering::SeqCst), 3);
+        // The window moved on: the next probe meets a 500 first, keeps its retry, sees 10/100, and
+        // requests flow again.
+        srv.used.store(10, Ordering::SeqCst);
+        srv.failing.store(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        for _ in 0..3 {
+            http.get_json(srv.url.clone(), "/data").await.unwrap();
+        }
+        assert_eq!(srv.hits.load(Ordering::SeqCst), 7);
+        assert_eq!(http.budget_refusals(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_answer_the_connector_names_is_retried_like_a_429() {
+        let srv = quota_server().await;
+        let http = quota_client(Duration::from_secs(60));
+        srv.limited.store(2, Ordering::SeqCst);
+        http.get_json(srv.url.clone(), "/data").await.unwrap();
+        assert_eq!(http.throttled(), 2);
+        assert_eq!(srv.hits.load(Ordering::SeqCst), 3);
+        srv.limited.store(5, Ordering::SeqCst);
+        let err = http.get_json(srv.url.clone(), "/data").await.unwrap_err();
+        assert_eq!(err.code(), "source_throttled", "{err}");
+        // Without a quota, the same 403 is refused credentials (fatal).
+        let plain =
+            SourceHttp::new("sys", SourceAuth::Bearer { token: Secret::new("x") }, HttpSettings::default()).unwrap();
+        srv.limited.store(1, Ordering::SeqCst);
+        assert_eq!(plain.get_json(srv.url.clone(), "/data").await.unwrap_err().code(), "source_unauthorized");
+    }
+
+    /// A fresh RSA key as PKCS#8 PEM.
+    fn pem_key() -> (Secret, aws_lc_rs::rsa::KeyPair) {
+        use aws_lc_rs::encoding::AsDer;
+        use base64::Engine;
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der: aws_lc_rs::encoding::Pkcs8V1Der = key.as_der().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        (Secret::new(format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))), key)
+    }
+
+    #[test]
+    fn jwt_assertions_are_rs256_signed_and_verifiable() {
+        use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        use base64::Engine;
+        let (pem, original) = pem_key();
+        let key = rsa_key(&pem).unwrap();
+        let claims =
+            serde_json::json!({"iss": "client", "sub": "user@example.com", "aud": "https://login.example", "exp": 1});
+        let jwt = signed_jwt(&key, &claims).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        assert_eq!(b64.decode(parts[0]).unwrap(), br#"{"alg":"RS256"}"#);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&b64.decode(parts[1]).unwrap()).unwrap(), claims);
+        let public = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, original.public_key().as_ref().to_vec());
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        public.verify(signed.as_bytes(), &b64.decode(parts[2]).unwrap()).unwrap();
+        assert!(public.verify(b"other", &b64.decode(parts[2]).unwrap()).is_err());
+        // Bad keys are refused without echoing them.
+        for bad in ["s3cret-not-a-key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"] {
+            let e = rsa_key(&Secret::new(bad)).unwrap_err();
+            assert!(!e.contains("s3cret") && !e.contains("AAAA"), "{e}");
+        }
+        let auth = SourceAuth::JwtBearer {
+            token_url: Url::parse("http://127.0.0.1:1/token").unwrap(),
+            issuer: "c".into(),
+            subject: "u".into(),
+            audience: "a".into(),
+            private_key: Secret::new("garbage"),
+            refresh_before: Duration::from_secs(60),
+        };
+        let Err(e) = SourceHttp::new("sys", auth, HttpSettings::default()) else {
+            panic!("a bad key is a config error")
+        };
+        assert_eq!(e.code(), "source_config");
     }
 
     #[test]

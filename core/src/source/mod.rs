@@ -2,7 +2,7 @@
 //! (modified-since + tie-breaker id + look-back), checkpoints on the bus written only after the broker
 //! acknowledged the events, a scheduled snapshot sweep that turns "gone since last time" into deletes,
 //! mappings written as jq programs, and the HTTP plumbing of source systems (auth, pagination,
-//! 429/Retry-After).
+//! 429/Retry-After, a budget on daily API quotas).
 //!
 //! A connector implements [`SourceSystem`] (fetch changed records after a cursor, fetch every record
 //! for a sweep, optionally fetch explicit deletes) and hands it to [`SourceEngine`] with one
@@ -47,9 +47,11 @@ pub mod streams;
 
 pub use connector::{SourceConnector, SourceDefinition};
 pub use cursor::{Checkpoint, Cursor};
-pub use engine::{DeletedRecord, Page, SourceEngine, SourceRecord, SourceSystem, StreamSpec};
+pub use engine::{
+    DeletedRecord, Page, SourceEngine, SourceRecord, SourceSystem, StreamSpec, change_message, events_from_outputs,
+};
 pub use error::SourceError;
-pub use http::{HttpSettings, SourceAuth, SourceHttp};
+pub use http::{ApiQuota, ApiUsage, HttpSettings, SourceAuth, SourceHttp};
 pub use keyset::IdOrder;
 pub use mapping::{Mapping, MappingError};
 pub use settings::SourceSettings;

@@ -350,6 +350,13 @@ impl OAuthClients {
         Ok(issued)
     }
 
+    /// Records `token` as issued by a grant the fake checked itself (a JWT bearer assertion).
+    pub fn grant(&mut self, token: &str, scopes: Vec<String>, expires: Option<DateTime<Utc>>) -> IssuedToken {
+        let issued = IssuedToken { scopes, expires };
+        self.tokens.insert(token.to_owned(), issued.clone());
+        issued
+    }
+
     /// The token, if issued and not expired at `now`.
     pub fn valid(&self, token: &str, now: DateTime<Utc>) -> Option<&IssuedToken> {
         self.tokens.get(token.trim()).filter(|t| t.expires.is_none_or(|e| e > now))

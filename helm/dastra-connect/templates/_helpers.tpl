@@ -62,7 +62,7 @@ group.instance.id) survive restarts. */}}
 
 {{/* Source connectors poll their system with a cursor and have no leader election: one replica. */}}
 {{- define "dc.isSource" -}}
-{{- if has .c.type (list "servicenow" "netbox" "coupa" "files") -}}true{{- end -}}
+{{- if has .c.type (list "servicenow" "netbox" "coupa" "files" "salesforce") -}}true{{- end -}}
 {{- end -}}
 
 {{/* Seconds of a humantime duration written as <n>ms|s|m|h (the forms the chart accepts). */}}
