@@ -140,6 +140,8 @@ pub enum ConnectorConfig {
     /// OpenMetadata: PII-tagged columns → DataFields in per-table datasets, database services →
     /// Assets, pipelines with lineage → DataProcessings.
     Openmetadata(Box<dastra_connect_openmetadata::OpenMetadataConfig>),
+    /// HubSpot CRM: companies → Actors, privacy tickets → DataSubjectRequests, contacts (optional).
+    Hubspot(Box<dastra_connect_hubspot::HubSpotConfig>),
     /// CSV / JSON / NDJSON export files with a column mapping.
     Files(Box<dastra_connect_files::FilesConfig>),
     /// Debezium change-event topics (JSON with or without schema envelope, Avro through a
@@ -149,6 +151,9 @@ pub enum ConnectorConfig {
     Topic(Box<dastra_connect_debezium::ReaderConfig>),
     /// Salesforce (REST API, SOQL): accounts → Actors, privacy cases → DataSubjectRequests.
     Salesforce(Box<dastra_connect_salesforce::SalesforceConfig>),
+    /// DataHub's MetadataChangeLog topic (Avro through a registry): tagged schema fields →
+    /// DataFields grouped per dataset, data platforms → Assets.
+    Datahub(Box<dastra_connect_datahub::DataHubConfig>),
 }
 
 impl AppConfig {
@@ -195,10 +200,12 @@ impl AppConfig {
                 ConnectorConfig::Netbox(c) => c.validate(&at)?,
                 ConnectorConfig::Coupa(c) => c.validate(&at)?,
                 ConnectorConfig::Openmetadata(c) => c.validate(&at)?,
+                ConnectorConfig::Hubspot(c) => c.validate(&at)?,
                 ConnectorConfig::Files(c) => c.validate(&at)?,
                 ConnectorConfig::Debezium(c) => c.validate(&at, dastra_connect_debezium::ReaderKind::Debezium)?,
                 ConnectorConfig::Topic(c) => c.validate(&at, dastra_connect_debezium::ReaderKind::Topic)?,
                 ConnectorConfig::Salesforce(c) => c.validate(&at)?,
+                ConnectorConfig::Datahub(c) => c.validate(&at)?,
             }
         }
         Ok(())
@@ -238,15 +245,25 @@ impl AppConfig {
         }
         if let BusConfig::Nats(n) = &self.bus {
             for (name, c) in &self.connectors {
-                let (ConnectorConfig::Debezium(r) | ConnectorConfig::Topic(r)) = c else { continue };
-                for (i, t) in r.topics.iter().enumerate() {
-                    let subject = dastra_connect_core::bus::nats::subject(&t.topic, 0);
+                // Input topics of the readers of existing topics, with their key paths.
+                let inputs: Vec<(String, &str)> = match c {
+                    ConnectorConfig::Debezium(r) | ConnectorConfig::Topic(r) => r
+                        .topics
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (format!("connectors.{name}.topics[{i}].topic"), t.topic.as_str()))
+                        .collect(),
+                    ConnectorConfig::Datahub(d) => vec![(format!("connectors.{name}.topic"), d.topic.as_str())],
+                    _ => continue,
+                };
+                for (at, topic) in inputs {
+                    let subject = dastra_connect_core::bus::nats::subject(topic, 0);
                     if !n.stream_subjects.iter().any(|p| dastra_connect_core::bus::nats::subject_matches(p, &subject)) {
                         return Err(ConfigError::new(
-                            format!("connectors.{name}.topics[{i}].topic"),
+                            at,
                             format!(
-                                "`{}` (subjects `{}.<partition>`) is not captured by `bus.stream_subjects` {:?}",
-                                t.topic, t.topic, n.stream_subjects
+                                "`{topic}` (subjects `{topic}.<partition>`) is not captured by `bus.stream_subjects` {:?}",
+                                n.stream_subjects
                             ),
                         ));
                     }
@@ -348,10 +365,12 @@ impl ConnectorConfig {
             ConnectorConfig::Openmetadata(c) => {
                 Box::new(dastra_connect_openmetadata::OpenMetadataSource::new((**c).clone()))
             }
+            ConnectorConfig::Hubspot(c) => Box::new(dastra_connect_hubspot::HubSpotSource::new((**c).clone())),
             ConnectorConfig::Files(c) => Box::new(dastra_connect_files::FilesSource::new((**c).clone())),
             ConnectorConfig::Debezium(c) => Box::new(dastra_connect_debezium::DebeziumSource::new((**c).clone())),
             ConnectorConfig::Topic(c) => Box::new(dastra_connect_debezium::TopicSource::new((**c).clone())),
             ConnectorConfig::Salesforce(c) => Box::new(dastra_connect_salesforce::SalesforceSource::new((**c).clone())),
+            ConnectorConfig::Datahub(c) => Box::new(dastra_connect_datahub::DataHubSource::new((**c).clone())),
         }
     }
 }
@@ -408,6 +427,20 @@ connectors:
         AppConfig::parse(&format!("{ok}{cdc}")).unwrap();
         let topic = "  own:\n    type: topic\n    topics: [{topic: dastra.own, mapping: '.'}]\n";
         assert_eq!(AppConfig::parse(&format!("{GOOD}{topic}")).unwrap_err().path, "connectors.own.topics[0].version");
+        let datahub = "  catalog:\n    type: datahub\n    params: {tag_map: {PII: {sensitiveData: true}}}\n";
+        let err = AppConfig::parse(&format!("{GOOD}{datahub}")).unwrap_err();
+        assert_eq!(err.path, "connectors.catalog.topic");
+        assert!(err.reason.contains("MetadataChangeLog_Versioned_v1"), "{err}");
+        let ok = GOOD.replace(
+            "4222\"]",
+            "4222\"], stream_subjects: [\"dastra.>\", \"dastra-connect.>\", \"MetadataChangeLog_Versioned_v1.>\"]",
+        );
+        AppConfig::parse(&format!("{ok}{datahub}")).unwrap();
+        let bad = datahub.replace("sensitiveData: true", "personalDataCategory: Gossip");
+        assert_eq!(
+            AppConfig::parse(&format!("{ok}{bad}")).unwrap_err().path,
+            "connectors.catalog.params.tag_map.PII.personalDataCategory"
+        );
     }
 
     #[test]

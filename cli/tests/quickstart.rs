@@ -43,11 +43,16 @@ fn quickstart_runs_to_a_clean_summary_and_is_repeatable() {
     assert!(value(&first, "DataFields") > 0, "{first:#?}");
     assert!(value(&first, "DataRetentionRules") > 0, "{first:#?}");
     assert!(value(&first, "DataProcessings") > 0, "{first:#?}");
-    // The Salesforce samples' three privacy Cases (a fourth is rejected on purpose).
-    assert!(value(&first, "DataSubjectRequests") >= 3, "{first:#?}");
+    // The Salesforce samples' three privacy Cases and the HubSpot samples' four privacy tickets (a
+    // fourth Case and a fifth ticket are rejected on purpose).
+    assert!(value(&first, "DataSubjectRequests") >= 7, "{first:#?}");
+    assert!(first.iter().any(|l| l.contains("hubspot:tickets:3005: mapping_error")), "{first:#?}");
     assert!(value(&first, "Dastra requests used") > 0);
     // The Debezium reader ran on its sample topics: its rejected supplier is listed.
     assert!(first.iter().any(|l| l.contains(r#"erp:suppliers:{"id":105}: mapping_error"#)), "{first:#?}");
+    // The DataHub source ran on its sample MCL topic: six classified columns, two tables' datasets.
+    assert_eq!(value(&first, "DataFields"), 6, "{first:#?}");
+    assert_eq!(value(&first, "DataRetentionRules"), 2, "{first:#?}");
     // What reaches Dastra is the same every run; how many requests coalescing saved depends on timing.
     let (second, stderr) = summary(&["--log", "info", "--progress-every", "1s"]);
     assert!(!stderr.contains('\r'), "carriage returns in non-terminal output");

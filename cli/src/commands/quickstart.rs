@@ -1,7 +1,8 @@
 //! `dastra-connect quickstart`: the whole product on one machine with embedded defaults — an
 //! in-process Kafka-protocol broker (librdkafka's MockCluster), the Dastra emulator on localhost, local
 //! fakes of the source systems serving bundled sample data, Debezium topics holding sample change
-//! events, the source connectors and the Dastra sink —
+//! events, a DataHub MetadataChangeLog topic holding a sample catalog's changes, the source
+//! connectors and the Dastra sink —
 //! then a summary of what reached Dastra and what it cost.
 
 use std::collections::BTreeMap;
@@ -125,6 +126,34 @@ async fn produce_cdc_samples(kafka: &MockKafka, bus: &BusConfig) -> anyhow::Resu
     Ok(())
 }
 
+/// DataHub's sample MetadataChangeLog records on its topic, as DataHub would have logged them
+/// before the quickstart starts; and the store of the source's remembered aspects.
+async fn produce_datahub_samples(
+    kafka: &MockKafka,
+    bus: &BusConfig,
+    topics: &Topics,
+    name: &str,
+) -> anyhow::Result<()> {
+    use dastra_connect_core::bus::OutboundMessage;
+    use dastra_connect_datahub::config::DEFAULT_TOPIC;
+    kafka.create_topic(DEFAULT_TOPIC, 3);
+    kafka.create_topic(&topics.state(&format!("aspects-{name}")), 1);
+    let records = dastra_connect_datahub::samples::sample_records()?;
+    let n = records.len();
+    let messages = records
+        .into_iter()
+        .map(|(key, value)| OutboundMessage {
+            topic: DEFAULT_TOPIC.to_owned(),
+            key: key.into(),
+            payload: Some(value.into()),
+            headers: Vec::new(),
+        })
+        .collect();
+    bus.publisher().await?.publish_batch(messages).await?;
+    eprintln!("  DataHub MCL topic   {DEFAULT_TOPIC} ({n} metadata changes)");
+    Ok(())
+}
+
 /// `key: reason: error` of the DLQ's first `n` records.
 async fn dlq_records(bus: &BusConfig, topics: &Topics, n: usize) -> Vec<String> {
     use dastra_connect_core::bus::SubscriberEvent;
@@ -205,6 +234,8 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     eprintln!("  OpenMetadata (fake) {}", openmetadata.base_url);
     let salesforce = dastra_connect_salesforce::fake::FakeSalesforce::with_samples().spawn().await?;
     eprintln!("  Salesforce (fake)   {}", salesforce.base_url);
+    let hubspot = dastra_connect_hubspot::fake::FakeHubSpot::with_samples().spawn().await?;
+    eprintln!("  HubSpot (fake)      {}", hubspot.base_url);
 
     let exports = tempfile::tempdir()?;
     let files_config = files_sample_config(exports.path())?;
@@ -249,6 +280,25 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
                 "sync": { "poll_interval": "2s" },
             }))?)),
         },
+        Source {
+            name: "hubspot",
+            connector: Box::new(dastra_connect_hubspot::HubSpotSource::new(serde_json::from_value(json!({
+                "url": hubspot.base_url,
+                "token": dastra_connect_hubspot::fake::TOKEN,
+                "objects": [
+                    { "object": "companies" },
+                    {
+                        "object": "tickets",
+                        "filters": { "hs_pipeline": dastra_connect_hubspot::fake::PRIVACY_PIPELINE },
+                        "params": { "stages": {
+                            "71234563": { "state": "Processing" },
+                            "71234564": { "state": "Closed", "closed_reason": "Accepted" },
+                        } },
+                    },
+                ],
+                "sync": { "poll_interval": "2s" },
+            }))?)),
+        },
         Source { name: "exports", connector: Box::new(dastra_connect_files::FilesSource::new(files_config)) },
         Source {
             name: "erp-cdc",
@@ -268,6 +318,12 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
                 "sync": { "poll_interval": "2s" },
             }))?)),
         },
+        Source {
+            name: "catalog",
+            connector: Box::new(dastra_connect_datahub::DataHubSource::new(
+                dastra_connect_datahub::samples::sample_config()?,
+            )),
+        },
     ];
     let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
     create_topics(&kafka, &topics, &names);
@@ -276,6 +332,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     let bus = BusConfig::Kafka(kafka_cfg);
     eprintln!("  Kafka (MockCluster) {}", kafka.bootstrap_servers());
     produce_cdc_samples(&kafka, &bus).await?;
+    produce_datahub_samples(&kafka, &bus, &topics, "catalog").await?;
 
     let metrics = Metrics::new();
     let admin = Admin::new(metrics.clone());
@@ -413,7 +470,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         }
     }
     emulator.shutdown().await;
-    drop((servicenow, netbox, coupa, openmetadata, exports, salesforce));
+    drop((servicenow, netbox, coupa, openmetadata, exports, salesforce, hubspot));
     if counters.too_many_requests > 0 || sink_dlq > 0 {
         anyhow::bail!(
             "the quickstart saw {} 429s and {sink_dlq} events the sink dead-lettered",

@@ -82,7 +82,18 @@ pub enum Row {
 pub trait RecordRule: Send + Sync + 'static {
     /// Reads a decoded record of `topic` (`key`: the decoded message key, if any).
     fn read(&self, topic: &str, msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject>;
+
+    /// Persists what the rule remembered while reading a batch (e.g. DataHub's latest aspects of
+    /// each entity), once the batch's events and dead letters are acknowledged and before its
+    /// offsets are committed. A batch that fails is read again, so what the rule remembers must
+    /// be the same after reading a record twice. Default: a rule without memory saves nothing.
+    fn save(&self) -> SaveFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
 }
+
+/// What [`RecordRule::save`] returns.
+pub type SaveFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SourceError>> + Send + 'a>>;
 
 /// Why a batch must be tried again (or the reader stop, when fatal).
 #[derive(Debug, thiserror::Error)]
@@ -352,6 +363,7 @@ impl<R: RecordRule> TopicReader<R> {
         if !writes.is_empty() {
             run.index.put_batch(writes).await.map_err(SourceError::from)?;
         }
+        self.rule.save().await?;
         for (kind, op) in published {
             run.ctx.metrics.events_published.with_label_values(&[&run.ctx.name, kind.as_str(), op]).inc();
         }

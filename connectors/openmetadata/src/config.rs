@@ -162,7 +162,7 @@ impl OpenMetadataConfig {
 
 /// A `tag_map` entry: `{personalDataCategory: <Dastra PersonalDataCategory>, sensitiveData: bool}`
 /// (both optional), or `null` to ignore a default tag.
-fn check_tag_target(at: &str, v: &Value) -> Result<(), ConfigError> {
+pub fn check_tag_target(at: &str, v: &Value) -> Result<(), ConfigError> {
     let obj = match v {
         Value::Null => return Ok(()),
         Value::Object(o) => o,

@@ -427,6 +427,22 @@ impl SourceHttp {
     /// `GET url` expecting JSON, with auth, rate limit and retries. `what` names the request in
     /// errors (a path, never the query string, which may carry data).
     pub async fn get_json(&self, url: Url, what: &str) -> Result<HttpResponse, SourceError> {
+        self.send_json(reqwest::Method::GET, url, None, what).await
+    }
+
+    /// `POST url` with a JSON `body`, expecting JSON (search endpoints that take their query in the
+    /// body, e.g. HubSpot's): the same auth, rate limit and retries as [`SourceHttp::get_json`].
+    pub async fn post_json(&self, url: Url, body: &serde_json::Value, what: &str) -> Result<HttpResponse, SourceError> {
+        self.send_json(reqwest::Method::POST, url, Some(body), what).await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<HttpResponse, SourceError> {
         let mut attempt = 0u32;
         let mut refreshed_after_401 = false;
         // A request admitted by the budget keeps its retries (a probe that meets a 5xx is not
@@ -444,7 +460,11 @@ impl SourceHttp {
                 SourceAuth::Header { name, .. } => name.clone(),
                 _ => reqwest::header::AUTHORIZATION,
             };
-            let mut req = self.client.get(url.clone()).header(reqwest::header::ACCEPT, "application/json");
+            let mut req =
+                self.client.request(method.clone(), url.clone()).header(reqwest::header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
             if let Some(h) = &auth {
                 req = req.header(name, h.clone());
             }

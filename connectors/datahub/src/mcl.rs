@@ -1,0 +1,403 @@
+//! [`DataHubRule`]: reads DataHub's MetadataChangeLog (MCL) records for the topic reader of
+//! `dastra-connect-debezium` (consume, decode, map, publish, commit are the reader's).
+//!
+//! An MCL record reports one **aspect** of one entity (`entityUrn`, `aspectName`, `aspect` as
+//! `GenericAspect {value: JSON bytes, contentType}`). A Dastra DataField needs two of them at once
+//! (a field's tags may sit in `schemaMetadata`, written by ingestion, or in
+//! `editableSchemaMetadata`, written in the UI), so the rule remembers, per entity URN, the latest
+//! of each aspect it reads (reduced to what the mapping uses) in a state store on the bus, and
+//! hands the mapping the **merged entity**: for a dataset its platform, name, env, description and
+//! fields (each with the union of its tags and glossary terms from both aspects); for a data
+//! platform its `dataPlatformInfo`. What it remembers is saved when the batch is acknowledged,
+//! before the offsets are committed ([`RecordRule::save`]).
+//!
+//! - `changeType: DELETE` of the entity (no `aspectName`, or its key aspect `…Key`) and the
+//!   `status` aspect with `removed: true` delete every entity the URN produced; `removed: false`
+//!   brings them back. A DELETE of another aspect forgets that aspect and re-maps the rest.
+//! - The version is the change's time (`created.time`, else `systemMetadata.lastObserved`, else
+//!   the Kafka timestamp) with the record's offset as tie-breaker. An aspect older than the one
+//!   remembered is skipped (an older copy never overwrites a newer one).
+//! - Entity types other than `dataset` and `dataPlatform`, and aspects the mapping does not use,
+//!   are skipped without state or events (the MCL topic carries every change DataHub makes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use dastra_connect_core::bus::InboundMessage;
+use dastra_connect_core::event::{cmp_sequence, sequence_from_time};
+use dastra_connect_core::source::SourceError;
+use dastra_connect_core::state::StateStore;
+use dastra_connect_debezium::reader::{Change, RecordRule, Reject, Row, SaveFuture};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// Entity type of datasets.
+pub const DATASET: &str = "dataset";
+/// Entity type of data platforms.
+pub const DATA_PLATFORM: &str = "dataPlatform";
+
+/// The aspects read for datasets.
+pub const DATASET_ASPECTS: &[&str] =
+    &["schemaMetadata", "editableSchemaMetadata", "datasetProperties", "editableDatasetProperties", "status"];
+/// The aspects read for data platforms.
+pub const PLATFORM_ASPECTS: &[&str] = &["dataPlatformInfo", "status"];
+
+/// One remembered aspect: its version, and its reduced value (`None`: deleted at that version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Stored {
+    seq: String,
+    value: Option<Value>,
+}
+
+/// What is remembered of an entity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct EntityState {
+    /// Latest aspects by name.
+    #[serde(default)]
+    aspects: BTreeMap<String, Stored>,
+    /// The version of the entity's delete, while it stays deleted.
+    #[serde(default)]
+    deleted: Option<String>,
+}
+
+/// Reads MCL records; see the module doc.
+pub struct DataHubRule {
+    store: Arc<dyn StateStore>,
+    /// Entities changed by the batch being read, saved by [`RecordRule::save`].
+    pending: Mutex<HashMap<String, EntityState>>,
+}
+
+impl DataHubRule {
+    /// A rule remembering aspects in `store`.
+    pub fn new(store: Arc<dyn StateStore>) -> DataHubRule {
+        DataHubRule { store, pending: Mutex::new(HashMap::new()) }
+    }
+
+    fn state(&self, urn: &str) -> EntityState {
+        if let Some(s) = self.pending.lock().get(urn) {
+            return s.clone();
+        }
+        self.store.get(urn).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    fn remember(&self, urn: &str, state: EntityState) {
+        self.pending.lock().insert(urn.to_owned(), state);
+    }
+}
+
+fn reject(code: &'static str, msg: impl Into<String>) -> Reject {
+    (code, msg.into())
+}
+
+/// The change's time in epoch milliseconds: `created.time`, else `systemMetadata.lastObserved`
+/// (0 means unset), else the message timestamp.
+fn change_time(value: &Value, msg: &InboundMessage) -> Option<DateTime<Utc>> {
+    let ms = |v: &Value| v.as_i64().filter(|t| *t > 0);
+    ms(&value["created"]["time"])
+        .or_else(|| ms(&value["systemMetadata"]["lastObserved"]))
+        .and_then(DateTime::from_timestamp_millis)
+        .or(msg.timestamp)
+}
+
+/// The JSON document of a `GenericAspect`: `value` is bytes (base64 text once decoded from Avro,
+/// or the JSON text itself when the MCL came as JSON).
+pub fn aspect_json(aspect: &Value) -> Result<Value, Reject> {
+    let content_type = aspect["contentType"].as_str().unwrap_or("application/json");
+    if content_type != "application/json" {
+        return Err(reject(
+            "unsupported_aspect",
+            format!("aspect contentType {content_type:?} (only application/json)"),
+        ));
+    }
+    let text = aspect["value"].as_str().ok_or_else(|| reject("invalid_aspect", "aspect.value is not bytes or text"))?;
+    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text)
+        && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        && v.is_object()
+    {
+        return Ok(v);
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(reject("invalid_aspect", "aspect.value is not a JSON object")),
+    }
+}
+
+fn urns(list: &Value, field: &str) -> Vec<Value> {
+    list.as_array()
+        .map(|a| a.iter().filter_map(|t| t[field].as_str()).map(|s| Value::String(s.to_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// A field's name from its path: v2 paths (`[version=2.0].[type=struct].address.[type=string].zip`)
+/// without their `[…]` segments (`address.zip`); v1 paths as they are.
+pub fn field_name(path: &str) -> String {
+    let mut bare = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            c if depth == 0 => bare.push(c),
+            _ => {}
+        }
+    }
+    bare.split('.').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(".")
+}
+
+/// A schema field (`SchemaField` or `EditableSchemaFieldInfo`) reduced to what the mapping uses.
+fn reduce_field(f: &Value) -> Result<Value, Reject> {
+    let path = f["fieldPath"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| reject("invalid_aspect", "a schema field has no fieldPath"))?;
+    let mut out = Map::new();
+    out.insert("fieldPath".into(), json!(path));
+    for k in ["description", "nativeDataType", "nullable", "isPartOfKey", "label"] {
+        if !f[k].is_null() {
+            out.insert(k.into(), f[k].clone());
+        }
+    }
+    // SchemaFieldDataType {type: union}: the union's branch name, e.g. `com.linkedin.schema.StringType`.
+    if let Some(branch) = f["type"]["type"].as_object().and_then(|o| o.keys().next()) {
+        out.insert("type".into(), json!(branch.rsplit('.').next().unwrap_or(branch)));
+    }
+    out.insert("tags".into(), Value::Array(urns(&f["globalTags"]["tags"], "tag")));
+    out.insert("terms".into(), Value::Array(urns(&f["glossaryTerms"]["terms"], "urn")));
+    Ok(Value::Object(out))
+}
+
+fn reduce_fields(list: &Value, what: &str) -> Result<Value, Reject> {
+    match list {
+        Value::Null => Ok(json!([])),
+        Value::Array(items) => items.iter().map(reduce_field).collect::<Result<Vec<_>, _>>().map(Value::Array),
+        _ => Err(reject("invalid_aspect", format!("{what} is not an array"))),
+    }
+}
+
+/// An aspect reduced to what the mapping uses (the rest, e.g. a table's full DDL, is not kept).
+fn reduce(aspect: &str, v: &Value) -> Result<Value, Reject> {
+    let pick = |keys: &[&str]| {
+        Value::Object(keys.iter().filter(|k| !v[**k].is_null()).map(|k| ((*k).to_owned(), v[*k].clone())).collect())
+    };
+    Ok(match aspect {
+        "schemaMetadata" => json!({
+            "schemaName": v["schemaName"], "platform": v["platform"],
+            "fields": reduce_fields(&v["fields"], "schemaMetadata.fields")?,
+        }),
+        "editableSchemaMetadata" => json!({
+            "fields": reduce_fields(&v["editableSchemaFieldInfo"], "editableSchemaMetadata.editableSchemaFieldInfo")?,
+        }),
+        "status" => json!({"removed": v["removed"].as_bool().unwrap_or(false)}),
+        "datasetProperties" => pick(&["name", "qualifiedName", "description", "externalUrl"]),
+        "editableDatasetProperties" => pick(&["description"]),
+        "dataPlatformInfo" => pick(&["name", "displayName", "type", "logoUrl", "datasetNameDelimiter"]),
+        _ => v.clone(),
+    })
+}
+
+/// `urn:li:dataset:(urn:li:dataPlatform:<platform>,<name>,<env>)` → (platform, name, env).
+pub fn parse_dataset_urn(urn: &str) -> Option<(String, String, String)> {
+    let inner = urn.strip_prefix("urn:li:dataset:(")?.strip_suffix(')')?;
+    let (platform, rest) = inner.split_once(',')?;
+    let (name, env) = rest.rsplit_once(',')?;
+    let platform = platform.strip_prefix("urn:li:dataPlatform:").unwrap_or(platform);
+    (!platform.is_empty() && !name.is_empty()).then(|| (platform.to_owned(), name.to_owned(), env.to_owned()))
+}
+
+fn aspect<'a>(state: &'a EntityState, name: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    state.aspects.get(name).and_then(|s| s.value.as_ref()).unwrap_or(&NULL)
+}
+
+fn nz(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        other => Some(other),
+    }
+}
+
+fn union(a: &Value, b: &Value) -> Value {
+    let mut out: Vec<Value> = a.as_array().cloned().unwrap_or_default();
+    for v in b.as_array().into_iter().flatten() {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    Value::Array(out)
+}
+
+/// The dataset the mapping reads: the fields of `schemaMetadata` in their order, then those only
+/// `editableSchemaMetadata` knows; an edited description wins; tags and terms are the union.
+fn dataset_row(urn: &str, state: &EntityState) -> Result<Value, Reject> {
+    let (platform, name, env) = parse_dataset_urn(urn)
+        .ok_or_else(|| reject("invalid_urn", format!("{urn:?} is not a dataset URN (platform, name, env)")))?;
+    let schema = aspect(state, "schemaMetadata");
+    let editable = aspect(state, "editableSchemaMetadata");
+    let edited: HashMap<&str, &Value> = editable["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some((f["fieldPath"].as_str()?, f)))
+        .collect();
+    let mut fields = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for f in schema["fields"].as_array().into_iter().flatten() {
+        let Some(path) = f["fieldPath"].as_str() else { continue };
+        if !seen.insert(path.to_owned()) {
+            continue;
+        }
+        let mut merged = f.clone();
+        if let Some(e) = edited.get(path) {
+            if let Some(d) = nz(&e["description"]) {
+                merged["description"] = d.clone();
+            }
+            merged["tags"] = union(&f["tags"], &e["tags"]);
+            merged["terms"] = union(&f["terms"], &e["terms"]);
+        }
+        merged["name"] = json!(field_name(path));
+        fields.push(merged);
+    }
+    for f in editable["fields"].as_array().into_iter().flatten() {
+        let Some(path) = f["fieldPath"].as_str() else { continue };
+        if seen.insert(path.to_owned()) {
+            let mut only = f.clone();
+            only["name"] = json!(field_name(path));
+            fields.push(only);
+        }
+    }
+    let props = aspect(state, "datasetProperties");
+    let description = nz(&aspect(state, "editableDatasetProperties")["description"])
+        .or_else(|| nz(&props["description"]))
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(json!({
+        "urn": urn, "entityType": DATASET, "platform": platform, "name": name, "env": env,
+        "displayName": props["name"], "description": description, "fields": fields,
+    }))
+}
+
+fn platform_row(urn: &str, state: &EntityState) -> Value {
+    let name = urn.strip_prefix("urn:li:dataPlatform:").unwrap_or(urn);
+    json!({"urn": urn, "entityType": DATA_PLATFORM, "name": name, "info": aspect(state, "dataPlatformInfo")})
+}
+
+impl RecordRule for DataHubRule {
+    fn read(&self, _topic: &str, msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject> {
+        let (Some(entity_type), Some(change_type)) = (value["entityType"].as_str(), value["changeType"].as_str())
+        else {
+            return Err(reject("not_mcl", "no entityType/changeType: not a DataHub MetadataChangeLog record"));
+        };
+        let urn = nz(&value["entityUrn"])
+            .or_else(|| key.and_then(nz))
+            .and_then(Value::as_str)
+            .ok_or_else(|| reject("no_key", "the record has no entityUrn and no message key"))?
+            .to_owned();
+        let time = change_time(value, msg)
+            .ok_or_else(|| reject("no_version", "no created.time, systemMetadata.lastObserved or message timestamp"))?;
+        let sequence = sequence_from_time(time, msg.offset.max(0) as u64);
+        let change =
+            |row| Change { record_id: urn.clone(), sequence: sequence.clone(), time: Some(time), snapshot: false, row };
+        let aspects = match entity_type {
+            DATASET => DATASET_ASPECTS,
+            DATA_PLATFORM => PLATFORM_ASPECTS,
+            _ => return Ok(change(Row::Skip("entity_type"))),
+        };
+        let aspect_name = nz(&value["aspectName"]).and_then(Value::as_str);
+        let mut state = self.state(&urn);
+        let older = |than: &str| cmp_sequence(&sequence, than) == std::cmp::Ordering::Less;
+        if state.deleted.as_deref().is_some_and(older) {
+            return Ok(change(Row::Skip("stale")));
+        }
+        if change_type == "DELETE" && aspect_name.is_none_or(|a| a.ends_with("Key")) {
+            self.remember(&urn, EntityState { aspects: BTreeMap::new(), deleted: Some(sequence.clone()) });
+            return Ok(change(Row::Delete(None)));
+        }
+        let Some(name) = aspect_name.filter(|a| aspects.contains(a)) else {
+            return Ok(change(Row::Skip("aspect")));
+        };
+        if state.aspects.get(name).is_some_and(|s| older(&s.seq)) {
+            return Ok(change(Row::Skip("stale")));
+        }
+        let reduced = match change_type {
+            "DELETE" => None,
+            "UPSERT" | "CREATE" | "UPDATE" | "PATCH" | "RESTATE" => {
+                let doc = nz(&value["aspect"])
+                    .ok_or_else(|| reject("invalid_aspect", format!("{change_type} of {name} without an aspect")))?;
+                Some(reduce(name, &aspect_json(doc)?)?)
+            }
+            other => return Err(reject("unsupported_change", format!("changeType {other:?}"))),
+        };
+        // Checked before anything is remembered, so a bad URN leaves no state behind.
+        if entity_type == DATASET && parse_dataset_urn(&urn).is_none() {
+            return Err(reject("invalid_urn", format!("{urn:?} is not a dataset URN (platform, name, env)")));
+        }
+        state.deleted = None;
+        state.aspects.insert(name.to_owned(), Stored { seq: sequence.clone(), value: reduced });
+        self.remember(&urn, state.clone());
+        if aspect(&state, "status")["removed"] == json!(true) {
+            return Ok(change(Row::Delete(None)));
+        }
+        let row = match entity_type {
+            DATASET => dataset_row(&urn, &state)?,
+            _ => platform_row(&urn, &state),
+        };
+        Ok(change(Row::Upsert(row)))
+    }
+
+    fn save(&self) -> SaveFuture<'_> {
+        Box::pin(async move {
+            let entries: Vec<(String, Option<Bytes>)> = self
+                .pending
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(Bytes::from(serde_json::to_vec(v).unwrap_or_default()))))
+                .collect();
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+            self.store.put_batch(entries).await.map_err(SourceError::from)?;
+            let mut pending = self.pending.lock();
+            for k in keys {
+                pending.remove(&k);
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urns_and_field_paths() {
+        let (p, n, e) =
+            parse_dataset_urn("urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)").unwrap();
+        assert_eq!((p.as_str(), n.as_str(), e.as_str()), ("postgres", "crm.public.customers", "PROD"));
+        assert!(parse_dataset_urn("urn:li:dataset:postgres").is_none());
+        assert_eq!(field_name("[version=2.0].[type=struct].address.[type=string].zip"), "address.zip");
+        assert_eq!(field_name("email"), "email");
+    }
+
+    #[test]
+    fn aspect_values_are_json_bytes_or_text() {
+        let doc = json!({"removed": true});
+        let b64 = base64::engine::general_purpose::STANDARD.encode(doc.to_string());
+        assert_eq!(aspect_json(&json!({"value": b64, "contentType": "application/json"})).unwrap(), doc);
+        assert_eq!(aspect_json(&json!({"value": doc.to_string(), "contentType": "application/json"})).unwrap(), doc);
+        assert_eq!(
+            aspect_json(&json!({"value": "x", "contentType": "application/json"})).unwrap_err().0,
+            "invalid_aspect"
+        );
+        assert_eq!(
+            aspect_json(&json!({"value": "{}", "contentType": "application/avro"})).unwrap_err().0,
+            "unsupported_aspect"
+        );
+    }
+}
