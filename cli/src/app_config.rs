@@ -137,6 +137,9 @@ pub enum ConnectorConfig {
     Netbox(Box<dastra_connect_netbox::NetBoxConfig>),
     /// Coupa: suppliers → Actors, contracts → Contracts.
     Coupa(Box<dastra_connect_coupa::CoupaConfig>),
+    /// OpenMetadata: PII-tagged columns → DataFields in per-table datasets, database services →
+    /// Assets, pipelines with lineage → DataProcessings.
+    Openmetadata(Box<dastra_connect_openmetadata::OpenMetadataConfig>),
     /// HubSpot CRM: companies → Actors, privacy tickets → DataSubjectRequests, contacts (optional).
     Hubspot(Box<dastra_connect_hubspot::HubSpotConfig>),
     /// CSV / JSON / NDJSON export files with a column mapping.
@@ -196,6 +199,7 @@ impl AppConfig {
                 ConnectorConfig::Servicenow(c) => c.validate(&at)?,
                 ConnectorConfig::Netbox(c) => c.validate(&at)?,
                 ConnectorConfig::Coupa(c) => c.validate(&at)?,
+                ConnectorConfig::Openmetadata(c) => c.validate(&at)?,
                 ConnectorConfig::Hubspot(c) => c.validate(&at)?,
                 ConnectorConfig::Files(c) => c.validate(&at)?,
                 ConnectorConfig::Debezium(c) => c.validate(&at, dastra_connect_debezium::ReaderKind::Debezium)?,
@@ -358,6 +362,9 @@ impl ConnectorConfig {
             ConnectorConfig::Servicenow(c) => Box::new(dastra_connect_servicenow::ServiceNowSource::new((**c).clone())),
             ConnectorConfig::Netbox(c) => Box::new(dastra_connect_netbox::NetBoxSource::new((**c).clone())),
             ConnectorConfig::Coupa(c) => Box::new(dastra_connect_coupa::CoupaSource::new((**c).clone())),
+            ConnectorConfig::Openmetadata(c) => {
+                Box::new(dastra_connect_openmetadata::OpenMetadataSource::new((**c).clone()))
+            }
             ConnectorConfig::Hubspot(c) => Box::new(dastra_connect_hubspot::HubSpotSource::new((**c).clone())),
             ConnectorConfig::Files(c) => Box::new(dastra_connect_files::FilesSource::new((**c).clone())),
             ConnectorConfig::Debezium(c) => Box::new(dastra_connect_debezium::DebeziumSource::new((**c).clone())),

@@ -46,9 +46,12 @@ fn quickstart_runs_to_a_clean_summary_and_is_repeatable() {
     assert!(value(&first, "Dastra requests used") > 0);
     // The Debezium reader ran on its sample topics: its rejected supplier is listed.
     assert!(first.iter().any(|l| l.contains(r#"erp:suppliers:{"id":105}: mapping_error"#)), "{first:#?}");
-    // The DataHub source ran on its sample MCL topic: six classified columns, two tables' datasets.
-    assert_eq!(value(&first, "DataFields"), 6, "{first:#?}");
-    assert_eq!(value(&first, "DataRetentionRules"), 2, "{first:#?}");
+    // The DataHub source ran on its sample MCL topic (six classified columns, two tables' datasets)
+    // and the OpenMetadata source on its sample catalog (five classified columns, three tables'
+    // datasets, two pipelines).
+    assert_eq!(value(&first, "DataFields"), 6 + 5, "{first:#?}");
+    assert_eq!(value(&first, "DataRetentionRules"), 2 + 3, "{first:#?}");
+    assert_eq!(value(&first, "DataProcessings"), 2, "{first:#?}");
     // What reaches Dastra is the same every run; how many requests coalescing saved depends on timing.
     let (second, stderr) = summary(&["--log", "info", "--progress-every", "1s"]);
     assert!(!stderr.contains('\r'), "carriage returns in non-terminal output");

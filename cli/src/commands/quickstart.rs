@@ -230,6 +230,8 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     eprintln!("  NetBox (fake)       {}", netbox.base_url);
     let coupa = dastra_connect_coupa::fake::FakeCoupa::with_samples().spawn().await?;
     eprintln!("  Coupa (fake)        {}", coupa.base_url);
+    let openmetadata = dastra_connect_openmetadata::fake::FakeOpenMetadata::with_samples().spawn().await?;
+    eprintln!("  OpenMetadata (fake) {}", openmetadata.base_url);
     let salesforce = dastra_connect_salesforce::fake::FakeSalesforce::with_samples().spawn().await?;
     eprintln!("  Salesforce (fake)   {}", salesforce.base_url);
     let hubspot = dastra_connect_hubspot::fake::FakeHubSpot::with_samples().spawn().await?;
@@ -267,6 +269,14 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
                     "client_id": dastra_connect_coupa::fake::CLIENT_ID,
                     "client_secret": dastra_connect_coupa::fake::CLIENT_SECRET,
                 },
+                "sync": { "poll_interval": "2s" },
+            }))?)),
+        },
+        Source {
+            name: "openmetadata",
+            connector: Box::new(dastra_connect_openmetadata::OpenMetadataSource::new(serde_json::from_value(json!({
+                "url": openmetadata.base_url,
+                "token": dastra_connect_openmetadata::fake::TOKEN,
                 "sync": { "poll_interval": "2s" },
             }))?)),
         },
@@ -460,7 +470,7 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
         }
     }
     emulator.shutdown().await;
-    drop((servicenow, netbox, coupa, exports, salesforce, hubspot));
+    drop((servicenow, netbox, coupa, openmetadata, exports, salesforce, hubspot));
     if counters.too_many_requests > 0 || sink_dlq > 0 {
         anyhow::bail!(
             "the quickstart saw {} 429s and {sink_dlq} events the sink dead-lettered",

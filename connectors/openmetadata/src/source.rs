@@ -2,17 +2,18 @@
 //!
 //! - First sync (a fresh cursor): every entity of the stream, listed through `paging.after`,
 //!   taken in `(updatedAt, id)` order.
-//! - Incremental: the change events feed (`entityCreated`, `entityUpdated`, `entityRestored` for
-//!   the stream's entity type, from the cursor's time); each entity named there is read again by id
-//!   (OpenMetadata's list endpoints have no "updated since" filter). An entity soft-deleted or gone
-//!   by the time it is read is left to the delete feed.
+//! - Incremental: the change events feed (`entityCreated`, `entityUpdated`, `entityFieldsChanged`,
+//!   `entityRestored` for the stream's entity type, from the cursor's time); each entity named there
+//!   is read again by id (OpenMetadata's list endpoints have no "updated since" filter). An entity
+//!   soft-deleted or gone by the time it is read is left to the delete feed.
 //! - Deletes: the same feed's `entitySoftDeleted` and `entityDeleted` events. A restore
 //!   (`entityRestored`) publishes the entity again.
 //! - Sweeps: the whole list (OpenMetadata pages by an opaque cursor, not by id), in id order.
 //!
-//! Records: id = the entity's uuid, time = `updatedAt` (epoch ms), version = `version` × 10
-//! (OpenMetadata versions step by 0.1). Pipelines carry their one-hop lineage: the tables they read
-//! (`lineage.upstream`) and write (`lineage.downstream`), each read with its columns and tags.
+//! Records: id = the entity's uuid, time = `updatedAt` (epoch ms; from the feed: the event's
+//! `timestamp`), version = `version` × 10 (OpenMetadata versions step by 0.1). Pipelines carry
+//! their one-hop lineage: the tables they read (`lineage.upstream`) and write
+//! (`lineage.downstream`), each read with its columns and tags.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -35,7 +36,7 @@ const SYSTEM: &str = "openmetadata";
 const IDS: IdOrder = IdOrder::Text;
 
 /// Event types that mean "the entity has new content".
-const CHANGED: &[&str] = &["entityCreated", "entityUpdated", "entityRestored"];
+const CHANGED: &[&str] = &["entityCreated", "entityUpdated", "entityFieldsChanged", "entityRestored"];
 /// Event types that mean "the entity is gone".
 const GONE: &[&str] = &["entitySoftDeleted", "entityDeleted"];
 
@@ -202,7 +203,7 @@ impl SourceSystem for OpenMetadataSystem {
         let mut out = Vec::new();
         // Entities gone since their event are skipped, not counted: a page stops at `limit`
         // records, so that one skipped entity cannot stall the feed.
-        for (_, id) in self.feed(entity, CHANGED, after).await? {
+        for (t, id) in self.feed(entity, CHANGED, after).await? {
             if out.len() >= limit as usize {
                 break;
             }
@@ -210,7 +211,12 @@ impl SourceSystem for OpenMetadataSystem {
             if body.get("deleted").and_then(Value::as_bool) == Some(true) {
                 continue;
             }
-            out.push(to_record(entity, body)?);
+            // Positioned at its event, the order the feed was read in: the cursor then moves past
+            // events that changed nothing the entity's `updatedAt` shows (usage, profiles), and an
+            // entity changed again since is read again at its next event.
+            let mut rec = to_record(entity, body)?;
+            rec.updated = t;
+            out.push(rec);
         }
         let page = order_page(out, after, IDS, limit);
         Ok(Page { records: self.finish(entity, page).await?, total: None })

@@ -10,7 +10,7 @@ use dastra_connect_core::event::{ChangeEvent, DataField};
 use serde_json::Value;
 
 use super::engine::{SinkResource, UpsertInput, upsert};
-use super::entities::{delete, payload_json, through_dto, with_links};
+use super::entities::{delete, find_natural, payload_json, through_dto, with_links};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::DataFields;
 use crate::model::Filter;
@@ -43,20 +43,7 @@ pub(super) async fn apply(
     current: Option<LedgerEntry>,
 ) -> Result<Outcome, ApplyError> {
     let filter = natural_key(f);
-    let find = || {
-        let filter = filter.clone();
-        async move {
-            match filter {
-                Some(filter) => {
-                    let found = ctx.client.find_by_filter::<DataFields>(filter).await?;
-                    Ok(found.first().and_then(DataFields::read_id))
-                }
-                // A delete event may carry no content: with an intent open and nothing to match,
-                // the field is treated as never created.
-                None => Ok(None),
-            }
-        }
-    };
+    let find = || find_natural::<DataFields>(ctx, filter.clone());
     if f.deleted {
         // Dastra cannot archive data fields: `archive` falls back to DELETE.
         return delete::<DataFields, _, _>(ctx, event, current, find).await;

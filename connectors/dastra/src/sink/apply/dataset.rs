@@ -11,7 +11,7 @@ use dastra_connect_core::event::{ChangeEvent, Dataset};
 use serde_json::{Value, json};
 
 use super::engine::{SinkResource, UpsertInput, upsert};
-use super::entities::{delete, payload_json, through_dto, with_links};
+use super::entities::{delete, find_natural, payload_json, through_dto, with_links};
 use super::refs::{Refs, uuid_id};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{DataFields, DataRetentionRules};
@@ -70,20 +70,7 @@ pub(super) async fn apply(
     current: Option<LedgerEntry>,
 ) -> Result<Outcome, ApplyError> {
     let filter = natural_key(d);
-    let find = || {
-        let filter = filter.clone();
-        async move {
-            match filter {
-                Some(filter) => {
-                    let found = ctx.client.find_by_filter::<DataRetentionRules>(filter).await?;
-                    Ok(found.first().and_then(DataRetentionRules::read_id))
-                }
-                // A delete event may carry no label: with an intent open and nothing to match,
-                // the dataset is treated as never created.
-                None => Ok(None),
-            }
-        }
-    };
+    let find = || find_natural::<DataRetentionRules>(ctx, filter.clone());
     if d.deleted {
         return delete::<DataRetentionRules, _, _>(ctx, event, current, find).await;
     }

@@ -176,6 +176,19 @@ pub(super) async fn apply_entity(
     }
 }
 
+/// The lookup after an open intent of a resource without an external-key field (DataFields,
+/// datasets): the first entity its natural key `filter` matches. With no filter (a delete event may
+/// carry no content) nothing is found: the entity is treated as never created.
+pub(super) async fn find_natural<R: SinkResource>(
+    ctx: &ApplyCtx<'_>,
+    filter: Option<Filter>,
+) -> Result<Option<String>, crate::error::DastraError> {
+    match filter {
+        Some(f) => Ok(ctx.client.find_by_filter::<R>(f).await?.first().and_then(R::read_id)),
+        None => Ok(None),
+    }
+}
+
 /// Adds links to the entry an outcome records (when it records one).
 pub(super) fn with_links(
     mut outcome: Outcome,
