@@ -1,6 +1,7 @@
 //! Config of the webhook receiver connector (`type: dastra_webhook_receiver`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use dastra_connect_core::config::{ConfigError, Secret};
 use schemars::JsonSchema;
@@ -26,6 +27,15 @@ pub struct WebhookReceiverConfig {
     /// Largest body accepted, in bytes (413 beyond).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// How long a delivered body's id is remembered (a duplicate within it is not published again)
+    /// and how old a body's signed `date` may be (older bodies are refused as possible replays).
+    #[serde(default = "default_dedupe_window", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub dedupe_window: Duration,
+    /// How far in the future a body's `date` may be (clock difference with Dastra).
+    #[serde(default = "default_skew", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max_clock_skew: Duration,
 }
 
 fn default_listen() -> SocketAddr {
@@ -33,6 +43,12 @@ fn default_listen() -> SocketAddr {
 }
 fn default_path() -> String {
     "/webhooks/dastra".into()
+}
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 fn default_true() -> bool {
     true
@@ -55,6 +71,12 @@ impl WebhookReceiverConfig {
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new(format!("{at}.max_body_bytes"), "must be at least 1024"));
+        }
+        if self.dedupe_window < Duration::from_secs(60) {
+            return Err(ConfigError::new(format!("{at}.dedupe_window"), "must be at least 1m"));
+        }
+        if self.max_clock_skew > self.dedupe_window {
+            return Err(ConfigError::new(format!("{at}.max_clock_skew"), "must not exceed `dedupe_window`"));
         }
         Ok(())
     }

@@ -2,9 +2,11 @@
 //! to `<prefix>.events` before answering 200 (Dastra never retries, so a 200 must mean "stored").
 
 mod config;
+mod dedupe;
 mod receiver;
 mod signature;
 
 pub use config::WebhookReceiverConfig;
-pub use receiver::{WebhookReceiver, router};
+pub use dedupe::{DateRefusal, Dedupe};
+pub use receiver::{WebhookReceiver, event_id, router};
 pub use signature::{sign, verify};
