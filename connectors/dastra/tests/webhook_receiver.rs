@@ -63,6 +63,7 @@ async fn scenario(bus: BusConfig, prepare: impl Fn(&str)) {
         max_body_bytes: 64 * 1024,
         dedupe_window: Duration::from_secs(24 * 3600),
         max_clock_skew: Duration::from_secs(300),
+        backfill: None,
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(Box::new(WebhookReceiver::new(config)).run(ctx, shutdown.clone()));

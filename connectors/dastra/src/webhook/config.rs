@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dastra_connect_core::config::{ConfigError, Secret};
+
+use crate::config::DastraClientConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,34 @@ pub struct WebhookReceiverConfig {
     #[serde(default = "default_skew", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub max_clock_skew: Duration,
+    /// Polls Dastra for DSRs and Tasks changed since its checkpoint and publishes them as the
+    /// webhook would (same event ids), so a delivery Dastra failed to make is not lost.
+    #[serde(default)]
+    pub backfill: Option<Box<BackfillConfig>>,
+}
+
+/// The backfill poller of the webhook receiver.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillConfig {
+    /// The Dastra API it lists from (a sink of this process with the same base URL, workspace and
+    /// credential shares its quota limiter).
+    pub dastra: DastraClientConfig,
+    /// Time between two polls.
+    #[serde(default = "default_backfill_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+    /// Pages listed per family (DSRs, Tasks) and poll at most: a poll costs at most
+    /// `2 × max_pages_per_poll` requests (plus an OAuth token when due).
+    #[serde(default = "default_backfill_pages")]
+    pub max_pages_per_poll: u32,
+}
+
+fn default_backfill_interval() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_backfill_pages() -> u32 {
+    5
 }
 
 fn default_listen() -> SocketAddr {
@@ -77,6 +107,15 @@ impl WebhookReceiverConfig {
         }
         if self.max_clock_skew > self.dedupe_window {
             return Err(ConfigError::new(format!("{at}.max_clock_skew"), "must not exceed `dedupe_window`"));
+        }
+        if let Some(b) = &self.backfill {
+            b.dastra.validate().map_err(|e| ConfigError::new(format!("{at}.backfill.dastra"), e.to_string()))?;
+            if b.interval < Duration::from_secs(1) {
+                return Err(ConfigError::new(format!("{at}.backfill.interval"), "must be at least 1s"));
+            }
+            if b.max_pages_per_poll == 0 {
+                return Err(ConfigError::new(format!("{at}.backfill.max_pages_per_poll"), "must be at least 1"));
+            }
         }
         Ok(())
     }

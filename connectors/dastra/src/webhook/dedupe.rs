@@ -107,7 +107,9 @@ impl Dedupe {
             .store
             .snapshot()
             .into_iter()
-            .filter(|(_, v)| std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()).is_none_or(|ms| ms < oldest))
+            .filter(|(_, v)| {
+                std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()).is_none_or(|ms| ms < oldest)
+            })
             .map(|(k, _)| (k, None))
             .collect();
         let n = expired.len();

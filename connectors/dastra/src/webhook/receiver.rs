@@ -31,12 +31,12 @@ impl WebhookReceiver {
 }
 
 #[derive(Clone)]
-struct Shared {
+pub(super) struct Shared {
     config: Arc<WebhookReceiverConfig>,
     publisher: Arc<dyn Publisher>,
     topic: String,
     source: String,
-    connector: String,
+    pub(super) connector: String,
     metrics: Metrics,
     dedupe: Arc<Dedupe>,
     /// Also send the id as `Nats-Msg-Id` (JetStream drops a second publish of it in its window).
@@ -46,10 +46,10 @@ struct Shared {
 /// The fields of Dastra's `WebhookPayload` the receiver reads; the body is forwarded unchanged.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
-    event_type: Option<String>,
-    date: Option<String>,
-    data: Option<serde_json::Value>,
+pub(super) struct Envelope {
+    pub(super) event_type: Option<String>,
+    pub(super) date: Option<String>,
+    pub(super) data: Option<serde_json::Value>,
 }
 
 /// The router serving `config.path`, publishing with `publisher` to `topic` once per id in
@@ -63,9 +63,7 @@ pub fn router(
     dedupe: Arc<Dedupe>,
     nats_msg_id: bool,
 ) -> axum::Router {
-    let limit = config.max_body_bytes;
-    let path = config.path.clone();
-    let shared = Shared {
+    routes(Shared {
         config: Arc::new(config),
         publisher,
         topic,
@@ -74,12 +72,17 @@ pub fn router(
         metrics,
         dedupe,
         nats_msg_id,
-    };
+    })
+}
+
+fn routes(shared: Shared) -> axum::Router {
+    let limit = shared.config.max_body_bytes;
+    let path = shared.config.path.clone();
     axum::Router::new().route(&path, post(receive)).layer(DefaultBodyLimit::max(limit)).with_state(shared)
 }
 
 /// Which entity family an event is about, for the message key (one entity's events stay in order).
-fn family(event_type: &str) -> &'static str {
+pub(super) fn family(event_type: &str) -> &'static str {
     match event_type {
         t if t.starts_with("DataSubject") => "dsr",
         t if t.starts_with("Task") => "task",
@@ -125,6 +128,44 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> (S
             return (StatusCode::BAD_REQUEST, "body is not a webhook payload");
         }
     };
+    store(&s, body, env, Origin::Webhook).await
+}
+
+/// Where a body comes from: the webhook (its `date` is checked against the window) or the backfill
+/// poller (built from the API's answer; its `date` is the entity's change date, possibly older).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    Webhook,
+    Backfill,
+}
+
+/// How long storing one body may take: Dastra gives up after 10 s (API notes §5.1), and an answer
+/// it receives (503) shows in its webhook error log, where a timeout shows only as a timeout.
+const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Publishes `body` once per change id in the dedupe window; answers what the webhook caller gets.
+/// Gives up after [`STORE_DEADLINE`] with 503 (a publish already sent may still land; its id is
+/// then not recorded, and a later copy is caught by `Nats-Msg-Id` on NATS only).
+pub(super) async fn store(s: &Shared, body: Bytes, env: Envelope, origin: Origin) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(STORE_DEADLINE, store_once(s, body, env, origin)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::error!(connector = %s.connector, "webhook not stored: the bus did not answer in time");
+            if origin == Origin::Webhook {
+                s.metrics.webhooks_received.with_label_values(&[&s.connector, "other", "503"]).inc();
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, "could not store the event in time")
+        }
+    }
+}
+
+async fn store_once(s: &Shared, body: Bytes, env: Envelope, origin: Origin) -> (StatusCode, &'static str) {
+    let count = |event: &str, status: StatusCode| {
+        if origin == Origin::Backfill {
+            return;
+        }
+        s.metrics.webhooks_received.with_label_values(&[&s.connector, event, status.as_str()]).inc();
+    };
     let event_type = env.event_type.unwrap_or_else(|| "Unknown".into());
     // A stable low-cardinality label: Dastra's NotificationChannel names, anything else folded.
     let label = if event_type.chars().all(|c| c.is_ascii_alphanumeric()) && event_type.len() <= 48 {
@@ -143,7 +184,9 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> (S
         count(label, StatusCode::BAD_REQUEST);
         return (StatusCode::BAD_REQUEST, "body has no valid `date`");
     };
-    if let Err(why) = s.dedupe.check_date(date, chrono::Utc::now()) {
+    if let Some(why) =
+        (origin == Origin::Webhook).then(|| s.dedupe.check_date(date, chrono::Utc::now()).err()).flatten()
+    {
         let reason = match why {
             DateRefusal::TooOld => "`date` is older than the dedupe window (possible replay)",
             DateRefusal::InFuture => "`date` is further in the future than the allowed clock skew",
@@ -207,22 +250,47 @@ impl Connector for WebhookReceiver {
         ctx.bus.ensure_topics(&[dastra_connect_core::bus::TopicSpec::new(topic.clone())]).await?;
         let publisher = ctx.bus.publisher().await?;
         let ready = ctx.admin.readiness(&ctx.name);
+        let store =
+            dastra_connect_core::state::open(&ctx.bus, &ctx.topics.state(&format!("webhook-dedupe-{}", ctx.name)))
+                .await?;
+        let dedupe = Arc::new(Dedupe::new(store, self.config.dedupe_window, self.config.max_clock_skew));
+        let pruner =
+            tokio::spawn(prune_loop(dedupe.clone(), self.config.dedupe_window, shutdown.clone(), ctx.name.clone()));
+        let shared = Shared {
+            config: Arc::new(self.config.clone()),
+            publisher,
+            topic,
+            source: format!("/connectors/{}", ctx.name),
+            connector: ctx.name.clone(),
+            metrics: ctx.metrics.clone(),
+            dedupe,
+            nats_msg_id: matches!(ctx.bus, dastra_connect_core::bus::BusConfig::Nats(_)),
+        };
+        let backfill = match &self.config.backfill {
+            Some(b) => {
+                let ns = ctx.topics.state(&format!("webhook-backfill-{}", ctx.name));
+                let checkpoints = dastra_connect_core::state::open(&ctx.bus, &ns).await?;
+                let poller =
+                    super::backfill::Poller::new(shared.clone(), (**b).clone(), checkpoints, self.config.dedupe_window);
+                Some(tokio::spawn(poller.run(shutdown.clone())))
+            }
+            None => None,
+        };
+        // Listen only once the stores are open: a body accepted before would find no window.
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", self.config.listen))?;
         let addr = listener.local_addr()?;
         let path = self.config.path.clone();
-        let store = dastra_connect_core::state::open(&ctx.bus, &ctx.topics.state(&format!("webhook-dedupe-{}", ctx.name)))
-            .await?;
-        let dedupe = Arc::new(Dedupe::new(store, self.config.dedupe_window, self.config.max_clock_skew));
-        let pruner = tokio::spawn(prune_loop(dedupe.clone(), self.config.dedupe_window, shutdown.clone(), ctx.name.clone()));
-        let nats = matches!(ctx.bus, dastra_connect_core::bus::BusConfig::Nats(_));
-        let app = router(self.config, publisher, topic, &ctx.name, ctx.metrics.clone(), dedupe, nats);
+        let app = routes(shared);
         tracing::info!(connector = %ctx.name, %addr, %path, "webhook receiver listening");
         ready.set(true);
         axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
         ready.set(false);
         pruner.abort();
+        if let Some(b) = backfill {
+            b.abort();
+        }
         Ok(())
     }
 }
