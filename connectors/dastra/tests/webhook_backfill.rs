@@ -8,10 +8,8 @@
 
 use std::time::Duration;
 
-use dastra_connect_core::admin::Admin;
 use dastra_connect_core::bus::{BusConfig, SubscriberEvent, TopicSpec};
-use dastra_connect_core::codec::Codec;
-use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
+use dastra_connect_core::connector::{Connector, Topics};
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_core::testkit::{self, Broker};
 use dastra_connect_dastra::config::{AuthConfig, DastraClientConfig};
@@ -21,11 +19,11 @@ use dastra_emulator::EmulatorConfig;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const NAME: &str = "hooks";
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{emu_post, free_port, subscribe_webhook};
+
+const NAME: &str = "hooks";
 
 async fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -51,20 +49,8 @@ async fn scenario(mut broker: Broker) {
     bus.ensure_topics(&[TopicSpec::new(topic.clone())]).await.unwrap();
 
     let emu = dastra_emulator::spawn(EmulatorConfig::default().with_quota(vec![])).await.unwrap();
-    let http = reqwest::Client::new();
     let port = free_port();
-    let sub: Value = http
-        .post(emu.url("/v1/WebHookUrls"))
-        .header("X-API-Key", "emulator-key")
-        .json(&json!({"url": format!("http://127.0.0.1:{port}/webhooks/dastra"), "workSpaceId": 1,
-                      "subscribedEvents": ["DataSubjectCreation"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = sub["signatureKey"].as_str().expect("signatureKey").to_owned();
+    let key = subscribe_webhook(&emu, port, &["DataSubjectCreation"]).await;
 
     let dastra = DastraClientConfig::new(
         emu.url("/").parse().unwrap(),
@@ -76,14 +62,7 @@ async fn scenario(mut broker: Broker) {
     sinks_quota.register(&dastra.quota_key());
 
     let metrics = Metrics::new();
-    let ctx = ConnectorContext {
-        name: NAME.into(),
-        bus: bus.clone(),
-        topics: topics.clone(),
-        codec: Codec::single_object(),
-        metrics: metrics.clone(),
-        admin: Admin::new(metrics.clone()),
-    };
+    let ctx = common::context(NAME, &bus, &topics, &metrics);
     let mut config: WebhookReceiverConfig = serde_json::from_value(json!({
         "listen": format!("127.0.0.1:{port}"),
         "signing_keys": [key],
@@ -107,16 +86,12 @@ async fn scenario(mut broker: Broker) {
         Broker::Nats(n) => n.stop(),
         Broker::Kafka(k) | Broker::KafkaBig(k) => k.all_down(),
     }
-    let dsr: Value = http
-        .post(emu.url("/v1/ws/1/DataSubjectRequests"))
-        .header("X-API-Key", "emulator-key")
-        .json(&json!({"title": "Missed request", "areaId": 1, "locale": "en", "purposes": ["Erasure"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dsr = emu_post(
+        &emu,
+        "/v1/ws/1/DataSubjectRequests",
+        json!({"title": "Missed request", "areaId": 1, "locale": "en", "purposes": ["Erasure"]}),
+    )
+    .await;
     let id = dsr["id"].as_i64().unwrap();
     wait_for("the failed delivery", 60, || {
         emu.state

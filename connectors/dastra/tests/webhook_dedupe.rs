@@ -8,10 +8,8 @@
 
 use std::time::Duration;
 
-use dastra_connect_core::admin::Admin;
 use dastra_connect_core::bus::{BusConfig, SubscriberEvent, TopicSpec};
-use dastra_connect_core::codec::Codec;
-use dastra_connect_core::connector::{Connector, ConnectorContext, Topics};
+use dastra_connect_core::connector::{Connector, Topics};
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_core::testkit::{self, Broker};
 use dastra_connect_dastra::webhook::{Dedupe, WebhookReceiver, WebhookReceiverConfig, event_id, sign};
@@ -20,11 +18,11 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const NAME: &str = "hooks";
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{emu_post, free_port, subscribe_webhook};
+
+const NAME: &str = "hooks";
 
 struct Replica {
     url: String,
@@ -34,15 +32,7 @@ struct Replica {
 
 impl Replica {
     async fn start(bus: &BusConfig, topics: &Topics, key: &str, port: u16) -> Self {
-        let metrics = Metrics::new();
-        let ctx = ConnectorContext {
-            name: NAME.into(),
-            bus: bus.clone(),
-            topics: topics.clone(),
-            codec: Codec::single_object(),
-            metrics: metrics.clone(),
-            admin: Admin::new(metrics),
-        };
+        let ctx = common::context(NAME, bus, topics, &Metrics::new());
         let config: WebhookReceiverConfig = serde_json::from_value(json!({
             "listen": format!("127.0.0.1:{port}"),
             "signing_keys": [key],
@@ -85,32 +75,17 @@ async fn scenario(broker: Broker) {
     let emu = dastra_emulator::spawn(EmulatorConfig::default().with_quota(vec![])).await.unwrap();
     let http = reqwest::Client::new();
     let (port_a, port_b) = (free_port(), free_port());
-    let sub: Value = http
-        .post(emu.url("/v1/WebHookUrls"))
-        .header("X-API-Key", "emulator-key")
-        .json(&json!({"url": format!("http://127.0.0.1:{port_a}/webhooks/dastra"), "workSpaceId": 1,
-                      "subscribedEvents": ["DataSubjectCreation"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = sub["signatureKey"].as_str().expect("signatureKey").to_owned();
+    let key = subscribe_webhook(&emu, port_a, &["DataSubjectCreation"]).await;
     let a = Replica::start(&bus, &topics, &key, port_a).await;
     let b = Replica::start(&bus, &topics, &key, port_b).await;
 
     // The real delivery.
-    let dsr: Value = http
-        .post(emu.url("/v1/ws/1/DataSubjectRequests"))
-        .header("X-API-Key", "emulator-key")
-        .json(&json!({"title": "Access request", "areaId": 1, "locale": "en", "purposes": ["Access"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dsr = emu_post(
+        &emu,
+        "/v1/ws/1/DataSubjectRequests",
+        json!({"title": "Access request", "areaId": 1, "locale": "en", "purposes": ["Access"]}),
+    )
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let delivered = loop {
         if let Some(d) = emu.state.webhook_deliveries().into_iter().find(|d| d.status.is_some()) {
