@@ -2,7 +2,8 @@
 //! its exact signed body sent again (one after the other, concurrently to one replica, to a second
 //! replica sharing the dedupe store, and after a restart) leave one event on the bus (nats-server,
 //! MockCluster); a validly signed body dated outside the window is refused (422) and not
-//! published; a new change of the same entity still is.
+//! published; a new change of the same entity still is. Signatures: missing or wrong → 401, a
+//! second configured key (rotation) accepted; an oversized body → 413.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +24,7 @@ mod common;
 use common::{emu_post, free_port, subscribe_webhook};
 
 const NAME: &str = "hooks";
+const NEXT_KEY: &str = "rotated-key";
 
 struct Replica {
     url: String,
@@ -35,7 +37,8 @@ impl Replica {
         let ctx = common::context(NAME, bus, topics, &Metrics::new());
         let config: WebhookReceiverConfig = serde_json::from_value(json!({
             "listen": format!("127.0.0.1:{port}"),
-            "signing_keys": [key],
+            // The webhook's key and the next one during a key rotation.
+            "signing_keys": [key, NEXT_KEY],
             "max_body_bytes": 64 * 1024,
         }))
         .unwrap();
@@ -125,6 +128,16 @@ async fn scenario(broker: Broker) {
     let a = Replica::start(&bus, &topics, &key, port_a).await;
     assert_eq!(post(&http, &a.url, &body, &sig).await, (200, "already stored".into()));
 
+    // Signatures: missing or wrong → 401; the rotated key is accepted; an oversized body → 413.
+    assert_eq!(http.post(&a.url).body(body.clone()).send().await.unwrap().status(), 401);
+    assert_eq!(post(&http, &a.url, &body, &sign("not-the-key", body.as_bytes())).await.0, 401);
+    let mut rotated = serde_json::from_str::<Value>(&body).unwrap();
+    rotated["data"]["id"] = json!(dsr["id"].as_i64().unwrap() + 2000);
+    let rotated = rotated.to_string();
+    assert_eq!(post(&http, &a.url, &rotated, &sign(NEXT_KEY, rotated.as_bytes())).await, (200, "stored".into()));
+    let big = format!(r#"{{"eventType":"DataSubjectCreation","pad":"{}"}}"#, "x".repeat(65 * 1024));
+    assert_eq!(post(&http, &a.url, &big, &sign(&key, big.as_bytes())).await.0, 413);
+
     // A captured body replayed later: validly signed, dated outside the window → refused.
     let mut old = serde_json::from_str::<Value>(&body).unwrap();
     old["date"] = json!((chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339());
@@ -177,10 +190,10 @@ async fn scenario(broker: Broker) {
     // The window is pruned by date: once every recorded date is older than the window, nothing is left.
     a.stop().await;
     let state = dastra_connect_core::state::open(&bus, &topics.state(&store)).await.unwrap();
-    assert_eq!(state.len(), 3, "{:?}", state.snapshot());
+    assert_eq!(state.len(), 4, "{:?}", state.snapshot());
     let dedupe = Dedupe::new(state.clone(), Duration::from_secs(24 * 3600), Duration::from_secs(300));
     assert_eq!(dedupe.prune(chrono::Utc::now()).await.unwrap(), 0);
-    assert_eq!(dedupe.prune(chrono::Utc::now() + chrono::Duration::days(2)).await.unwrap(), 3);
+    assert_eq!(dedupe.prune(chrono::Utc::now() + chrono::Duration::days(2)).await.unwrap(), 4);
     assert!(dedupe.is_empty());
 }
 
