@@ -120,3 +120,42 @@ impl WebhookReceiverConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(extra: serde_json::Value) -> WebhookReceiverConfig {
+        let mut v = serde_json::json!({"signing_keys": ["k"]});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn window_and_backfill_rules_name_the_key() {
+        assert!(parse(serde_json::json!({})).validate("c").is_ok());
+        let err = parse(serde_json::json!({"dedupe_window": "10s"})).validate("c").unwrap_err();
+        assert_eq!(err.path, "c.dedupe_window");
+        let err = parse(serde_json::json!({"dedupe_window": "1h", "max_clock_skew": "2h"})).validate("c").unwrap_err();
+        assert_eq!(err.path, "c.max_clock_skew");
+        let dastra = serde_json::json!({"workspace_id": 1, "auth": {"type": "api_key", "api_key": "x"}});
+        let ok = parse(serde_json::json!({"backfill": {"dastra": dastra}}));
+        assert!(ok.validate("c").is_ok());
+        let b = ok.backfill.as_ref().unwrap();
+        assert_eq!((b.interval, b.max_pages_per_poll), (Duration::from_secs(300), 5));
+        let err =
+            parse(serde_json::json!({"backfill": {"dastra": dastra, "interval": "0s"}})).validate("c").unwrap_err();
+        assert_eq!(err.path, "c.backfill.interval");
+        let err = parse(serde_json::json!({"backfill": {"dastra": dastra, "max_pages_per_poll": 0}}))
+            .validate("c")
+            .unwrap_err();
+        assert_eq!(err.path, "c.backfill.max_pages_per_poll");
+        let bad = serde_json::json!({"workspace_id": 0, "auth": {"type": "api_key", "api_key": "x"}});
+        let err = parse(serde_json::json!({"backfill": {"dastra": bad}})).validate("c").unwrap_err();
+        assert_eq!(err.path, "c.backfill.dastra");
+        assert!(err.reason.contains("workspace_id"), "{err:?}");
+        let unknown = serde_json::json!({"signing_keys": ["k"], "backfill": {"dastra": dastra, "every": "1m"}});
+        assert!(serde_json::from_value::<WebhookReceiverConfig>(unknown).is_err());
+    }
+}
