@@ -5,7 +5,8 @@
 //!
 //! - A poll lists, per family, `GET …/DataSubjectRequests` and `GET …/Tasks` filtered on
 //!   `DateUpdate ≥ checkpoint` or `DateCreation ≥ checkpoint`, sorted by `DateUpdate` ascending, at
-//!   most `max_pages_per_poll` pages each: at most `2 × max_pages_per_poll` requests per interval.
+//!   most `max_pages_per_poll` pages each: at most `2 × max_pages_per_poll` requests per interval
+//!   (plus a token request with OAuth: the client is built each poll, see `client`).
 //! - Requests go through the process's quota limiter for the same base URL, workspace and
 //!   credential (the sink's, when a sink of this process registered one) at `Urgent` priority.
 //! - The checkpoint (newest change date published, per family) is kept in a state store on the
@@ -73,6 +74,8 @@ impl Poller {
         }
     }
 
+    /// A client on the limiter registered now for this API key (a sink starting after the receiver
+    /// registers its own, and the next poll uses it).
     fn client(&self) -> anyhow::Result<DastraClient> {
         let dastra = &self.config.dastra;
         let quota = QuotaLimiter::shared(&dastra.quota_key(), || QuotaLimiter::new(&dastra.quota));
