@@ -149,6 +149,19 @@ fn default_pause_429() -> Duration {
 }
 
 impl DastraClientConfig {
+    /// The key under which the process shares one quota limiter between everything that calls
+    /// Dastra with this config's credential: base URL, workspace and a SHA-256 fingerprint of the
+    /// credential (never the credential itself).
+    pub fn quota_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let credential = match &self.auth {
+            AuthConfig::ApiKey { api_key } | AuthConfig::Basic { api_key } => api_key.expose().to_owned(),
+            AuthConfig::Oauth2 { client_id, client_secret, .. } => format!("{client_id}:{}", client_secret.expose()),
+        };
+        let fingerprint = hex::encode(&Sha256::digest(credential.as_bytes())[..8]);
+        format!("{}|ws{}|{fingerprint}", self.base_url, self.workspace_id)
+    }
+
     /// A config with defaults for everything but the essentials (handy in tests and the quickstart).
     pub fn new(base_url: Url, workspace_id: i32, auth: AuthConfig) -> Self {
         Self {

@@ -358,7 +358,28 @@ impl Drop for WaiterGuard<'_> {
     }
 }
 
+/// The process-wide registry of limiters, by [`DastraClientConfig::quota_key`](crate::config::DastraClientConfig::quota_key).
+static REGISTRY: std::sync::OnceLock<Mutex<std::collections::HashMap<String, QuotaLimiter>>> =
+    std::sync::OnceLock::new();
+
 impl QuotaLimiter {
+    /// Makes `self` the limiter other parts of the process find under `key` (the sink registers
+    /// its limiter, so the webhook receiver's backfill of the same API key queues behind the same
+    /// quota). A later registration under the same key replaces it.
+    pub fn register(&self, key: &str) {
+        REGISTRY.get_or_init(Default::default).lock().insert(key.to_owned(), self.clone());
+    }
+
+    /// The limiter registered under `key`, or `make()` registered under it now.
+    pub fn shared(key: &str, make: impl FnOnce() -> QuotaLimiter) -> QuotaLimiter {
+        REGISTRY.get_or_init(Default::default).lock().entry(key.to_owned()).or_insert_with(make).clone()
+    }
+
+    /// Whether `self` and `other` are the same limiter (clones of one).
+    pub fn same_as(&self, other: &QuotaLimiter) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// A limiter with the whole quota (share 1/1). Call [`validate`](QuotaConfig::validate) first;
     /// invalid windows (limit 0) simply never grant.
     pub fn new(config: &QuotaConfig) -> Self {

@@ -61,6 +61,9 @@ async fn scenario(bus: BusConfig, prepare: impl Fn(&str)) {
         signing_keys: vec![Secret::new(key)],
         require_signature: true,
         max_body_bytes: 64 * 1024,
+        dedupe_window: Duration::from_secs(24 * 3600),
+        max_clock_skew: Duration::from_secs(300),
+        backfill: None,
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(Box::new(WebhookReceiver::new(config)).run(ctx, shutdown.clone()));
@@ -161,5 +164,9 @@ async fn webhooks_reach_kafka() {
     let kafka = testkit::mock_kafka(1);
     let mut cfg = kafka.kafka_config();
     cfg.create_topics = false;
-    scenario(BusConfig::Kafka(cfg), |t| kafka.create_topic(t, 3)).await;
+    scenario(BusConfig::Kafka(cfg), |t| {
+        kafka.create_topic(t, 3);
+        kafka.create_topic(&Topics::default().state("webhook-dedupe-hooks"), 1);
+    })
+    .await;
 }

@@ -332,6 +332,13 @@ impl DastraClient {
         self.call_json(c).await
     }
 
+    /// `GET <collection>` (one page), the records as Dastra sent them (every field kept).
+    pub async fn list_raw<R: Resource>(&self, query: &ListQuery) -> Result<PagedList<serde_json::Value>, DastraError> {
+        let mut c = self.call(Method::GET, "GET", R::ROUTES.list, self.ws_path(R::PATH));
+        c.query = query.to_pairs(self.page_size());
+        self.call_json(c).await
+    }
+
     /// Every page of `GET <collection>`, up to `max_pages` pages.
     pub async fn list_all<R: Resource>(&self, query: &ListQuery, max_pages: u32) -> Result<Vec<R::Read>, DastraError> {
         let mut q = query.clone();

@@ -55,7 +55,10 @@ impl DastraSink {
         let quota = QuotaLimiter::new(&self.config.dastra.quota);
         let observer = MetricsObserver::new(ctx.metrics.clone(), ctx.name.clone());
         let client = DastraClient::new(&self.config.dastra, quota.clone(), Some(Arc::new(observer.clone())))?;
-        Ok(self.parts.get_or_init(|| Parts { quota, observer, client }).clone())
+        let parts = self.parts.get_or_init(|| Parts { quota, observer, client }).clone();
+        // The webhook receiver's backfill in this process, with the same key, queues behind it.
+        parts.quota.register(&self.config.dastra.quota_key());
+        Ok(parts)
     }
 }
 

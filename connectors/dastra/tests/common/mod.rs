@@ -293,3 +293,43 @@ pub fn short_sessions(bus: &mut BusConfig) {
         k.properties.insert("heartbeat.interval.ms".into(), "500".into());
     }
 }
+
+/// A free TCP port on 127.0.0.1 (for a webhook receiver to listen on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `POST <path>` on the emulator with its API key; the JSON answer.
+pub async fn emu_post(emu: &RunningEmulator, path: &str, body: serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(emu.url(path))
+        .header("X-API-Key", "emulator-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Subscribes a webhook in workspace 1 to `events`, posting to the receiver on `port`; its signature key.
+pub async fn subscribe_webhook(emu: &RunningEmulator, port: u16, events: &[&str]) -> String {
+    let url = format!("http://127.0.0.1:{port}/webhooks/dastra");
+    let sub =
+        emu_post(emu, "/v1/WebHookUrls", serde_json::json!({"url": url, "workSpaceId": 1, "subscribedEvents": events}))
+            .await;
+    sub["signatureKey"].as_str().expect("signatureKey").to_owned()
+}
+
+/// The context a connector named `name` gets from the framework, reporting to `metrics`.
+pub fn context(name: &str, bus: &BusConfig, topics: &Topics, metrics: &Metrics) -> ConnectorContext {
+    ConnectorContext {
+        name: name.into(),
+        bus: bus.clone(),
+        topics: topics.clone(),
+        codec: Codec::single_object(),
+        metrics: metrics.clone(),
+        admin: Admin::new(metrics.clone()),
+    }
+}
