@@ -48,7 +48,8 @@ async fn official_client_and_ours_read_each_other() {
         python_ids.push(unframe_confluent(&bytes).expect("framed").0);
         assert_eq!(&codec.decode(p.kind(), &bytes).await.expect("rust decodes python"), p, "{}", p.kind());
     }
-    assert_eq!(stub.schema_count(), 8, "one schema per payload type");
+    let kinds: std::collections::BTreeSet<_> = payloads.iter().map(|p| p.kind()).collect();
+    assert_eq!(stub.schema_count(), kinds.len(), "one schema per payload type");
 
     // Rust encodes (finding the ids Python registered), Python decodes.
     let mut items = Vec::new();
