@@ -178,10 +178,10 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
-                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     match joined {
-                        Ok((key, work, finish)) => {
-                            if let Err(e) = self.finish(key, work, finish).await {
+                        Ok((id, (key, work, finish))) => {
+                            if let Err(e) = self.finish(id, key, work, finish).await {
                                 break Err(e);
                             }
                         }
@@ -430,7 +430,19 @@ impl Driver {
         }
     }
 
-    async fn finish(&mut self, key: EntityKey, work: Work, finished: Finished) -> anyhow::Result<()> {
+    async fn finish(
+        &mut self,
+        id: tokio::task::Id,
+        key: EntityKey,
+        work: Work,
+        finished: Finished,
+    ) -> anyhow::Result<()> {
+        // Work abandoned on a revocation may still complete (its abort came too late): it was
+        // already counted out and its offsets belong to the new owner.
+        if self.running.get(&key).is_none_or(|(handle, _)| handle.id() != id) {
+            tracing::debug!(connector = %self.label(), key = %key, "result of abandoned work ignored");
+            return Ok(());
+        }
         self.in_flight -= 1;
         self.running.remove(&key);
         let kind = work.event.kind().as_str();

@@ -41,9 +41,9 @@ impl Driver {
         let grace = self.shared.config.shutdown_grace;
         let deadline = Instant::now() + grace;
         while !self.tasks.is_empty() && Instant::now() < deadline && !shutdown.is_cancelled() {
-            match tokio::time::timeout(deadline - Instant::now(), self.tasks.join_next()).await {
-                Ok(Some(Ok((key, work, finish)))) => {
-                    if let Err(e) = self.finish(key, work, finish).await {
+            match tokio::time::timeout(deadline - Instant::now(), self.tasks.join_next_with_id()).await {
+                Ok(Some(Ok((id, (key, work, finish))))) => {
+                    if let Err(e) = self.finish(id, key, work, finish).await {
                         tracing::error!(connector = %self.label(), error = %e, "error while finishing work on revoke");
                     }
                 }
@@ -95,9 +95,9 @@ impl Driver {
         let deadline = Instant::now() + grace;
         while !self.tasks.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.tasks.join_next()).await {
-                Ok(Some(Ok((key, work, finish)))) => {
-                    if let Err(e) = self.finish(key, work, finish).await {
+            match tokio::time::timeout(left, self.tasks.join_next_with_id()).await {
+                Ok(Some(Ok((id, (key, work, finish))))) => {
+                    if let Err(e) = self.finish(id, key, work, finish).await {
                         tracing::error!(connector = %self.label(), error = %e, "error while draining");
                     }
                 }
