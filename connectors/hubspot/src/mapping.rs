@@ -107,12 +107,6 @@ def country: nz | if . == null then null
 pub const TICKET_PROGRAM: &str = r#"
 def nz: if . == null or . == "" then null else . end;
 def epoch: .[0:19] + "Z" | fromdateiso8601;
-def deadline($months; $days):
-  epoch as $t | ($t | gmtime) as $g
-  | ($g[1] + $months) as $m
-  | ($g[0] + (($m / 12) | floor)) as $y
-  | first(range($g[2]; $g[2] - 4; -1) as $d | [$y, ($m % 12), $d, $g[3], $g[4], ($g[5] | floor)] | try mktime)
-  | . + $days * 86400;
 . as $r | ($r.properties // {}) as $p | ($r.contact.properties // {}) as $c
 | ($p[$params.purpose_property] | nz) as $type
 | ([($type // "") | split(";")[] | ascii_downcase | ltrimstr(" ") | rtrimstr(" ") | select(. != "")
@@ -138,7 +132,7 @@ def deadline($months; $days):
     userId: ($r.contact.id // null),
     demandId: "HubSpot ticket \($r.id)",
     dateDemand: ($created | epoch * 1000 | floor),
-    expiryTime: ($created | deadline($params.legal_delay_months // 0; $params.legal_delay_days // 0) * 1000 | floor)
+    expiryTime: ($created | epoch | legal_deadline($params.legal_delay_months // 0; $params.legal_delay_days // 0) * 1000 | floor)
   }}
 "#;
 

@@ -145,8 +145,10 @@ pub fn default_params(object: SalesforceObject) -> Value {
             "default_channel": "Internal",
             "person_category": "Client",
             "locale": "en",
-            // GDPR art. 12(3): one month from receipt (extendable by two); days after CreatedDate.
-            "legal_delay_days": 30,
+            // GDPR art. 12(3): one month from receipt (extendable by two), counted as a calendar
+            // month (the day clamped to the month's end) plus `legal_delay_days`.
+            "legal_delay_months": 1,
+            "legal_delay_days": 0,
             "extra_fields": []
         }),
         SalesforceObject::Contacts => json!({
@@ -183,7 +185,7 @@ def field($path): reduce ($path | split(".")[]) as $k (.; if type == "object" th
 /// A privacy Case → a DataSubjectRequest keyed by the Case Id: purpose from the request type
 /// table (an unknown type rejects the record), state and closing reason from `Status`/`IsClosed`,
 /// subject from the Contact (else `SuppliedName`/`SuppliedEmail`), deadline = `CreatedDate` +
-/// `legal_delay_days`.
+/// `legal_delay_months` calendar months + `legal_delay_days` (the prelude's `legal_deadline`).
 pub const CASE_PROGRAM: &str = r#"
 def nz: if . == null or . == "" then null else . end;
 def field($path): reduce ($path | split(".")[]) as $k (.; if type == "object" then .[$k] else null end);
@@ -210,7 +212,7 @@ def sfdate: nz | if . == null then null
     userId: ($c.ContactId | nz),
     description: "Salesforce case \($n)",
     dateDemand: ($created * 1000 | floor),
-    expiryTime: (($created + ($params.legal_delay_days * 86400)) * 1000 | floor)
+    expiryTime: ($created | legal_deadline($params.legal_delay_months // 0; $params.legal_delay_days // 0) * 1000 | floor)
   }}
 "#;
 
@@ -292,7 +294,8 @@ mod tests {
         assert_eq!((d["givenName"].as_str(), d["familyName"].as_str()), (Some("Jane"), Some("Doe")));
         assert_eq!(d["email"], "jane@example.com");
         assert_eq!(d["dateDemand"], 1_714_557_607_000_i64);
-        assert_eq!(d["expiryTime"], 1_714_557_607_000_i64 + 30 * 86_400_000, "created + 30 days");
+        // One calendar month: 1 May 10:00:07 → 1 June 10:00:07 (31 days).
+        assert_eq!(d["expiryTime"], 1_717_236_007_000_i64, "created + 1 calendar month");
         // Closed as withdrawn; no contact: the web-to-case fields; another time zone offset.
         let mut w = c.clone();
         w["IsClosed"] = json!(true);
@@ -301,11 +304,17 @@ mod tests {
         w["SuppliedName"] = json!("John Roe");
         w["SuppliedEmail"] = json!("john@example.com");
         w["CreatedDate"] = json!("2024-05-01T12:00:07.000+0200");
-        let out = run(SalesforceObject::Cases, w, Some(json!({"legal_delay_days": 90}))).unwrap();
+        let out =
+            run(SalesforceObject::Cases, w, Some(json!({"legal_delay_months": 0, "legal_delay_days": 90}))).unwrap();
         let d = &out[0]["data"];
         assert_eq!((d["state"].as_str(), d["closedReason"].as_str()), (Some("Closed"), Some("Cancelled")));
         assert_eq!((d["familyName"].as_str(), d["email"].as_str()), (Some("John Roe"), Some("john@example.com")));
         assert_eq!(d["expiryTime"], 1_714_557_607_000_i64 + 90 * 86_400_000);
+        // Received on 31 January of a leap year: the deadline is 29 February, not 1 March (30 days).
+        let mut jan = c.clone();
+        jan["CreatedDate"] = json!("2024-01-31T10:00:07.000+0000");
+        let out = run(SalesforceObject::Cases, jan, None).unwrap();
+        assert_eq!(out[0]["data"]["expiryTime"], 1_709_200_807_000_i64, "31 Jan + 1 month = 29 Feb");
         // A request type not in the table is rejected (→ DLQ).
         let mut unknown = c;
         unknown["Type"] = json!("Question");

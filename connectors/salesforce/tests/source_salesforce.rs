@@ -136,7 +136,7 @@ async fn scenario(broker: Broker) {
     assert_eq!(access.purposes.iter().map(|p| p.to_string()).collect::<Vec<_>>(), ["Access"]);
     assert_eq!(state(access), "Processing");
     assert_eq!(access.email.as_deref(), Some("camille.durand@example.com"), "subject from the Case's Contact");
-    assert_eq!(access.expiry_time.unwrap().to_rfc3339(), "2025-06-19T08:30:00+00:00", "CreatedDate + 30 days");
+    assert_eq!(access.expiry_time.unwrap().to_rfc3339(), "2025-06-20T08:30:00+00:00", "CreatedDate + 1 calendar month");
     let erasure = dsr(&latest, ERASURE_CASE).unwrap();
     assert_eq!(erasure.purposes.iter().map(|p| p.to_string()).collect::<Vec<_>>(), ["Erasure"]);
     assert_eq!(erasure.family_name.as_deref(), Some("Thomas Petit"), "no contact: SuppliedName");
@@ -378,7 +378,7 @@ async fn end_to_end(broker: Broker) {
     let d = find(&emu).unwrap();
     assert_eq!(d["purposes"], json!(["Erasure"]));
     assert_eq!(d["email"], "thomas.petit@example.net");
-    assert!(d["expiryTime"].as_str().unwrap().starts_with("2025-06-21T13:45:10"), "{d}");
+    assert!(d["expiryTime"].as_str().unwrap().starts_with("2025-06-22T13:45:10"), "{d}");
     assert_ne!(d["state"], "Closed");
 
     // The Case is closed as withdrawn: the same DSR is closed, none is added.

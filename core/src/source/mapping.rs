@@ -14,6 +14,9 @@
 //! (its key is then derived from `data.origin` and `data.target`). `null` outputs are skipped, so
 //! `if … then … else empty end` and `select` filter records out. A jq `error(…)` rejects the record:
 //! the engine dead-letters it with the message.
+//!
+//! Every program also sees the definitions of [`PRELUDE`] (e.g. `legal_deadline`), so mappings of
+//! different systems compute the same thing the same way.
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
@@ -69,6 +72,22 @@ impl Classify for MappingError {
 
 type Filter = jaq_core::Filter<data::JustLut<Val>>;
 
+/// jq definitions available to every mapping program.
+///
+/// `legal_deadline($months; $days)`: the input (seconds since the epoch, UTC) plus `$months`
+/// calendar months plus `$days` days, in seconds. A calendar month keeps the day of the month,
+/// clamped to the month's last day (31 January + 1 month = 28 or 29 February), which is how GDPR
+/// art. 12(3)'s "one month" is counted (Regulation 1182/71 art. 3(2)(c)): a fixed 30 days would fall
+/// after the legal deadline for a request received in February.
+pub const PRELUDE: &str = r#"
+def legal_deadline($months; $days):
+  (gmtime) as $g
+  | ($g[1] + $months) as $m
+  | ($g[0] + (($m / 12) | floor)) as $y
+  | first(range($g[2]; $g[2] - 4; -1) as $d | [$y, ($m % 12), $d, $g[3], $g[4], ($g[5] | floor)] | try mktime)
+  | . + $days * 86400;
+"#;
+
 /// A compiled jq mapping.
 pub struct Mapping {
     name: String,
@@ -99,9 +118,10 @@ impl Mapping {
         let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
         let loader = Loader::new(defs);
+        let code = format!("{PRELUDE}{program}");
         let arena = Arena::default();
         let modules = loader
-            .load(&arena, File { code: program, path: () })
+            .load(&arena, File { code: &code, path: () })
             .map_err(|errs| err(errs.into_iter().map(|(_, e)| format!("{e:?}")).collect::<Vec<_>>().join("; ")))?;
         let filter =
             Compiler::default().with_funs(funs).with_global_vars(["$params", "$system"]).compile(modules).map_err(
@@ -177,6 +197,25 @@ pub fn merge(base: &mut Value, over: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn legal_deadline_counts_calendar_months_clamped_to_the_month_end() {
+        let m = Mapping::compile(
+            "deadline",
+            "{kind: \"x\", id: \"1\", data: (. as $r | .t | fromdateiso8601 | legal_deadline($r.m; $r.d) | todate)}",
+        )
+        .unwrap();
+        let at = |t: &str, months: i64, days: i64| {
+            m.run(&json!({"t": t, "m": months, "d": days}), &json!({}), "s").unwrap()[0]["data"].clone()
+        };
+        assert_eq!(at("2023-01-31T09:30:00Z", 1, 0), "2023-02-28T09:30:00Z");
+        assert_eq!(at("2024-01-31T09:30:00Z", 1, 0), "2024-02-29T09:30:00Z");
+        assert_eq!(at("2024-04-30T23:59:59Z", 1, 0), "2024-05-30T23:59:59Z");
+        assert_eq!(at("2024-12-15T00:00:00Z", 1, 0), "2025-01-15T00:00:00Z");
+        assert_eq!(at("2024-11-30T00:00:00Z", 3, 0), "2025-02-28T00:00:00Z");
+        assert_eq!(at("2024-05-01T10:00:00Z", 0, 30), "2024-05-31T10:00:00Z");
+        assert_eq!(at("2024-05-01T10:00:00Z", 1, 2), "2024-06-03T10:00:00Z");
+    }
 
     #[test]
     fn maps_records_with_params_and_rejects_with_a_reason() {
