@@ -14,6 +14,9 @@
 //! - **Renew**: every third of `lease_ttl`, a compare-and-set on the revision. A failed CAS means
 //!   another replica took it: stop consuming the partition at once. When renewals cannot reach the
 //!   server for two thirds of the TTL, the lease is given up the same way, before it can expire.
+//! - **Reclaim**: a lease that still names this very process (a renewal that landed but whose answer
+//!   was lost, or one given up while the server was unreachable and not yet expired) is taken back at
+//!   once by the next claim: nobody else can hold a key that names this process.
 //! - **Expiry**: the bucket's `max_age` is `lease_ttl`, so the lease of a replica that died without
 //!   letting go disappears after at most that long.
 //! - **Release**: a graceful stop deletes the keys it holds (after its last commit), so the next
@@ -115,10 +118,11 @@ impl Leases {
             return Ok(Claim::Busy(String::new()));
         }
         let same_ordinal = owner.split('@').next() == Some(self.ordinal.as_str());
-        if !(at_start && same_ordinal) {
+        if !(owner == self.holder || (at_start && same_ordinal)) {
             return Ok(Claim::Busy(owner));
         }
-        // This ordinal's previous process: it restarted, the old one is gone.
+        // Still this process's (see Reclaim), or this ordinal's previous process: it restarted, the
+        // old one is gone.
         match self.kv.update(&key, value, entry.revision).await {
             Ok(revision) => Ok(Claim::Held(revision)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(Claim::Busy(owner)),
@@ -140,5 +144,38 @@ impl Leases {
         if let Err(e) = self.kv.delete_expect_revision(self.key(partition), Some(revision)).await {
             tracing::debug!(partition, error = %e, "partition lease not released (expired or taken)");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testkit::NatsServer;
+
+    /// A renewal whose answer was lost (the lease moved to a newer revision, still naming this
+    /// process) fails its compare-and-set; the next claim takes the lease back at once instead of
+    /// waiting for it to expire. A lease naming another process stays busy.
+    #[tokio::test]
+    async fn a_lease_naming_this_process_is_taken_back_at_once() {
+        let nats = NatsServer::start().await;
+        let mut cfg = nats.nats_config();
+        cfg.lease_ttl = Duration::from_secs(30);
+        let js = jetstream::new(crate::bus::nats::connect(&cfg).await.unwrap());
+        let leases = Leases::open(&js, &cfg, "g").await.unwrap();
+        let Claim::Held(first) = leases.claim(0, true).await.unwrap() else { panic!("not held") };
+        // This process's own write landed, its answer did not.
+        let moved = leases.kv.update("g.0", Bytes::from(leases.holder().to_owned()), first).await.unwrap();
+        assert_eq!(leases.renew(0, first).await.unwrap(), None, "the CAS on the old revision fails");
+        let Claim::Held(back) = leases.claim(0, false).await.unwrap() else { panic!("not taken back") };
+        assert!(back > moved);
+        // Another process of another ordinal: busy until it lets go.
+        let mut other_cfg = cfg.clone();
+        other_cfg.replica_index = 1;
+        other_cfg.replicas = 2;
+        let other = Leases::open(&js, &other_cfg, "g").await.unwrap();
+        assert_eq!(other.claim(0, true).await.unwrap(), Claim::Busy(leases.holder().to_owned()));
+        leases.release(0, back).await;
+        assert!(matches!(other.claim(0, false).await.unwrap(), Claim::Held(_)));
     }
 }
