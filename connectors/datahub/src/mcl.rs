@@ -17,7 +17,11 @@
 //! - The version is the change's time (`created.time`, else `systemMetadata.lastObserved`, else
 //!   the Kafka timestamp) with the record's offset as tie-breaker. An aspect older than the one
 //!   remembered is skipped (an older copy never overwrites a newer one).
-//! - Entity types other than `dataset` and `dataPlatform`, and aspects the mapping does not use,
+//! - A **data job** (`dataJob`: `dataJobInfo`, `editableDataJobProperties`, `dataJobInputOutput`)
+//!   is handed to the mapping with the datasets it reads and writes, each as the merged dataset
+//!   this rule remembers (so the mapping can tell a classified one), or only its URN when none of
+//!   its aspects was read.
+//! - Entity types other than `dataset`, `dataPlatform` and `dataJob`, and aspects the mapping does not use,
 //!   are skipped without state or events (the MCL topic carries every change DataHub makes).
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +49,10 @@ pub const DATASET_ASPECTS: &[&str] =
     &["schemaMetadata", "editableSchemaMetadata", "datasetProperties", "editableDatasetProperties", "status"];
 /// The aspects read for data platforms.
 pub const PLATFORM_ASPECTS: &[&str] = &["dataPlatformInfo", "status"];
+/// Entity type of data jobs (a task of a pipeline: an Airflow task, a dbt model run…).
+pub const DATA_JOB: &str = "dataJob";
+/// The aspects read for data jobs.
+pub const JOB_ASPECTS: &[&str] = &["dataJobInfo", "editableDataJobProperties", "dataJobInputOutput", "status"];
 
 /// One remembered aspect: its version, and its reduced value (`None`: deleted at that version).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,8 +203,56 @@ fn reduce(aspect: &str, v: &Value) -> Result<Value, Reject> {
         "datasetProperties" => pick(&["name", "qualifiedName", "description", "externalUrl"]),
         "editableDatasetProperties" => pick(&["description"]),
         "dataPlatformInfo" => pick(&["name", "displayName", "type", "logoUrl", "datasetNameDelimiter"]),
+        "dataJobInfo" => pick(&["name", "description", "flowUrn", "externalUrl"]),
+        "editableDataJobProperties" => pick(&["description"]),
+        // The deprecated URN arrays and their `…Edges` successors (`destinationUrn`), united.
+        "dataJobInputOutput" => json!({
+            "inputs": lineage_urns(v, "inputDatasets", "inputDatasetEdges")?,
+            "outputs": lineage_urns(v, "outputDatasets", "outputDatasetEdges")?,
+            "inputJobs": lineage_urns(v, "inputDatajobs", "inputDatajobEdges")?,
+        }),
         _ => v.clone(),
     })
+}
+
+/// The URNs of a lineage list of `dataJobInputOutput`: the deprecated array of URNs and the
+/// array of `Edge {destinationUrn}` that replaces it, united in order.
+fn lineage_urns(v: &Value, urns_key: &str, edges_key: &str) -> Result<Value, Reject> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut push = |u: &str| {
+        if !u.is_empty() && !out.iter().any(|o| o == u) {
+            out.push(json!(u));
+        }
+    };
+    for (key, edge) in [(urns_key, false), (edges_key, true)] {
+        match &v[key] {
+            Value::Null => {}
+            Value::Array(items) => {
+                for item in items {
+                    let urn = if edge { item["destinationUrn"].as_str() } else { item.as_str() };
+                    push(urn.ok_or_else(|| {
+                        reject("invalid_aspect", format!("dataJobInputOutput.{key} holds an entry without a URN"))
+                    })?);
+                }
+            }
+            _ => return Err(reject("invalid_aspect", format!("dataJobInputOutput.{key} is not an array"))),
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+/// `urn:li:dataJob:(urn:li:dataFlow:(<orchestrator>,<flowId>,<cluster>),<jobId>)` → (flow URN,
+/// orchestrator, flow id, cluster, job id).
+pub fn parse_job_urn(urn: &str) -> Option<(String, String, String, String, String)> {
+    let inner = urn.strip_prefix("urn:li:dataJob:(")?.strip_suffix(')')?;
+    let flow_end = inner.find("),")?;
+    let flow = &inner[..=flow_end];
+    let job = &inner[flow_end + 2..];
+    let parts = flow.strip_prefix("urn:li:dataFlow:(")?.strip_suffix(')')?;
+    let (orchestrator, rest) = parts.split_once(',')?;
+    let (flow_id, cluster) = rest.rsplit_once(',')?;
+    (!orchestrator.is_empty() && !flow_id.is_empty() && !job.is_empty())
+        .then(|| (flow.to_owned(), orchestrator.to_owned(), flow_id.to_owned(), cluster.to_owned(), job.to_owned()))
 }
 
 /// `urn:li:dataset:(urn:li:dataPlatform:<platform>,<name>,<env>)` → (platform, name, env).
@@ -286,6 +342,46 @@ fn platform_row(urn: &str, state: &EntityState) -> Value {
     json!({"urn": urn, "entityType": DATA_PLATFORM, "name": name, "info": aspect(state, "dataPlatformInfo")})
 }
 
+impl DataHubRule {
+    /// The data job the mapping reads: its names, and each dataset it reads or writes as the
+    /// mapping sees a dataset (`dataset_row`, `known: true`) when this source has read one of its
+    /// aspects and it is not deleted, else only its URN's parts (`known: false`).
+    fn job_row(&self, urn: &str, state: &EntityState) -> Result<Value, Reject> {
+        let (flow, orchestrator, flow_id, cluster, job_id) = parse_job_urn(urn)
+            .ok_or_else(|| reject("invalid_urn", format!("{urn:?} is not a data job URN (flow, job id)")))?;
+        let info = aspect(state, "dataJobInfo");
+        let io = aspect(state, "dataJobInputOutput");
+        let description = nz(&aspect(state, "editableDataJobProperties")["description"])
+            .or_else(|| nz(&info["description"]))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let datasets = |key: &str| -> Value {
+            let rows = io[key].as_array().into_iter().flatten().filter_map(Value::as_str).map(|d| {
+                let ds = self.state(d);
+                let gone = ds.deleted.is_some() || aspect(&ds, "status")["removed"] == json!(true);
+                match dataset_row(d, &ds) {
+                    Ok(mut row) if !gone && !ds.aspects.is_empty() => {
+                        row["known"] = json!(true);
+                        row
+                    }
+                    _ => {
+                        let (platform, name, env) = parse_dataset_urn(d).unwrap_or_default();
+                        json!({"urn": d, "entityType": DATASET, "platform": platform, "name": name, "env": env,
+                               "known": false, "fields": []})
+                    }
+                }
+            });
+            Value::Array(rows.collect())
+        };
+        Ok(json!({
+            "urn": urn, "entityType": DATA_JOB, "flowUrn": flow, "orchestrator": orchestrator, "flowId": flow_id,
+            "cluster": cluster, "jobId": job_id, "name": info["name"], "description": description,
+            "externalUrl": info["externalUrl"], "inputs": datasets("inputs"), "outputs": datasets("outputs"),
+            "inputJobs": io["inputJobs"].as_array().cloned().unwrap_or_default(),
+        }))
+    }
+}
+
 impl RecordRule for DataHubRule {
     fn read(&self, _topic: &str, msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject> {
         let (Some(entity_type), Some(change_type)) = (value["entityType"].as_str(), value["changeType"].as_str())
@@ -305,6 +401,7 @@ impl RecordRule for DataHubRule {
         let aspects = match entity_type {
             DATASET => DATASET_ASPECTS,
             DATA_PLATFORM => PLATFORM_ASPECTS,
+            DATA_JOB => JOB_ASPECTS,
             _ => return Ok(change(Row::Skip("entity_type"))),
         };
         let aspect_name = nz(&value["aspectName"]).and_then(Value::as_str);
@@ -336,6 +433,9 @@ impl RecordRule for DataHubRule {
         if entity_type == DATASET && parse_dataset_urn(&urn).is_none() {
             return Err(reject("invalid_urn", format!("{urn:?} is not a dataset URN (platform, name, env)")));
         }
+        if entity_type == DATA_JOB && parse_job_urn(&urn).is_none() {
+            return Err(reject("invalid_urn", format!("{urn:?} is not a data job URN (flow, job id)")));
+        }
         state.deleted = None;
         state.aspects.insert(name.to_owned(), Stored { seq: sequence.clone(), value: reduced });
         self.remember(&urn, state.clone());
@@ -344,6 +444,7 @@ impl RecordRule for DataHubRule {
         }
         let row = match entity_type {
             DATASET => dataset_row(&urn, &state)?,
+            DATA_JOB => self.job_row(&urn, &state)?,
             _ => platform_row(&urn, &state),
         };
         Ok(change(Row::Upsert(row)))
@@ -383,6 +484,25 @@ mod tests {
         assert!(parse_dataset_urn("urn:li:dataset:postgres").is_none());
         assert_eq!(field_name("[version=2.0].[type=struct].address.[type=string].zip"), "address.zip");
         assert_eq!(field_name("email"), "email");
+        let job = "urn:li:dataJob:(urn:li:dataFlow:(airflow,crm_nightly,prod),load_customers)";
+        let (flow, orch, flow_id, cluster, job_id) = parse_job_urn(job).unwrap();
+        assert_eq!(flow, "urn:li:dataFlow:(airflow,crm_nightly,prod)");
+        assert_eq!(
+            (orch.as_str(), flow_id.as_str(), cluster.as_str(), job_id.as_str()),
+            ("airflow", "crm_nightly", "prod", "load_customers")
+        );
+        assert!(parse_job_urn("urn:li:dataJob:load_customers").is_none());
+        assert!(parse_job_urn("urn:li:dataJob:(urn:li:dataFlow:(airflow,x,prod),)").is_none());
+    }
+
+    #[test]
+    fn lineage_lists_unite_urns_and_edges() {
+        let io = json!({"inputDatasets": ["a", "b"], "inputDatasetEdges": [{"destinationUrn": "b"}, {"destinationUrn": "c"}],
+                        "outputDatasetEdges": [{"destinationUrn": "d"}]});
+        let r = reduce("dataJobInputOutput", &io).unwrap();
+        assert_eq!(r, json!({"inputs": ["a", "b", "c"], "outputs": ["d"], "inputJobs": []}));
+        let bad = reduce("dataJobInputOutput", &json!({"inputDatasetEdges": [{"sourceUrn": "x"}]})).unwrap_err();
+        assert_eq!(bad.0, "invalid_aspect");
     }
 
     #[test]
