@@ -167,7 +167,7 @@ fn the_schema_refuses_malformed_answers() {
         .iter()
         .map(|e| e.as_str().unwrap().split(':').next().unwrap().to_owned())
         .collect();
-    for i in 0..bad.len() {
-        assert!(errors.contains(&i.to_string()), "case {i} ({:?}) accepted: {errors:?}", bad[i]);
+    for (i, case) in bad.iter().enumerate() {
+        assert!(errors.contains(&i.to_string()), "case {i} ({case:?}) accepted: {errors:?}");
     }
 }
