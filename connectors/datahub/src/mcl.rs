@@ -21,10 +21,13 @@
 //!   is handed to the mapping with the datasets it reads and writes, each as the merged dataset
 //!   this rule remembers (so the mapping can tell a classified one), or only its URN when none of
 //!   its aspects was read.
+//!   Each dataset remembers the jobs naming it; when its fields (tags, terms) change, or it
+//!   appears or goes, those jobs are mapped again ([`Change::also`]) with a version just above
+//!   their latest ([`bump`]): a job read before its tables (another partition) gets their datasets.
 //! - Entity types other than `dataset`, `dataPlatform` and `dataJob`, and aspects the mapping does not use,
 //!   are skipped without state or events (the MCL topic carries every change DataHub makes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -70,6 +73,13 @@ struct EntityState {
     /// The version of the entity's delete, while it stays deleted.
     #[serde(default)]
     deleted: Option<String>,
+    /// Datasets: the data jobs whose lineage names this dataset (re-mapped when its fields change).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    jobs: BTreeSet<String>,
+    /// Data jobs: the version of the job's latest event when a dataset change re-mapped it (the
+    /// job's next events must be newer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    followed: Option<String>,
 }
 
 /// Reads MCL records; see the module doc.
@@ -382,8 +392,124 @@ impl DataHubRule {
     }
 }
 
+/// What of a dataset a job's mapping reads (whether it is there, its fields with their tags and
+/// terms): when it changes, the jobs whose lineage names the dataset are mapped again.
+fn lineage_sig(state: &EntityState) -> Value {
+    if state.deleted.is_some() || state.aspects.is_empty() || aspect(state, "status")["removed"] == json!(true) {
+        return Value::Null;
+    }
+    json!([aspect(state, "schemaMetadata")["fields"], aspect(state, "editableSchemaMetadata")["fields"]])
+}
+
+/// The datasets a job's remembered lineage names.
+fn job_datasets(state: &EntityState) -> BTreeSet<String> {
+    let io = aspect(state, "dataJobInputOutput");
+    ["inputs", "outputs"]
+        .iter()
+        .flat_map(|k| io[*k].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// A version just above `base` and below any later change time: `<base>+000001`, then `+000002`…
+pub fn bump(base: &str) -> String {
+    if let Some((head, n)) = base.rsplit_once('+')
+        && n.len() == 6
+        && let Ok(n) = n.parse::<u32>()
+    {
+        return format!("{head}+{:06}", n + 1);
+    }
+    format!("{base}+000001")
+}
+
+impl DataHubRule {
+    /// The jobs of `jobs` mapped again after a change (version `cause`) of a dataset they read
+    /// or write; each gets a version above all its earlier events.
+    fn follow_ups(&self, jobs: &BTreeSet<String>, cause: &str, time: DateTime<Utc>) -> Result<Vec<Change>, Reject> {
+        let mut out = Vec::new();
+        for job in jobs {
+            let mut js = self.state(job);
+            if js.deleted.is_some() || js.aspects.is_empty() || aspect(&js, "status")["removed"] == json!(true) {
+                continue;
+            }
+            let mut base = cause.to_owned();
+            for seq in js.aspects.values().map(|a| &a.seq).chain(js.followed.iter()) {
+                if cmp_sequence(seq, &base) == std::cmp::Ordering::Greater {
+                    base = seq.clone();
+                }
+            }
+            let sequence = bump(&base);
+            js.followed = Some(sequence.clone());
+            self.remember(job, js.clone());
+            let row = self.job_row(job, &js)?;
+            out.push(Change {
+                record_id: job.clone(),
+                sequence,
+                time: Some(time),
+                snapshot: false,
+                row: Row::Upsert(row),
+                also: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+}
+
 impl RecordRule for DataHubRule {
-    fn read(&self, _topic: &str, msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject> {
+    fn read(&self, topic: &str, msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject> {
+        let urn = nz(&value["entityUrn"]).or_else(|| key.and_then(nz)).and_then(Value::as_str).map(str::to_owned);
+        let (entity_type, urn) = match (value["entityType"].as_str(), urn) {
+            (Some(t @ (DATASET | DATA_JOB)), Some(u)) => (t, u),
+            _ => return self.read_one(topic, msg, key, value),
+        };
+        let before = self.state(&urn);
+        let mut change = self.read_one(topic, msg, key, value)?;
+        if matches!(change.row, Row::Skip(_)) {
+            return Ok(change);
+        }
+        let after = self.state(&urn);
+        if entity_type == DATASET {
+            if lineage_sig(&before) != lineage_sig(&after) {
+                change.also = self.follow_ups(&after.jobs, &change.sequence, change.time.unwrap_or_else(Utc::now))?;
+            }
+            return Ok(change);
+        }
+        // A job: keep the datasets' index of the jobs naming them, and stay above a re-mapping.
+        let (old, new) = (job_datasets(&before), job_datasets(&after));
+        for d in old.difference(&new) {
+            let mut ds = self.state(d);
+            ds.jobs.remove(&urn);
+            self.remember(d, ds);
+        }
+        for d in new.difference(&old) {
+            let mut ds = self.state(d);
+            ds.jobs.insert(urn.clone());
+            self.remember(d, ds);
+        }
+        if let Some(f) = after.followed.as_deref()
+            && cmp_sequence(f, &change.sequence) != std::cmp::Ordering::Less
+        {
+            change.sequence = bump(f);
+            let mut js = after;
+            js.followed = Some(change.sequence.clone());
+            self.remember(&urn, js);
+        }
+        Ok(change)
+    }
+
+    fn save(&self) -> SaveFuture<'_> {
+        self.save_pending()
+    }
+}
+
+impl DataHubRule {
+    /// Reads one record for its own entity (see the module doc).
+    fn read_one(
+        &self,
+        _topic: &str,
+        msg: &InboundMessage,
+        key: Option<&Value>,
+        value: &Value,
+    ) -> Result<Change, Reject> {
         let (Some(entity_type), Some(change_type)) = (value["entityType"].as_str(), value["changeType"].as_str())
         else {
             return Err(reject("not_mcl", "no entityType/changeType: not a DataHub MetadataChangeLog record"));
@@ -396,8 +522,14 @@ impl RecordRule for DataHubRule {
         let time = change_time(value, msg)
             .ok_or_else(|| reject("no_version", "no created.time, systemMetadata.lastObserved or message timestamp"))?;
         let sequence = sequence_from_time(time, msg.offset.max(0) as u64);
-        let change =
-            |row| Change { record_id: urn.clone(), sequence: sequence.clone(), time: Some(time), snapshot: false, row };
+        let change = |row| Change {
+            record_id: urn.clone(),
+            sequence: sequence.clone(),
+            time: Some(time),
+            snapshot: false,
+            row,
+            also: Vec::new(),
+        };
         let aspects = match entity_type {
             DATASET => DATASET_ASPECTS,
             DATA_PLATFORM => PLATFORM_ASPECTS,
@@ -411,7 +543,13 @@ impl RecordRule for DataHubRule {
             return Ok(change(Row::Skip("stale")));
         }
         if change_type == "DELETE" && aspect_name.is_none_or(|a| a.ends_with("Key")) {
-            self.remember(&urn, EntityState { aspects: BTreeMap::new(), deleted: Some(sequence.clone()) });
+            let gone = EntityState {
+                aspects: BTreeMap::new(),
+                deleted: Some(sequence.clone()),
+                jobs: state.jobs.clone(),
+                followed: state.followed.clone(),
+            };
+            self.remember(&urn, gone);
             return Ok(change(Row::Delete(None)));
         }
         let Some(name) = aspect_name.filter(|a| aspects.contains(a)) else {
@@ -450,7 +588,7 @@ impl RecordRule for DataHubRule {
         Ok(change(Row::Upsert(row)))
     }
 
-    fn save(&self) -> SaveFuture<'_> {
+    fn save_pending(&self) -> SaveFuture<'_> {
         Box::pin(async move {
             let entries: Vec<(String, Option<Bytes>)> = self
                 .pending
@@ -493,6 +631,18 @@ mod tests {
         );
         assert!(parse_job_urn("urn:li:dataJob:load_customers").is_none());
         assert!(parse_job_urn("urn:li:dataJob:(urn:li:dataFlow:(airflow,x,prod),)").is_none());
+    }
+
+    #[test]
+    fn bumped_versions_sit_between_a_version_and_the_next_time() {
+        let v = "2026-12-03T01:00:00.000000000Z/00000000000000000007";
+        let later = "2026-12-03T01:00:00.000000001Z/00000000000000000000";
+        let (b1, b2) = (bump(v), bump(&bump(v)));
+        assert_eq!(b1, format!("{v}+000001"));
+        assert_eq!(b2, format!("{v}+000002"));
+        for (lo, hi) in [(v, b1.as_str()), (b1.as_str(), b2.as_str()), (b2.as_str(), later)] {
+            assert_eq!(cmp_sequence(lo, hi), std::cmp::Ordering::Less, "{lo} < {hi}");
+        }
     }
 
     #[test]

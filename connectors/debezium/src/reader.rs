@@ -64,6 +64,10 @@ pub struct Change {
     pub snapshot: bool,
     /// What to do.
     pub row: Row,
+    /// Other records whose rows this one changed, mapped after it as if they had been read (each
+    /// with its own id and version). DataHub: the jobs whose lineage names a dataset whose
+    /// classification changed. Empty for most rules.
+    pub also: Vec<Change>,
 }
 
 /// The effect of a record.
@@ -401,6 +405,22 @@ impl<R: RecordRule> TopicReader<R> {
             }
         };
         *read = Some((value, Some(change.clone())));
+        let mut events = self.apply(run, stream, m, &change, overlay)?;
+        for also in &change.also {
+            events.extend(self.apply(run, stream, m, also, overlay)?);
+        }
+        Ok(events)
+    }
+
+    /// The events of one change (a record's, or one it brought along).
+    fn apply(
+        &self,
+        run: &Running,
+        stream: &StreamSpec,
+        m: &InboundMessage,
+        change: &Change,
+        overlay: &mut Overlay,
+    ) -> Result<Vec<ChangeEvent>, Failure> {
         let time = change.time.or(m.timestamp).unwrap_or_else(Utc::now);
         let index_at = index_key(&stream.name, &change.record_id);
         let known = known_keys(run, overlay, &index_at);
