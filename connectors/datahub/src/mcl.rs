@@ -398,7 +398,12 @@ fn lineage_sig(state: &EntityState) -> Value {
     if state.deleted.is_some() || state.aspects.is_empty() || aspect(state, "status")["removed"] == json!(true) {
         return Value::Null;
     }
-    json!([aspect(state, "schemaMetadata")["fields"], aspect(state, "editableSchemaMetadata")["fields"]])
+    let tags = |fields: &Value| -> Value {
+        Value::Array(
+            fields.as_array().into_iter().flatten().map(|f| json!([f["fieldPath"], f["tags"], f["terms"]])).collect(),
+        )
+    };
+    json!([tags(&aspect(state, "schemaMetadata")["fields"]), tags(&aspect(state, "editableSchemaMetadata")["fields"])])
 }
 
 /// The datasets a job's remembered lineage names.
