@@ -3,7 +3,8 @@
 //! the DataHub source and applied by the real Dastra sink to the emulator — a PII-tagged column becomes exactly one DataField with its category and sensitivity,
 //! in its table's dataset (DataRetentionRules), the data platform and each table an Asset; a tag set
 //! in the UI re-classifies a field; a data job becomes one DataProcessing linked to the Assets of
-//! the tables it reads and writes and to the classified one's dataset, and its DELETE removes it;
+//! the tables it reads and writes and to the classified one's dataset, a tag set later on the
+//! other table re-links it to that table's dataset too, and its DELETE removes it;
 //! soft-deleting the table removes its fields, dataset and Asset.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -97,6 +98,9 @@ async fn run(bus: &BusConfig, topics: &Topics) {
         job_upsert(&copy, "dataJobInfo", job_info("copy_patients", "Nightly copy to the warehouse"), 22),
         job_upsert(&copy, "dataJobInputOutput", job_io(&[&patients], &[&export]), 23),
         mcl("dataJob", &copy, "DELETE", None, None, 24),
+        // 9: a PII tag set in the UI on the warehouse table: the job is mapped again (a version
+        // just above its latest) and links that table's new dataset too.
+        upsert(&export, "editableSchemaMetadata", editable(&[("patient_email", Some("Copied e-mail"), &[PII])]), 25),
     ];
     let url = registry.to_string();
     let encoded = tokio::task::spawn_blocking(move || encode(&items, &url)).await.unwrap();
@@ -170,13 +174,31 @@ async fn run(bus: &BusConfig, topics: &Topics) {
     assert_eq!(linked, ["postgres.clinic.public.patients", "snowflake.dwh.clinic.patients"]);
     let sets = emu.state.entities(1, "DataRetentionRules");
     assert_eq!(dps[0]["dataRetentionRules"][0]["id"], sets[0]["id"], "linked by Dastra id");
+    produce(&bus, TOPIC, vec![encoded[9].clone()]).await;
+    wait_emulator(&emu, "the job re-linked to the newly classified table", WAIT, |e| {
+        e.state
+            .entities(1, "DataProcessings")
+            .iter()
+            .any(|p| p["dataRetentionRules"].as_array().is_some_and(|d| d.len() == 2))
+    })
+    .await;
+    let mut linked: Vec<String> = emu.state.entities(1, "DataProcessings")[0]["dataRetentionRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap().to_owned())
+        .collect();
+    linked.sort();
+    assert_eq!(linked, ["postgres.clinic.public.patients", "snowflake.dwh.clinic.patients"]);
     produce(&bus, TOPIC, vec![encoded[8].clone()]).await;
     wait_emulator(&emu, "the job's delete", WAIT, |e| e.state.entities(1, "DataProcessings").is_empty()).await;
 
-    // Soft delete: the fields, the dataset and the table's Asset leave Dastra; the platform stays.
+    // Soft delete: the fields, the dataset and the table's Asset leave Dastra; the platform and
+    // the warehouse table (its field, dataset and Asset) stay.
     produce(&bus, TOPIC, vec![encoded[4].clone()]).await;
     wait_emulator(&emu, "the soft delete", WAIT, |e| {
-        e.state.entities(1, "DataFields").is_empty() && e.state.entities(1, "DataRetentionRules").is_empty()
+        labels(e, "DataFields", "label") == ["patient_email"]
+            && labels(e, "DataRetentionRules", "label") == ["snowflake.dwh.clinic.patients"]
     })
     .await;
     wait_emulator(&emu, "the table's Asset gone", WAIT, |e| {
