@@ -243,11 +243,24 @@ impl AppConfig {
                 }
             }
         }
+        if matches!(self.bus, BusConfig::Kafka(_)) {
+            for (name, c) in &self.connectors {
+                if let ConnectorConfig::Debezium(r) | ConnectorConfig::Topic(r) = c
+                    && r.nats_stream.is_some()
+                {
+                    return Err(ConfigError::new(
+                        format!("connectors.{name}.nats_stream"),
+                        "only with the NATS bus (`bus.type: nats`); on Kafka the topics are read as they are",
+                    ));
+                }
+            }
+        }
         if let BusConfig::Nats(n) = &self.bus {
             for (name, c) in &self.connectors {
                 // Input topics of the readers of existing topics, with their key paths.
+                // (With `nats_stream` they are subjects of the company's own stream, checked at start.)
                 let inputs: Vec<(String, &str)> = match c {
-                    ConnectorConfig::Debezium(r) | ConnectorConfig::Topic(r) => r
+                    ConnectorConfig::Debezium(r) | ConnectorConfig::Topic(r) if r.nats_stream.is_none() => r
                         .topics
                         .iter()
                         .enumerate()
@@ -425,6 +438,16 @@ connectors:
         assert!(err.reason.contains("erp.public.suppliers"), "{err}");
         let ok = GOOD.replace("4222\"]", "4222\"], stream_subjects: [\"dastra.>\", \"dastra-connect.>\", \"erp.>\"]");
         AppConfig::parse(&format!("{ok}{cdc}")).unwrap();
+        // Debezium Server's subjects in the company's own stream are not the bus stream's; on Kafka
+        // `nats_stream` is refused.
+        let server = "  cdc:\n    type: debezium\n    nats_stream: DebeziumStream\n    topics: [{topic: erp.public.suppliers, mapping: '.', key: '{id}'}]\n";
+        AppConfig::parse(&format!("{GOOD}{server}")).unwrap();
+        let kafka = GOOD.replace(
+            r#"{ type: nats, servers: ["nats://127.0.0.1:4222"] }"#,
+            r#"{ type: kafka, brokers: "localhost:9092" }"#,
+        );
+        assert_ne!(kafka, GOOD);
+        assert_eq!(AppConfig::parse(&format!("{kafka}{server}")).unwrap_err().path, "connectors.cdc.nats_stream");
         let topic = "  own:\n    type: topic\n    topics: [{topic: dastra.own, mapping: '.'}]\n";
         assert_eq!(AppConfig::parse(&format!("{GOOD}{topic}")).unwrap_err().path, "connectors.own.topics[0].version");
         let datahub = "  catalog:\n    type: datahub\n    params: {tag_map: {PII: {sensitiveData: true}}}\n";

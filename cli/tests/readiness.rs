@@ -221,3 +221,42 @@ async fn validate_check_connectivity_runs_the_checks_without_consuming() {
     assert!(!out.status.success());
     assert!(stdout.contains("crm-sink: FAILED bus:"), "{stdout}");
 }
+
+/// The readers of existing topics check their schema registry too (`GET /subjects`): the in-repo
+/// registry stub up → `schema_registry ok`; stopped → the check fails naming the registry and the
+/// call, and validate exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_check_connectivity_checks_the_schema_registry() {
+    let nats = NatsServer::start().await;
+    let emu = dastra_emulator::spawn(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stub = dastra_connect_core::codec::registry::stub::StubRegistry::new();
+    let (url, server) = stub.spawn().await.unwrap();
+    let cdc = format!(
+        "  erp-cdc:\n    type: debezium\n    nats_stream: DebeziumStream\n    registry: {{ url: \"{url}\" }}\n    topics: [{{topic: erp.public.suppliers, mapping: '.', key: '{{id}}'}}]\n"
+    );
+    let config = write_config(dir.path(), &nats, free_port(), &emu.base_url, "emulator-key", &cdc);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_dastra-connect"))
+            .args(["validate", "--config", &config, "--check-connectivity"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("erp-cdc: bus ok") && stdout.contains("erp-cdc: schema_registry ok"), "{stdout}");
+    assert_eq!(stub.request_count(), 1, "one GET /subjects");
+
+    server.abort();
+    let _ = server.await;
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "erp-cdc: FAILED schema_registry: GET {url}subjects failed: schema registry unreachable"
+        )),
+        "{stdout}"
+    );
+}

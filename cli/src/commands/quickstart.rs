@@ -136,7 +136,10 @@ async fn produce_datahub_samples(
 ) -> anyhow::Result<()> {
     use dastra_connect_core::bus::OutboundMessage;
     use dastra_connect_datahub::config::DEFAULT_TOPIC;
-    kafka.create_topic(DEFAULT_TOPIC, 3);
+    // One partition: the samples are read in file order (tables before the job reading them), so
+    // every run publishes the same events. With several partitions a job may be read first and is
+    // mapped again when its tables arrive (same result in Dastra, more events).
+    kafka.create_topic(DEFAULT_TOPIC, 1);
     kafka.create_topic(&topics.state(&format!("aspects-{name}")), 1);
     let records = dastra_connect_datahub::samples::sample_records()?;
     let n = records.len();

@@ -75,6 +75,7 @@ impl DataHubConfig {
             key_system: Some(self.key_system.clone().unwrap_or_else(|| "datahub".to_owned())),
             registry: self.registry.clone(),
             consumer: self.consumer.clone(),
+            nats_stream: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! DataHub source: reads DataHub's own **MetadataChangeLog** topic (`MetadataChangeLog_Versioned_v1`,
 //! Avro through a Confluent schema registry) with the topic reader of `dastra-connect-debezium` and
 //! the [`mcl::DataHubRule`]: classified schema fields → DataFields (tag / glossary term →
-//! personal-data category and sensitivity), datasets → Dastra datasets grouping them, data
-//! platforms → Assets, entity deletes and `status.removed` → deletes. See the crate README and
+//! personal-data category and sensitivity), datasets → Dastra datasets grouping them and Assets,
+//! data platforms → Assets, data jobs (lineage) → DataProcessings, entity deletes and
+//! `status.removed` → deletes. See the crate README and
 //! `docs/datahub-mcl.md`.
 
 pub mod config;
@@ -10,8 +11,11 @@ pub mod mapping;
 pub mod mcl;
 pub mod samples;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::health::HealthCheck;
 use dastra_connect_core::state;
 use dastra_connect_debezium::TopicReader;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +42,10 @@ impl DataHubSource {
 
 #[async_trait]
 impl Connector for DataHubSource {
+    fn health_checks(&self, ctx: &ConnectorContext) -> anyhow::Result<Vec<Arc<dyn HealthCheck>>> {
+        dastra_connect_debezium::health::reader_checks(&self.config.reader_config(), ctx)
+    }
+
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
         let store = state::open(&ctx.bus, &Self::aspects_store(&ctx)).await?;
         TopicReader::new(DataHubRule::new(store), "datahub", self.config.reader_config()).run(ctx, shutdown).await

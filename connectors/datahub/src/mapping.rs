@@ -3,8 +3,13 @@
 //! parameters (`params:`, deep-merged over these defaults; `null` removes a default entry).
 //!
 //! Keys are DataHub URNs, its stable identifiers: a field → `datafield:urn:li:schemaField:(<dataset
-//! urn>,<fieldPath>)` (DataHub's own schema-field URN), a dataset → `dataset:<dataset urn>`, a data
-//! platform → `asset:urn:li:dataPlatform:<name>`.
+//! urn>,<fieldPath>)` (DataHub's own schema-field URN), a dataset → `dataset:<dataset urn>` and
+//! `asset:<dataset urn>`, a data platform → `asset:urn:li:dataPlatform:<name>`, a data job →
+//! `processing:<job urn>`.
+//!
+//! Lineage: a data job becomes a DataProcessing whose `assets` are the Assets of the datasets it
+//! reads and writes (`dataJobInputOutput`; with `params.dataset_assets: false`, their platforms')
+//! and whose `datasets` are those of them this source has read with a classified field.
 //!
 //! Classification: a field becomes a DataField only when one of its tags or glossary terms is a key
 //! of `params.tag_map`, either as the full URN (`urn:li:tag:PII`,
@@ -35,6 +40,11 @@ pub fn default_params() -> Value {
         "empty_datasets": false,
         "data_set_source": null,
         "asset_type": "Software",
+        // Each dataset is also an Asset (type `Data`); `false`: only platforms are, and a
+        // processing links to the platforms of the datasets it reads and writes.
+        "dataset_assets": true,
+        "dataset_asset_type": "Data",
+        "processing_type": "Default",
         // The branches of DataHub's SchemaFieldDataType union → Dastra GenericDataType.
         "data_types": {
             "StringType": "String", "EnumType": "String", "NumberType": "Number", "BooleanType": null,
@@ -50,6 +60,8 @@ def nz: if . == null or . == "" then null else . end;
 def mapped: [((.tags // []) + (.terms // []))[] | . as $u
   | ($params.tag_map[$u] // $params.tag_map[$u | sub("^urn:li:(tag|glossaryTerm):"; "")]) | select(. != null)];
 def field_urn($d): "urn:li:schemaField:(\($d.urn),\(.fieldPath))";
+def classified: [(.fields // [])[] | mapped] | length > 0;
+def asset_of: if $params.dataset_assets then .urn else "urn:li:dataPlatform:\(.platform)" end;
 if .entityType == "dataPlatform" then
   {kind: "asset", id: .urn, data: {
     label: ((.info.displayName | nz) // (.info.name | nz) // .name),
@@ -58,6 +70,17 @@ if .entityType == "dataPlatform" then
     logoUrl: (.info.logoUrl | nz),
     tags: ($params.tags // [])
   }}
+elif .entityType == "dataJob" then
+  . as $j
+  | (($j.inputs // []) + ($j.outputs // [])) as $sets
+  | {kind: "processing", id: $j.urn, data: {
+      label: (($j.name | nz) // $j.jobId),
+      description: (($j.description | nz) // "DataHub \($j.orchestrator) job \($j.jobId) of flow \($j.flowId)"),
+      processingType: $params.processing_type,
+      assets: ([$sets[] | select(.platform != "") | "\($system):asset:\(asset_of)"] | unique),
+      datasets: ([$sets[] | select(.known and (classified or $params.empty_datasets)) | "\($system):dataset:\(.urn)"] | unique),
+      tags: ($params.tags // [])
+    }}
 else
   . as $d
   | [($d.fields // [])[] | . as $f | ($f | mapped) as $m | select($m | length > 0) | {f: $f, m: $m}] as $pii
@@ -76,6 +99,12 @@ else
       dataSetSource: $params.data_set_source,
       sourceDescription: "DataHub \($d.platform) dataset \($d.name) (\($d.env))",
       dataFields: [$pii[] | "\($system):datafield:\(.f | field_urn($d))"],
+      tags: ($params.tags // [])
+    }} else empty end),
+    (if $params.dataset_assets then {kind: "asset", id: $d.urn, data: {
+      label: "\($d.platform).\($d.name)\(if $d.env != "PROD" then " (\($d.env))" else "" end)",
+      type: $params.dataset_asset_type,
+      description: (($d.description | nz) // "DataHub \($d.platform) dataset \($d.name) (\($d.env))"),
       tags: ($params.tags // [])
     }} else empty end)
 end
@@ -114,7 +143,7 @@ mod tests {
             Some(json!({"tag_map": {"Classification.Health":
             {"personalDataCategory": "HealthData", "sensitiveData": true}}})),
         );
-        assert_eq!(out.len(), 3, "{out:#?}");
+        assert_eq!(out.len(), 4, "{out:#?}");
         let email = &out[0];
         assert_eq!(
             email["id"],
@@ -130,11 +159,56 @@ mod tests {
         assert_eq!(out[2]["kind"], "dataset");
         assert_eq!(out[2]["data"]["label"], "postgres.crm.public.customers");
         assert_eq!(out[2]["data"]["dataFields"].as_array().unwrap().len(), 2);
-        // No mapped tag: nothing (unless empty datasets are asked for).
+        // The dataset is also an Asset of type Data.
+        assert_eq!((out[3]["kind"].as_str(), out[3]["id"].as_str()), (Some("asset"), out[2]["id"].as_str()));
+        assert_eq!(
+            (out[3]["data"]["type"].as_str(), out[3]["data"]["label"].as_str()),
+            (Some("Data"), Some("postgres.crm.public.customers"))
+        );
+        // No mapped tag: only the Asset (and a dataset when empty datasets are asked for).
         let none = run(dataset(), Some(json!({"tag_map": {"PII": null, "pii": null}})));
-        assert!(none.is_empty());
+        assert_eq!(none.iter().map(|o| o["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["asset"]);
         let empty = run(dataset(), Some(json!({"tag_map": {"PII": null}, "empty_datasets": true})));
-        assert_eq!(empty.len(), 1);
+        assert_eq!(empty.len(), 2);
+        let no_assets = run(dataset(), Some(json!({"tag_map": {"PII": null}, "dataset_assets": false})));
+        assert!(no_assets.is_empty());
+    }
+
+    #[test]
+    fn a_job_becomes_a_processing_linked_to_what_it_reads_and_writes() {
+        let mut customers = dataset();
+        customers["known"] = json!(true);
+        let job = json!({"urn": "urn:li:dataJob:(urn:li:dataFlow:(airflow,crm_nightly,prod),copy)",
+            "entityType": "dataJob", "orchestrator": "airflow", "flowId": "crm_nightly", "jobId": "copy",
+            "name": "Copy customers", "description": null,
+            "inputs": [customers],
+            "outputs": [{"urn": "urn:li:dataset:(urn:li:dataPlatform:snowflake,dwh.customers,PROD)",
+                         "platform": "snowflake", "name": "dwh.customers", "env": "PROD", "known": false, "fields": []}]});
+        let out = run(job.clone(), None);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0]["kind"].as_str(), out[0]["id"].as_str()), (Some("processing"), job["urn"].as_str()));
+        let d = &out[0]["data"];
+        assert_eq!(d["label"], "Copy customers");
+        assert_eq!(d["description"], "DataHub airflow job copy of flow crm_nightly");
+        assert_eq!(d["processingType"], "Default");
+        assert_eq!(
+            d["assets"],
+            json!([
+                "datahub:asset:urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)",
+                "datahub:asset:urn:li:dataset:(urn:li:dataPlatform:snowflake,dwh.customers,PROD)"
+            ])
+        );
+        assert_eq!(
+            d["datasets"],
+            json!(["datahub:dataset:urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)"]),
+            "only the classified dataset this source knows"
+        );
+        // Platforms as the Assets instead.
+        let out = run(job, Some(json!({"dataset_assets": false})));
+        assert_eq!(
+            out[0]["data"]["assets"],
+            json!(["datahub:asset:urn:li:dataPlatform:postgres", "datahub:asset:urn:li:dataPlatform:snowflake"])
+        );
     }
 
     #[test]

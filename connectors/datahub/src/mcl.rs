@@ -17,10 +17,17 @@
 //! - The version is the change's time (`created.time`, else `systemMetadata.lastObserved`, else
 //!   the Kafka timestamp) with the record's offset as tie-breaker. An aspect older than the one
 //!   remembered is skipped (an older copy never overwrites a newer one).
-//! - Entity types other than `dataset` and `dataPlatform`, and aspects the mapping does not use,
+//! - A **data job** (`dataJob`: `dataJobInfo`, `editableDataJobProperties`, `dataJobInputOutput`)
+//!   is handed to the mapping with the datasets it reads and writes, each as the merged dataset
+//!   this rule remembers (so the mapping can tell a classified one), or only its URN when none of
+//!   its aspects was read.
+//!   Each dataset remembers the jobs naming it; when its fields (tags, terms) change, or it
+//!   appears or goes, those jobs are mapped again ([`Change::also`]) with a version just above
+//!   their latest ([`bump`]): a job read before its tables (another partition) gets their datasets.
+//! - Entity types other than `dataset`, `dataPlatform` and `dataJob`, and aspects the mapping does not use,
 //!   are skipped without state or events (the MCL topic carries every change DataHub makes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -45,6 +52,10 @@ pub const DATASET_ASPECTS: &[&str] =
     &["schemaMetadata", "editableSchemaMetadata", "datasetProperties", "editableDatasetProperties", "status"];
 /// The aspects read for data platforms.
 pub const PLATFORM_ASPECTS: &[&str] = &["dataPlatformInfo", "status"];
+/// Entity type of data jobs (a task of a pipeline: an Airflow task, a dbt model run…).
+pub const DATA_JOB: &str = "dataJob";
+/// The aspects read for data jobs.
+pub const JOB_ASPECTS: &[&str] = &["dataJobInfo", "editableDataJobProperties", "dataJobInputOutput", "status"];
 
 /// One remembered aspect: its version, and its reduced value (`None`: deleted at that version).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +73,13 @@ struct EntityState {
     /// The version of the entity's delete, while it stays deleted.
     #[serde(default)]
     deleted: Option<String>,
+    /// Datasets: the data jobs whose lineage names this dataset (re-mapped when its fields change).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    jobs: BTreeSet<String>,
+    /// Data jobs: the version of the job's latest event when a dataset change re-mapped it (the
+    /// job's next events must be newer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    followed: Option<String>,
 }
 
 /// Reads MCL records; see the module doc.
@@ -195,8 +213,56 @@ fn reduce(aspect: &str, v: &Value) -> Result<Value, Reject> {
         "datasetProperties" => pick(&["name", "qualifiedName", "description", "externalUrl"]),
         "editableDatasetProperties" => pick(&["description"]),
         "dataPlatformInfo" => pick(&["name", "displayName", "type", "logoUrl", "datasetNameDelimiter"]),
+        "dataJobInfo" => pick(&["name", "description", "flowUrn", "externalUrl"]),
+        "editableDataJobProperties" => pick(&["description"]),
+        // The deprecated URN arrays and their `…Edges` successors (`destinationUrn`), united.
+        "dataJobInputOutput" => json!({
+            "inputs": lineage_urns(v, "inputDatasets", "inputDatasetEdges")?,
+            "outputs": lineage_urns(v, "outputDatasets", "outputDatasetEdges")?,
+            "inputJobs": lineage_urns(v, "inputDatajobs", "inputDatajobEdges")?,
+        }),
         _ => v.clone(),
     })
+}
+
+/// The URNs of a lineage list of `dataJobInputOutput`: the deprecated array of URNs and the
+/// array of `Edge {destinationUrn}` that replaces it, united in order.
+fn lineage_urns(v: &Value, urns_key: &str, edges_key: &str) -> Result<Value, Reject> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut push = |u: &str| {
+        if !u.is_empty() && !out.iter().any(|o| o == u) {
+            out.push(json!(u));
+        }
+    };
+    for (key, edge) in [(urns_key, false), (edges_key, true)] {
+        match &v[key] {
+            Value::Null => {}
+            Value::Array(items) => {
+                for item in items {
+                    let urn = if edge { item["destinationUrn"].as_str() } else { item.as_str() };
+                    push(urn.ok_or_else(|| {
+                        reject("invalid_aspect", format!("dataJobInputOutput.{key} holds an entry without a URN"))
+                    })?);
+                }
+            }
+            _ => return Err(reject("invalid_aspect", format!("dataJobInputOutput.{key} is not an array"))),
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+/// `urn:li:dataJob:(urn:li:dataFlow:(<orchestrator>,<flowId>,<cluster>),<jobId>)` → (flow URN,
+/// orchestrator, flow id, cluster, job id).
+pub fn parse_job_urn(urn: &str) -> Option<(String, String, String, String, String)> {
+    let inner = urn.strip_prefix("urn:li:dataJob:(")?.strip_suffix(')')?;
+    let flow_end = inner.find("),")?;
+    let flow = &inner[..=flow_end];
+    let job = &inner[flow_end + 2..];
+    let parts = flow.strip_prefix("urn:li:dataFlow:(")?.strip_suffix(')')?;
+    let (orchestrator, rest) = parts.split_once(',')?;
+    let (flow_id, cluster) = rest.rsplit_once(',')?;
+    (!orchestrator.is_empty() && !flow_id.is_empty() && !job.is_empty())
+        .then(|| (flow.to_owned(), orchestrator.to_owned(), flow_id.to_owned(), cluster.to_owned(), job.to_owned()))
 }
 
 /// `urn:li:dataset:(urn:li:dataPlatform:<platform>,<name>,<env>)` → (platform, name, env).
@@ -286,8 +352,169 @@ fn platform_row(urn: &str, state: &EntityState) -> Value {
     json!({"urn": urn, "entityType": DATA_PLATFORM, "name": name, "info": aspect(state, "dataPlatformInfo")})
 }
 
+impl DataHubRule {
+    /// The data job the mapping reads: its names, and each dataset it reads or writes as the
+    /// mapping sees a dataset (`dataset_row`, `known: true`) when this source has read one of its
+    /// aspects and it is not deleted, else only its URN's parts (`known: false`).
+    fn job_row(&self, urn: &str, state: &EntityState) -> Result<Value, Reject> {
+        let (flow, orchestrator, flow_id, cluster, job_id) = parse_job_urn(urn)
+            .ok_or_else(|| reject("invalid_urn", format!("{urn:?} is not a data job URN (flow, job id)")))?;
+        let info = aspect(state, "dataJobInfo");
+        let io = aspect(state, "dataJobInputOutput");
+        let description = nz(&aspect(state, "editableDataJobProperties")["description"])
+            .or_else(|| nz(&info["description"]))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let datasets = |key: &str| -> Value {
+            let rows = io[key].as_array().into_iter().flatten().filter_map(Value::as_str).map(|d| {
+                let ds = self.state(d);
+                let gone = ds.deleted.is_some() || aspect(&ds, "status")["removed"] == json!(true);
+                match dataset_row(d, &ds) {
+                    Ok(mut row) if !gone && !ds.aspects.is_empty() => {
+                        row["known"] = json!(true);
+                        row
+                    }
+                    _ => {
+                        let (platform, name, env) = parse_dataset_urn(d).unwrap_or_default();
+                        json!({"urn": d, "entityType": DATASET, "platform": platform, "name": name, "env": env,
+                               "known": false, "fields": []})
+                    }
+                }
+            });
+            Value::Array(rows.collect())
+        };
+        Ok(json!({
+            "urn": urn, "entityType": DATA_JOB, "flowUrn": flow, "orchestrator": orchestrator, "flowId": flow_id,
+            "cluster": cluster, "jobId": job_id, "name": info["name"], "description": description,
+            "externalUrl": info["externalUrl"], "inputs": datasets("inputs"), "outputs": datasets("outputs"),
+            "inputJobs": io["inputJobs"].as_array().cloned().unwrap_or_default(),
+        }))
+    }
+}
+
+/// What of a dataset a job's mapping reads (whether it is there, its fields with their tags and
+/// terms): when it changes, the jobs whose lineage names the dataset are mapped again.
+fn lineage_sig(state: &EntityState) -> Value {
+    if state.deleted.is_some() || state.aspects.is_empty() || aspect(state, "status")["removed"] == json!(true) {
+        return Value::Null;
+    }
+    let tags = |fields: &Value| -> Value {
+        Value::Array(
+            fields.as_array().into_iter().flatten().map(|f| json!([f["fieldPath"], f["tags"], f["terms"]])).collect(),
+        )
+    };
+    json!([tags(&aspect(state, "schemaMetadata")["fields"]), tags(&aspect(state, "editableSchemaMetadata")["fields"])])
+}
+
+/// The datasets a job's remembered lineage names.
+fn job_datasets(state: &EntityState) -> BTreeSet<String> {
+    let io = aspect(state, "dataJobInputOutput");
+    ["inputs", "outputs"]
+        .iter()
+        .flat_map(|k| io[*k].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// A version just above `base` and below any later change time: `<base>+000001`, then `+000002`…
+pub fn bump(base: &str) -> String {
+    if let Some((head, n)) = base.rsplit_once('+')
+        && n.len() == 6
+        && let Ok(n) = n.parse::<u32>()
+    {
+        return format!("{head}+{:06}", n + 1);
+    }
+    format!("{base}+000001")
+}
+
+impl DataHubRule {
+    /// The jobs of `jobs` mapped again after a change (version `cause`) of a dataset they read
+    /// or write; each gets a version above all its earlier events.
+    fn follow_ups(&self, jobs: &BTreeSet<String>, cause: &str, time: DateTime<Utc>) -> Result<Vec<Change>, Reject> {
+        let mut out = Vec::new();
+        for job in jobs {
+            let mut js = self.state(job);
+            if js.deleted.is_some() || js.aspects.is_empty() || aspect(&js, "status")["removed"] == json!(true) {
+                continue;
+            }
+            let mut base = cause.to_owned();
+            for seq in js.aspects.values().map(|a| &a.seq).chain(js.followed.iter()) {
+                if cmp_sequence(seq, &base) == std::cmp::Ordering::Greater {
+                    base = seq.clone();
+                }
+            }
+            let sequence = bump(&base);
+            js.followed = Some(sequence.clone());
+            self.remember(job, js.clone());
+            let row = self.job_row(job, &js)?;
+            out.push(Change {
+                record_id: job.clone(),
+                sequence,
+                time: Some(time),
+                snapshot: false,
+                row: Row::Upsert(row),
+                also: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+}
+
 impl RecordRule for DataHubRule {
-    fn read(&self, _topic: &str, msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject> {
+    fn read(&self, topic: &str, msg: &InboundMessage, key: Option<&Value>, value: &Value) -> Result<Change, Reject> {
+        let urn = nz(&value["entityUrn"]).or_else(|| key.and_then(nz)).and_then(Value::as_str).map(str::to_owned);
+        let (entity_type, urn) = match (value["entityType"].as_str(), urn) {
+            (Some(t @ (DATASET | DATA_JOB)), Some(u)) => (t, u),
+            _ => return self.read_one(topic, msg, key, value),
+        };
+        let before = self.state(&urn);
+        let mut change = self.read_one(topic, msg, key, value)?;
+        if matches!(change.row, Row::Skip(_)) {
+            return Ok(change);
+        }
+        let after = self.state(&urn);
+        if entity_type == DATASET {
+            if lineage_sig(&before) != lineage_sig(&after) {
+                change.also = self.follow_ups(&after.jobs, &change.sequence, change.time.unwrap_or_else(Utc::now))?;
+            }
+            return Ok(change);
+        }
+        // A job: keep the datasets' index of the jobs naming them, and stay above a re-mapping.
+        let (old, new) = (job_datasets(&before), job_datasets(&after));
+        for d in old.difference(&new) {
+            let mut ds = self.state(d);
+            ds.jobs.remove(&urn);
+            self.remember(d, ds);
+        }
+        for d in new.difference(&old) {
+            let mut ds = self.state(d);
+            ds.jobs.insert(urn.clone());
+            self.remember(d, ds);
+        }
+        if let Some(f) = after.followed.as_deref()
+            && cmp_sequence(f, &change.sequence) != std::cmp::Ordering::Less
+        {
+            change.sequence = bump(f);
+            let mut js = after;
+            js.followed = Some(change.sequence.clone());
+            self.remember(&urn, js);
+        }
+        Ok(change)
+    }
+
+    fn save(&self) -> SaveFuture<'_> {
+        self.save_pending()
+    }
+}
+
+impl DataHubRule {
+    /// Reads one record for its own entity (see the module doc).
+    fn read_one(
+        &self,
+        _topic: &str,
+        msg: &InboundMessage,
+        key: Option<&Value>,
+        value: &Value,
+    ) -> Result<Change, Reject> {
         let (Some(entity_type), Some(change_type)) = (value["entityType"].as_str(), value["changeType"].as_str())
         else {
             return Err(reject("not_mcl", "no entityType/changeType: not a DataHub MetadataChangeLog record"));
@@ -300,11 +527,18 @@ impl RecordRule for DataHubRule {
         let time = change_time(value, msg)
             .ok_or_else(|| reject("no_version", "no created.time, systemMetadata.lastObserved or message timestamp"))?;
         let sequence = sequence_from_time(time, msg.offset.max(0) as u64);
-        let change =
-            |row| Change { record_id: urn.clone(), sequence: sequence.clone(), time: Some(time), snapshot: false, row };
+        let change = |row| Change {
+            record_id: urn.clone(),
+            sequence: sequence.clone(),
+            time: Some(time),
+            snapshot: false,
+            row,
+            also: Vec::new(),
+        };
         let aspects = match entity_type {
             DATASET => DATASET_ASPECTS,
             DATA_PLATFORM => PLATFORM_ASPECTS,
+            DATA_JOB => JOB_ASPECTS,
             _ => return Ok(change(Row::Skip("entity_type"))),
         };
         let aspect_name = nz(&value["aspectName"]).and_then(Value::as_str);
@@ -314,7 +548,13 @@ impl RecordRule for DataHubRule {
             return Ok(change(Row::Skip("stale")));
         }
         if change_type == "DELETE" && aspect_name.is_none_or(|a| a.ends_with("Key")) {
-            self.remember(&urn, EntityState { aspects: BTreeMap::new(), deleted: Some(sequence.clone()) });
+            let gone = EntityState {
+                aspects: BTreeMap::new(),
+                deleted: Some(sequence.clone()),
+                jobs: state.jobs.clone(),
+                followed: state.followed.clone(),
+            };
+            self.remember(&urn, gone);
             return Ok(change(Row::Delete(None)));
         }
         let Some(name) = aspect_name.filter(|a| aspects.contains(a)) else {
@@ -336,6 +576,9 @@ impl RecordRule for DataHubRule {
         if entity_type == DATASET && parse_dataset_urn(&urn).is_none() {
             return Err(reject("invalid_urn", format!("{urn:?} is not a dataset URN (platform, name, env)")));
         }
+        if entity_type == DATA_JOB && parse_job_urn(&urn).is_none() {
+            return Err(reject("invalid_urn", format!("{urn:?} is not a data job URN (flow, job id)")));
+        }
         state.deleted = None;
         state.aspects.insert(name.to_owned(), Stored { seq: sequence.clone(), value: reduced });
         self.remember(&urn, state.clone());
@@ -344,12 +587,13 @@ impl RecordRule for DataHubRule {
         }
         let row = match entity_type {
             DATASET => dataset_row(&urn, &state)?,
+            DATA_JOB => self.job_row(&urn, &state)?,
             _ => platform_row(&urn, &state),
         };
         Ok(change(Row::Upsert(row)))
     }
 
-    fn save(&self) -> SaveFuture<'_> {
+    fn save_pending(&self) -> SaveFuture<'_> {
         Box::pin(async move {
             let entries: Vec<(String, Option<Bytes>)> = self
                 .pending
@@ -383,6 +627,37 @@ mod tests {
         assert!(parse_dataset_urn("urn:li:dataset:postgres").is_none());
         assert_eq!(field_name("[version=2.0].[type=struct].address.[type=string].zip"), "address.zip");
         assert_eq!(field_name("email"), "email");
+        let job = "urn:li:dataJob:(urn:li:dataFlow:(airflow,crm_nightly,prod),load_customers)";
+        let (flow, orch, flow_id, cluster, job_id) = parse_job_urn(job).unwrap();
+        assert_eq!(flow, "urn:li:dataFlow:(airflow,crm_nightly,prod)");
+        assert_eq!(
+            (orch.as_str(), flow_id.as_str(), cluster.as_str(), job_id.as_str()),
+            ("airflow", "crm_nightly", "prod", "load_customers")
+        );
+        assert!(parse_job_urn("urn:li:dataJob:load_customers").is_none());
+        assert!(parse_job_urn("urn:li:dataJob:(urn:li:dataFlow:(airflow,x,prod),)").is_none());
+    }
+
+    #[test]
+    fn bumped_versions_sit_between_a_version_and_the_next_time() {
+        let v = "2026-12-03T01:00:00.000000000Z/00000000000000000007";
+        let later = "2026-12-03T01:00:00.000000001Z/00000000000000000000";
+        let (b1, b2) = (bump(v), bump(&bump(v)));
+        assert_eq!(b1, format!("{v}+000001"));
+        assert_eq!(b2, format!("{v}+000002"));
+        for (lo, hi) in [(v, b1.as_str()), (b1.as_str(), b2.as_str()), (b2.as_str(), later)] {
+            assert_eq!(cmp_sequence(lo, hi), std::cmp::Ordering::Less, "{lo} < {hi}");
+        }
+    }
+
+    #[test]
+    fn lineage_lists_unite_urns_and_edges() {
+        let io = json!({"inputDatasets": ["a", "b"], "inputDatasetEdges": [{"destinationUrn": "b"}, {"destinationUrn": "c"}],
+                        "outputDatasetEdges": [{"destinationUrn": "d"}]});
+        let r = reduce("dataJobInputOutput", &io).unwrap();
+        assert_eq!(r, json!({"inputs": ["a", "b", "c"], "outputs": ["d"], "inputJobs": []}));
+        let bad = reduce("dataJobInputOutput", &json!({"inputDatasetEdges": [{"sourceUrn": "x"}]})).unwrap_err();
+        assert_eq!(bad.0, "invalid_aspect");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Bundled sample data: MetadataChangeLog records of a small DataHub catalog (two platforms, a CRM
 //! `customers` table with PII-tagged columns and a financial glossary term, a tag set in the UI, a
-//! clinic `visits` table with a health term, a table soft-deleted after ingestion, and changes the
-//! source skips). They are the MCL's JSON form (aspect values as JSON text; DataHub itself writes
+//! clinic `visits` table with a health term, a table soft-deleted after ingestion, an Airflow job
+//! copying the customers to a Snowflake table, and changes the source skips). They are the MCL's JSON form (aspect values as JSON text; DataHub itself writes
 //! Avro, which needs a schema registry the quickstart does not run). The quickstart produces them
 //! to its broker and reads them with [`sample_config`].
 
@@ -117,6 +117,11 @@ mod tests {
         }
         let all: Vec<String> = live.into_values().flatten().collect();
         let count = |kind: &str| all.iter().filter(|k| k.starts_with(kind)).count();
-        assert_eq!((count("asset:"), count("datafield:"), count("dataset:"), skipped), (2, 6, 2, 2), "{all:#?}");
+        // Assets: 2 platforms and the 3 live datasets (customers, visits, the warehouse table).
+        assert_eq!(
+            (count("asset:"), count("datafield:"), count("dataset:"), count("processing:"), skipped),
+            (5, 6, 2, 1, 2),
+            "{all:#?}"
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! End to end on the Kafka MockCluster, on tansu (a Kafka-protocol broker process) and on NATS
 //! JetStream: DataHub MetadataChangeLog records (Confluent Avro through the registry stub) read by
 //! the DataHub source and applied by the real Dastra sink to the emulator — a PII-tagged column becomes exactly one DataField with its category and sensitivity,
-//! in its table's dataset (DataRetentionRules), the data platform an Asset; a tag set in the UI
-//! re-classifies a field; soft-deleting the table removes its fields and dataset.
+//! in its table's dataset (DataRetentionRules), the data platform and each table an Asset; a tag set
+//! in the UI re-classifies a field; a data job becomes one DataProcessing linked to the Assets of
+//! the tables it reads and writes and to the classified one's dataset, a tag set later on the
+//! other table re-links it to that table's dataset too, and its DELETE removes it;
+//! soft-deleting the table removes its fields, dataset and Asset.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -68,6 +71,8 @@ async fn run(bus: &BusConfig, topics: &Topics) {
     let stub = StubRegistry::new();
     let (registry, _server) = stub.spawn().await.unwrap();
     let patients = dataset("clinic.public.patients");
+    let export = "urn:li:dataset:(urn:li:dataPlatform:snowflake,dwh.clinic.patients,PROD)".to_owned();
+    let copy = job("copy_patients");
     let items = vec![
         postgres_platform(1),
         upsert(
@@ -88,6 +93,14 @@ async fn run(bus: &BusConfig, topics: &Topics) {
         // A tag set in the UI on `created_at`.
         upsert(&patients, "editableSchemaMetadata", editable(&[("created_at", Some("First visit"), &[PII])]), 20),
         upsert(&patients, "status", json!({"removed": true}), 30),
+        // 5..=8: lineage — a warehouse table, a job copying the patients into it, its hard delete.
+        upsert(&export, "datasetProperties", json!({"name": "patients", "description": "Warehouse copy"}), 21),
+        job_upsert(&copy, "dataJobInfo", job_info("copy_patients", "Nightly copy to the warehouse"), 22),
+        job_upsert(&copy, "dataJobInputOutput", job_io(&[&patients], &[&export]), 23),
+        mcl("dataJob", &copy, "DELETE", None, None, 24),
+        // 9: a PII tag set in the UI on the warehouse table: the job is mapped again (a version
+        // just above its latest) and links that table's new dataset too.
+        upsert(&export, "editableSchemaMetadata", editable(&[("patient_email", Some("Copied e-mail"), &[PII])]), 25),
     ];
     let url = registry.to_string();
     let encoded = tokio::task::spawn_blocking(move || encode(&items, &url)).await.unwrap();
@@ -106,7 +119,7 @@ async fn run(bus: &BusConfig, topics: &Topics) {
     wait_emulator(&emu, "the catalog in Dastra", WAIT, |e| {
         e.state.entities(1, "DataFields").len() == 2
             && e.state.entities(1, "DataRetentionRules").len() == 1
-            && labels(e, "Assets", "label") == ["PostgreSQL"]
+            && labels(e, "Assets", "label") == ["PostgreSQL", "postgres.clinic.public.patients"]
     })
     .await;
     let fields = emu.state.entities(1, "DataFields");
@@ -139,13 +152,59 @@ async fn run(bus: &BusConfig, topics: &Topics) {
     let created = fields.iter().find(|f| f["label"] == "created_at").unwrap();
     assert_eq!((created["definition"].as_str(), created["dataType"].as_str()), (Some("First visit"), Some("Date")));
 
-    // Soft delete: the fields and the dataset leave Dastra; the platform stays.
-    produce(&bus, TOPIC, vec![encoded[4].clone()]).await;
-    wait_emulator(&emu, "the soft delete", WAIT, |e| {
-        e.state.entities(1, "DataFields").is_empty() && e.state.entities(1, "DataRetentionRules").is_empty()
+    // Lineage: the job becomes one DataProcessing linked to the Assets of both tables and to the
+    // dataset of the classified one; its DELETE removes it.
+    produce(&bus, TOPIC, encoded[5..8].to_vec()).await;
+    wait_emulator(&emu, "the job's processing", WAIT, |e| {
+        e.state.entities(1, "DataProcessings").iter().any(|p| {
+            p["assets"].as_array().is_some_and(|a| a.len() == 2)
+                && p["dataRetentionRules"].as_array().is_some_and(|d| d.len() == 1)
+        })
     })
     .await;
-    assert_eq!(labels(&emu, "Assets", "label"), ["PostgreSQL"]);
+    let dps = emu.state.entities(1, "DataProcessings");
+    assert_eq!(dps.len(), 1, "one processing per job: {dps:#?}");
+    assert_eq!(
+        (dps[0]["label"].as_str(), dps[0]["description"].as_str()),
+        (Some("copy_patients"), Some("Nightly copy to the warehouse"))
+    );
+    let mut linked: Vec<String> =
+        dps[0]["assets"].as_array().unwrap().iter().map(|a| a["label"].as_str().unwrap().to_owned()).collect();
+    linked.sort();
+    assert_eq!(linked, ["postgres.clinic.public.patients", "snowflake.dwh.clinic.patients"]);
+    let sets = emu.state.entities(1, "DataRetentionRules");
+    assert_eq!(dps[0]["dataRetentionRules"][0]["id"], sets[0]["id"], "linked by Dastra id");
+    produce(&bus, TOPIC, vec![encoded[9].clone()]).await;
+    wait_emulator(&emu, "the job re-linked to the newly classified table", WAIT, |e| {
+        e.state
+            .entities(1, "DataProcessings")
+            .iter()
+            .any(|p| p["dataRetentionRules"].as_array().is_some_and(|d| d.len() == 2))
+    })
+    .await;
+    let mut linked: Vec<String> = emu.state.entities(1, "DataProcessings")[0]["dataRetentionRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap().to_owned())
+        .collect();
+    linked.sort();
+    assert_eq!(linked, ["postgres.clinic.public.patients", "snowflake.dwh.clinic.patients"]);
+    produce(&bus, TOPIC, vec![encoded[8].clone()]).await;
+    wait_emulator(&emu, "the job's delete", WAIT, |e| e.state.entities(1, "DataProcessings").is_empty()).await;
+
+    // Soft delete: the fields, the dataset and the table's Asset leave Dastra; the platform and
+    // the warehouse table (its field, dataset and Asset) stay.
+    produce(&bus, TOPIC, vec![encoded[4].clone()]).await;
+    wait_emulator(&emu, "the soft delete", WAIT, |e| {
+        labels(e, "DataFields", "label") == ["patient_email"]
+            && labels(e, "DataRetentionRules", "label") == ["snowflake.dwh.clinic.patients"]
+    })
+    .await;
+    wait_emulator(&emu, "the table's Asset gone", WAIT, |e| {
+        labels(e, "Assets", "label") == ["PostgreSQL", "snowflake.dwh.clinic.patients"]
+    })
+    .await;
     source.stop().await;
     sink.stop().await;
 }

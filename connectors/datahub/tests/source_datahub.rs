@@ -166,7 +166,7 @@ async fn scenario(broker: Broker) {
             let l = r.latest();
             count(&l, EntityKind::DataField, Op::Upsert) == 3
                 && count(&l, EntityKind::Dataset, Op::Upsert) == 2
-                && count(&l, EntityKind::Asset, Op::Upsert) == 1
+                && count(&l, EntityKind::Asset, Op::Upsert) == 3
                 && r.dlq().len() == 2
         })
         .await;
@@ -193,6 +193,8 @@ async fn scenario(broker: Broker) {
     assert_eq!(in_customers, [field_key("crm.public.customers", "email"), field_key("crm.public.customers", "phone")]);
     let Payload::Asset(pg) = &l["datahub:asset:urn:li:dataPlatform:postgres"].data else { panic!() };
     assert_eq!(pg.label.as_deref(), Some("PostgreSQL"));
+    let Payload::Asset(table) = &l[&format!("datahub:asset:{customers}")].data else { panic!() };
+    assert_eq!(table.label.as_deref(), Some("postgres.crm.public.customers"), "each dataset is also an Asset");
     let mut reasons: Vec<String> = reader.dlq().iter().map(|d| d.header("dastra_dlq_reason").unwrap()).collect();
     reasons.sort();
     assert_eq!(reasons, ["invalid_urn", "undecodable"]);
@@ -203,8 +205,8 @@ async fn scenario(broker: Broker) {
     let customer_events = |r: &Reader| r.events().into_iter().filter(|e| e.key.as_str().contains("customers")).count();
     assert_eq!(
         customer_events(&reader),
-        5,
-        "schema: email + dataset; editable: email, phone, dataset; ownership: none"
+        7,
+        "schema: email, dataset, Asset; editable: email, phone, dataset, Asset; ownership: none"
     );
 
     // 2. Incremental: the tag added in the UI re-classifies `email`.
@@ -224,6 +226,7 @@ async fn scenario(broker: Broker) {
             let l = r.latest();
             deleted(&l, &field_key("crm.public.orders", "customer_email"))
                 && deleted(&l, &format!("datahub:dataset:{orders}"))
+                && deleted(&l, &format!("datahub:asset:{orders}"))
                 && deleted(&l, &phone_key)
                 && deleted(&l, "datahub:asset:urn:li:dataPlatform:postgres")
                 && datafield(&l, &email_key).is_some_and(|f| f.sensitive_data == Some(false))
@@ -263,4 +266,155 @@ async fn scenario(broker: Broker) {
     source.stop().await;
     assert_eq!(reader.dlq().len(), 2);
     assert_eq!(stub.schema_count(), 1, "one MCL value schema, registered by the Python serializer");
+}
+
+/// Lineage on the MockCluster: a data job becomes one DataProcessing linked to the Assets of the
+/// datasets it reads and writes and to the Dastra dataset of the classified one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_on_kafka() {
+    lineage(Broker::kafka()).await;
+}
+
+/// The same on NATS JetStream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_on_nats() {
+    lineage(Broker::nats().await).await;
+}
+
+/// The DataProcessing of `key` in its newest event, unless deleted.
+fn processing<'a>(
+    l: &'a std::collections::BTreeMap<String, ChangeEvent>,
+    key: &str,
+) -> Option<&'a dastra_connect_core::event::DataProcessing> {
+    match &l.get(key)?.data {
+        Payload::DataProcessing(p) if !p.deleted => Some(p),
+        _ => None,
+    }
+}
+
+fn keys(list: &[dastra_connect_core::event::EntityKey]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(|k| k.as_str().to_owned()).collect();
+    v.sort();
+    v
+}
+
+async fn lineage(broker: Broker) {
+    let topics = Topics::default();
+    let bus = bus_with_mcl(&broker, &topics).await;
+    let stub = StubRegistry::new();
+    let (registry, _server) = stub.spawn().await.unwrap();
+    let customers = dataset("crm.public.customers");
+    let orders = dataset("crm.public.orders");
+    let visits = dataset("clinic.public.visits");
+    let export = job("export_customers");
+    let audit = job("audit");
+    let items = vec![
+        // 0..=5: the first sync — a classified table, an unclassified one, the job reading the
+        // first and writing the second, a job with a URN that is not one.
+        upsert(
+            &customers,
+            "schemaMetadata",
+            schema("crm.public.customers", vec![field("email", "StringType", "varchar", false, &[PII], &[])]),
+            1,
+        ),
+        upsert(&orders, "datasetProperties", json!({"name": "orders", "description": "Orders"}), 2),
+        job_upsert(&export, "dataJobInfo", job_info("export_customers", "Nightly export"), 3),
+        job_upsert(&export, "dataJobInputOutput", job_io(&[&customers], &[&orders]), 4),
+        job_upsert("urn:li:dataJob:export", "dataJobInfo", job_info("export", "No flow"), 5),
+        mcl(
+            "dataFlow",
+            "urn:li:dataFlow:(airflow,crm_nightly,prod)",
+            "UPSERT",
+            Some("dataFlowInfo"),
+            Some(json!({"name": "crm_nightly"})),
+            6,
+        ),
+        // 6: incremental — an input added (visits, not read by this source), the output removed.
+        job_upsert(&export, "dataJobInputOutput", job_io(&[&customers, &visits], &[]), 10),
+        // 7..=10: deletes — the job soft-deleted, restored; another job created and hard-deleted.
+        job_upsert(&export, "status", json!({"removed": true}), 20),
+        job_upsert(&export, "status", json!({"removed": false}), 21),
+        job_upsert(&audit, "dataJobInfo", job_info("audit", "Audit"), 22),
+        mcl("dataJob", &audit, "DELETE", Some("dataJobKey"), None, 23),
+        // 11: while stopped — a description edited in the UI.
+        job_upsert(&export, "editableDataJobProperties", json!({"description": "Export for the BI team"}), 30),
+    ];
+    let url = registry.to_string();
+    let encoded = tokio::task::spawn_blocking(move || encode(&items, &url)).await.unwrap();
+    let reader = Reader::start(&bus, &topics).await;
+    let asset = |urn: &str| format!("datahub:asset:{urn}");
+    let export_key = format!("datahub:processing:{export}");
+    let audit_key = format!("datahub:processing:{audit}");
+
+    // 1. First sync, the job read before the tables it reads and writes (records of different
+    // URNs are in different partitions: any order can happen): its processing links the tables'
+    // Assets at once, and the classified table's dataset once that table is read.
+    produce(&bus, TOPIC, encoded[2..6].to_vec()).await;
+    let source = RunningSource::start(&bus, &topics, Box::new(DataHubSource::new(config(&registry, json!({})))));
+    reader
+        .wait_until("the job's processing", WAIT, |r| {
+            processing(&r.latest(), &export_key).is_some_and(|p| p.assets.len() == 2) && r.dlq().len() == 1
+        })
+        .await;
+    assert!(processing(&reader.latest(), &export_key).unwrap().datasets.is_empty(), "no table read yet");
+    produce(&bus, TOPIC, encoded[..2].to_vec()).await;
+    reader
+        .wait_until("the job re-linked to the classified table", WAIT, |r| {
+            processing(&r.latest(), &export_key).is_some_and(|p| p.datasets.len() == 1)
+        })
+        .await;
+    let l = reader.latest();
+    let p = processing(&l, &export_key).unwrap();
+    assert_eq!(p.label.as_deref(), Some("export_customers"));
+    assert_eq!(p.description.as_deref(), Some("Nightly export"));
+    assert_eq!(keys(&p.assets), [asset(&customers), asset(&orders)]);
+    assert_eq!(keys(&p.datasets), [format!("datahub:dataset:{customers}")], "only the classified table");
+    for urn in [&customers, &orders] {
+        let Payload::Asset(a) = &l[&asset(urn)].data else { panic!("{urn} is no Asset") };
+        assert_eq!(a.asset_type.map(|t| t.to_string()).as_deref(), Some("Data"));
+    }
+    assert_eq!(count(&l, EntityKind::DataProcessing, Op::Upsert), 1, "one processing per job, none per flow");
+    let dlq = reader.dlq();
+    assert_eq!(dlq[0].header("dastra_dlq_reason").as_deref(), Some("invalid_urn"));
+    assert!(dlq[0].header("dastra_dlq_error").unwrap().contains("urn:li:dataJob:export"));
+
+    // 2. Incremental: an input added, the output removed.
+    produce(&bus, TOPIC, vec![encoded[6].clone()]).await;
+    reader
+        .wait_until("the new lineage", WAIT, |r| {
+            processing(&r.latest(), &export_key).is_some_and(|p| keys(&p.assets) == [asset(&visits), asset(&customers)])
+        })
+        .await;
+    let l = reader.latest();
+    assert_eq!(keys(&processing(&l, &export_key).unwrap().datasets), [format!("datahub:dataset:{customers}")]);
+
+    // 3. Soft delete, restore; a job created then hard-deleted.
+    produce(&bus, TOPIC, encoded[7..8].to_vec()).await;
+    reader.wait_until("the soft delete", WAIT, |r| deleted(&r.latest(), &export_key)).await;
+    produce(&bus, TOPIC, encoded[8..11].to_vec()).await;
+    reader
+        .wait_until("the restore and the hard delete", WAIT, |r| {
+            let l = r.latest();
+            processing(&l, &export_key).is_some() && deleted(&l, &audit_key)
+        })
+        .await;
+    assert_eq!(keys(&processing(&reader.latest(), &export_key).unwrap().assets).len(), 2, "restored with its lineage");
+    source.stop().await;
+
+    // 4. Restart: only the record written while stopped is read; the lineage is remembered.
+    produce(&bus, TOPIC, encoded[11..].to_vec()).await;
+    let source = RunningSource::start(&bus, &topics, Box::new(DataHubSource::new(config(&registry, json!({})))));
+    reader
+        .wait_until("the edited description", WAIT, |r| {
+            processing(&r.latest(), &export_key)
+                .is_some_and(|p| p.description.as_deref() == Some("Export for the BI team"))
+        })
+        .await;
+    let l = reader.latest();
+    let p = processing(&l, &export_key).unwrap();
+    assert_eq!(keys(&p.assets), [asset(&visits), asset(&customers)]);
+    assert_eq!(keys(&p.datasets), [format!("datahub:dataset:{customers}")]);
+    assert_eq!(source.metric("dastra_connect_records_polled_total"), Some(1.0));
+    source.stop().await;
+    assert_eq!(reader.dlq().len(), 1);
 }

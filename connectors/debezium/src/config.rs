@@ -49,6 +49,14 @@ pub struct ReaderConfig {
     /// Consumer group and batching.
     #[serde(default)]
     pub consumer: ConsumerSettings,
+    /// NATS only: read each topic as the subject of that name in this JetStream stream (owned by
+    /// the company, e.g. the one Debezium Server's `nats-jetstream` sink writes to: subject
+    /// `<topic.prefix>.<schema>.<table>`, no key header) instead of the bus layout
+    /// (`<topic>.<partition>` on the bus stream, key in the `Dastra-Key` header). The record's id
+    /// then comes from the `key` program. One replica of the group reads (a NATS lease), the
+    /// others stand by.
+    #[serde(default)]
+    pub nats_stream: Option<String>,
 }
 
 /// One topic and how its records map.
@@ -66,8 +74,10 @@ pub struct TopicConfig {
     /// `$params` of the mapping.
     #[serde(default)]
     pub params: Map<String, Value>,
-    /// `type: topic` only: jq program from the record to its id (what identifies the record across
-    /// updates and deletes). Default: the message key.
+    /// jq program to the record's id (what identifies it across updates and deletes). `type:
+    /// topic`: from the record; default the message key. `type: debezium`: from the row (`after`,
+    /// `before` for a delete), for records without a message key (required with `nats_stream`, e.g.
+    /// `{id}` gives the id Kafka's key struct would).
     #[serde(default)]
     pub key: Option<String>,
     /// `type: topic` only, required: jq program from the record to its version, a non-negative
@@ -146,10 +156,14 @@ impl ReaderConfig {
             let programs = [("key", &t.key), ("version", &t.version), ("delete", &t.delete)];
             for (field, program) in programs {
                 match (kind, program) {
+                    (ReaderKind::Debezium, Some(p)) if field == "key" => {
+                        dastra_connect_core::source::Mapping::compile(field, p)
+                            .map_err(|e| ConfigError::new(format!("{here}.{field}"), e.to_string()))?;
+                    }
                     (ReaderKind::Debezium, Some(_)) => {
                         return Err(ConfigError::new(
                             format!("{here}.{field}"),
-                            "not used by `type: debezium`: the change-event envelope gives the key, version and deletes",
+                            "not used by `type: debezium`: the change-event envelope gives the version and deletes",
                         ));
                     }
                     (ReaderKind::Topic, Some(p)) => {
@@ -159,12 +173,26 @@ impl ReaderConfig {
                     _ => {}
                 }
             }
+            if kind == ReaderKind::Debezium && self.nats_stream.is_some() && t.key.is_none() {
+                return Err(ConfigError::new(
+                    format!("{here}.key"),
+                    "required with `nats_stream`: Debezium Server publishes no key, a jq program on the row gives it (e.g. `{id}`)",
+                ));
+            }
             if kind == ReaderKind::Topic && t.version.is_none() {
                 return Err(ConfigError::new(
                     format!("{here}.version"),
                     "required for `type: topic`: a jq program giving the record's version (counter or RFC 3339 time)",
                 ));
             }
+        }
+        if let Some(s) = &self.nats_stream
+            && (s.is_empty() || s.contains([' ', '.', '*', '>']))
+        {
+            return Err(ConfigError::new(
+                format!("{at}.nats_stream"),
+                "a JetStream stream name (no spaces, dots or wildcards)",
+            ));
         }
         if let Some(r) = &self.registry {
             check_http_url(&format!("{at}.registry.url"), &r.url)?;
@@ -209,6 +237,9 @@ mod tests {
             ("topics: [{topic: a, mapping: '.'}, {topic: a, mapping: '.'}]", "c.topics[1].topic"),
             ("topics: [{topic: a, mapping: '.'}, {topic: b, name: a, mapping: '.'}]", "c.topics[1].name"),
             ("topics: [{topic: a, mapping: '.', version: '.v'}]", "c.topics[0].version"),
+            ("topics: [{topic: a, mapping: '.', key: '{id'}]", "c.topics[0].key"),
+            ("{topics: [{topic: a, mapping: '.'}], nats_stream: DebeziumStream}", "c.topics[0].key"),
+            ("{topics: [{topic: a, mapping: '.', key: '{id}'}], nats_stream: 'a.b'}", "c.nats_stream"),
             ("{topics: [{topic: a, mapping: '.'}], key_system: 'A B'}", "c.key_system"),
             ("{topics: [{topic: a, mapping: '.'}], consumer: {batch_size: 0}}", "c.consumer.batch_size"),
             ("{topics: [{topic: a, mapping: '.'}], consumer: {linger: 0s}}", "c.consumer.linger"),

@@ -60,7 +60,7 @@ pub fn read_envelope(value: &Value, key: Option<&Value>, offset: i64) -> Result<
     let last = if matches!(row, Row::Delete(_)) { '0' } else { '1' };
     let mut sequence = position(source, time, offset).map_err(|e| ("no_version", e))?;
     sequence.push(last);
-    Ok(Change { record_id, sequence, time, snapshot: op == "r", row })
+    Ok(Change { record_id, sequence, time, snapshot: op == "r", row, also: Vec::new() })
 }
 
 fn millis(v: Option<&Value>) -> Option<DateTime<Utc>> {

@@ -9,12 +9,16 @@ pub mod config;
 pub mod debezium;
 pub mod decode;
 pub mod envelope;
+pub mod health;
 pub mod reader;
 pub mod samples;
 pub mod topic;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use dastra_connect_core::connector::{Connector, ConnectorContext};
+use dastra_connect_core::health::HealthCheck;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ConsumerSettings, ReaderConfig, ReaderKind, TopicConfig};
@@ -36,8 +40,13 @@ impl DebeziumSource {
 
 #[async_trait]
 impl Connector for DebeziumSource {
+    fn health_checks(&self, ctx: &ConnectorContext) -> anyhow::Result<Vec<Arc<dyn HealthCheck>>> {
+        health::reader_checks(&self.config, ctx)
+    }
+
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
-        TopicReader::new(DebeziumRule, ReaderKind::Debezium.as_str(), self.config).run(ctx, shutdown).await
+        let rule = DebeziumRule::new(&self.config, self.config.key_system(ReaderKind::Debezium))?;
+        TopicReader::new(rule, ReaderKind::Debezium.as_str(), self.config).run(ctx, shutdown).await
     }
 }
 
@@ -55,6 +64,10 @@ impl TopicSource {
 
 #[async_trait]
 impl Connector for TopicSource {
+    fn health_checks(&self, ctx: &ConnectorContext) -> anyhow::Result<Vec<Arc<dyn HealthCheck>>> {
+        health::reader_checks(&self.config, ctx)
+    }
+
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
         let rule = TopicRule::new(&self.config, self.config.key_system(ReaderKind::Topic))?;
         TopicReader::new(rule, ReaderKind::Topic.as_str(), self.config).run(ctx, shutdown).await

@@ -35,7 +35,6 @@ use chrono::{DateTime, Utc};
 use dastra_connect_core::bus::{
     BusConfig, InboundMessage, OutboundMessage, Publisher, Subscriber, SubscriberEvent, TopicPartition, TopicSpec,
 };
-use dastra_connect_core::codec::SchemaRegistryClient;
 use dastra_connect_core::connector::ConnectorContext;
 use dastra_connect_core::dlq::H_SOURCE_VERSION;
 use dastra_connect_core::event::{ChangeEvent, EntityKey, EntityKind, Payload};
@@ -65,6 +64,10 @@ pub struct Change {
     pub snapshot: bool,
     /// What to do.
     pub row: Row,
+    /// Other records whose rows this one changed, mapped after it as if they had been read (each
+    /// with its own id and version). DataHub: the jobs whose lineage names a dataset whose
+    /// classification changed. Empty for most rules.
+    pub also: Vec<Change>,
 }
 
 /// The effect of a record.
@@ -197,10 +200,7 @@ impl<R: RecordRule> TopicReader<R> {
     /// Runs until `shutdown` (returns `Ok`) or a fatal error.
     pub async fn run(self, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
         let streams = Self::streams(&self.config)?;
-        let registry = match (&self.config.registry, ctx.codec.registry()) {
-            (Some(r), _) => Some(Arc::new(SchemaRegistryClient::new(r.clone())?)),
-            (None, r) => r.cloned(),
-        };
+        let registry = crate::health::registry_client(&self.config, &ctx)?;
         let mut specs: Vec<TopicSpec> =
             EntityKind::ALL.iter().map(|k| TopicSpec::new(ctx.topics.changes(*k))).collect();
         specs.push(TopicSpec::new(ctx.topics.dlq()));
@@ -211,7 +211,15 @@ impl<R: RecordRule> TopicReader<R> {
         let consumer = self.config.consumer.clone();
         let group = consumer.group_id.clone().unwrap_or_else(|| format!("dastra-connect-{}", ctx.name));
         let topics: Vec<String> = self.config.topics.iter().map(|t| t.topic.clone()).collect();
-        let mut sub = own_group(&ctx.bus, &group).subscriber(&group, &topics).await?;
+        let mut sub: Box<dyn Subscriber> = match (&self.config.nats_stream, &ctx.bus) {
+            (None, bus) => own_group(bus, &group).subscriber(&group, &topics).await?,
+            (Some(stream), BusConfig::Nats(n)) => Box::new(
+                dastra_connect_core::bus::nats::NatsSubscriber::connect_external(n, &group, stream, &topics).await?,
+            ),
+            (Some(_), BusConfig::Kafka(_)) => {
+                anyhow::bail!("`nats_stream` needs the NATS bus (on Kafka the topics are read as they are)")
+            }
+        };
         let status = json!({"type": self.kind, "topics": topics, "group": group});
         ctx.admin.status_provider(&ctx.name, move || status.clone());
         let run = Running {
@@ -397,6 +405,22 @@ impl<R: RecordRule> TopicReader<R> {
             }
         };
         *read = Some((value, Some(change.clone())));
+        let mut events = self.apply(run, stream, m, &change, overlay)?;
+        for also in &change.also {
+            events.extend(self.apply(run, stream, m, also, overlay)?);
+        }
+        Ok(events)
+    }
+
+    /// The events of one change (a record's, or one it brought along).
+    fn apply(
+        &self,
+        run: &Running,
+        stream: &StreamSpec,
+        m: &InboundMessage,
+        change: &Change,
+        overlay: &mut Overlay,
+    ) -> Result<Vec<ChangeEvent>, Failure> {
         let time = change.time.or(m.timestamp).unwrap_or_else(Utc::now);
         let index_at = index_key(&stream.name, &change.record_id);
         let known = known_keys(run, overlay, &index_at);

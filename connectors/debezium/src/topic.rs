@@ -113,7 +113,7 @@ impl RecordRule for TopicRule {
             None => false,
         };
         let row = if deleted { Row::Delete(Some(value.clone())) } else { Row::Upsert(value.clone()) };
-        Ok(Change { record_id, sequence, time, snapshot: false, row })
+        Ok(Change { record_id, sequence, time, snapshot: false, row, also: Vec::new() })
     }
 }
 

@@ -63,6 +63,23 @@ fn uuid_from(n: u64) -> String {
     format!("{:08x}-0c3e-4a5b-9d7f-{n:012x}", n.wrapping_mul(2_654_435_761) & 0xffff_ffff)
 }
 
+/// A stable uuid (version 4 layout) for a reference to an entity the fake does not hold.
+fn ref_uuid(entity_type: &str, name: &str) -> String {
+    // FNV-1a: deterministic, no dependency.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in entity_type.bytes().chain([b':']).chain(name.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        (h >> 20) & 0xfff,
+        h & 0xffff_ffff_ffff
+    )
+}
+
 fn fqn(v: &Value) -> &str {
     v.get("fullyQualifiedName").and_then(Value::as_str).unwrap_or("")
 }
@@ -112,8 +129,7 @@ impl FakeOpenMetadata {
         let e = json!({
             "id": uuid_from(id), "eventType": ty, "entityType": entity.entity_type(), "entityId": v["id"],
             "entityFullyQualifiedName": v["fullyQualifiedName"], "previousVersion": prev,
-            "currentVersion": v["version"], "userName": "ingestion-bot", "timestamp": v["updatedAt"],
-            "changeDescription": null
+            "currentVersion": v["version"], "userName": "ingestion-bot", "timestamp": v["updatedAt"]
         });
         s.sys.events.push(e);
     }
@@ -136,6 +152,21 @@ impl FakeOpenMetadata {
             o.insert("updatedBy".into(), json!("ingestion-bot"));
             o.insert("deleted".into(), json!(false));
         }
+        // References (`service`, `database`, `databaseSchema`) carry the referred entity's uuid:
+        // the database service's own when the fake holds it, else one derived from the reference's
+        // FQN (the same reference always gets the same id).
+        for field in ["service", "database", "databaseSchema"] {
+            let Some(r) = v.get(field).filter(|r| r.is_object()).cloned() else { continue };
+            let name = r["fullyQualifiedName"].as_str().or_else(|| r["name"].as_str()).unwrap_or("").to_owned();
+            let known = s
+                .sys
+                .entities
+                .get(&OmEntity::DatabaseServices)
+                .and_then(|l| l.iter().find(|e| fqn(e) == name))
+                .map(|e| e["id"].clone());
+            let id = known.unwrap_or_else(|| json!(ref_uuid(r["type"].as_str().unwrap_or(""), &name)));
+            v[field]["id"] = id;
+        }
         let table_fqn = fqn(&v).to_owned();
         if let Some(cols) = v.get_mut("columns").and_then(Value::as_array_mut) {
             for c in cols {
@@ -146,7 +177,9 @@ impl FakeOpenMetadata {
                 }
             }
         }
-        Self::event(&mut s, "entityCreated", entity, &v, 0.0);
+        // A creation has no earlier version: `previousVersion` is the current one (0.1), as the
+        // schema's minimum says.
+        Self::event(&mut s, "entityCreated", entity, &v, 0.1);
         s.sys.entities.entry(entity).or_default().push(v);
         id
     }

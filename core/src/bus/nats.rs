@@ -298,6 +298,9 @@ struct PartitionTask {
     stream: String,
     topic: String,
     partition: u32,
+    /// The subject the consumer reads: `<topic>.<partition>` on the bus stream, the topic itself on
+    /// an external stream ([`NatsSubscriber::connect_external`]).
+    filter: String,
     durable: String,
     ack_wait: Duration,
     max_ack_pending: i64,
@@ -323,7 +326,7 @@ impl PartitionTask {
             if floor == 0 { DeliverPolicy::All } else { DeliverPolicy::ByStartSequence { start_sequence: floor + 1 } };
         let config = pull::Config {
             durable_name: Some(self.durable.clone()),
-            filter_subject: subject(&self.topic, self.partition),
+            filter_subject: self.filter.clone(),
             ack_policy: AckPolicy::All,
             ack_wait: self.ack_wait,
             max_ack_pending: self.max_ack_pending,
@@ -526,6 +529,7 @@ impl PartitionTask {
             stream: self.stream.clone(),
             topic: self.topic.clone(),
             partition: self.partition,
+            filter: self.filter.clone(),
             durable: self.durable.clone(),
             ack_wait: self.ack_wait,
             max_ack_pending: self.max_ack_pending,
@@ -546,6 +550,49 @@ impl NatsSubscriber {
         }
         let js = jetstream(cfg, connect(cfg).await?);
         ensure_stream(&js, cfg).await?;
+        Self::start(cfg, js, group, &cfg.stream, topics, cfg.owned_partitions(), subject).await
+    }
+
+    /// Reads `subjects` of a JetStream stream the bus does not own (e.g. the one Debezium Server's
+    /// `nats-jetstream` sink writes to: one subject per table, named like the Kafka topic, no key
+    /// header): each subject is a topic with the one partition 0 read through the durable consumer
+    /// `<group>-<subject>-0`, in stream order. The stream must exist and capture the subjects. Every
+    /// replica wants partition 0: the lease ([`super::nats_lease`]) keeps one consumer per group,
+    /// the others take over when it goes away. Commits and redelivery are the bus stream's.
+    pub async fn connect_external(
+        cfg: &NatsConfig,
+        group: &str,
+        stream: &str,
+        subjects: &[String],
+    ) -> Result<Self, BusError> {
+        let js = jetstream(cfg, connect(cfg).await?);
+        let mut handle = js.get_stream(stream).await.map_err(|e| nats_err("get stream", e))?;
+        let captured = handle.info().await.map_err(|e| nats_err("stream info", e))?.config.subjects.clone();
+        for s in subjects {
+            if s.is_empty() || s.contains([' ', '*', '>']) {
+                return Err(BusError::InvalidMessage(format!("`{s}` is not a NATS subject to read")));
+            }
+            if !captured.iter().any(|pat| subject_matches(pat, s)) {
+                return Err(BusError::config(
+                    "nats_stream",
+                    format!("subject `{s}` is not captured by stream `{stream}` (subjects {captured:?})"),
+                ));
+            }
+        }
+        Self::start(cfg, js, group, stream, subjects, vec![0], |topic, _| topic.to_owned()).await
+    }
+
+    /// Starts an owner per partition of `partitions`, each consuming `topics` of `stream` (the
+    /// subject of a topic's partition: `filter`).
+    async fn start(
+        cfg: &NatsConfig,
+        js: jetstream::Context,
+        group: &str,
+        stream: &str,
+        topics: &[String],
+        partitions: Vec<u32>,
+        filter: fn(&str, u32) -> String,
+    ) -> Result<Self, BusError> {
         let leases = Leases::open(&js, cfg, group).await?;
         let (tx, rx) = mpsc::channel(1024);
         let pending: PendingAcks = Arc::default();
@@ -554,7 +601,7 @@ impl NatsSubscriber {
         let mut assignment = Vec::new();
         let mut pauses = HashMap::new();
         let mut durables = Vec::new();
-        for p in cfg.owned_partitions() {
+        for p in partitions {
             let mut consumers = Vec::new();
             for topic in topics {
                 let tp = TopicPartition::new(topic.clone(), p as i32);
@@ -563,9 +610,10 @@ impl NatsSubscriber {
                 pauses.insert(tp, pause_tx);
                 consumers.push(PartitionTask {
                     js: js.clone(),
-                    stream: cfg.stream.clone(),
+                    stream: stream.to_owned(),
                     topic: topic.clone(),
                     partition: p,
+                    filter: filter(topic, p),
                     durable: durable_name(group, topic, p),
                     ack_wait: cfg.ack_wait,
                     max_ack_pending: cfg.max_ack_pending,
@@ -596,7 +644,7 @@ impl NatsSubscriber {
         tracing::debug!(holder = leases.holder(), "nats subscriber started");
         Ok(Self {
             js,
-            stream: cfg.stream.clone(),
+            stream: stream.to_owned(),
             durables,
             rx,
             queued,

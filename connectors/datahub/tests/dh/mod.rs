@@ -132,3 +132,31 @@ pub async fn bus_with_mcl(broker: &Broker, topics: &Topics) -> BusConfig {
 
 /// Publishes raw records to a topic in order (the Debezium tests' producer).
 pub use cdc::produce;
+
+/// The URN of an Airflow task (a DataHub data job) of the `crm_nightly` DAG.
+pub fn job(task: &str) -> String {
+    format!("urn:li:dataJob:(urn:li:dataFlow:(airflow,crm_nightly,prod),{task})")
+}
+
+/// An UPSERT of a data job aspect.
+pub fn job_upsert(urn: &str, aspect_name: &str, aspect: Value, t: i64) -> Value {
+    mcl("dataJob", urn, "UPSERT", Some(aspect_name), Some(aspect), t)
+}
+
+/// The `dataJobInfo` of an Airflow task.
+pub fn job_info(name: &str, description: &str) -> Value {
+    json!({"name": name, "description": description, "type": {"string": "COMMAND"},
+           "flowUrn": "urn:li:dataFlow:(airflow,crm_nightly,prod)", "customProperties": {}})
+}
+
+/// A `dataJobInputOutput`: inputs as the deprecated URN array, outputs as `Edge`s (both forms
+/// DataHub writes).
+pub fn job_io(inputs: &[&str], outputs: &[&str]) -> Value {
+    json!({
+        "inputDatasets": inputs,
+        "outputDatasets": [],
+        "outputDatasetEdges": outputs.iter().map(|o| json!({"destinationUrn": o,
+            "created": {"time": T0, "actor": "urn:li:corpuser:datahub"}})).collect::<Vec<_>>(),
+        "inputDatajobs": [],
+    })
+}

@@ -259,6 +259,13 @@ impl SchemaRegistryClient {
         self.send(self.json_post(url, schema)).await
     }
 
+    /// `GET /subjects`: the registered subjects. The cheapest authenticated call the API has, used
+    /// as the registry's health check.
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        let url = self.url(&["subjects"])?;
+        self.send(self.http.get(url)).await
+    }
+
     /// `GET /subjects/{subject}/versions/latest`.
     pub async fn latest(&self, subject: &str) -> Result<SubjectVersion, RegistryError> {
         let url = self.url(&["subjects", subject, "versions", "latest"])?;
