@@ -11,7 +11,8 @@
 //! 1 000 000). `BENCH_STORE`: `memory` (default: `core::state::MemoryStore`, the stores' cache
 //! without a broker), `nats` (the real NATS KV store: the entries are written to a bucket on a
 //! nats-server, then a second store loads it and its RSS growth is printed), `kafka` (the real
-//! Kafka store on a compacted topic of librdkafka's MockCluster, measured the same way).
+//! Kafka store on a compacted topic of librdkafka's MockCluster, measured the same way; 64
+//! partitions, because a mock partition keeps only its last 5 MiB).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -121,8 +122,14 @@ fn main() {
         Ok("kafka") => rt.block_on(async {
             let broker = dastra_connect_core::testkit::Broker::kafka();
             let topics = dastra_connect_core::connector::Topics::default();
-            let bus = broker.bus_with_stores(&topics, &["ledger-bench".to_owned()]).await;
-            on_bus("Kafka store (MockCluster, compacted topic)", bus, &topics.state("ledger-bench"), n).await;
+            let bus = broker.bus_with_stores(&topics, &[]).await;
+            let namespace = topics.state("ledger-bench");
+            // A mock partition keeps at most 5 MiB of batches (older ones are evicted): spread the
+            // entries over enough partitions to keep them all (≈ 2 MiB each for 1 M entries).
+            if let dastra_connect_core::testkit::Broker::Kafka(k) = &broker {
+                k.create_topic(&namespace, 64);
+            }
+            on_bus("Kafka store (MockCluster, 64 partitions)", bus, &namespace, n).await;
         }),
         _ => rt.block_on(async {
             let store = dastra_connect_core::state::MemoryStore::new("ledger-bench");
