@@ -278,14 +278,14 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(u.as_bytes());
         return;
     }
-    if s.len().is_multiple_of(2)
-        && s.len() / 2 <= MAX_HEX
-        && is_lower_hex(s)
-        && let Ok(bytes) = hex::decode(s)
-    {
-        out.push(T_HEX + bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-        return;
+    if s.len().is_multiple_of(2) && s.len() / 2 <= MAX_HEX && is_lower_hex(s) {
+        let mut bytes = [0u8; MAX_HEX];
+        let bytes = &mut bytes[..s.len() / 2];
+        if hex::decode_to_slice(s, bytes).is_ok() {
+            out.push(T_HEX + bytes.len() as u8);
+            out.extend_from_slice(bytes);
+            return;
+        }
     }
     out.push(T_TEXT);
     put_varint(out, s.len() as u64);
@@ -327,7 +327,7 @@ pub(super) fn encode_pairs<'a>(out: &mut Vec<u8>, len: usize, pairs: impl Iterat
 
 /// Encodes `entry` in format 1.
 pub(super) fn encode(entry: &LedgerEntry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96);
+    let mut out = Vec::with_capacity(128);
     out.push(MAGIC);
     out.push(match entry.state {
         EntryState::Intent => 0,
