@@ -12,6 +12,8 @@ use dastra_connect_core::state::{StateError, StateStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::config::LedgerEncoding;
+
 mod codec;
 
 /// Where an entity stands.
@@ -227,12 +229,27 @@ pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, String> {
 #[derive(Clone)]
 pub struct Ledger {
     store: Arc<dyn StateStore>,
+    encoding: LedgerEncoding,
 }
 
 impl Ledger {
-    /// Wraps a state store.
+    /// Wraps a state store; entries are written in the compact encoding.
     pub fn new(store: Arc<dyn StateStore>) -> Self {
-        Self { store }
+        Self { store, encoding: LedgerEncoding::Compact }
+    }
+
+    /// Writes entries in `encoding` (both are always read).
+    pub fn with_encoding(mut self, encoding: LedgerEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    fn encode(&self, entry: &LedgerEntry) -> Bytes {
+        match self.encoding {
+            LedgerEncoding::Compact => Bytes::from(encode_entry(entry)),
+            // A struct of strings and maps of strings always serialises.
+            LedgerEncoding::Json => Bytes::from(serde_json::to_vec(entry).unwrap_or_default()),
+        }
     }
 
     /// The entry of `key` (from the cache; no I/O). An unreadable entry counts as absent and is
@@ -255,7 +272,7 @@ impl Ledger {
 
     /// Stores `entry` durably (returns after the broker's ack).
     pub async fn put(&self, key: &EntityKey, entry: &LedgerEntry) -> Result<(), StateError> {
-        self.store.put(key.as_str(), Bytes::from(encode_entry(entry))).await
+        self.store.put(key.as_str(), self.encode(entry)).await
     }
 
     /// An auxiliary entry not tied to a source entity (e.g. a Dastra area id found by its `ref`),
@@ -268,7 +285,7 @@ impl Ledger {
 
     /// Stores an auxiliary entry (see [`Ledger::get_aux`]).
     pub async fn put_aux(&self, name: &str, entry: &LedgerEntry) -> Result<(), StateError> {
-        self.store.put(&format!("aux:{name}"), Bytes::from(encode_entry(entry))).await
+        self.store.put(&format!("aux:{name}"), self.encode(entry)).await
     }
 
     /// The state store behind it.
@@ -413,6 +430,22 @@ mod tests {
         let bytes = encode_entry(&e);
         assert_eq!(hex::encode(&bytes), golden);
         assert_eq!(decode_entry(&hex::decode(&golden).unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn the_configured_encoding_is_written_and_both_are_read() {
+        let store: Arc<dyn StateStore> = Arc::new(dastra_connect_core::state::MemoryStore::new("ledger"));
+        let key = EntityKey::parse("cmdb:asset:a1").unwrap();
+        let mut e = LedgerEntry::live("42");
+        e.version = Some("00000000000000000007".into());
+        let json = Ledger::new(store.clone()).with_encoding(LedgerEncoding::Json);
+        futures::executor::block_on(json.put(&key, &e)).unwrap();
+        assert_eq!(store.get(key.as_str()).unwrap()[0], b'{', "JSON, as earlier builds read it");
+        let compact = Ledger::new(store.clone());
+        assert_eq!(compact.get(&key), Some(e.clone()));
+        futures::executor::block_on(compact.put(&key, &e)).unwrap();
+        assert_eq!(store.get(key.as_str()).unwrap()[0], 0xD1);
+        assert_eq!(json.get(&key), Some(e));
     }
 
     #[test]
