@@ -382,8 +382,10 @@ mod tests {
         for old in JSON_OF_EARLIER_BUILDS {
             let from_json = decode_entry(old.as_bytes()).unwrap_or_else(|e| panic!("{old}: {e}"));
             let expected: serde_json::Value = serde_json::from_str(old).unwrap();
-            // Nothing lost in reading it: written back as JSON it is the same object.
+            // Nothing lost in reading it: written back as JSON it is the same object, byte for
+            // byte (the serializer of earlier builds wrote the members in this order).
             assert_eq!(serde_json::to_value(&from_json).unwrap(), expected, "{old}");
+            assert_eq!(&serde_json::to_string(&from_json).unwrap(), old);
             let bytes = encode_entry(&from_json);
             assert_eq!(bytes[0], 0xD1);
             let back = decode_entry(&bytes).unwrap();
