@@ -443,7 +443,23 @@ pub async fn execute(args: QuickstartArgs) -> anyhow::Result<()> {
     for (entity, n) in by_label(&metrics, "dastra_connect_events_published_total", "entity") {
         println!("    {entity:<22} {n:>6}");
     }
-    println!("  Dastra requests used      {:>6}", counters.total);
+    let in_dastra: usize = per_family.values().sum();
+    println!(
+        "  Dastra requests used      {:>6}  ({:.2} per entity in Dastra)",
+        counters.total,
+        counters.total as f64 / in_dastra.max(1) as f64
+    );
+    // Where they went, by route (every status).
+    let mut by_route: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &counters.by_route {
+        let route = r.route.trim_start_matches("/v1/ws/{workspaceId}/");
+        *by_route.entry(format!("{} {route}", r.method)).or_default() += r.count;
+    }
+    let mut by_route: Vec<(String, u64)> = by_route.into_iter().collect();
+    by_route.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    for (route, n) in by_route {
+        println!("    {route:<34} {n:>4}");
+    }
     println!("  requests saved            {saved:>6}  (coalesced, unchanged, stale)");
     println!("  429 answers               {:>6}", counters.too_many_requests.max(throttled));
     // The bundled samples contain a few records that are wrong at the source on purpose (a device

@@ -5,13 +5,15 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::event::enums::{ActorType, AssetType, VendorType};
-use dastra_connect_core::event::{Actor, Asset, ChangeEvent, EntityKey, Payload, sequence_from_u64};
+use dastra_connect_core::event::{
+    Actor, Asset, ChangeEvent, EntityKey, EntityKind, Payload, cmp_sequence, sequence_from_u64,
+};
 use dastra_connect_core::state::{StateError, StateStore};
 use parking_lot::RwLock;
 
@@ -38,17 +40,12 @@ impl Mix {
         self.creates + self.repeats + self.burst_updates + self.single_updates + self.deletes
     }
 
-    /// Requests an ideal sink needs when it sees every event on its own (live): one per create,
-    /// per burst (only its last state matters), per single update and per delete. A backlog can go
-    /// lower still (a create coalesced with its delete sends nothing): see [`Mix::net_bound`].
-    pub fn lower_bound(&self) -> usize {
+    /// Requests an ideal sink needs when it sees every event on its own (live, never two events of
+    /// a key at once): one per create, per burst (only its last state matters), per single update
+    /// and per delete. Not a lower bound: an oracle seeing the whole stream does better, see
+    /// [`oracle_bound`].
+    pub fn event_by_event(&self) -> usize {
         self.creates + self.burst_updates / self.burst_len.max(1) + self.single_updates + self.deletes
-    }
-
-    /// Requests an ideal sink needs to reach the final state from nothing in one go (a backlog
-    /// coalesced whole): one create per entity still alive at the end.
-    pub fn net_bound(&self) -> usize {
-        self.creates - self.deletes
     }
 
     /// The stream of the churn benchmark scaled to `entities` (the full run: 10 000 entities,
@@ -179,6 +176,78 @@ pub fn stream(entities: usize, mix: Mix, seed: u64) -> Vec<ChangeEvent> {
         }
     }
     out
+}
+
+/// What an oracle that saw the whole stream at once would need to send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Oracle {
+    /// Entities alive at the end that Dastra does not hold: one POST each (Dastra has no batch
+    /// create).
+    pub creates: usize,
+    /// Entities Dastra holds whose final content differs: PATCHes, one request per group of
+    /// entities of one collection getting the identical patch (`PATCH <collection>` with ids).
+    pub patches: usize,
+    /// Entities Dastra holds that are deleted at the end: one `batch-delete` per collection.
+    pub deletes: usize,
+}
+
+impl Oracle {
+    /// Total requests: the lower bound the sink is measured against.
+    pub fn requests(&self) -> usize {
+        self.creates + self.patches + self.deletes
+    }
+}
+
+/// The lower bound of requests for a stream: for every entity, its final state (last event by
+/// version) against what Dastra holds before the stream (`held`: key → content; the churn bench
+/// starts from an empty workspace), each at its cheapest: a create per entity Dastra lacks, one
+/// request per (collection, identical set of changed fields and values) for entities that differ,
+/// one batch-delete per collection with entities to remove, nothing for the unchanged and for
+/// entities created and deleted within the stream.
+pub fn oracle_bound(held: &BTreeMap<EntityKey, Payload>, events: &[ChangeEvent]) -> Oracle {
+    let mut last: BTreeMap<&EntityKey, &ChangeEvent> = BTreeMap::new();
+    for e in events {
+        match last.get(&e.key) {
+            Some(prev) if cmp_sequence(&e.sequence, &prev.sequence).is_le() => {}
+            _ => {
+                last.insert(&e.key, e);
+            }
+        }
+    }
+    let mut oracle = Oracle::default();
+    let mut patch_groups: BTreeSet<(EntityKind, String)> = BTreeSet::new();
+    let mut delete_groups: BTreeSet<EntityKind> = BTreeSet::new();
+    let fields = |p: &Payload| -> BTreeMap<String, serde_json::Value> {
+        let mut v = p.to_json_value().unwrap();
+        if let serde_json::Value::Object(m) = &mut v {
+            m.remove("snapshot");
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    for (key, e) in last {
+        match (held.get(key), e.data.is_deleted()) {
+            (None, true) => {}
+            (None, false) => oracle.creates += 1,
+            (Some(_), true) => {
+                delete_groups.insert(key.kind());
+            }
+            (Some(before), false) => {
+                let (before, after) = (fields(before), fields(&e.data));
+                let changed: BTreeMap<&String, Option<&serde_json::Value>> = after
+                    .iter()
+                    .filter(|(k, v)| before.get(*k) != Some(*v))
+                    .map(|(k, v)| (k, Some(v)))
+                    .chain(before.keys().filter(|k| !after.contains_key(*k)).map(|k| (k, None)))
+                    .collect();
+                if !changed.is_empty() {
+                    patch_groups.insert((key.kind(), serde_json::to_string(&changed).unwrap()));
+                }
+            }
+        }
+    }
+    oracle.patches = patch_groups.len();
+    oracle.deletes = delete_groups.len();
+    oracle
 }
 
 /// A bus message as the sink receives it: CloudEvents headers and the encoded payload.

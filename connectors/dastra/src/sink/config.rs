@@ -176,6 +176,23 @@ pub struct DastraSinkConfig {
     #[serde(default = "default_grace", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub shutdown_grace: Duration,
+    /// How ledger entries are written (every build since the compact encoding reads both):
+    /// `compact` (binary, ~100 B per entity) or `json` (what earlier builds wrote and can read).
+    /// Keep `json` while replicas of an earlier build may still run against the same ledger (a
+    /// rolling upgrade, a possible rollback), then switch to `compact`.
+    #[serde(default)]
+    pub ledger_encoding: LedgerEncoding,
+}
+
+/// How the sink writes its ledger entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerEncoding {
+    /// The compact binary encoding (`sink::ledger` format 1).
+    #[default]
+    Compact,
+    /// JSON objects, readable by builds before the compact encoding.
+    Json,
 }
 
 fn all_entities() -> Vec<String> {

@@ -263,7 +263,9 @@ where
     let id_text = match current.as_ref().map(|e| (e.state, e.id.clone())) {
         Some((EntryState::Live, Some(id))) => id,
         // The create may have reached Dastra before the process died: look before concluding.
-        Some((EntryState::Intent, _)) => {
+        // Likewise a live entry without an id (a generic relationship whose id was not read back
+        // after its POST): found by what the entry records.
+        Some((EntryState::Intent, _) | (EntryState::Live, None)) => {
             requests += 1;
             match find().await? {
                 Some(id) => id,

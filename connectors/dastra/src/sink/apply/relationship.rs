@@ -6,8 +6,14 @@
 //! the relationship's Dastra id and, in `links`, which route holds it (`route`) and the ends it
 //! links (`from`, `to`), so updates and deletes reach the right object.
 //!
-//! Requests: generic create 2 (POST + GET), processing create 1, update 1 (PUT / POST on the
-//! relationship id; a change of ends of a processing link is a DELETE + create), delete 1.
+//! `POST GenericRelationships` answers no body, and the new link's id is needed only to update or
+//! delete it: it is not read back after the create (most links never change again) but looked up
+//! by the ends and label the entry records when the first update or delete needs it. The entry is
+//! then `Live` without an id.
+//!
+//! Requests: create 1 (generic: POST; processing: POST answering the id), update 1 (PUT / POST on
+//! the relationship id; +1 GET the first time for a generic link created without reading its id;
+//! a change of ends of a processing link is a DELETE + create), delete 1 (+1 GET likewise).
 
 use std::collections::BTreeMap;
 
@@ -113,15 +119,18 @@ impl Link {
         Ok(best.and_then(|r| r.id).map(|i| i.to_string()))
     }
 
-    /// Creates the link; answers its id and the requests sent.
-    async fn create(&self, ctx: &ApplyCtx<'_>) -> Result<(String, u32), ApplyError> {
+    /// Creates the link; answers its id when Dastra says it, and the requests sent. `POST
+    /// GenericRelationships` answers no body: the new id is not read back here (a `GET` per link,
+    /// most of which never change again) but by the first update or delete that needs it, with
+    /// the same lookup by ends (see [`apply`]).
+    async fn create(&self, ctx: &ApplyCtx<'_>) -> Result<(Option<String>, u32), ApplyError> {
         if self.route == PROCESSING {
             let saved = ctx.client.save_processing_relationship(uuid_id(&self.from)?, &self.processing_dto()?).await?;
             if let Some(id) = saved.and_then(|s| s.id) {
-                return Ok((id.to_string(), 1));
+                return Ok((Some(id.to_string()), 1));
             }
             let id = self.find(ctx).await?.ok_or_else(no_id)?;
-            return Ok((id, 2));
+            return Ok((Some(id), 2));
         }
         let body = GenericRelationshipCreate {
             origin_type: self.from_type.clone(),
@@ -133,8 +142,7 @@ impl Link {
             description: self.description.clone(),
         };
         ctx.client.create_generic_relationship(&body).await?;
-        let id = self.find(ctx).await?.ok_or_else(no_id)?;
-        Ok((id, 2))
+        Ok((None, 1))
     }
 
     /// Writes the whole link onto an existing relationship id (1 request). `Ok(false)` when the id
@@ -307,13 +315,19 @@ pub(super) async fn apply(
     if let Some(t) = &link.to_type {
         links.insert("toType".into(), t.to_string());
     }
-    let recorded = |id: String| LedgerEntry {
+    // The label too: several links may join the same ends, and an entry without an id (a generic
+    // link whose id was not read back) is found by them.
+    let mut intent_links = links.clone();
+    if let Some(label) = &link.label {
+        intent_links.insert("label".into(), label.clone());
+    }
+    let recorded = |id: Option<String>| LedgerEntry {
         state: EntryState::Live,
-        id: Some(id),
+        links: if id.is_some() { links.clone() } else { intent_links.clone() },
+        id,
         version: Some(event.sequence.clone()),
         hash: Some(hash.clone()),
         fields: FieldHashes::from_map(&fields),
-        links: links.clone(),
         src: None,
         attempt: None,
     };
@@ -330,11 +344,20 @@ pub(super) async fn apply(
             let same_place = cur.links.get("route").map(String::as_str) == Some(link.route)
                 && (link.route == GENERIC
                     || (cur.links.get("from") == Some(&link.from) && cur.links.get("to") == Some(&link.to)));
-            match (&cur.id, same_place) {
-                (Some(id), true) => existing = Some(id.clone()),
+            let id = match (&cur.id, Link::from_links(&cur.links)) {
+                (Some(id), _) => Some(id.clone()),
+                // Created without reading its id back: found by the ends and label it recorded.
+                (None, Some(recorded_link)) => {
+                    requests += 1;
+                    recorded_link.find(ctx).await?
+                }
+                (None, None) => None,
+            };
+            match (id, same_place) {
+                (Some(id), true) => existing = Some(id),
                 (Some(id), false) => {
                     // The link moved to other ends (or kinds): remove the old one, create the new.
-                    requests += delete_link(ctx, id, &cur.links).await?;
+                    requests += delete_link(ctx, &id, &cur.links).await?;
                 }
                 (None, _) => {}
             }
@@ -359,21 +382,16 @@ pub(super) async fn apply(
     if let Some(id) = existing {
         requests += 1;
         if link.update(ctx, &id).await? {
-            return Ok(Outcome::Applied { entry: recorded(id), requests });
+            return Ok(Outcome::Applied { entry: recorded(Some(id)), requests });
         }
         tracing::warn!(key = %event.key, id = %id, "relationship vanished from Dastra; creating it again");
     }
     // Intent first (with the ends, so that a later delete can find an ambiguous create).
     // Rewritten when an open intent attempted another version (its ends may differ).
-    // The label too: several links may join the same ends.
-    let mut intent_links = links.clone();
-    if let Some(label) = &link.label {
-        intent_links.insert("label".into(), label.clone());
-    }
     let open = current.as_ref().filter(|e| e.state == EntryState::Intent);
     if open.is_none_or(|e| e.attempt.as_deref() != Some(event.sequence.as_str()) || e.links != intent_links) {
         let mut intent = LedgerEntry::intent_for(current.as_ref(), &event.sequence);
-        intent.links = intent_links;
+        intent.links = intent_links.clone();
         ctx.ledger.put(&event.key, &intent).await?;
     }
     let (id, sent) = link.create(ctx).await?;
