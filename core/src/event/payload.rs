@@ -796,6 +796,34 @@ mod tests {
     }
 
     #[test]
+    fn an_attachment_names_exactly_one_content_source() {
+        let task =
+            |a: Attachment| Payload::Task(Task { label: Some("t".into()), attachments: vec![a], ..Default::default() });
+        let named = || Attachment { file_name: "a.pdf".into(), ..Default::default() };
+        let by_url = Attachment { url: "https://files.example.com/a.pdf".into(), ..named() };
+        let inline = Attachment { content_base64: Some("JVBERg==".into()), ..named() };
+        let object = Attachment { object: Some(ObjectRef { bucket: "b".into(), name: "n".into() }), ..named() };
+        for ok in [&by_url, &inline, &object] {
+            assert!(task(ok.clone()).validate().is_ok(), "{ok:?}");
+        }
+        let none = named();
+        let two = Attachment { content_base64: Some("JVBERg==".into()), ..by_url.clone() };
+        let nameless = Attachment { file_name: " ".into(), ..inline.clone() };
+        let half_object = Attachment { object: Some(ObjectRef { bucket: "b".into(), name: String::new() }), ..named() };
+        for bad in [none, two, nameless, half_object] {
+            assert!(task(bad.clone()).validate().is_err(), "{bad:?}");
+        }
+        let dsr = Payload::DataSubjectRequest(DataSubjectRequest {
+            title: Some("t".into()),
+            locale: Some("en".into()),
+            purposes: vec![DataSubjectPurposeType::Access],
+            attachments: vec![named()],
+            ..Default::default()
+        });
+        assert!(dsr.validate().is_err(), "DSR attachments are checked too");
+    }
+
+    #[test]
     fn validation_of_upserts_and_deletes() {
         assert!(Payload::tombstone(EntityKind::Asset, true).validate().is_ok());
         let err = Payload::Asset(Asset::default()).validate().unwrap_err();
