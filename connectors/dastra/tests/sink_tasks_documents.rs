@@ -242,6 +242,14 @@ async fn scenario(broker: Broker) {
     assert_eq!(count(&emu, "GET", "/v1/ws/{workspaceId}/Users"), 2, "dpo once, ghost once");
     assert_eq!(count(&emu, "GET", "/v1/ws/{workspaceId}/Teams"), 3);
     assert_eq!(count(&emu, "GET", "/v1/ws/{workspaceId}/Teams/{id}"), 2);
+    // … and in the sink's own request accounting (the client's metrics), like every request.
+    let sent = |method: &str, route: &str| {
+        sink.metrics.dastra_requests.with_label_values(&["sink", method, route, "200"]).get() as usize
+    };
+    assert_eq!(sent("GET", "/v1/ws/{workspaceId}/Users"), 2);
+    assert_eq!(sent("GET", "/v1/ws/{workspaceId}/Teams"), 3);
+    assert_eq!(sent("GET", "/v1/ws/{workspaceId}/Teams/{id}"), 2);
+    assert_eq!(sent("POST", "/v1/ws/{workspaceId}/CloudStorage/{providerName}"), if on_nats { 3 } else { 2 });
 
     // Workflow: Open → Active → Closed reached Dastra, in order.
     assert_eq!(a["state"], "Closed");
