@@ -2,7 +2,7 @@
 //! assignee named by e-mail or by team `ref` is resolved through `Users` / `Teams` (lookups cached
 //! and counted in the emulator's log); an unknown one goes to the DLQ with a reason that names the
 //! kind of reference but not the e-mail, and creates nothing; task states move through to Dastra;
-//! inline documents are uploaded to the document storage and linked to their task, an over-limit
+//! inline documents are uploaded to the document storage and linked to their task or asset, an over-limit
 //! one goes to the DLQ; a replay with the same content under a new URL uploads nothing (tasks and
 //! DSRs); an upload whose answer is lost is found again, not repeated; an object of the NATS Object
 //! Store is uploaded (on Kafka: DLQ, nothing created).
@@ -20,8 +20,8 @@ use base64::engine::general_purpose::STANDARD;
 use common::*;
 use dastra_connect_core::bus::{BusConfig, SubscriberEvent};
 use dastra_connect_core::connector::Topics;
-use dastra_connect_core::event::enums::{DataSubjectPurposeType, TaskState};
-use dastra_connect_core::event::{Attachment, DataSubjectRequest, ObjectRef, Payload, Task};
+use dastra_connect_core::event::enums::{AssetType, DataSubjectPurposeType, TaskState};
+use dastra_connect_core::event::{Asset, Attachment, DataSubjectRequest, ObjectRef, Payload, Task};
 use dastra_connect_core::testkit;
 use dastra_emulator::RunningEmulator;
 use serde_json::{Value, json};
@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 const DOC: &[u8] = b"%PDF-1.4 the same document every time";
 const DPA: &[u8] = b"%PDF-1.4 data processing agreement";
 const CONTRACT: &[u8] = b"%PDF-1.4 contract kept in the object store";
+const DPIA: &[u8] = b"%PDF-1.4 impact assessment";
 
 /// A file server answering [`DOC`] on every path; requests are counted.
 async fn file_server() -> (String, Arc<AtomicUsize>) {
@@ -195,6 +196,16 @@ async fn scenario(broker: Broker) {
         ),
         event("web:dsr:H", 1, dsr(format!("{files}/a/consent.pdf?sig=one"))),
         event("jira:task:I", 1, task("From the object store", |t| t.attachments = vec![contract.clone()])),
+        event(
+            "snow:asset:J",
+            1,
+            Payload::Asset(Asset {
+                label: Some("CRM".into()),
+                asset_type: Some(AssetType::Software),
+                attachments: vec![inline("dpia.pdf", DPIA)],
+                ..Default::default()
+            }),
+        ),
     ];
     publish(publisher.as_ref(), &topics, &first).await;
     sink.wait_consumed("sink", first.len() as u64, Duration::from_secs(90)).await;
@@ -259,7 +270,7 @@ async fn scenario(broker: Broker) {
     assert_eq!(sent("GET", "/v1/ws/{workspaceId}/Teams/{id}"), 2);
     assert_eq!(
         sent("POST", "/v1/ws/{workspaceId}/CloudStorage/{providerName}"),
-        if on_nats { 2 } else { 1 },
+        if on_nats { 3 } else { 2 },
         "one answer lost"
     );
     assert_eq!(count(&emu, "GET", "/v1/ws/{workspaceId}/CloudStorage/Dastra"), 1, "the lost upload was looked up once");
@@ -282,27 +293,22 @@ async fn scenario(broker: Broker) {
     let stored = emu.state.entities(1, "CloudStorage");
     let mut names: Vec<&str> = stored.iter().filter_map(|f| f["fileName"].as_str()).collect();
     names.sort_unstable();
-    let mut expected = vec!["doc.pdf", "dpa.pdf"];
+    let mut expected = vec!["doc.pdf", "dpa.pdf", "dpia.pdf"];
     if on_nats {
         expected.insert(0, "contract.pdf");
     }
     assert_eq!(names, expected, "one upload each: the replays under new URLs uploaded nothing");
     assert_eq!(count(&emu, "POST", "/v1/ws/{workspaceId}/CloudStorage/Dastra"), expected.len());
+    let asset = emu.state.entities(1, "Assets").into_iter().find(|a| a["ref"] == "snow:asset:J").expect("asset J");
     for f in &stored {
-        let key = match f["fileName"].as_str().unwrap() {
-            "dpa.pdf" => "jira:task:A",
-            "doc.pdf" => "jira:task:G",
-            _ => "jira:task:I",
+        let (link, want): (Value, &[u8]) = match f["fileName"].as_str().unwrap() {
+            "dpa.pdf" => (json!({"type": "Task", "objectId": task_of(&emu, "jira:task:A").unwrap()["id"]}), DPA),
+            "doc.pdf" => (json!({"type": "Task", "objectId": task_of(&emu, "jira:task:G").unwrap()["id"]}), DOC),
+            "dpia.pdf" => (json!({"type": "Asset", "objectId": asset["id"]}), DPIA),
+            _ => (json!({"type": "Task", "objectId": task_of(&emu, "jira:task:I").unwrap()["id"]}), CONTRACT),
         };
-        let owner = task_of(&emu, key).unwrap();
-        assert_eq!(f["_links"], json!([{"type": "Task", "objectId": owner["id"]}]), "{f}");
-        let content = STANDARD.decode(f["_contentBase64"].as_str().unwrap()).unwrap();
-        let want: &[u8] = match key {
-            "jira:task:A" => DPA,
-            "jira:task:G" => DOC,
-            _ => CONTRACT,
-        };
-        assert_eq!(content, want);
+        assert_eq!(f["_links"], json!([link]), "{f}");
+        assert_eq!(STANDARD.decode(f["_contentBase64"].as_str().unwrap()).unwrap(), want);
     }
     assert_eq!(count(&emu, "POST", "/v1/ws/{workspaceId}/DataSubjectAttachments/{id}"), 1, "DSR: one upload");
     // Each URL fetched once (and hashed), none uploaded again; the file whose upload answer was lost

@@ -64,6 +64,8 @@ pub struct Asset {
     pub maintenance_type: Option<SourcingType>,
     /// Dastra `supportType`.
     pub support_type: Option<SourcingType>,
+    /// Documents to upload to Dastra's document storage and link to the asset.
+    pub attachments: Vec<Attachment>,
     /// Tag labels.
     pub tags: Vec<String>,
     /// Custom fields.
@@ -640,6 +642,7 @@ impl Payload {
                 if a.asset_type.is_none() {
                     return Err(invalid("type", "required for upserts"));
                 }
+                attachments(&a.attachments)?;
                 country("countryCode", &a.country_code)
             }
             Payload::Actor(a) => {

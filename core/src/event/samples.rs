@@ -51,6 +51,11 @@ pub fn sample_payloads() -> Vec<Payload> {
             development_type: Some(SourcingType::OutSourced),
             maintenance_type: Some(SourcingType::InHouse),
             support_type: Some(SourcingType::InHouse),
+            attachments: vec![Attachment {
+                file_name: "dpia.pdf".into(),
+                object: Some(ObjectRef { bucket: "documents".into(), name: "crm/dpia.pdf".into() }),
+                ..Attachment::default()
+            }],
             tags: vec!["crm".into(), "tier-1".into()],
             custom_fields: custom(),
         }),

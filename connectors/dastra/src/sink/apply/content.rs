@@ -18,7 +18,8 @@ use bytes::Bytes;
 use dastra_connect_core::event::{Attachment, ChangeEvent};
 use sha2::{Digest, Sha256};
 
-use super::{ApplyCtx, ApplyError};
+use super::{ApplyCtx, ApplyError, Outcome, SkipReason};
+use crate::model::AttachmentUpload;
 use crate::sink::config::AttachmentPolicy;
 use crate::sink::ledger::LedgerEntry;
 
@@ -35,6 +36,75 @@ pub(super) trait Target {
     async fn remove(&self, file_id: &str) -> Result<u32, ApplyError>;
     /// What follows a stored file (e.g. linking it to its object); answers the requests sent.
     async fn attach(&self, file_id: &str) -> Result<u32, ApplyError>;
+}
+
+/// After the upsert of a task or an asset: makes its documents those of `wanted` (uploaded to
+/// Dastra's own storage, `POST CloudStorage/Dastra`, and linked with `POST
+/// CloudStorage/Dastra/link/{fileId}/{link_type}/{id}`; both inferred, docs/dastra-api.md §3.13).
+pub(super) async fn with_documents(
+    ctx: &ApplyCtx<'_>,
+    event: &ChangeEvent,
+    outcome: Outcome,
+    wanted: &[Attachment],
+    link_type: &'static str,
+) -> Result<Outcome, ApplyError> {
+    let has_files = |entry: &LedgerEntry| entry.links.keys().any(|k| k.starts_with("file:"));
+    let (mut entry, requests, applied) = match outcome {
+        Outcome::Applied { entry, requests } if !wanted.is_empty() || has_files(&entry) => (entry, requests, true),
+        Outcome::Skipped { entry: Some(entry), .. } if !wanted.is_empty() || has_files(&entry) => (entry, 0, false),
+        other => return Ok(other),
+    };
+    let Some(id) = entry.id.clone() else { return Ok(Outcome::Applied { entry, requests }) };
+    let files = LinkedFiles { ctx, link_type, object_id: id };
+    let requests = requests + sync(ctx, event, &files, wanted, &mut entry).await?;
+    if requests == 0 && !applied {
+        return Ok(Outcome::Skipped { reason: SkipReason::Unchanged, entry: Some(entry) });
+    }
+    Ok(Outcome::Applied { entry, requests })
+}
+
+/// Documents of one object in Dastra's own storage.
+struct LinkedFiles<'a> {
+    ctx: &'a ApplyCtx<'a>,
+    link_type: &'static str,
+    object_id: String,
+}
+
+impl Target for LinkedFiles<'_> {
+    async fn upload(&self, a: &Attachment, content: Bytes) -> Result<String, ApplyError> {
+        let upload = AttachmentUpload {
+            file_name: a.file_name.clone(),
+            content_type: a.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+            content,
+        };
+        let stored = self.ctx.client.upload_cloud_file(upload).await?;
+        stored.id.filter(|i| !i.is_empty()).ok_or_else(|| {
+            ApplyError::invalid("dastra_no_id", format!("Dastra stored {} but returned no id", a.file_name))
+        })
+    }
+
+    async fn find(&self, a: &Attachment, size: usize) -> Result<Option<String>, ApplyError> {
+        // Same name and size: the best a name search can tell (the storage is shared by objects).
+        let listed = self.ctx.client.find_cloud_files(&a.file_name).await?;
+        Ok(listed
+            .into_iter()
+            .rev()
+            .find(|f| {
+                f.file_name.as_deref().or(f.label.as_deref()) == Some(a.file_name.as_str())
+                    && f.size.is_none_or(|s| s == size as i64)
+            })
+            .and_then(|f| f.id))
+    }
+
+    async fn remove(&self, _file_id: &str) -> Result<u32, ApplyError> {
+        // No documented route unlinks or deletes a stored document: it stays in Dastra.
+        Ok(0)
+    }
+
+    async fn attach(&self, file_id: &str) -> Result<u32, ApplyError> {
+        self.ctx.client.link_cloud_file(file_id, self.link_type, &self.object_id).await?;
+        Ok(1)
+    }
 }
 
 /// Makes the object's files those of `wanted`; answers the requests sent.

@@ -7,16 +7,16 @@
 //! parent task are resolved from the ledger (missing → pending). Deletes: `DELETE Tasks/{id}` or,
 //! under `archive`, `POST Tasks/{id}/archive {archived: true}`.
 
-use dastra_connect_core::event::{Attachment, ChangeEvent, Task};
+use dastra_connect_core::event::{ChangeEvent, Task};
 use serde_json::{Map, Value};
 
-use super::content::{self, Target};
+use super::content;
 use super::engine::{SinkResource, UpsertInput, upsert};
 use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
 use super::refs::{Refs, area_id, instant, int_id};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::Tasks;
-use crate::model::{AttachmentUpload, Filter};
+use crate::model::Filter;
 use crate::sink::config::DeletePolicy;
 use crate::sink::ledger::LedgerEntry;
 
@@ -103,30 +103,7 @@ pub(super) async fn apply(
     let input =
         UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false, hash_view: None };
     let outcome = plus_requests(upsert::<Tasks, _, _>(ctx, input, find).await?, restored + lookups, revived);
-    if t.attachments.is_empty() && !outcome_has_files(&outcome) {
-        return Ok(outcome);
-    }
-    let (mut entry, requests, applied) = match outcome {
-        Outcome::Applied { entry, requests } => (entry, requests, true),
-        Outcome::Skipped { entry: Some(entry), .. } => (entry, 0, false),
-        other => return Ok(other),
-    };
-    let Some(id) = entry.id.clone() else { return Ok(Outcome::Applied { entry, requests }) };
-    let files = TaskFiles { ctx, task_id: id };
-    let requests = requests + content::sync(ctx, event, &files, &t.attachments, &mut entry).await?;
-    if requests == 0 && !applied {
-        return Ok(Outcome::Skipped { reason: super::SkipReason::Unchanged, entry: Some(entry) });
-    }
-    Ok(Outcome::Applied { entry, requests })
-}
-
-fn outcome_has_files(o: &Outcome) -> bool {
-    match o {
-        Outcome::Applied { entry, .. } | Outcome::Skipped { entry: Some(entry), .. } => {
-            entry.links.keys().any(|k| k.starts_with("file:"))
-        }
-        _ => false,
-    }
+    content::with_documents(ctx, event, outcome, &t.attachments, TASK_LINK_TYPE).await
 }
 
 /// The member of `additionalDatas` naming the team a task was assigned through.
@@ -182,50 +159,5 @@ pub fn email_digest(email: &str) -> String {
     hex::encode(digest)[..12].to_owned()
 }
 
-/// Documents of one task: uploaded to Dastra's own storage (`POST CloudStorage/Dastra`) and
-/// linked to the task (`POST CloudStorage/Dastra/link/{fileId}/Task/{taskId}`); both inferred
-/// (docs/dastra-api.md §3.13).
-struct TaskFiles<'a> {
-    ctx: &'a ApplyCtx<'a>,
-    task_id: String,
-}
-
-/// The `{type}` segment of the link route for a task (inferred).
+/// The `{type}` segment of the CloudStorage link route for a task (inferred).
 pub const TASK_LINK_TYPE: &str = "Task";
-
-impl Target for TaskFiles<'_> {
-    async fn upload(&self, a: &Attachment, content: bytes::Bytes) -> Result<String, ApplyError> {
-        let upload = AttachmentUpload {
-            file_name: a.file_name.clone(),
-            content_type: a.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
-            content,
-        };
-        let stored = self.ctx.client.upload_cloud_file(upload).await?;
-        stored.id.filter(|i| !i.is_empty()).ok_or_else(|| {
-            ApplyError::invalid("dastra_no_id", format!("Dastra stored {} but returned no id", a.file_name))
-        })
-    }
-
-    async fn find(&self, a: &Attachment, size: usize) -> Result<Option<String>, ApplyError> {
-        // Same name and size: the best a name search can tell (the storage is shared by objects).
-        let listed = self.ctx.client.find_cloud_files(&a.file_name).await?;
-        Ok(listed
-            .into_iter()
-            .rev()
-            .find(|f| {
-                f.file_name.as_deref().or(f.label.as_deref()) == Some(a.file_name.as_str())
-                    && f.size.is_none_or(|s| s == size as i64)
-            })
-            .and_then(|f| f.id))
-    }
-
-    async fn remove(&self, _file_id: &str) -> Result<u32, ApplyError> {
-        // No documented route unlinks or deletes a stored document: it stays in Dastra.
-        Ok(0)
-    }
-
-    async fn attach(&self, file_id: &str) -> Result<u32, ApplyError> {
-        self.ctx.client.link_cloud_file(file_id, TASK_LINK_TYPE, &self.task_id).await?;
-        Ok(1)
-    }
-}
