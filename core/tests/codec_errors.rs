@@ -237,7 +237,7 @@ async fn bad_headers_are_typed_errors() {
 fn old_asset_schema() -> String {
     let mut v: Json = serde_json::from_str(payload_schema_source(EntityKind::Asset)).expect("json");
     let fields = v["fields"].as_array_mut().expect("fields");
-    fields.retain(|f| !matches!(f["name"].as_str(), Some("supportType" | "customFields" | "tags")));
+    fields.retain(|f| !matches!(f["name"].as_str(), Some("supportType" | "attachments" | "customFields" | "tags")));
     v.to_string()
 }
 
@@ -283,7 +283,7 @@ async fn new_reader_reads_old_writer_data() {
     let Payload::Asset(a) = codec.decode(EntityKind::Asset, &msg).await.expect("decode old") else { panic!() };
     assert_eq!(a.label.as_deref(), Some("Old CRM"));
     assert_eq!(a.support_type, None);
-    assert!(a.tags.is_empty() && a.custom_fields.is_empty());
+    assert!(a.tags.is_empty() && a.custom_fields.is_empty() && a.attachments.is_empty());
 
     // Confluent: the registry supplies the old writer schema by id; nothing to configure.
     let stub = StubRegistry::new();

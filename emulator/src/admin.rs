@@ -1,5 +1,5 @@
 //! The admin API under `/__admin` (off the Dastra paths, no API key): workspace dumps, counters,
-//! request log, fault rules, quota, custom-field definitions, webhook deliveries and reset.
+//! request log, fault rules, quota, custom-field definitions, users, webhook deliveries and reset.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -28,6 +28,7 @@ pub fn router() -> Router<EmulatorState> {
         .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
         .route("/quota", get(get_quota).put(set_quota))
         .route("/custom-fields/{workspace}/{family}", put(define_custom_fields))
+        .route("/users/{workspace}", post(add_users))
         .route("/webhook-deliveries", get(deliveries))
         .route("/reset", post(reset))
 }
@@ -136,6 +137,23 @@ async fn define_custom_fields(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => bad(e),
     }
+}
+
+/// Body: one `UserDto` or an array (at least `email`); answers the created users with their ids.
+/// Dastra has no user-creation endpoint (users are invited or come through SCIM): this seeds them.
+async fn add_users(State(state): State<EmulatorState>, Path(ws): Path<i64>, Json(body): Json<Value>) -> Response {
+    let items = match body {
+        Value::Array(a) => a,
+        other => vec![other],
+    };
+    let mut created = Vec::new();
+    for item in items {
+        match state.add_user(ws, item) {
+            Ok(v) => created.push(v),
+            Err(e) => return bad(e),
+        }
+    }
+    Json(Value::Array(created)).into_response()
 }
 
 async fn deliveries(State(state): State<EmulatorState>) -> Json<Value> {

@@ -287,6 +287,31 @@ pub const KINDS: &[Kind] = &[
         ..COMMON
     },
     Kind {
+        // Workspace users (2024 route): read-only through the API — users arrive by invitation or
+        // SCIM (docs/dastra-api.md §3.9); the admin API seeds them (`POST /__admin/users/{ws}`).
+        name: "Users",
+        create_schema: "UserDto",
+        update_schema: "UserDto",
+        output_schema: "UserDto",
+        list: ListShape::Paged("UserDto"),
+        label_field: "email",
+        params: &[("ids", "id", AnyOf)],
+        generic: false,
+        ..COMMON
+    },
+    Kind {
+        // Dastra's own document storage (provider `Dastra`; routes from the 2024 list, bodies
+        // inferred, docs/dastra-api.md §3.13).
+        name: "CloudStorage",
+        id: IdType::Uuid,
+        create_schema: "CloudAttachmentDto",
+        update_schema: "CloudAttachmentDto",
+        output_schema: "CloudAttachmentDto",
+        list: ListShape::Paged("CloudAttachmentDto"),
+        generic: false,
+        ..COMMON
+    },
+    Kind {
         name: "Tags",
         create_schema: "TagDto",
         update_schema: "TagDto",

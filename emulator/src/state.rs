@@ -142,6 +142,41 @@ impl EmulatorState {
         Ok(())
     }
 
+    /// Adds a workspace user (a `UserDto` with at least `email`); answers it with its new id.
+    /// Dastra's API cannot create users (docs/dastra-api.md §3.9): tests and demos seed them here.
+    pub fn add_user(&self, workspace: i64, user: Value) -> Result<Value, String> {
+        let Value::Object(mut user) = user else { return Err("a user is a JSON object".into()) };
+        let email = user.get("email").and_then(Value::as_str).map(str::trim).unwrap_or_default().to_owned();
+        if !email.contains('@') {
+            return Err("a user needs an e-mail".into());
+        }
+        let mut store = self.inner.store.lock();
+        if !store.workspaces.contains_key(&workspace) {
+            return Err(format!("unknown workspace {workspace}"));
+        }
+        let taken = store.collection(workspace, "Users").is_some_and(|c| {
+            c.items.values().any(|i| i.value["email"].as_str().is_some_and(|e| e.eq_ignore_ascii_case(&email)))
+        });
+        if taken {
+            return Err(format!("a user with e-mail {email} exists"));
+        }
+        let id = store
+            .new_id(workspace, "Users", crate::entities::IdType::Int)
+            .ok_or_else(|| format!("unknown workspace {workspace}"))?;
+        let now = now_string();
+        user.insert("id".into(), id.to_json());
+        user.entry("displayName").or_insert_with(|| json!(email.clone()));
+        user.entry("active").or_insert(json!(true));
+        user.entry("tenantId").or_insert(json!(1));
+        user.insert("dateCreation".into(), json!(now));
+        user.insert("dateUpdate".into(), json!(now));
+        let value = Value::Object(user);
+        let seq = store.next_seq();
+        let c = store.collection_mut(workspace, "Users").ok_or_else(|| format!("unknown workspace {workspace}"))?;
+        c.items.insert(id, crate::store::Item { seq, value: value.clone() });
+        Ok(value)
+    }
+
     /// Webhook deliveries attempted so far.
     pub fn webhook_deliveries(&self) -> Vec<Delivery> {
         self.inner.deliveries.lock().clone()

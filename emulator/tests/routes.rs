@@ -502,3 +502,81 @@ async fn workflows_and_page() {
     assert!(html.contains("<td>Assets</td><td>1</td>"), "the page counts entities");
     assert!(html.contains("/v1/ws/{workspaceId}/Assets"), "the page shows request counters");
 }
+
+#[tokio::test]
+async fn users_are_seeded_by_the_admin_api_and_read_only_through_dastras() {
+    let emu = start_default().await;
+    let api = Api::new(&emu);
+    let admin = |body: Value| {
+        let http = api.http.clone();
+        let url = emu.url("/__admin/users/1");
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, seeded) = admin(json!([{"email": "dpo@example.com"}, {"email": "dpo@example.com.evil.io"}])).await;
+    assert_eq!(s, 200, "{seeded}");
+    assert_eq!((seeded[0]["id"].clone(), seeded[1]["id"].clone()), (json!(1), json!(2)));
+    assert_eq!(admin(json!({"email": "DPO@example.com"})).await.0, 400, "e-mails are unique");
+    assert_eq!(admin(json!({"displayName": "no e-mail"})).await.0, 400);
+    // `q` is a free-text search: both match, the caller matches exactly.
+    let (_, found) = api.get("/Users?q=dpo@example.com").await;
+    assert_eq!(found["total"], 2);
+    assert_eq!(found["items"][0]["email"], "dpo@example.com");
+    assert_eq!(api.get("/Users/1").await.1["email"], "dpo@example.com");
+    assert_eq!(api.get("/Users/9").await.0, 404);
+    assert_eq!(api.post("/Users", json!({"email": "new@example.com"})).await.0, 405, "no user creation");
+}
+
+#[tokio::test]
+async fn cloud_storage_upload_list_link_download() {
+    let emu = start_default().await;
+    let api = Api::new(&emu);
+    let (_, task) = api.post("/Tasks", json!({"label": "Review"})).await;
+    let task_id = task["id"].as_i64().unwrap();
+    let upload = |part: &'static str, provider: &'static str| {
+        let http = api.http.clone();
+        let url = api.ws(&format!("/CloudStorage/{provider}"));
+        async move {
+            let form = reqwest::multipart::Form::new()
+                .part(part, reqwest::multipart::Part::bytes(b"%PDF dpa".to_vec()).file_name("dpa.pdf"));
+            let r = http.post(url).header("X-API-Key", common::KEY).multipart(form).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, file) = upload("file", "Dastra").await;
+    assert_eq!(s, 200, "{file}");
+    assert_eq!(
+        (file["fileName"].clone(), file["size"].clone(), file["source"].clone()),
+        (json!("dpa.pdf"), json!(8), json!("Dastra"))
+    );
+    assert!(file.get("_contentBase64").is_none(), "the bytes are not in the answer");
+    let file_id = file["id"].as_str().unwrap().to_owned();
+    assert_eq!(upload("other", "Dastra").await.0, 400, "the part is `file`");
+    assert_eq!(upload("file", "GoogleDrive").await.0, 404, "only Dastra's own storage");
+    let (_, providers) = api.get("/CloudStorage").await;
+    assert_eq!(providers[0]["id"], "Dastra");
+    let (_, listed) = api.get("/CloudStorage/dastra?q=dpa.pdf").await;
+    assert_eq!(listed["items"][0]["id"], json!(file_id));
+    assert_eq!(api.get("/CloudStorage/Dastra?q=nothing").await.1["total"], 0);
+    // Link (twice: harmless), to a missing object (404), with an unknown type (404).
+    for _ in 0..2 {
+        assert_eq!(api.post(&format!("/CloudStorage/Dastra/link/{file_id}/Task/{task_id}"), json!({})).await.0, 200);
+    }
+    assert_eq!(api.post(&format!("/CloudStorage/Dastra/link/{file_id}/Task/999"), json!({})).await.0, 404);
+    assert_eq!(api.post(&format!("/CloudStorage/Dastra/link/{file_id}/Spaceship/1"), json!({})).await.0, 404);
+    let stored = emu.state.entities(1, "CloudStorage");
+    assert_eq!(stored[0]["_links"], json!([{"type": "Task", "objectId": task_id}]));
+    let bytes = api
+        .http
+        .get(api.ws(&format!("/CloudStorage/Dastra/{file_id}/download")))
+        .header("X-API-Key", common::KEY)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], b"%PDF dpa");
+}

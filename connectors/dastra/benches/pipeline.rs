@@ -154,7 +154,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     let seeded = Arc::new(MemStore::default());
     let ledger = Ledger::new(seeded.clone());
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy };
+    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None };
     let codec = Codec::single_object();
 
     let mix = Mix::churn(entities);
@@ -179,7 +179,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     let mut rounds = Vec::new();
     for _ in 0..ROUNDS {
         let fork = Ledger::new(Arc::new(seeded.fork()));
-        let fork_ctx = ApplyCtx { client: &client, ledger: &fork, policy: &policy };
+        let fork_ctx = ApplyCtx { client: &client, ledger: &fork, policy: &policy, objects: None };
         let before = emu.state.counters().total;
         let t = run(&fork_ctx, &fork, &codec, &repeat_msgs).await;
         rounds.push((t, emu.state.counters().total - before));
@@ -198,7 +198,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     // Same ledger: the repeats are now stale for the churn pass's older versions, as they would be
     // on a redelivery; the churn pass carries its own, newer, changes.
     let ledger = Ledger::new(Arc::new(MemStore::default()));
-    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy };
+    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None };
     let _ = run(&ctx, &ledger, &codec, &seed_msgs).await;
     let before = emu.state.counters().total;
     let t = run(&ctx, &ledger, &codec, &rest_msgs).await;

@@ -33,6 +33,7 @@ fn dsr_with(url: &str) -> Payload {
             url: url.into(),
             content_type: Some("application/pdf".into()),
             sha256: None,
+            ..Default::default()
         }],
         ..Default::default()
     })
@@ -71,12 +72,12 @@ async fn attachment_urls_outside_the_policy_are_refused_without_being_fetched_or
     let (files, hits) = file_server().await;
     let any = SinkPolicy::default();
     let listed = SinkPolicy {
-        attachments: AttachmentPolicy { allowed_hosts: vec!["files.example.com".into()], https_only: false },
+        attachments: AttachmentPolicy { allowed_hosts: vec!["files.example.com".into()], ..Default::default() },
         ..Default::default()
     };
     let run = |policy: &SinkPolicy, key: &str, url: &str| {
         let (policy, event) = (policy.clone(), event(key, 1, dsr_with(url)));
-        async move { apply(&ApplyCtx { client, ledger, policy: &policy }, &event).await }
+        async move { apply(&ApplyCtx { client, ledger, policy: &policy, objects: None }, &event).await }
     };
     let refused = |r: Result<_, ApplyError>| match r {
         Err(e) => {

@@ -184,6 +184,7 @@ fn stream(files: &str) -> (Vec<ChangeEvent>, Vec<ChangeEvent>, Vec<ChangeEvent>)
         url: format!("{files}/{path}"),
         content_type: Some("application/pdf".into()),
         sha256: Some(hex::encode(sha2::Sha256::digest(content))),
+        ..Default::default()
     };
     let mut d1_active = dsr("Access request", DataSubjectPurposeType::Access, DataSubjectRequestState::Active);
     d1_active.attachments = vec![consent("consent.pdf", CONSENT)];

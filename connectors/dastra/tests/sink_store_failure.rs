@@ -110,6 +110,7 @@ async fn run_driver(
         metrics: Metrics::new(),
         quota,
         total_partitions: 6 * kinds.len() as u32,
+        objects: None,
         config,
     });
     let subscriber = bus.subscriber("sink", &kinds).await.unwrap();

@@ -21,8 +21,8 @@ pub use binding::headers;
 pub use key::{DEFAULT_TOPIC_PREFIX, EntityKey, EntityKind, MAX_KEY_LEN};
 pub(crate) use payload::with_inner;
 pub use payload::{
-    Actor, Asset, Attachment, Contract, CustomFields, DataField, DataProcessing, DataSubjectRequest, Dataset, Payload,
-    PersonCategory, ProcessingActor, Purpose, Relationship, Task,
+    Actor, Asset, Attachment, Contract, CustomFields, DataField, DataProcessing, DataSubjectRequest, Dataset,
+    ObjectRef, Payload, PersonCategory, ProcessingActor, Purpose, Relationship, Task,
 };
 pub use sequence::{
     MAX_SEQUENCE_LEN, cmp_sequence, is_newer, sequence_from_time, sequence_from_u64, validate_sequence,

@@ -64,6 +64,8 @@ pub struct Asset {
     pub maintenance_type: Option<SourcingType>,
     /// Dastra `supportType`.
     pub support_type: Option<SourcingType>,
+    /// Documents to upload to Dastra's document storage and link to the asset.
+    pub attachments: Vec<Attachment>,
     /// Tag labels.
     pub tags: Vec<String>,
     /// Custom fields.
@@ -297,18 +299,34 @@ pub struct Relationship {
     pub relation_ship_type: Option<RelationShipType>,
 }
 
-/// A file to attach to a DSR; the sink downloads `url` and uploads it to Dastra.
+/// A file to attach to a DSR or a Task. Its content comes from exactly one source: `url` (the sink
+/// downloads it), `contentBase64` (inline, up to the sink's `max_inline_bytes`) or `object` (an
+/// object in the bus-side store: the JetStream Object Store on NATS).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Attachment {
     /// File name shown in Dastra.
     pub file_name: String,
-    /// Where the sink fetches the content.
+    /// Where the sink fetches the content (empty when the content is inline or in the object store).
     pub url: String,
     /// MIME type.
     pub content_type: Option<String>,
     /// Hex SHA-256 of the content.
     pub sha256: Option<String>,
+    /// The content itself, standard Base64.
+    pub content_base64: Option<String>,
+    /// An object in the bus-side object store holding the content.
+    pub object: Option<ObjectRef>,
+}
+
+/// An object in the bus-side object store (NATS: a JetStream Object Store bucket).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object name in the bucket.
+    pub name: String,
 }
 
 /// A Data Subject Request (`schemas/dsr.avsc`, Dastra `DataSubjectRequestDto`).
@@ -403,9 +421,14 @@ pub struct Task {
     pub area_ref: Option<String>,
     /// E-mail of the Dastra user to assign.
     pub assigned_to: Option<String>,
+    /// `ref` of the Dastra team to assign (its first member is the assignee); `assignedTo` wins
+    /// when both are given.
+    pub assigned_team: Option<String>,
     /// Deadline.
     #[serde(with = "chrono::serde::ts_milliseconds_option")]
     pub deadline: Option<DateTime<Utc>>,
+    /// Documents to upload to Dastra's document storage and link to the task.
+    pub attachments: Vec<Attachment>,
     /// Tag labels.
     pub tags: Vec<String>,
     /// Custom fields.
@@ -619,6 +642,7 @@ impl Payload {
                 if a.asset_type.is_none() {
                     return Err(invalid("type", "required for upserts"));
                 }
+                attachments(&a.attachments)?;
                 country("countryCode", &a.country_code)
             }
             Payload::Actor(a) => {
@@ -685,6 +709,7 @@ impl Payload {
                 if d.purposes.is_empty() {
                     return Err(invalid("purposes", "at least one purpose is required"));
                 }
+                attachments(&d.attachments)?;
                 country("countryCode", &d.country_code)
             }
             Payload::Task(t) => {
@@ -694,6 +719,7 @@ impl Payload {
                 {
                     return Err(invalid("object", "a task links to a processing, dsr, actor or asset"));
                 }
+                attachments(&t.attachments)?;
                 kind_of("parent", t.parent.iter(), &[EntityKind::Task])
             }
         }
@@ -702,6 +728,24 @@ impl Payload {
 
 fn invalid(field: &'static str, reason: &'static str) -> EventError {
     EventError::InvalidPayload { field, reason }
+}
+
+/// Each attachment names a file and exactly one content source (`url`, `contentBase64`, `object`).
+fn attachments(list: &[Attachment]) -> Result<(), EventError> {
+    for a in list {
+        if a.file_name.trim().is_empty() {
+            return Err(invalid("attachments.fileName", "every attachment needs a file name"));
+        }
+        let sources =
+            usize::from(!a.url.is_empty()) + usize::from(a.content_base64.is_some()) + usize::from(a.object.is_some());
+        if sources != 1 {
+            return Err(invalid("attachments", "an attachment needs exactly one of url, contentBase64 or object"));
+        }
+        if a.object.as_ref().is_some_and(|o| o.bucket.is_empty() || o.name.is_empty()) {
+            return Err(invalid("attachments.object", "an object reference needs a bucket and a name"));
+        }
+    }
+    Ok(())
 }
 
 fn required(field: &'static str, v: &Option<String>) -> Result<(), EventError> {
@@ -752,6 +796,34 @@ mod tests {
         assert!(text.contains("\"customFields\":{\"a\":\"2\",\"z\":\"1\"}"));
         a.label = Some("CRM 2".into());
         assert_ne!(Payload::Asset(a).content_hash(), p1.content_hash());
+    }
+
+    #[test]
+    fn an_attachment_names_exactly_one_content_source() {
+        let task =
+            |a: Attachment| Payload::Task(Task { label: Some("t".into()), attachments: vec![a], ..Default::default() });
+        let named = || Attachment { file_name: "a.pdf".into(), ..Default::default() };
+        let by_url = Attachment { url: "https://files.example.com/a.pdf".into(), ..named() };
+        let inline = Attachment { content_base64: Some("JVBERg==".into()), ..named() };
+        let object = Attachment { object: Some(ObjectRef { bucket: "b".into(), name: "n".into() }), ..named() };
+        for ok in [&by_url, &inline, &object] {
+            assert!(task(ok.clone()).validate().is_ok(), "{ok:?}");
+        }
+        let none = named();
+        let two = Attachment { content_base64: Some("JVBERg==".into()), ..by_url.clone() };
+        let nameless = Attachment { file_name: " ".into(), ..inline.clone() };
+        let half_object = Attachment { object: Some(ObjectRef { bucket: "b".into(), name: String::new() }), ..named() };
+        for bad in [none, two, nameless, half_object] {
+            assert!(task(bad.clone()).validate().is_err(), "{bad:?}");
+        }
+        let dsr = Payload::DataSubjectRequest(DataSubjectRequest {
+            title: Some("t".into()),
+            locale: Some("en".into()),
+            purposes: vec![DataSubjectPurposeType::Access],
+            attachments: vec![named()],
+            ..Default::default()
+        });
+        assert!(dsr.validate().is_err(), "DSR attachments are checked too");
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub fn sample_payloads() -> Vec<Payload> {
             development_type: Some(SourcingType::OutSourced),
             maintenance_type: Some(SourcingType::InHouse),
             support_type: Some(SourcingType::InHouse),
+            attachments: vec![Attachment {
+                file_name: "dpia.pdf".into(),
+                object: Some(ObjectRef { bucket: "documents".into(), name: "crm/dpia.pdf".into() }),
+                ..Attachment::default()
+            }],
             tags: vec!["crm".into(), "tier-1".into()],
             custom_fields: custom(),
         }),
@@ -181,6 +186,7 @@ pub fn sample_payloads() -> Vec<Payload> {
                 url: "https://files.example.com/export.zip".into(),
                 content_type: Some("application/zip".into()),
                 sha256: Some("ab".repeat(32)),
+                ..Attachment::default()
             }],
             tags: vec!["vip".into()],
             custom_fields: custom(),
@@ -196,7 +202,14 @@ pub fn sample_payloads() -> Vec<Payload> {
             parent: Some(key("jira:task:PRIV-1")),
             area_ref: Some("EU-HQ".into()),
             assigned_to: Some("dpo@example.com".into()),
+            assigned_team: Some("privacy-team".into()),
             deadline: at(2024, 12, 15),
+            attachments: vec![Attachment {
+                file_name: "dpa.pdf".into(),
+                content_base64: Some("JVBERi0xLjQK".into()),
+                content_type: Some("application/pdf".into()),
+                ..Attachment::default()
+            }],
             tags: vec!["legal".into()],
             custom_fields: custom(),
         }),

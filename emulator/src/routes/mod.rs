@@ -3,6 +3,7 @@
 //! case-insensitive, docs/dastra-api.md §1.1 / §7 #15).
 
 mod attachments;
+mod cloud;
 mod crud;
 mod list;
 mod relations;
@@ -249,6 +250,8 @@ async fn dispatch(ctx: &Ctx<'_>, segments: &[&str]) -> Result<Response, ApiError
                 "GenericRelationships" => relations::generic(ctx, ws, kind, rest),
                 "DataProcessingRelationships" => relations::processing(ctx, ws, kind, rest),
                 "DataSubjectAttachments" => attachments::route(ctx, ws, kind, rest).await,
+                "Users" => cloud::users(ctx, ws, kind, rest),
+                "CloudStorage" => cloud::route(ctx, ws, kind, rest).await,
                 _ => crud::route(ctx, ws, kind, rest),
             }
         }

@@ -6,6 +6,7 @@
 //! [`resources`].
 
 pub mod auth;
+pub mod directory;
 pub mod metrics;
 pub mod resources;
 pub mod retry;
@@ -76,7 +77,8 @@ pub trait RequestObserver: Send + Sync {
 pub(crate) enum Payload {
     None,
     Json(Bytes),
-    Multipart(AttachmentUpload),
+    /// A file in a multipart form, under the given part name.
+    Multipart(AttachmentUpload, &'static str),
 }
 
 /// One logical call (possibly several attempts).
@@ -105,6 +107,7 @@ struct Inner {
     excerpt_bytes: usize,
     page_size: u32,
     request_timeout: Duration,
+    directory: directory::Directory,
 }
 
 /// The Dastra API client. Cheap to clone; clones share connections, token cache and quota.
@@ -162,6 +165,7 @@ impl DastraClient {
                 excerpt_bytes: config.error_excerpt_bytes,
                 page_size: config.page_size,
                 request_timeout: config.request_timeout,
+                directory: directory::Directory::default(),
             }),
             priority: Priority::Live,
         })
@@ -254,7 +258,7 @@ impl DastraClient {
         req = match &call.payload {
             Payload::None => req,
             Payload::Json(b) => req.header(CONTENT_TYPE, "application/json").body(b.clone()),
-            Payload::Multipart(file) => {
+            Payload::Multipart(file, part_name) => {
                 let part = reqwest::multipart::Part::stream_with_length(
                     reqwest::Body::from(file.content.clone()),
                     file.content.len() as u64,
@@ -262,8 +266,8 @@ impl DastraClient {
                 .file_name(file.file_name.clone())
                 .mime_str(&file.content_type)
                 .map_err(|e| DastraError::Build { route: call.route, detail: format!("bad content type: {e}") })?;
-                // The part name `File` is what the OpenAPI document declares.
-                req.multipart(reqwest::multipart::Form::new().part("File", part))
+                // `File` for DSR attachments (the OpenAPI document); `file` for CloudStorage (inferred).
+                req.multipart(reqwest::multipart::Form::new().part(*part_name, part))
             }
         };
         Ok(req)

@@ -13,10 +13,11 @@ use super::retry::Safety;
 use super::{Call, DastraClient, Payload};
 use crate::error::DastraError;
 use crate::model::{
-    Actor, ArchivePayload, Area, Asset, AttachmentUpload, BareList, BatchPatch, Contract, DataField, DataProcessing,
-    DataProcessingCreate, DataProcessingRelationship, DataRetentionRule, DataSubjectAttachment, DataSubjectRequest,
-    DataSubjectRequestClose, Filter, GenericRelationship, GenericRelationshipCreate, PagedList, PatchOperation,
-    RelationShipObjectType, Task, Team, Workspace, WorkspaceList,
+    Actor, ArchivePayload, Area, Asset, AttachmentUpload, BareList, BatchPatch, CloudAttachment, CloudAttachmentList,
+    Contract, DataField, DataProcessing, DataProcessingCreate, DataProcessingRelationship, DataRetentionRule,
+    DataSubjectAttachment, DataSubjectRequest, DataSubjectRequestClose, Filter, GenericRelationship,
+    GenericRelationshipCreate, PagedList, PatchOperation, RelationShipObjectType, Task, Team, User, Workspace,
+    WorkspaceList,
 };
 use crate::quota::Priority;
 
@@ -485,7 +486,7 @@ impl DastraClient {
             "POST /v1/ws/{workspaceId}/DataSubjectAttachments/{dataSubjectRequestId}",
             self.ws_path(&format!("DataSubjectAttachments/{dsr_id}")),
         );
-        c.payload = Payload::Multipart(file);
+        c.payload = Payload::Multipart(file, "File");
         c.safety = Safety::Create;
         self.call_json(c).await
     }
@@ -514,6 +515,60 @@ impl DastraClient {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
+    }
+
+    // ---- Users and teams ------------------------------------------------------------------
+
+    /// `GET …/Users?q=<text>` (workspace users, 2024 route): one page of up to 50 matches of a
+    /// free-text search. Callers match exactly on what they searched for.
+    pub async fn search_users(&self, q: &str) -> Result<Vec<User>, DastraError> {
+        let mut c = self.call(Method::GET, "GET", "GET /v1/ws/{workspaceId}/Users", self.ws_path("Users"));
+        let query = ListQuery { q: Some(q.to_owned()), size: Some(50), ..ListQuery::default() };
+        c.query = query.to_pairs(self.page_size());
+        Ok(self.call_json::<PagedList<User>>(c).await?.items)
+    }
+
+    // ---- Cloud storage (document management) ---------------------------------------------
+
+    /// `POST …/CloudStorage/Dastra`: uploads one file to Dastra's own storage (multipart part
+    /// `file`; route from the 2024 endpoint list, body inferred, docs/dastra-api.md §3.13). An
+    /// upload creates: an unclear outcome is [`DastraError::AmbiguousCreate`].
+    pub async fn upload_cloud_file(&self, file: AttachmentUpload) -> Result<CloudAttachment, DastraError> {
+        let mut c = self.call(
+            Method::POST,
+            "POST",
+            "POST /v1/ws/{workspaceId}/CloudStorage/{providerName}",
+            self.ws_path("CloudStorage/Dastra"),
+        );
+        c.payload = Payload::Multipart(file, "file");
+        c.safety = Safety::Create;
+        self.call_json(c).await
+    }
+
+    /// `GET …/CloudStorage/Dastra?q=<name>`: files of Dastra's storage whose name matches (used to
+    /// find an upload whose answer was lost).
+    pub async fn find_cloud_files(&self, name: &str) -> Result<Vec<CloudAttachment>, DastraError> {
+        let mut c = self.call(
+            Method::GET,
+            "GET",
+            "GET /v1/ws/{workspaceId}/CloudStorage/{providerName}",
+            self.ws_path("CloudStorage/Dastra"),
+        );
+        c.query = vec![("q".to_owned(), name.to_owned())];
+        Ok(self.call_json::<Option<CloudAttachmentList>>(c).await?.and_then(|l| l.items).unwrap_or_default())
+    }
+
+    /// `POST …/CloudStorage/Dastra/link/{fileId}/{type}/{objectId}`: attaches a stored file to a
+    /// business object (`type` e.g. `Task`, `Asset`, `DataProcessing`; inferred). Linking twice is
+    /// harmless.
+    pub async fn link_cloud_file(&self, file_id: &str, object_type: &str, object_id: &str) -> Result<(), DastraError> {
+        let c = self.call(
+            Method::POST,
+            "POST",
+            "POST /v1/ws/{workspaceId}/CloudStorage/{providerName}/link/{fileId}/{type}/{objectId}",
+            self.ws_path(&format!("CloudStorage/Dastra/link/{file_id}/{object_type}/{object_id}")),
+        );
+        self.call_unit(c).await
     }
 
     // ---- Tasks ---------------------------------------------------------------------------

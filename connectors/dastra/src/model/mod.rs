@@ -29,7 +29,7 @@ pub use dsr::{AttachmentUpload, DataSubjectAttachment, DataSubjectRequest, DataS
 pub use enums::*;
 pub use field::DataField;
 pub use filter::{Filter, FilterOperator, Separator, fit_external_key};
-pub use org::{Area, Team, Workspace, WorkspaceList};
+pub use org::{Area, CloudAttachment, CloudAttachmentList, Team, User, Workspace, WorkspaceList};
 pub use processing::{DataProcessing, DataProcessingActor, DataProcessingCreate, PersonCategory, Purpose, Transfer};
 pub use relationship::{
     BareList, DataProcessingLight, DataProcessingRelationship, GenericRelationship, GenericRelationshipCreate,

@@ -119,3 +119,51 @@ impl WorkspaceList {
         }
     }
 }
+
+/// `UserDto` as the sink reads it from `GET …/Users` (only the fields it needs; the rest is ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Dastra user id (int32), what `TaskDto.assignedToUserId` holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i32>,
+    /// E-mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Whether the account is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// `CloudAttachmentDto` as answered by a CloudStorage upload or list (only the fields the sink reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudAttachment {
+    /// File id (a string in SPEC-2022).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// File name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+}
+
+/// `CloudAttachmentListDto` (`GET …/CloudStorage/{provider}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudAttachmentList {
+    /// Files of the page.
+    #[serde(default)]
+    pub items: Option<Vec<CloudAttachment>>,
+    /// Total.
+    #[serde(default)]
+    pub total: Option<i64>,
+}

@@ -50,7 +50,7 @@ pub struct SinkPolicy {
     /// How Actors are matched.
     #[serde(default)]
     pub actor_key: ActorKey,
-    /// Where DSR attachments may be downloaded from.
+    /// Where DSR and Task attachments may be downloaded from, and how large inline ones may be.
     #[serde(default)]
     pub attachments: AttachmentPolicy,
 }
@@ -60,7 +60,7 @@ pub struct SinkPolicy {
 /// fetched, never a link-local address (cloud metadata endpoints such as 169.254.169.254), and a
 /// redirect is followed only to the same host. A refused URL sends the event to the DLQ
 /// (`attachment_not_allowed`); the URL itself is never logged (pre-signed URLs carry credentials).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentPolicy {
     /// Hosts attachment URLs may name: exact (`files.example.com`) or a subdomain wildcard
@@ -70,6 +70,24 @@ pub struct AttachmentPolicy {
     /// Refuse plain `http://` URLs.
     #[serde(default)]
     pub https_only: bool,
+    /// Largest attachment carried inline in an event (`contentBase64`), in decoded bytes. A larger
+    /// one goes to the DLQ (`attachment_too_large`). Inline content travels in the bus message:
+    /// keep this under the bus's message size limit (Kafka's default is 1 MB).
+    #[serde(default = "default_max_inline_bytes")]
+    pub max_inline_bytes: usize,
+}
+
+fn default_max_inline_bytes() -> usize {
+    DEFAULT_MAX_INLINE_BYTES
+}
+
+/// Default of [`AttachmentPolicy::max_inline_bytes`]: 512 KiB.
+pub const DEFAULT_MAX_INLINE_BYTES: usize = 512 * 1024;
+
+impl Default for AttachmentPolicy {
+    fn default() -> Self {
+        Self { allowed_hosts: Vec::new(), https_only: false, max_inline_bytes: DEFAULT_MAX_INLINE_BYTES }
+    }
 }
 
 impl AttachmentPolicy {
@@ -281,6 +299,7 @@ mod tests {
         let listed = AttachmentPolicy {
             allowed_hosts: vec!["files.example.com".into(), "*.s3.amazonaws.com".into()],
             https_only: true,
+            ..AttachmentPolicy::default()
         };
         assert!(listed.check("https://FILES.example.com/a").is_ok());
         assert!(listed.check("https://bucket.s3.amazonaws.com/a").is_ok());

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dlq;
 pub mod driver;
 pub mod ledger;
+pub mod objects;
 pub mod order;
 pub mod tracker;
 
@@ -97,6 +98,10 @@ impl Connector for DastraSink {
         for t in &topics {
             total_partitions += ctx.bus.partition_count(t).await? as u32;
         }
+        let objects: Option<Arc<dyn apply::ObjectStore>> = match &ctx.bus {
+            dastra_connect_core::bus::BusConfig::Nats(n) => Some(Arc::new(objects::NatsObjects::connect(n).await?)),
+            _ => None,
+        };
         let subscriber = ctx.bus.subscriber(&ctx.name, &topics).await?;
         tracing::info!(connector = %ctx.name, ledger = ledger.len(), pending = pending.len(), parked = parked.len(), "dastra sink started");
 
@@ -134,6 +139,7 @@ impl Connector for DastraSink {
             metrics: ctx.metrics.clone(),
             quota,
             total_partitions,
+            objects,
         });
         ready.set(true);
         let result = driver::Driver::new(shared, status).run(subscriber, shutdown).await;

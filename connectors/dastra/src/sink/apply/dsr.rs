@@ -6,33 +6,27 @@
 //! once from `GET Workflows/DataSubject` and cached in the ledger), else (no step maps it) a PATCH
 //! of `state`. The state last applied is kept in the ledger entry's links (`state`).
 //!
-//! Attachments: each `{fileName, url, sha256}` is downloaded by the sink, checked against its
-//! SHA-256 when given, and uploaded (`POST DataSubjectAttachments/{dsrId}`, multipart part `File`);
-//! the Dastra file id and the content's checksum are kept in links (`file:<name>`, `sha:<name>`), so
-//! unchanged files cost nothing, a changed checksum replaces the file, and a file gone from the
-//! payload is deleted. An upload that may have happened is first looked up by file name.
+//! Attachments ([`super::content`]): each file's content (URL, inline or object store) is checked
+//! against its SHA-256 when given and uploaded (`POST DataSubjectAttachments/{dsrId}`, multipart
+//! part `File`); the Dastra file id and the content's checksum are kept in links (`file:<name>`,
+//! `sha:<name>`), so unchanged content costs no upload, a changed one replaces the file, and a file
+//! gone from the payload is deleted. An upload that may have happened is first looked up by name.
 //!
 //! Deletes: `DELETE DataSubjectRequests/{id}` (irreversible in Dastra) or, under `archive`,
 //! `POST DataSubjectRequests/archive/{id}`.
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use dastra_connect_core::event::{Attachment, ChangeEvent, DataSubjectRequest};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
+use super::content::{self, Target};
 use super::engine::{SinkResource, UpsertInput, upsert};
 use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
 use super::refs::{area_id, int_id, workflow_steps};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{DataSubjectRequests, ExternalKeyed};
 use crate::model::{AttachmentUpload, DataSubjectRequestClose, PatchOperation};
-use crate::sink::config::{AttachmentPolicy, DeletePolicy};
+use crate::sink::config::DeletePolicy;
 use crate::sink::ledger::{EntryState, LedgerEntry};
-
-/// Largest attachment the sink downloads (Dastra's own upload limit is undocumented).
-pub const MAX_ATTACHMENT_BYTES: usize = 25 * 1024 * 1024;
 
 /// Dastra's state of a request it just created.
 const INITIAL_STATE: &str = "Open";
@@ -73,6 +67,7 @@ pub(super) async fn apply(
         .await;
     }
 
+    content::precheck(ctx, &d.attachments)?;
     let area = area_id(ctx, d.area_ref.as_deref()).await?;
     let mut m = payload_json(d)?;
     for f in ["areaRef", "state", "attachments", "dateDemand", "demandId", "expiryTime"] {
@@ -116,7 +111,7 @@ pub(super) async fn apply(
             entry.links.insert("state".into(), state);
         }
     }
-    requests += sync_attachments(ctx, event, id, &d.attachments, &mut entry).await?;
+    requests += content::sync(ctx, event, &DsrFiles { ctx, dsr_id: id }, &d.attachments, &mut entry).await?;
 
     if requests == 0 && !applied {
         return Ok(Outcome::Skipped { reason: super::SkipReason::Unchanged, entry: Some(entry) });
@@ -145,127 +140,46 @@ async fn move_to_state(ctx: &ApplyCtx<'_>, id: i32, state: &str, d: &DataSubject
     Ok(1 + lookups)
 }
 
-fn http() -> &'static reqwest::Client {
-    static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
-    HTTP.get_or_init(|| {
-        // Redirects only within the host the policy allowed (at most 5): a cross-host redirect
-        // ends as a 3xx answer, refused below.
-        let redirects = reqwest::redirect::Policy::custom(|attempt| {
-            let same_host = attempt.previous().first().map(|u| u.host_str()) == Some(attempt.url().host_str());
-            if attempt.previous().len() > 5 || !same_host { attempt.stop() } else { attempt.follow() }
-        });
-        reqwest::Client::builder()
-            .redirect(redirects)
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new())
-    })
-}
-
-/// Fetches an attachment's content and checks its size and checksum.
-async fn download(policy: &AttachmentPolicy, a: &Attachment) -> Result<(bytes::Bytes, String), ApplyError> {
-    let fetch = |retryable: bool, message: String| ApplyError::Fetch { retryable, message };
-    let url = policy
-        .check(&a.url)
-        .map_err(|why| ApplyError::invalid("attachment_not_allowed", format!("{}: {why}", a.file_name)))?;
-    // reqwest's errors name the URL: keep them out of messages (pre-signed URLs carry credentials).
-    let response =
-        http().get(url).send().await.map_err(|e| fetch(true, format!("{}: {}", a.file_name, e.without_url())))?;
-    let status = response.status();
-    if !status.is_success() {
-        // 4xx: the URL is wrong or expired (permanent); 5xx: try again later.
-        return Err(fetch(status.is_server_error(), format!("{}: HTTP {status}", a.file_name)));
-    }
-    if response.content_length().is_some_and(|n| n > MAX_ATTACHMENT_BYTES as u64) {
-        return Err(fetch(false, format!("{}: larger than {MAX_ATTACHMENT_BYTES} bytes", a.file_name)));
-    }
-    let body = response.bytes().await.map_err(|e| fetch(true, format!("{}: {}", a.file_name, e.without_url())))?;
-    if body.len() > MAX_ATTACHMENT_BYTES {
-        return Err(fetch(false, format!("{}: larger than {MAX_ATTACHMENT_BYTES} bytes", a.file_name)));
-    }
-    let sha = hex::encode(Sha256::digest(&body));
-    if let Some(expected) = &a.sha256
-        && !expected.eq_ignore_ascii_case(&sha)
-    {
-        return Err(ApplyError::invalid(
-            "attachment_checksum",
-            format!("{}: content has SHA-256 {sha}, the event says {expected}", a.file_name),
-        ));
-    }
-    Ok((body, sha))
-}
-
-/// Makes the request's attachments those of the payload; answers the requests sent.
-async fn sync_attachments(
-    ctx: &ApplyCtx<'_>,
-    event: &ChangeEvent,
+/// The files of one request: `DataSubjectAttachments/{dsrId}`.
+struct DsrFiles<'a> {
+    ctx: &'a ApplyCtx<'a>,
     dsr_id: i32,
-    wanted: &[Attachment],
-    entry: &mut LedgerEntry,
-) -> Result<u32, ApplyError> {
-    let mut requests = 0;
-    let names: Vec<&str> = wanted.iter().map(|a| a.file_name.as_str()).collect();
-    // Files the payload no longer lists.
-    let gone: Vec<String> = entry
-        .links
-        .keys()
-        .filter_map(|k| k.strip_prefix("file:"))
-        .filter(|n| !names.contains(n))
-        .map(str::to_owned)
-        .collect();
-    for name in gone {
-        if let Some(file) = entry.links.get(&format!("file:{name}")).and_then(|f| f.parse::<uuid::Uuid>().ok()) {
-            requests += 1;
-            ctx.client.delete_dsr_attachment(dsr_id, file).await?;
-        }
-        entry.links.remove(&format!("file:{name}"));
-        entry.links.remove(&format!("sha:{name}"));
-    }
-    for a in wanted {
-        let file_key = format!("file:{}", a.file_name);
-        let sha_key = format!("sha:{}", a.file_name);
-        let known = entry.links.get(&file_key).cloned();
-        // Same declared checksum (or, without one, same URL): nothing to do.
-        let fingerprint = a.sha256.clone().map(|s| s.to_ascii_lowercase()).unwrap_or_else(|| format!("url:{}", a.url));
-        let known_print = entry.links.get(&sha_key).cloned();
-        if known.as_deref().is_some_and(|k| k != "?") && known_print.as_deref() == Some(fingerprint.as_str()) {
-            continue;
-        }
-        if known.as_deref() == Some("?") {
-            // An earlier upload may have happened: look before uploading again.
-            requests += 1;
-            let listed = ctx.client.list_dsr_attachments(dsr_id).await?;
-            if let Some(found) = listed.iter().rev().find(|f| f.file_name.as_deref() == Some(a.file_name.as_str()))
-                && let Some(fid) = found.id
-            {
-                entry.links.insert(file_key.clone(), fid.to_string());
-                entry.links.insert(sha_key.clone(), fingerprint.clone());
-                continue;
-            }
-        } else if let Some(old) = known.as_deref().and_then(|k| k.parse::<uuid::Uuid>().ok()) {
-            // Content changed: replace the file.
-            requests += 1;
-            ctx.client.delete_dsr_attachment(dsr_id, old).await?;
-        }
-        let (content, _sha) = download(&ctx.policy.attachments, a).await?;
-        // Mark the upload as possibly done before sending it (kept at the previous version).
-        entry.links.insert(file_key.clone(), "?".into());
-        let mut marker = entry.clone();
-        marker.version = ctx.ledger.get(&event.key).and_then(|e| e.version);
-        ctx.ledger.put(&event.key, &marker).await?;
+}
+
+impl Target for DsrFiles<'_> {
+    async fn upload(&self, a: &Attachment, content: bytes::Bytes) -> Result<String, ApplyError> {
         let upload = AttachmentUpload {
             file_name: a.file_name.clone(),
             content_type: a.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
             content,
         };
-        requests += 1;
-        let uploaded = ctx.client.upload_dsr_attachment(dsr_id, upload).await?;
-        let fid = uploaded.id.map(|i| i.to_string()).ok_or_else(|| {
+        let uploaded = self.ctx.client.upload_dsr_attachment(self.dsr_id, upload).await?;
+        uploaded.id.map(|i| i.to_string()).ok_or_else(|| {
             ApplyError::invalid("dastra_no_id", format!("Dastra stored {} but returned no id", a.file_name))
-        })?;
-        entry.links.insert(file_key, fid);
-        entry.links.insert(sha_key, fingerprint);
+        })
     }
-    Ok(requests)
+
+    async fn find(&self, a: &Attachment, _size: usize) -> Result<Option<String>, ApplyError> {
+        let listed = self.ctx.client.list_dsr_attachments(self.dsr_id).await?;
+        Ok(listed
+            .iter()
+            .rev()
+            .find(|f| f.file_name.as_deref() == Some(a.file_name.as_str()))
+            .and_then(|f| f.id)
+            .map(|i| i.to_string()))
+    }
+
+    async fn remove(&self, file_id: &str) -> Result<u32, ApplyError> {
+        match file_id.parse::<uuid::Uuid>() {
+            Ok(id) => {
+                self.ctx.client.delete_dsr_attachment(self.dsr_id, id).await?;
+                Ok(1)
+            }
+            Err(_) => Ok(0),
+        }
+    }
+
+    async fn attach(&self, _file_id: &str) -> Result<u32, ApplyError> {
+        Ok(0)
+    }
 }

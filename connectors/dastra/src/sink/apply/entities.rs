@@ -75,6 +75,9 @@ pub(super) fn through_dto<T: serde::de::DeserializeOwned + serde::Serialize>(
     Ok(v)
 }
 
+/// The `{type}` segment of the CloudStorage link route for an asset (inferred).
+pub const ASSET_LINK_TYPE: &str = "Asset";
+
 /// Applies one event to the entity's resource.
 pub(super) async fn apply_entity(
     ctx: &ApplyCtx<'_>,
@@ -92,7 +95,9 @@ pub(super) async fn apply_entity(
             if a.deleted {
                 return delete::<Assets, _, _>(ctx, event, current, find).await;
             }
+            super::content::precheck(ctx, &a.attachments)?;
             let mut m = payload_json(a)?;
+            m.remove("attachments");
             m.insert("ref".into(), Value::String(ext.clone()));
             let content = through_dto::<crate::model::Asset>(m)?;
             // A processing lists its assets as `AssetDto`s, whose `label` and `type` are required:
@@ -108,10 +113,11 @@ pub(super) async fn apply_entity(
                 hash_view: None,
             };
             let outcome = upsert::<Assets, _, _>(ctx, input, find).await?;
-            Ok(with_links(outcome, |links| {
+            let outcome = with_links(outcome, |links| {
                 links.insert("label".into(), label);
                 links.insert("type".into(), ty);
-            }))
+            });
+            super::content::with_documents(ctx, event, outcome, &a.attachments, ASSET_LINK_TYPE).await
         }
         Payload::Actor(a) if a.deleted => {
             // Deleting needs no lookup filter unless an intent is open; the natural key may be

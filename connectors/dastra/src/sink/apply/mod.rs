@@ -6,6 +6,7 @@
 //! The driver ([`super::driver`]) calls [`apply`] for one key at a time, so per-key order holds and no
 //! two requests for one entity race.
 
+pub mod content;
 mod contract;
 mod datafield;
 mod dataset;
@@ -27,9 +28,9 @@ use super::ledger::{EntryState, Ledger, LedgerEntry};
 use crate::DastraClient;
 use crate::error::DastraError;
 
-pub use dsr::MAX_ATTACHMENT_BYTES;
+pub use content::{MAX_ATTACHMENT_BYTES, ObjectError, ObjectStore};
 pub use engine::{SinkResource, patch_ops, upsert};
-pub use task::TASK_KEY_FIELD;
+pub use task::{TASK_KEY_FIELD, TASK_LINK_TYPE, TASK_TEAM_FIELD, email_digest};
 
 /// Everything [`apply`] needs.
 pub struct ApplyCtx<'a> {
@@ -39,6 +40,8 @@ pub struct ApplyCtx<'a> {
     pub ledger: &'a Ledger,
     /// Entity policies (deletes, actor keys).
     pub policy: &'a SinkPolicy,
+    /// The bus-side object store attachments may name (NATS only; `None` on Kafka).
+    pub objects: Option<&'a dyn ObjectStore>,
 }
 
 /// Why an event needed no request.
@@ -100,7 +103,7 @@ pub enum ApplyError {
     /// The ledger could not record an intent.
     #[error("ledger: {0}")]
     State(#[from] StateError),
-    /// A DSR attachment could not be fetched from the URL the event gives.
+    /// An attachment's content could not be fetched (URL or object store).
     #[error("attachment fetch: {message}")]
     Fetch {
         /// True for network failures and 5xx answers (tried again), false for 4xx and oversize.

@@ -87,6 +87,8 @@ pub struct SinkServices {
     pub quota: crate::QuotaLimiter,
     /// Partitions of all consumed topics together (the denominator of this replica's quota share).
     pub total_partitions: u32,
+    /// The bus-side object store attachments may name (NATS; `None` on Kafka).
+    pub objects: Option<Arc<dyn crate::sink::apply::ObjectStore>>,
 }
 
 /// Live counters for `/status`.

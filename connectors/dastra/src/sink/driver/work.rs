@@ -25,7 +25,12 @@ pub(super) async fn work_on(shared: &SinkServices, work: &Work) -> Finished {
         Priority::Live
     };
     let client = shared.client.with_priority(priority);
-    let ctx = ApplyCtx { client: &client, ledger: &shared.ledger, policy: &shared.config.policy };
+    let ctx = ApplyCtx {
+        client: &client,
+        ledger: &shared.ledger,
+        policy: &shared.config.policy,
+        objects: shared.objects.as_deref(),
+    };
     let mut attempts = 0u32;
     let mut delay = Duration::from_millis(200);
     loop {
