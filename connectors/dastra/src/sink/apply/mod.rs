@@ -13,6 +13,7 @@ mod dsr;
 mod engine;
 mod entities;
 pub mod fingerprint;
+mod native;
 mod processing;
 mod refs;
 mod relationship;
@@ -29,6 +30,7 @@ use crate::error::DastraError;
 
 pub use dsr::MAX_ATTACHMENT_BYTES;
 pub use engine::{SinkResource, patch_ops, upsert};
+pub use native::SYSTEM as NATIVE_SYSTEM;
 pub use task::TASK_KEY_FIELD;
 
 /// Everything [`apply`] needs.
