@@ -2,7 +2,8 @@
 //! wrong API key is never ready and stops the process with an error naming the connector and "Dastra
 //! rejected the API key"; `/readyz` is 503 (with the reason) until every configured connector is
 //! ready, including while Dastra is unreachable; `validate --check-connectivity` runs the same
-//! checks without consuming anything, a source's included (its own system, with its credentials).
+//! checks without consuming anything, a source's included (its own system, with its credentials),
+//! and the webhook receiver's backfill (its Dastra key and workspace).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -178,6 +179,30 @@ async fn validate_check_connectivity_runs_the_checks_without_consuming() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("crm-sink") && stderr.contains("Dastra rejected the API key"), "{stderr}");
+
+    // The webhook receiver's backfill reads Dastra with its own key and workspace: both are
+    // checked with one smallest list of requests; a wrong workspace is named.
+    let hooks = |ws: i64| {
+        format!(
+            "  hooks:\n    type: dastra_webhook_receiver\n    listen: 127.0.0.1:{}\n    signing_keys: [\"k\"]\n    backfill:\n      dastra: {{ base_url: {}, workspace_id: {ws}, retry: {{ max_attempts: 1 }}, auth: {{ type: api_key, api_key: \"emulator-key\" }} }}\n",
+            free_port(),
+            emu.base_url
+        )
+    };
+    let seen = emu.state.request_log().len();
+    let out = run(&write_config(dir.path(), &nats, free_port(), &emu.base_url, "emulator-key", &hooks(1)), true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("hooks: bus ok") && stdout.contains("hooks: backfill ok"), "{stdout}");
+    let lists: Vec<_> =
+        emu.state.request_log().into_iter().skip(seen).filter(|r| r.path.contains("DataSubjectRequests")).collect();
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert_eq!(lists[0].path, "/v1/ws/1/DataSubjectRequests");
+    assert!(lists[0].query.as_deref().is_some_and(|q| q.contains("size=1")), "{lists:?}");
+    let out = run(&write_config(dir.path(), &nats, free_port(), &emu.base_url, "emulator-key", &hooks(99)), true);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("hooks") && stderr.contains("no workspace 99"), "{stdout}{stderr}");
 
     // A source's check reads its own system: refused credentials are named, the secret is not.
     let coupa = dastra_connect_coupa::fake::FakeCoupa::with_samples().spawn().await.unwrap();

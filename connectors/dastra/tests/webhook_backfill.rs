@@ -1,5 +1,5 @@
 //! No missed request: with the broker down, the emulator's real webhook for a new DSR gets a non-200
-//! (Dastra counts the failure and never retries); once the broker is back, the receiver's backfill
+//! (Dastra counts the failure — its `nbErrors` — and never retries); once the broker is back, the receiver's backfill
 //! poller lists the DSR from the API and publishes it under the id the webhook would have used,
 //! once, through the quota limiter the process registered for that API key (nats-server,
 //! MockCluster).
@@ -102,6 +102,17 @@ async fn scenario(mut broker: Broker) {
     .await;
     let delivery = emu.state.webhook_deliveries().into_iter().find(|d| d.body.contains("Missed request")).unwrap();
     assert!(!delivery.ok, "Dastra must see a failure while the broker is down: {delivery:?}");
+    // Dastra counts it against the webhook (more than 5 and it stops delivering).
+    let hooks: Value = reqwest::Client::new()
+        .get(emu.url("/v1/WebHookUrls"))
+        .header("X-API-Key", "emulator-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hooks[0]["nbErrors"], 1, "Dastra counted the failed delivery: {hooks}");
     // The receiver gave up on it (503) before the broker comes back.
     wait_for("the receiver's 503", 60, || metrics.render().contains(r#"status="503"} 1"#)).await;
 

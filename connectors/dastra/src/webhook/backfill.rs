@@ -33,6 +33,61 @@ use crate::model::common::parse_datetime;
 use crate::model::filter::{Filter, FilterOperator};
 use crate::quota::{Priority, QuotaLimiter};
 
+/// The backfill's connectivity check: one `GET …/DataSubjectRequests?page=1&size=1` with its own
+/// credentials and workspace — what every poll starts with, at the smallest page — through the
+/// same quota limiter the poller uses. It proves the API key, the workspace id and the route;
+/// `GET /me` would prove only the key.
+pub(super) struct BackfillCheck {
+    config: BackfillConfig,
+}
+
+impl BackfillCheck {
+    pub(super) fn new(config: BackfillConfig) -> Self {
+        Self { config }
+    }
+}
+
+#[async_trait::async_trait]
+impl dastra_connect_core::health::HealthCheck for BackfillCheck {
+    fn name(&self) -> &str {
+        "backfill"
+    }
+
+    async fn check(&self) -> Result<(), dastra_connect_core::health::HealthError> {
+        use dastra_connect_core::health::HealthError;
+        let ws = self.config.dastra.workspace_id;
+        let client = client(&self.config).map_err(|e| HealthError::fatal("backfill", format!("{e:#}")))?;
+        let query = ListQuery { page: Some(1), size: Some(1), ..ListQuery::default() };
+        match client.list_raw::<DataSubjectRequests>(&query).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match e.status() {
+                Some(status @ (401 | 403)) => HealthError::fatal(
+                    "backfill",
+                    format!(
+                        "Dastra rejected the API key for workspace {ws} (HTTP {status} listing DataSubjectRequests): check `backfill.dastra.auth` and `backfill.dastra.workspace_id`"
+                    ),
+                ),
+                Some(404) => HealthError::fatal(
+                    "backfill",
+                    format!(
+                        "Dastra has no workspace {ws} (HTTP 404 listing DataSubjectRequests): check `backfill.dastra.workspace_id` and `backfill.dastra.base_url`"
+                    ),
+                ),
+                // Token endpoint refusals, build errors, transport: the sink's check's wording.
+                _ => HealthError { check: "backfill".into(), ..crate::health::classify(&e) },
+            }),
+        }
+    }
+}
+
+/// A client on the limiter registered now for the backfill's API key (a sink starting after the
+/// receiver registers its own, and the next poll uses it).
+fn client(config: &BackfillConfig) -> anyhow::Result<DastraClient> {
+    let dastra = &config.dastra;
+    let quota = QuotaLimiter::shared(&dastra.quota_key(), || QuotaLimiter::new(&dastra.quota));
+    Ok(DastraClient::new(dastra, quota, None)?.with_priority(Priority::Urgent))
+}
+
 /// The poller of one receiver.
 pub(super) struct Poller {
     shared: Shared,
@@ -74,12 +129,9 @@ impl Poller {
         }
     }
 
-    /// A client on the limiter registered now for this API key (a sink starting after the receiver
-    /// registers its own, and the next poll uses it).
+    /// A client on the limiter registered now for this API key.
     fn client(&self) -> anyhow::Result<DastraClient> {
-        let dastra = &self.config.dastra;
-        let quota = QuotaLimiter::shared(&dastra.quota_key(), || QuotaLimiter::new(&dastra.quota));
-        Ok(DastraClient::new(dastra, quota, None)?.with_priority(Priority::Urgent))
+        client(&self.config)
     }
 
     /// One poll of both families.

@@ -245,6 +245,20 @@ async fn store_once(s: &Shared, body: Bytes, env: Envelope, origin: Origin) -> (
 
 #[async_trait]
 impl Connector for WebhookReceiver {
+    /// The bus; with `backfill`, also one smallest list of DSRs with the backfill's credentials
+    /// and workspace (`validate --check-connectivity`, readiness).
+    fn health_checks(
+        &self,
+        ctx: &ConnectorContext,
+    ) -> anyhow::Result<Vec<Arc<dyn dastra_connect_core::health::HealthCheck>>> {
+        let mut checks: Vec<Arc<dyn dastra_connect_core::health::HealthCheck>> =
+            vec![Arc::new(dastra_connect_core::health::BusCheck::new(ctx.bus.clone()))];
+        if let Some(b) = &self.config.backfill {
+            checks.push(Arc::new(super::backfill::BackfillCheck::new((**b).clone())));
+        }
+        Ok(checks)
+    }
+
     async fn run(self: Box<Self>, ctx: ConnectorContext, shutdown: CancellationToken) -> anyhow::Result<()> {
         let topic = ctx.topics.dastra_events();
         ctx.bus.ensure_topics(&[dastra_connect_core::bus::TopicSpec::new(topic.clone())]).await?;

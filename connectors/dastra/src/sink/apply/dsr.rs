@@ -55,6 +55,9 @@ pub(super) async fn apply(
         let found = ctx.client.find_by_external_key::<DataSubjectRequests>(&ext).await?;
         Ok(found.first().and_then(DataSubjectRequests::read_id))
     };
+    // A `dastra:dsr:<id>` key is the Dastra request itself (a tool answering a webhook): update only.
+    let native = super::native::id(key).is_some();
+    let current = if native { current.or_else(|| super::native::first_entry(key)) } else { current };
     if d.deleted {
         return remove(ctx, event, current, find, |id_text, policy| async move {
             let id = int_id(&id_text)?;
@@ -68,7 +71,8 @@ pub(super) async fn apply(
     }
 
     content::precheck(ctx, &d.attachments)?;
-    let area = area_id(ctx, d.area_ref.as_deref()).await?;
+    // A native request keeps its area unless the event names one.
+    let area = if native && d.area_ref.is_none() { None } else { Some(area_id(ctx, d.area_ref.as_deref()).await?) };
     let mut m = payload_json(d)?;
     for f in ["areaRef", "state", "attachments", "dateDemand", "demandId", "expiryTime"] {
         m.remove(f);
@@ -77,9 +81,17 @@ pub(super) async fn apply(
     if let Some(expiry) = d.expiry_time {
         m.insert("expiryTime".into(), json!(expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
     }
-    m.insert("refId".into(), Value::String(ext.clone()));
-    m.insert("areaId".into(), json!(area));
+    if !native {
+        m.insert("refId".into(), Value::String(ext.clone()));
+    }
+    if let Some(area) = area {
+        m.insert("areaId".into(), json!(area));
+    }
     let mut content = through_dto::<crate::model::DataSubjectRequest>(m)?;
+    // The typed model defaults an absent area to 0: a native request without `areaRef` keeps its own.
+    if let (None, Value::Object(obj)) = (area, &mut content) {
+        obj.remove("areaId");
+    }
     // `demandId` is a DTO field the typed model does not carry.
     if let (Some(demand), Value::Object(obj)) = (&d.demand_id, &mut content) {
         obj.insert("demandId".into(), json!(demand));
@@ -91,7 +103,16 @@ pub(super) async fn apply(
     let was_live = current.as_ref().is_some_and(|c| c.state == EntryState::Live);
     let input =
         UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false, hash_view: None };
-    let outcome = plus_requests(upsert::<DataSubjectRequests, _, _>(ctx, input, find).await?, restored, revived);
+    let outcome = if native {
+        let UpsertInput { key, sequence, content, current, .. } = input;
+        plus_requests(
+            super::native::update::<DataSubjectRequests>(ctx, key, sequence, content, current).await?,
+            restored,
+            revived,
+        )
+    } else {
+        plus_requests(upsert::<DataSubjectRequests, _, _>(ctx, input, find).await?, restored, revived)
+    };
 
     let (mut entry, mut requests, applied) = match outcome {
         Outcome::Applied { entry, requests } => (entry, requests, true),

@@ -14,6 +14,7 @@ mod dsr;
 mod engine;
 mod entities;
 pub mod fingerprint;
+mod native;
 mod processing;
 mod refs;
 mod relationship;
@@ -30,6 +31,7 @@ use crate::error::DastraError;
 
 pub use content::{MAX_ATTACHMENT_BYTES, ObjectError, ObjectStore};
 pub use engine::{SinkResource, patch_ops, upsert};
+pub use native::SYSTEM as NATIVE_SYSTEM;
 pub use task::{TASK_KEY_FIELD, TASK_LINK_TYPE, TASK_TEAM_FIELD, email_digest};
 
 /// Everything [`apply`] needs.

@@ -31,9 +31,11 @@ impl<'a> Refs<'a> {
     /// The live ledger entry of `key`. A key never seen (or only intended) is recorded as missing;
     /// a key deleted at the source is dropped from the reference with a warning — waiting for it
     /// would wait forever.
+    /// A `dastra:` key names the Dastra entity itself (see `native`): live without an event of its own.
     pub(super) fn entry(&mut self, key: &EntityKey) -> Option<LedgerEntry> {
         match self.ledger.get(key) {
             Some(e) if e.state == EntryState::Live && e.id.is_some() => Some(e),
+            None if super::native::id(key).is_some() => super::native::first_entry(key),
             Some(e) if e.state == EntryState::Deleted => {
                 tracing::warn!(reference = %key, "referenced entity was deleted at the source; reference dropped");
                 None
