@@ -47,7 +47,8 @@ fn quickstart_runs_to_a_clean_summary_and_is_repeatable() {
     // Initial sync: one POST per entity, relationships included (their ids are not read back);
     // beyond that only the processings' PATCH after their three-field POST, the DSRs' closes and
     // state PATCHes, and two one-time lookups (area, DSR workflow). 158 for 150 entities when
-    // written; 193 when every generic link cost a POST and a GET.
+    // written, 163–164 for 154 with the DataHub job (a processing: POST + PATCH); 193 when every
+    // generic link cost a POST and a GET.
     assert!(!first.iter().any(|l| l.trim_start().starts_with("GET GenericRelationships")), "{first:#?}");
     let in_dastra: u64 = [
         "Actors",
@@ -63,7 +64,7 @@ fn quickstart_runs_to_a_clean_summary_and_is_repeatable() {
     .map(|f| value(&first, f))
     .sum();
     let used = value(&first, "Dastra requests used");
-    assert!(used * 100 <= in_dastra * 106, "{used} requests for {in_dastra} entities: {first:#?}");
+    assert!(used * 100 <= in_dastra * 107, "{used} requests for {in_dastra} entities: {first:#?}");
     // The Debezium reader ran on its sample topics: its rejected supplier is listed.
     assert!(first.iter().any(|l| l.contains(r#"erp:suppliers:{"id":105}: mapping_error"#)), "{first:#?}");
     // The DataHub source ran on its sample MCL topic (six classified columns, two tables' datasets)
