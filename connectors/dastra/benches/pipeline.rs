@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::config::Secret;
 use dastra_connect_core::event::{ChangeEvent, EntityKey, cmp_sequence};
+use dastra_connect_core::state::{MemoryStore, StateStore};
 use dastra_connect_dastra::sink::apply::fingerprint::source_fingerprint;
 use dastra_connect_dastra::sink::apply::{ApplyCtx, Outcome, apply};
 use dastra_connect_dastra::sink::config::SinkPolicy;
 use dastra_connect_dastra::sink::ledger::{Ledger, content_hashes};
 use dastra_connect_dastra::{AuthConfig, DastraClient, DastraClientConfig, QuotaLimiter, QuotaWindow};
 use dastra_emulator::EmulatorConfig;
-use support::{MemStore, Message, Mix};
+use support::{Message, Mix};
 
 const BATCH: usize = 20_000;
 /// Passes of the `no-request` stream (the best is reported, every one printed).
@@ -151,7 +152,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     // "Quota disabled": one window no run can reach (the client needs at least one).
     config.quota.windows = vec![QuotaWindow { limit: 1_000_000, per: Duration::from_secs(1) }];
     let client = DastraClient::new(&config, QuotaLimiter::new(&config.quota), None).unwrap();
-    let seeded = Arc::new(MemStore::default());
+    let seeded = Arc::new(MemoryStore::new("bench"));
     let ledger = Ledger::new(seeded.clone());
     let policy = SinkPolicy::default();
     let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None };
@@ -178,7 +179,9 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     // machine shared with other builds the median hides less of the neighbours' noise than the best.
     let mut rounds = Vec::new();
     for _ in 0..ROUNDS {
-        let fork = Ledger::new(Arc::new(seeded.fork()));
+        let copy = MemoryStore::new("bench");
+        copy.put_batch(seeded.snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect()).await.unwrap();
+        let fork = Ledger::new(Arc::new(copy));
         let fork_ctx = ApplyCtx { client: &client, ledger: &fork, policy: &policy, objects: None };
         let before = emu.state.counters().total;
         let t = run(&fork_ctx, &fork, &codec, &repeat_msgs).await;
@@ -197,7 +200,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
 
     // Same ledger: the repeats are now stale for the churn pass's older versions, as they would be
     // on a redelivery; the churn pass carries its own, newer, changes.
-    let ledger = Ledger::new(Arc::new(MemStore::default()));
+    let ledger = Ledger::new(Arc::new(MemoryStore::new("bench")));
     let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None };
     let _ = run(&ctx, &ledger, &codec, &seed_msgs).await;
     let before = emu.state.counters().total;

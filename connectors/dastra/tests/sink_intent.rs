@@ -12,16 +12,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dastra_connect_core::event::enums::AssetType;
-use dastra_connect_core::event::{Asset, EntityKey, Payload, Relationship};
+use dastra_connect_core::event::{EntityKey, Payload, Relationship};
 use dastra_connect_dastra::sink::apply::{ApplyCtx, Outcome, SkipReason, apply};
 use dastra_connect_dastra::sink::config::SinkPolicy;
 use dastra_connect_dastra::sink::ledger::EntryState;
 use dastra_emulator::{FaultKind, FaultRule};
-
-fn asset(label: &str) -> Payload {
-    Payload::Asset(Asset { label: Some(label.into()), asset_type: Some(AssetType::Software), ..Default::default() })
-}
 
 fn link(target: &str, label: &str, deleted: bool) -> Payload {
     Payload::Relationship(Relationship {
@@ -31,20 +26,6 @@ fn link(target: &str, label: &str, deleted: bool) -> Payload {
         label: (!deleted).then(|| label.to_owned()),
         ..Default::default()
     })
-}
-
-/// `(target id, label)` of every generic relationship in the workspace.
-fn links(emu: &dastra_emulator::RunningEmulator) -> Vec<(String, String)> {
-    emu.state
-        .entities(1, "GenericRelationships")
-        .iter()
-        .map(|l| {
-            (
-                l["target"]["id"].as_str().unwrap_or_default().to_owned(),
-                l["label"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +40,7 @@ async fn an_intent_resolves_with_the_attempted_version_never_an_older_one() {
     let policy = SinkPolicy::default();
     let ctx = ApplyCtx { client: &client, ledger: &rig.ledger, policy: &policy, objects: None };
     for a in ["a0", "a1", "a2"] {
-        step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, asset(a))).await;
+        step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, software_asset(a))).await;
     }
     let id = |a: &str| rig.ledger.live_id(&EntityKey::parse(&format!("cmdb:asset:{a}")).unwrap()).unwrap();
     let key = EntityKey::parse("cmdb:relationship:r0").unwrap();
@@ -75,10 +56,10 @@ async fn an_intent_resolves_with_the_attempted_version_never_an_older_one() {
     let err = apply(&ctx, &event("cmdb:relationship:r0", 4, link("cmdb:asset:a2", "v4", false))).await;
     assert!(err.is_err(), "the POST's answer was lost: {err:?}");
     emu.state.clear_faults();
-    assert_eq!(links(emu), vec![(id("a2"), "v4".to_owned())], "Dastra holds v4's link");
+    assert_eq!(generic_links(emu), vec![(id("a2"), "v4".to_owned())], "Dastra holds v4's link");
     let intent = rig.ledger.get(&key).unwrap();
     assert_eq!(intent.state, EntryState::Intent);
-    assert_eq!(intent.attempt.as_deref(), Some(event("x:asset:x", 4, asset("x")).sequence.as_str()));
+    assert_eq!(intent.attempt.as_deref(), Some(event("x:asset:x", 4, software_asset("x")).sequence.as_str()));
 
     // After the restart, v1 (to a1) is redelivered first: stale, nothing sent.
     let before = requests(emu);
@@ -89,10 +70,10 @@ async fn an_intent_resolves_with_the_attempted_version_never_an_older_one() {
     // v5 (to a1) finds the link v4's lost POST made, by the ends the intent recorded, and moves it.
     let v5 = step(&ctx, &event("cmdb:relationship:r0", 5, link("cmdb:asset:a1", "v5", false))).await;
     assert!(matches!(v5, Outcome::Applied { .. }), "{v5:?}");
-    assert_eq!(links(emu), vec![(id("a1"), "v5".to_owned())], "one link, at v5");
+    assert_eq!(generic_links(emu), vec![(id("a1"), "v5".to_owned())], "one link, at v5");
     assert_eq!(rig.ledger.get(&key).unwrap().state, EntryState::Live);
 
     // The source deletes the link: nothing is left behind.
     step(&ctx, &event("cmdb:relationship:r0", 6, link("", "", true))).await;
-    assert_eq!(links(emu), Vec::<(String, String)>::new());
+    assert_eq!(generic_links(emu), Vec::<(String, String)>::new());
 }

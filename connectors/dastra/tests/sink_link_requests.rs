@@ -13,16 +13,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dastra_connect_core::event::enums::AssetType;
-use dastra_connect_core::event::{Asset, EntityKey, Payload, Relationship};
+use dastra_connect_core::event::{EntityKey, Payload, Relationship};
 use dastra_connect_dastra::sink::apply::{ApplyCtx, Outcome, apply};
 use dastra_connect_dastra::sink::config::SinkPolicy;
 use dastra_connect_dastra::sink::ledger::EntryState;
 use dastra_emulator::{FaultKind, FaultRule, RunningEmulator};
-
-fn asset(label: &str) -> Payload {
-    Payload::Asset(Asset { label: Some(label.into()), asset_type: Some(AssetType::Software), ..Default::default() })
-}
 
 fn link(target: &str, label: &str) -> Payload {
     Payload::Relationship(Relationship {
@@ -47,20 +42,6 @@ fn sent_since(emu: &RunningEmulator, after: u64) -> Vec<String> {
         .collect()
 }
 
-/// `(target id, label)` of every generic relationship in the workspace.
-fn links(emu: &RunningEmulator) -> Vec<(String, String)> {
-    emu.state
-        .entities(1, "GenericRelationships")
-        .iter()
-        .map(|l| {
-            (
-                l["target"]["id"].as_str().unwrap_or_default().to_owned(),
-                l["label"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generic_link_is_one_post_and_its_id_is_looked_up_only_when_needed() {
     let rig = ApplyRig::start("ledger-link-requests").await;
@@ -68,7 +49,7 @@ async fn a_generic_link_is_one_post_and_its_id_is_looked_up_only_when_needed() {
     let policy = SinkPolicy::default();
     let ctx = ApplyCtx { client: &rig.client, ledger: &rig.ledger, policy: &policy };
     for a in ["a0", "a1", "a2"] {
-        step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, asset(a))).await;
+        step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, software_asset(a))).await;
     }
     let id = |a: &str| rig.ledger.live_id(&EntityKey::parse(&format!("cmdb:asset:{a}")).unwrap()).unwrap();
 
@@ -92,7 +73,7 @@ async fn a_generic_link_is_one_post_and_its_id_is_looked_up_only_when_needed() {
     let before = requests(emu);
     step(&ctx, &event("cmdb:relationship:r1", 3, link("cmdb:asset:a1", "operated by"))).await;
     assert_eq!(sent_since(emu, before), ["GET GenericRelationships", "PUT GenericRelationships/{id}"]);
-    let mut now = links(emu);
+    let mut now = generic_links(emu);
     now.sort();
     let mut want = vec![(id("a1"), "operated by".to_owned()), (id("a2"), "hosted by".to_owned())];
     want.sort();
@@ -108,7 +89,7 @@ async fn a_generic_link_is_one_post_and_its_id_is_looked_up_only_when_needed() {
     let before = requests(emu);
     step(&ctx, &event("cmdb:relationship:r2", 2, gone())).await;
     assert_eq!(sent_since(emu, before), ["GET GenericRelationships", "DELETE GenericRelationships/{id}"]);
-    assert_eq!(links(emu), Vec::<(String, String)>::new(), "nothing left behind");
+    assert_eq!(generic_links(emu), Vec::<(String, String)>::new(), "nothing left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +104,7 @@ async fn after_a_crash_between_the_post_and_the_ledger_write_the_lookup_still_ha
     let policy = SinkPolicy::default();
     let ctx = ApplyCtx { client: &client, ledger: &rig.ledger, policy: &policy };
     for a in ["a0", "a1"] {
-        step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, asset(a))).await;
+        step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, software_asset(a))).await;
     }
     let a1 = rig.ledger.live_id(&EntityKey::parse("cmdb:asset:a1").unwrap()).unwrap();
     let key = EntityKey::parse("cmdb:relationship:r1").unwrap();
@@ -140,7 +121,7 @@ async fn after_a_crash_between_the_post_and_the_ledger_write_the_lookup_still_ha
     assert!(err.is_err(), "the POST's answer was lost: {err:?}");
     emu.state.clear_faults();
     assert_eq!(rig.ledger.get(&key).unwrap().state, EntryState::Intent);
-    assert_eq!(links(emu), vec![(a1.clone(), "hosted by".to_owned())]);
+    assert_eq!(generic_links(emu), vec![(a1.clone(), "hosted by".to_owned())]);
 
     // Redelivered after the restart: the intent says the POST may have happened, so the link is
     // looked up (found) — never POSTed a second time.
@@ -150,7 +131,7 @@ async fn after_a_crash_between_the_post_and_the_ledger_write_the_lookup_still_ha
     let sent = sent_since(emu, before);
     assert_eq!(sent.first().map(String::as_str), Some("GET GenericRelationships"), "{sent:?}");
     assert!(!sent.iter().any(|r| r.starts_with("POST")), "no second POST: {sent:?}");
-    assert_eq!(links(emu), vec![(a1, "hosted by".to_owned())], "exactly one link");
+    assert_eq!(generic_links(emu), vec![(a1, "hosted by".to_owned())], "exactly one link");
     let entry = rig.ledger.get(&key).unwrap();
     assert_eq!(entry.state, EntryState::Live);
     assert!(entry.id.is_some(), "the lookup read the id");

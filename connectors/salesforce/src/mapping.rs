@@ -146,8 +146,10 @@ pub fn default_params(object: SalesforceObject) -> Value {
             "person_category": "Client",
             "locale": "en",
             // GDPR art. 12(3): one month from receipt (extendable by two), counted as a calendar
-            // month (the day clamped to the month's end) plus `legal_delay_days`.
-            "legal_delay_months": 1,
+            // month (the day clamped to the month's end) plus `legal_delay_days`. Without
+            // `legal_delay_months`: 1, unless `legal_delay_days` is set (configs written when the
+            // deadline was counted in days only keep their meaning: `legal_delay_days: 30` stays 30
+            // days, not one month and 30 days).
             "legal_delay_days": 0,
             "extra_fields": []
         }),
@@ -212,7 +214,9 @@ def sfdate: nz | if . == null then null
     userId: ($c.ContactId | nz),
     description: "Salesforce case \($n)",
     dateDemand: ($created * 1000 | floor),
-    expiryTime: ($created | legal_deadline($params.legal_delay_months // 0; $params.legal_delay_days // 0) * 1000 | floor)
+    expiryTime: ($created
+      | legal_deadline($params.legal_delay_months // (if ($params.legal_delay_days // 0) > 0 then 0 else 1 end);
+                       $params.legal_delay_days // 0) * 1000 | floor)
   }}
 "#;
 
@@ -304,12 +308,17 @@ mod tests {
         w["SuppliedName"] = json!("John Roe");
         w["SuppliedEmail"] = json!("john@example.com");
         w["CreatedDate"] = json!("2024-05-01T12:00:07.000+0200");
-        let out =
-            run(SalesforceObject::Cases, w, Some(json!({"legal_delay_months": 0, "legal_delay_days": 90}))).unwrap();
+        let out = run(SalesforceObject::Cases, w.clone(), Some(json!({"legal_delay_days": 90}))).unwrap();
         let d = &out[0]["data"];
         assert_eq!((d["state"].as_str(), d["closedReason"].as_str()), (Some("Closed"), Some("Cancelled")));
         assert_eq!((d["familyName"].as_str(), d["email"].as_str()), (Some("John Roe"), Some("john@example.com")));
         assert_eq!(d["expiryTime"], 1_714_557_607_000_i64 + 90 * 86_400_000);
+        // Days only, as configs of earlier builds say it; months and days together when both are set.
+        let days = run(SalesforceObject::Cases, w.clone(), Some(json!({"legal_delay_days": 30}))).unwrap();
+        assert_eq!(days[0]["data"]["expiryTime"], 1_714_557_607_000_i64 + 30 * 86_400_000);
+        let both =
+            run(SalesforceObject::Cases, w, Some(json!({"legal_delay_months": 1, "legal_delay_days": 2}))).unwrap();
+        assert_eq!(both[0]["data"]["expiryTime"], 1_717_236_007_000_i64 + 2 * 86_400_000, "1 June + 2 days");
         // Received on 31 January of a leap year: the deadline is 29 February, not 1 March (30 days).
         let mut jan = c.clone();
         jan["CreatedDate"] = json!("2024-01-31T10:00:07.000+0000");

@@ -5,17 +5,13 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::event::enums::{ActorType, AssetType, VendorType};
 use dastra_connect_core::event::{
     Actor, Asset, ChangeEvent, EntityKey, EntityKind, Payload, cmp_sequence, sequence_from_u64,
 };
-use dastra_connect_core::state::{StateError, StateStore};
-use parking_lot::RwLock;
 
 /// How many events of each sort a stream holds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -262,53 +258,6 @@ pub async fn encode(events: &[ChangeEvent], codec: &Codec) -> Vec<Message> {
         out.push((headers, value));
     }
     out
-}
-
-/// A state store held in memory only.
-#[derive(Default)]
-pub struct MemStore {
-    map: RwLock<HashMap<String, Bytes>>,
-}
-
-impl MemStore {
-    /// A copy holding the same entries (to run a pass again from the same ledger).
-    pub fn fork(&self) -> Self {
-        Self { map: RwLock::new(self.map.read().clone()) }
-    }
-}
-
-#[async_trait]
-impl StateStore for MemStore {
-    fn get(&self, key: &str) -> Option<Bytes> {
-        self.map.read().get(key).cloned()
-    }
-    async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError> {
-        self.map.write().insert(key.to_owned(), value);
-        Ok(())
-    }
-    async fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.map.write().remove(key);
-        Ok(())
-    }
-    async fn put_batch(&self, entries: Vec<(String, Option<Bytes>)>) -> Result<(), StateError> {
-        let mut map = self.map.write();
-        for (k, v) in entries {
-            match v {
-                Some(v) => map.insert(k, v),
-                None => map.remove(&k),
-            };
-        }
-        Ok(())
-    }
-    fn snapshot(&self) -> BTreeMap<String, Bytes> {
-        self.map.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-    fn len(&self) -> usize {
-        self.map.read().len()
-    }
-    fn namespace(&self) -> &str {
-        "bench"
-    }
 }
 
 /// Resident set size of this process, in bytes (Linux `/proc/self/statm`).

@@ -333,3 +333,26 @@ pub fn context(name: &str, bus: &BusConfig, topics: &Topics, metrics: &Metrics) 
         admin: Admin::new(metrics.clone()),
     }
 }
+
+/// A Software Asset labelled `label`.
+pub fn software_asset(label: &str) -> Payload {
+    Payload::Asset(dastra_connect_core::event::Asset {
+        label: Some(label.into()),
+        asset_type: Some(dastra_connect_core::event::enums::AssetType::Software),
+        ..Default::default()
+    })
+}
+
+/// `(target id, label)` of every generic relationship in workspace 1 of the emulator.
+pub fn generic_links(emu: &RunningEmulator) -> Vec<(String, String)> {
+    emu.state
+        .entities(1, "GenericRelationships")
+        .iter()
+        .map(|l| {
+            (
+                l["target"]["id"].as_str().unwrap_or_default().to_owned(),
+                l["label"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
