@@ -7,14 +7,15 @@
 //!    (`dastra:dsr:<id>`): the discovery report as an attachment, the state `Closed`
 //!    (`closedReason: Accepted`) with a resolution message,
 //! 3. publishes to `<prefix>.changes.task` a Task for the DPO team, linked to the request
-//!    (`object: dastra:dsr:<id>`), assigned to `dpo@example.com`.
+//!    (`object: dastra:dsr:<id>`), assigned to the DPO team (Dastra team `ref` `dpo`; the sink
+//!    assigns it to the team's first member).
 //!
 //! The Dastra sink applies both; the worker never calls Dastra. Everything it publishes is derived
 //! from the webhook's body alone (same body → same events, same versions, same report bytes), so
 //! a redelivered or replayed event changes nothing in Dastra.
 //!
-//! The report reaches the sink by URL, served by the worker itself ([`ReportShelf`]).
-//! TODO(tasks-docs): once `Attachment.contentBase64` is merged, inline it — see [`attachment`].
+//! The report travels inside the event (`contentBase64`, with its `sha256`): the worker needs no
+//! file server, and the sink uploads it once (a replay finds its hash in the ledger).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The CloudEvents source of everything the worker publishes.
 pub const SOURCE: &str = "/examples/dsar-discovery";
-/// The Dastra user the follow-up task is assigned to.
-pub const DPO: &str = "dpo@example.com";
+/// The Dastra team (`ref`) the follow-up task is assigned to.
+pub const DPO_TEAM: &str = "dpo";
 /// The webhook event that starts the work.
 pub const TRIGGER: &str = "DataSubjectCreation";
 
@@ -97,37 +98,6 @@ impl CustomerDb {
     }
 }
 
-/// Report files the worker serves to the sink, by file name.
-#[derive(Clone, Default)]
-pub struct ReportShelf {
-    files: Arc<parking_lot::Mutex<BTreeMap<String, Bytes>>>,
-}
-
-impl ReportShelf {
-    /// Serves `GET /reports/<name>` on `listener` until `shutdown`.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-        use axum::extract::{Path as UrlPath, State};
-        use axum::http::StatusCode;
-        let app = axum::Router::new()
-            .route(
-                "/reports/{name}",
-                axum::routing::get(|State(shelf): State<ReportShelf>, UrlPath(name): UrlPath<String>| async move {
-                    match shelf.files.lock().get(&name).cloned() {
-                        Some(b) => Ok(([("content-type", "application/json")], b)),
-                        None => Err(StatusCode::NOT_FOUND),
-                    }
-                }),
-            )
-            .with_state(self);
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
-        Ok(())
-    }
-
-    fn put(&self, name: &str, content: Bytes) {
-        self.files.lock().insert(name.to_owned(), content);
-    }
-}
-
 /// What the worker found for one request: the report attached to it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -142,13 +112,10 @@ pub struct Report<'a> {
     pub records: Vec<&'a Customer>,
 }
 
-/// The discovery worker: the database, where reports are served from, and the topics.
+/// The discovery worker: the database and the topics.
 #[derive(Clone)]
 pub struct Discovery {
     db: CustomerDb,
-    shelf: ReportShelf,
-    /// Base URL the sink fetches reports from (`http://host:port`).
-    reports_url: String,
     topics: Topics,
     codec: Codec,
 }
@@ -165,9 +132,9 @@ pub struct Answer {
 }
 
 impl Discovery {
-    /// A worker searching `db`, serving reports from `shelf` at `reports_url`.
-    pub fn new(db: CustomerDb, shelf: ReportShelf, reports_url: impl Into<String>, topics: Topics) -> Self {
-        Self { db, shelf, reports_url: reports_url.into(), topics, codec: Codec::single_object() }
+    /// A worker searching `db`, publishing under `topics`.
+    pub fn new(db: CustomerDb, topics: Topics) -> Self {
+        Self { db, topics, codec: Codec::single_object() }
     }
 
     /// The answer to one `<prefix>.events` message body: `None` for events other than a new
@@ -191,9 +158,8 @@ impl Discovery {
         systems.dedup();
         let found = records.len();
         let report = Report { request_id: id, subject_email: email, systems_searched: systems, records };
-        let content = Bytes::from(serde_json::to_vec_pretty(&report)?);
+        let content = serde_json::to_vec_pretty(&report)?;
         let file_name = format!("discovery-{id}.json");
-        self.shelf.put(&file_name, content.clone());
 
         let dsr_key = EntityKey::new("dastra", EntityKind::DataSubjectRequest, &id.to_string())?;
         // One version per request: derived from the webhook, so a replay is the very same event.
@@ -216,7 +182,7 @@ impl Discovery {
             } else {
                 format!("Discovery found {found} record(s) filed under {email}; the report is attached.")
             }),
-            attachments: vec![self.attachment(&file_name, &content)],
+            attachments: vec![attachment(&file_name, &content)],
             ..Default::default()
         };
         let task = Task {
@@ -227,7 +193,7 @@ impl Discovery {
             state: Some(TaskState::Open),
             priority: Some(Priority::High),
             object: Some(dsr_key.clone()),
-            assigned_to: Some(DPO.into()),
+            assigned_team: Some(DPO_TEAM.into()),
             ..Default::default()
         };
         let task_key = EntityKey::new("discovery", EntityKind::Task, &format!("dsr-{id}"))?;
@@ -236,11 +202,6 @@ impl Discovery {
             ChangeEvent::new(SOURCE, task_key, sequence, created, Payload::Task(task))?,
         ];
         Ok(Some(Answer { request_id: id, found, events }))
-    }
-
-    /// The attachment entry of a report.
-    fn attachment(&self, file_name: &str, content: &[u8]) -> Attachment {
-        attachment(&self.reports_url, file_name, content)
     }
 
     /// The bus messages of `events` (binary-mode CloudEvents, Avro single-object encoding).
@@ -300,16 +261,15 @@ impl Discovery {
     }
 }
 
-/// The attachment entry of a report: by URL, served by the worker (the sink downloads it and
-/// checks `sha256`).
-/// TODO(tasks-docs): with `contentBase64` merged, the one line to change is the `url` below, to
-/// `content_base64: Some(BASE64.encode(content))` (no URL, no [`ReportShelf`] needed).
-pub fn attachment(reports_url: &str, file_name: &str, content: &[u8]) -> Attachment {
+/// The attachment entry of a report: its content inline (standard Base64) with its SHA-256, which
+/// the sink checks and records once uploaded.
+pub fn attachment(file_name: &str, content: &[u8]) -> Attachment {
+    use base64::Engine as _;
     Attachment {
         file_name: file_name.to_owned(),
-        url: format!("{}/reports/{file_name}", reports_url.trim_end_matches('/')),
         content_type: Some("application/json".into()),
         sha256: Some(hex::encode(Sha256::digest(content))),
+        content_base64: Some(base64::engine::general_purpose::STANDARD.encode(content)),
         ..Default::default()
     }
 }
@@ -326,9 +286,14 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use base64::Engine as _;
 
     fn worker() -> Discovery {
-        Discovery::new(CustomerDb::sample(), ReportShelf::default(), "http://127.0.0.1:1", Topics::default())
+        Discovery::new(CustomerDb::sample(), Topics::default())
+    }
+
+    fn inline_of(d: &DataSubjectRequest) -> &str {
+        d.attachments[0].content_base64.as_deref().unwrap()
     }
 
     fn hook(event: &str, email: &str) -> Vec<u8> {
@@ -350,10 +315,14 @@ mod tests {
         assert_eq!(d.state, Some(DataSubjectRequestState::Closed));
         assert_eq!(d.purposes, [DataSubjectPurposeType::Access, DataSubjectPurposeType::Erasure]);
         assert_eq!(d.attachments[0].file_name, "discovery-7.json");
-        assert_eq!(d.attachments[0].url, "http://127.0.0.1:1/reports/discovery-7.json");
+        assert!(d.attachments[0].url.is_empty(), "inline, no URL");
+        let bytes = base64::engine::general_purpose::STANDARD.decode(inline_of(d)).unwrap();
+        assert_eq!(d.attachments[0].sha256.as_deref(), Some(hex::encode(Sha256::digest(&bytes)).as_str()));
+        let report: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(report["records"].as_array().unwrap().len(), 3);
         let Payload::Task(t) = &task.data else { panic!() };
         assert_eq!(t.object.as_ref().map(EntityKey::as_str), Some("dastra:dsr:7"));
-        assert_eq!(t.assigned_to.as_deref(), Some(DPO));
+        assert_eq!(t.assigned_team.as_deref(), Some(DPO_TEAM));
         // The same body gives the same events (ids, versions, report bytes).
         let again = w.answer(&hook("DataSubjectCreation", "JANE.DOE@example.org")).unwrap().unwrap();
         assert_eq!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
-use dsar_discovery::{CustomerDb, Discovery, ReportShelf};
+use dsar_discovery::{CustomerDb, Discovery};
 use tokio_util::sync::CancellationToken;
 
 /// Answers Dastra's new data subject requests from a sample customer database.
@@ -23,9 +23,6 @@ struct Args {
     /// The customer database (JSON array of records).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/customers.json"))]
     customers: PathBuf,
-    /// Where the worker serves its reports to the sink.
-    #[arg(long, default_value = "127.0.0.1:8099")]
-    listen: std::net::SocketAddr,
     /// Consumer group (Kafka) / durable consumer name (NATS).
     #[arg(long, default_value = "dsar-discovery")]
     group: String,
@@ -41,19 +38,13 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --nats or --kafka"),
     };
     let db = CustomerDb::load(&args.customers)?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let shelf = ReportShelf::default();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(shelf.clone().serve(listener, shutdown.clone()));
-    let worker = Discovery::new(db, shelf, format!("http://{}", args.listen), Topics { prefix: args.prefix });
+    let worker = Discovery::new(db, Topics { prefix: args.prefix });
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
-    tracing::info!(reports = %args.listen, "dsar-discovery running; Ctrl-C stops it");
-    let result = worker.run(&bus, &args.group, shutdown.clone(), || tracing::info!("partitions assigned")).await;
-    shutdown.cancel();
-    server.await??;
-    result
+    tracing::info!("dsar-discovery running; Ctrl-C stops it");
+    worker.run(&bus, &args.group, shutdown, || tracing::info!("partitions assigned")).await
 }

@@ -2,7 +2,8 @@
 //! subject requests created in the Dastra emulator reach the real webhook receiver through the
 //! emulator's real, signed webhook delivery; the discovery worker answers each from the sample
 //! customer database; the real Dastra sink applies the answers. Each request ends `Closed` with
-//! exactly one attachment (the report, uploaded once) and one Task linked to it; nothing is
+//! exactly one attachment (the report, inline in the event, uploaded once) and one Task linked to
+//! it and assigned, through the DPO team, to its member; nothing is
 //! created twice; a replay of the worker's answer and a copy of the webhook change nothing. Prints
 //! the latency from each request's creation in Dastra to its attachment landing (no assertion on it;
 //! recorded in BENCHMARKS.md).
@@ -24,7 +25,7 @@ use dastra_connect_core::testkit::Broker;
 use dastra_connect_dastra::sink::{DastraSink, DastraSinkConfig};
 use dastra_connect_dastra::webhook::{WebhookReceiver, WebhookReceiverConfig};
 use dastra_emulator::{EmulatorConfig, RunningEmulator};
-use dsar_discovery::{CustomerDb, Discovery, ReportShelf};
+use dsar_discovery::{CustomerDb, DPO_TEAM, Discovery};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -88,10 +89,21 @@ async fn scenario(broker: Broker) -> Vec<Duration> {
     bus.ensure_topics(&specs).await.unwrap();
 
     let emu = dastra_emulator::spawn(EmulatorConfig::default().with_quota(vec![])).await.unwrap();
-    // The DPO the follow-up tasks are assigned to (Dastra users arrive by invitation, not the API).
-    emu.state
+    // The DPO team the follow-up tasks are assigned to: its user arrives by invitation (not through
+    // the API), the team is created through the API with the DPO as its member.
+    let dpo = emu
+        .state
         .add_user(1, serde_json::json!({"email": "dpo@example.com", "givenName": "Dana", "familyName": "Privacy"}))
+        .unwrap()["id"]
+        .clone();
+    let team = reqwest::Client::new()
+        .post(emu.url("/v1/ws/1/Teams"))
+        .header("X-API-Key", "emulator-key")
+        .json(&json!({"label": "DPO team", "ref": DPO_TEAM, "users": [dpo.clone()]}))
+        .send()
+        .await
         .unwrap();
+    assert!(team.status().is_success(), "{team:?}");
     let hook_port = free_port();
     let sub = emu_post(
         &emu,
@@ -130,13 +142,8 @@ async fn scenario(broker: Broker) -> Vec<Duration> {
     };
     wait_for("the sink's partitions", 60, sink_owns).await;
 
-    // The worker, serving its reports on a port of its own.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let reports = format!("http://{}", listener.local_addr().unwrap());
-    let shelf = ReportShelf::default();
-    let server = shelf.clone().serve(listener, shutdown.clone());
-    tasks.push(tokio::spawn(server));
-    let worker = Discovery::new(CustomerDb::sample(), shelf, reports, topics.clone());
+    // The worker.
+    let worker = Discovery::new(CustomerDb::sample(), topics.clone());
     let assigned = Arc::new(AtomicBool::new(false));
     {
         let (worker, bus, shutdown, assigned) = (worker.clone(), bus.clone(), shutdown.clone(), assigned.clone());
@@ -206,6 +213,7 @@ async fn scenario(broker: Broker) -> Vec<Duration> {
             let tasks = task_of(id);
             assert_eq!(tasks.len(), 1, "{tasks:?}");
             assert_eq!(tasks[0]["state"], "Open");
+            assert_eq!(tasks[0]["assignedToUserId"], dpo, "assigned to the DPO team's member: {}", tasks[0]);
         }
         assert_eq!(emu.state.entities(1, "Tasks").len(), subjects.len());
         assert_eq!(uploads(emu), subjects.len(), "exactly one upload per request");
