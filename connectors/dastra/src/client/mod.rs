@@ -6,6 +6,7 @@
 //! [`resources`].
 
 pub mod auth;
+pub mod dry_run;
 pub mod metrics;
 pub mod resources;
 pub mod retry;
@@ -105,6 +106,8 @@ struct Inner {
     excerpt_bytes: usize,
     page_size: u32,
     request_timeout: Duration,
+    /// Set by [`DastraClient::dry_run`]: nothing is sent, every call is recorded and answered here.
+    dry_run: Option<dry_run::DryRun>,
 }
 
 /// The Dastra API client. Cheap to clone; clones share connections, token cache and quota.
@@ -162,9 +165,23 @@ impl DastraClient {
                 excerpt_bytes: config.error_excerpt_bytes,
                 page_size: config.page_size,
                 request_timeout: config.request_timeout,
+                dry_run: None,
             }),
             priority: Priority::Live,
         })
+    }
+
+    /// A client that sends nothing and takes no quota: every request is recorded in the returned
+    /// [`dry_run::DryRun`] and answered as Dastra is predicted to answer (see [`dry_run`]). Used by
+    /// `dastra-connect plan` to run the sink's own apply code without touching Dastra.
+    pub fn dry_run(config: &DastraClientConfig) -> Result<(Self, dry_run::DryRun), DastraError> {
+        let quota = QuotaLimiter::new(&config.quota);
+        let mut client = Self::new(config, quota, None)?;
+        let record = dry_run::DryRun::default();
+        if let Some(inner) = Arc::get_mut(&mut client.inner) {
+            inner.dry_run = Some(record.clone());
+        }
+        Ok((client, record))
     }
 
     /// A handle whose requests queue in `priority` (deletes always go as [`Priority::Urgent`]).
@@ -299,6 +316,9 @@ impl DastraClient {
     /// The retry loop. Returns the body of a 2xx answer.
     pub(crate) async fn execute(&self, call: Call) -> Result<Bytes, DastraError> {
         let inner = &self.inner;
+        if let Some(dry) = &inner.dry_run {
+            return Ok(dry.answer(&call));
+        }
         let mut attempt: u32 = 0;
         let mut reauthenticated = false;
         loop {
