@@ -590,7 +590,9 @@ pub enum BacklogStart {
     /// The offsets group `group` committed (read, never written; a partition the group never
     /// committed starts at the beginning, as a new group's `auto.offset.reset: earliest` would).
     Committed(String),
-    /// The first message whose timestamp is at or after this instant (milliseconds since the epoch).
+    /// The messages whose timestamp is at or after this instant (milliseconds since the epoch),
+    /// found by reading from the beginning (brokers differ in how they answer a ListOffsets by
+    /// time — librdkafka's MockCluster answers none — but every message carries its timestamp).
     Since(i64),
 }
 
@@ -643,31 +645,15 @@ fn read_backlog_blocking(
             ),
             _ => None,
         };
-        let by_time = match start {
-            BacklogStart::Since(ms) => {
-                let mut q = TopicPartitionList::new();
-                for p in 0..count as i32 {
-                    q.add_partition_offset(topic, p, Offset::Offset(*ms))
-                        .map_err(|e| BusError::kafka("offsets for times", e))?;
-                }
-                Some(consumer.offsets_for_times(q, timeout).map_err(|e| BusError::kafka("offsets for times", e))?)
-            }
-            _ => None,
-        };
         for p in 0..count as i32 {
             let (low, high) =
                 consumer.fetch_watermarks(topic, p, timeout).map_err(|e| BusError::kafka("fetch watermarks", e))?;
-            let from = match (start, &committed, &by_time) {
-                (BacklogStart::Committed(_), Some(c), _) => match c.find_partition(topic, p).map(|e| e.offset()) {
+            let from = match &committed {
+                Some(c) => match c.find_partition(topic, p).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
                     _ => low,
                 },
-                (BacklogStart::Since(_), _, Some(t)) => match t.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    // No message at or after that time.
-                    _ => high,
-                },
-                _ => low,
+                None => low,
             };
             let from = from.max(low);
             if from < high {
@@ -692,7 +678,11 @@ fn read_backlog_blocking(
                 last_progress = std::time::Instant::now();
                 let k = (m.topic().to_owned(), m.partition());
                 let Some(&high) = remaining.get(&k) else { continue };
-                if m.offset() < high {
+                let recent = match start {
+                    BacklogStart::Since(ms) => m.timestamp().to_millis().is_none_or(|t| t >= *ms),
+                    _ => true,
+                };
+                if m.offset() < high && recent {
                     out.push(inbound(&m));
                 }
                 if m.offset() + 1 >= high {
