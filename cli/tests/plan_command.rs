@@ -152,14 +152,4 @@ async fn plan_prints_a_table_and_json_and_refuses_bad_flags() {
     )
     .unwrap();
     fails(&["plan", "--config", bad.to_str().unwrap()], &["quota"]);
-    let nats = dir.path().join("nats.yaml");
-    std::fs::write(
-        &nats,
-        format!(
-            "bus:\n  type: nats\n  servers: [\"nats://127.0.0.1:1\"]\nconnectors:\n  sink:\n    type: dastra_sink\n    dastra:\n      base_url: {}\n      workspace_id: 1\n      auth: {{ type: api_key, api_key: emulator-key }}\n",
-            emu.base_url
-        ),
-    )
-    .unwrap();
-    fails(&["plan", "--config", nats.to_str().unwrap()], &["bus.type", "NATS"]);
 }

@@ -1,4 +1,5 @@
-//! `dastra-connect plan` against what the sink then really sends (Kafka MockCluster, emulator).
+//! `dastra-connect plan` against what the sink then really sends (Kafka MockCluster and a real
+//! nats-server, the emulator).
 //!
 //! A sink first applies a seed stream (assets, actors, links, processings) so that the ledger knows
 //! entities; then a generated backlog — new entities, updates, unchanged repeats, stale
@@ -251,8 +252,16 @@ fn consumed(metrics: &Metrics) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_predicts_the_sinks_requests_within_5_percent_kafka() {
+    scenario(Broker::kafka(), "Kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_predicts_the_sinks_requests_within_5_percent_nats() {
+    scenario(Broker::nats().await, "NATS").await;
+}
+
+async fn scenario(broker: Broker, bus_name: &str) {
     let seed: u64 = std::env::var("DASTRA_PLAN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_2026);
-    let broker = Broker::kafka();
     let topics = Topics::default();
     let mut bus = broker.bus(&topics, SINK).await;
     short_sessions(&mut bus);
@@ -305,7 +314,7 @@ async fn plan_predicts_the_sinks_requests_within_5_percent_kafka() {
     assert_eq!(actual_total, requests(&emu) - seed_requests, "the sink's count and the emulator's agree");
 
     println!(
-        "plan accuracy (seed {seed:#x}, {} events, plan {plan_time:.1?}, sink run {run_time:.1?}):",
+        "plan accuracy on {bus_name} (seed {seed:#x}, {} events, plan {plan_time:.1?}, sink run {run_time:.1?}):",
         backlog.len()
     );
     println!("{:<8} {:>9} {:>7} {:>7}", "kind", "predicted", "actual", "diff");

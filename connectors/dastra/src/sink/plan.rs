@@ -172,14 +172,16 @@ pub async fn plan_backlog(
     codec: &Codec,
     range: &BacklogRange,
 ) -> anyhow::Result<Plan> {
-    let BusConfig::Kafka(kafka) = bus else {
-        anyhow::bail!("bus.type: `plan` reads Kafka backlogs only (NATS is not supported yet)");
-    };
     let changes: Vec<String> = config.kinds().into_iter().map(|k| topics.changes(k)).collect();
     let (read, start) = match range {
         BacklogRange::Uncommitted => {
-            let group = kafka.group_id.clone().unwrap_or_else(|| name.to_owned());
-            (changes, BacklogStart::Committed(group))
+            // The sink's consumer group (Kafka) or durable consumers' prefix (NATS), as
+            // `BusConfig::subscriber` names them.
+            let group = match bus {
+                BusConfig::Kafka(k) => k.group_id.clone(),
+                BusConfig::Nats(n) => n.group_id.clone(),
+            };
+            (changes, BacklogStart::Committed(group.unwrap_or_else(|| name.to_owned())))
         }
         BacklogRange::FromBeginning => (changes, BacklogStart::Beginning),
         BacklogRange::Since { topic, time } => {
@@ -192,7 +194,11 @@ pub async fn plan_backlog(
             (vec![topic.clone()], BacklogStart::Since(time.timestamp_millis()))
         }
     };
-    let messages = dastra_connect_core::bus::kafka::read_backlog(kafka, &read, start).await?;
+    bus.validate()?;
+    let messages = match bus {
+        BusConfig::Kafka(k) => dastra_connect_core::bus::kafka::read_backlog(k, &read, start).await?,
+        BusConfig::Nats(n) => dastra_connect_core::bus::nats::read_backlog(n, &read, &start).await?,
+    };
     let [ledger_ns, _, parked_ns] = super::store_names_of(topics, name);
     let ledger = state::open(bus, &ledger_ns).await?;
     let parked = state::open(bus, &parked_ns).await?;
