@@ -34,11 +34,11 @@ use dastra_connect_dastra::{QuotaConfig, QuotaWindow};
 
 const SINK: &str = "sink";
 /// Keys of each sort the backlog draws from (the seed creates the lower part of each range).
-const ASSETS: usize = 120;
-const ACTORS: usize = 40;
-const LINKS: usize = 60;
-const CONTRACTS: usize = 20;
-const PROCESSINGS: usize = 10;
+const ASSETS: usize = 240;
+const ACTORS: usize = 80;
+const LINKS: usize = 120;
+const CONTRACTS: usize = 40;
+const PROCESSINGS: usize = 20;
 
 fn key(k: &str) -> EntityKey {
     EntityKey::parse(k).unwrap()
@@ -213,7 +213,8 @@ impl Gen {
 }
 
 /// The sink's config: the emulator, and a quota of 3000/min (20 ms between requests) so that a
-/// few hundred requests take seconds, Dastra still answering slower than the backlog is consumed.
+/// few hundred requests take seconds, Dastra still answering slower than the backlog is consumed
+/// (the plan's coalescing model; under Dastra's 500/min, 122 ms, all the more).
 fn config(emu: &dastra_emulator::RunningEmulator) -> DastraSinkConfig {
     let mut cfg = sink_config(emu);
     cfg.dastra.quota = QuotaConfig {
@@ -278,7 +279,7 @@ async fn scenario(broker: Broker, bus_name: &str) {
     sink.stop().await;
     let seed_requests = requests(&emu);
 
-    let backlog = generator.backlog(700);
+    let backlog = generator.backlog(1400);
     publish(publisher.as_ref(), &topics, &backlog).await;
 
     let ledger_ns = topics.state(&format!("ledger-{SINK}"));
@@ -356,5 +357,5 @@ async fn scenario(broker: Broker, bus_name: &str) {
     );
     // Coalescing and skipping were exercised.
     assert!(plan.saved.coalesced_events > 0 && plan.saved.requests_saved_by_coalescing > 0, "{:?}", plan.saved);
-    assert!(plan.saved.skipped.get("stale").copied().unwrap_or(0) > 0, "{:?}", plan.saved);
+    assert!(plan.saved.skipped.values().sum::<u64>() > 0, "{:?}", plan.saved);
 }

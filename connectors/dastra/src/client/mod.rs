@@ -184,6 +184,11 @@ impl DastraClient {
         Ok((client, record))
     }
 
+    /// True for a [`DastraClient::dry_run`] client (nothing is sent).
+    pub fn is_dry_run(&self) -> bool {
+        self.inner.dry_run.is_some()
+    }
+
     /// A handle whose requests queue in `priority` (deletes always go as [`Priority::Urgent`]).
     pub fn with_priority(&self, priority: Priority) -> Self {
         Self { inner: self.inner.clone(), priority }

@@ -7,14 +7,16 @@
 //! Nothing is written: the ledger is copied into memory first (the sink's apply records intents
 //! and entries in that copy only), and the backlog is read by the caller without committing.
 //!
-//! What is an estimate, and why:
-//! - Dastra's answers (see [`crate::client::dry_run`]): lookups find nothing the ledger does not
-//!   know of, an area exists, no entity was deleted in Dastra by a person.
-//! - Coalescing depends on timing in the real sink: the first event of the first `max_in_flight`
-//!   keys starts at once, every later event of a key queued behind it is coalesced into the
-//!   newest. The plan models exactly that (a backlog consumed faster than Dastra answers, which is
-//!   the case under the quota).
+//! What is an estimate, and why (also printed with every plan, see [`ESTIMATES`]):
+//! - Dastra's answers (see [`crate::client::dry_run`]): lookups find what the ledger knows Dastra
+//!   holds and nothing else, an area exists, no entity was deleted in Dastra by a person.
+//! - Coalescing depends on timing in the real sink. The plan models a backlog consumed faster than
+//!   Dastra answers (the case under the quota): an event of an idle key starts at once while fewer
+//!   than `max_in_flight` started events are still sending; every later event of a key waits in
+//!   its slot, where the newest replaces it.
 //! - The time is the quota's: Dastra answering instantly, no 429, no retry.
+//! - Events already waiting in the sink's pending store (for a reference) are not part of the
+//!   backlog read from the bus and are not counted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -216,6 +218,13 @@ pub async fn plan(
     messages: &[InboundMessage],
 ) -> anyhow::Result<Plan> {
     let mut counts = EventCounts { messages: messages.len() as u64, ..EventCounts::default() };
+    // The order the sink meets them in interleaves partitions as the broker delivers them; the
+    // plan takes publication order (the messages' timestamps), so that the same backlog always
+    // gives the same plan.
+    let mut messages: Vec<&InboundMessage> = messages.iter().collect();
+    messages.sort_by(|a, b| {
+        (a.timestamp, &a.topic, a.partition, a.offset).cmp(&(b.timestamp, &b.topic, b.partition, b.offset))
+    });
     let mut dlq: BTreeMap<String, u64> = BTreeMap::new();
     let mut events = Vec::new();
     for m in messages {

@@ -248,7 +248,12 @@ async fn sync_attachments(
             requests += 1;
             ctx.client.delete_dsr_attachment(dsr_id, old).await?;
         }
-        let (content, _sha) = download(&ctx.policy.attachments, a).await?;
+        // A plan (dry-run client) fetches nothing either: the upload is counted, its content empty.
+        let (content, _sha) = if ctx.client.is_dry_run() {
+            (bytes::Bytes::new(), String::new())
+        } else {
+            download(&ctx.policy.attachments, a).await?
+        };
         // Mark the upload as possibly done before sending it (kept at the previous version).
         entry.links.insert(file_key.clone(), "?".into());
         let mut marker = entry.clone();
