@@ -306,6 +306,18 @@ async fn scenario(broker: Broker, bus_name: &str) {
     // The sink's next run: it still sees the whole backlog (the plan committed nothing).
     let run_started = Instant::now();
     let sink = RunningSink::start(SINK, &bus, &topics, config(&emu));
+    // Idle is not enough on its own: a loaded machine can leave a just-assigned partition quiet
+    // for longer than `wait_idle`'s quiet window before its first message.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while consumed(&sink.metrics) < backlog.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the sink consumed {} of the {} backlog events after the plan",
+            consumed(&sink.metrics),
+            backlog.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     sink.wait_idle(Duration::from_secs(240)).await;
     let run_time = run_started.elapsed();
     assert_eq!(consumed(&sink.metrics), backlog.len() as u64, "the sink consumed the whole backlog after the plan");
