@@ -1,14 +1,15 @@
 //! `dastra-connect plan` against what the sink then really sends (Kafka MockCluster and a real
 //! nats-server, the emulator).
 //!
-//! A sink first applies a seed stream (assets, actors, links, processings) so that the ledger knows
-//! entities; then a generated backlog — new entities, updates, unchanged repeats, stale
-//! duplicates, deletes, relationships and contracts and processings published before what they
-//! reference — is published while no sink runs. `plan_backlog` (what the `plan` command runs)
-//! predicts the requests of the sink's next run from its committed offsets; the sink then runs on
-//! the same backlog against the emulator, and the prediction must be within 5 % of the requests
-//! it sent. The plan must not have committed offsets (the sink consumes the whole backlog
-//! afterwards) nor written the ledger (same entries before and after).
+//! A sink first applies a seed stream (assets, actors, links, processings) so that the ledger
+//! knows entities, and a contract waits in its pending store for a supplier only the backlog
+//! creates; then a generated backlog — new entities, updates, unchanged repeats, stale duplicates,
+//! deletes, relationships and contracts and processings published before what they reference — is
+//! published while no sink runs. `plan_backlog` (what the `plan` command runs) predicts the
+//! requests of the sink's next run from its committed offsets; the sink then runs on the same
+//! backlog against the emulator, and the prediction must be within 5 % of the requests it sent.
+//! The plan must not have committed offsets (the sink consumes the whole backlog afterwards) nor
+//! written the ledger (same entries before and after).
 //!
 //! `DASTRA_PLAN_SEED=<n>` picks another backlog; `--nocapture` prints the comparison per kind.
 
@@ -147,6 +148,13 @@ impl Gen {
         for i in 0..PROCESSINGS / 3 {
             out.push(self.emit(&format!("grc:processing:p{i}"), processing(i, "v1")));
         }
+        // Waits in the pending store for its supplier, which only the backlog creates.
+        let waiting = Payload::Contract(Contract {
+            label: Some("Waiting contract".into()),
+            supplier: Some(key(&format!("vm:actor:v{}", ACTORS - 1))),
+            ..Default::default()
+        });
+        out.push(self.emit("legal:contract:waiting", waiting));
         out
     }
 
@@ -279,7 +287,8 @@ async fn scenario(broker: Broker, bus_name: &str) {
     sink.stop().await;
     let seed_requests = requests(&emu);
 
-    let backlog = generator.backlog(1400);
+    let mut backlog = generator.backlog(1399);
+    backlog.push(generator.emit(&format!("vm:actor:v{}", ACTORS - 1), actor(ACTORS - 1, "FR")));
     publish(publisher.as_ref(), &topics, &backlog).await;
 
     let ledger_ns = topics.state(&format!("ledger-{SINK}"));
@@ -294,6 +303,7 @@ async fn scenario(broker: Broker, bus_name: &str) {
     println!("{}", plan.table());
     assert_eq!(requests(&emu), seed_requests, "the plan sent nothing to Dastra");
     assert_eq!(plan.events.messages, backlog.len() as u64, "the plan read the backlog after the committed offsets");
+    assert_eq!(plan.events.pending_store, 1, "the contract waiting for its supplier is planned too");
 
     // The plan wrote nothing: the ledger read afresh from the bus holds the same entries.
     let ledger_after = state::open(&bus, &ledger_ns).await.unwrap().snapshot();

@@ -15,8 +15,8 @@
 //!   than `max_in_flight` started events are still sending; every later event of a key waits in
 //!   its slot, where the newest replaces it.
 //! - The time is the quota's: Dastra answering instantly, no 429, no retry.
-//! - Events already waiting in the sink's pending store (for a reference) are not part of the
-//!   backlog read from the bus and are not counted.
+//! - Events already waiting in the sink's pending store (for a reference) are planned first, as
+//!   the sink holds them before consuming; those held behind a parked key are not.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -72,6 +72,9 @@ pub struct EventCounts {
     pub tombstones: u64,
     /// Events of keys parked by an earlier failure (DLQ or wait, no request).
     pub parked: u64,
+    /// Events already waiting in the sink's pending store for a referenced entity, planned with
+    /// the backlog (not counted in `messages`).
+    pub pending_store: u64,
     /// Events applied after coalescing (re-driven pending events counted again).
     pub applied: u64,
 }
@@ -201,23 +204,36 @@ pub async fn plan_backlog(
         BusConfig::Kafka(k) => dastra_connect_core::bus::kafka::read_backlog(k, &read, start).await?,
         BusConfig::Nats(n) => dastra_connect_core::bus::nats::read_backlog(n, &read, &start).await?,
     };
-    let [ledger_ns, _, parked_ns] = super::store_names_of(topics, name);
+    let [ledger_ns, pending_ns, parked_ns] = super::store_names_of(topics, name);
     let ledger = state::open(bus, &ledger_ns).await?;
+    let pending = state::open(bus, &pending_ns).await?;
     let parked = state::open(bus, &parked_ns).await?;
-    plan(config, codec, ledger.as_ref(), parked.as_ref(), &messages).await
+    let stores = SinkStores { ledger: ledger.as_ref(), pending: pending.as_ref(), parked: parked.as_ref() };
+    plan(config, codec, stores, &messages).await
+}
+
+/// The sink's state stores a plan reads (never writes).
+pub struct SinkStores<'a> {
+    /// The ledger (copied to memory before planning).
+    pub ledger: &'a dyn StateStore,
+    /// Events waiting for references: planned before the backlog, as the sink re-drives them.
+    pub pending: &'a dyn StateStore,
+    /// Parked keys: their events are counted, not planned.
+    pub parked: &'a dyn StateStore,
 }
 
 /// Plans `messages` (a backlog read from the sink's change topics) for the sink configured by
-/// `config`, whose ledger and parked keys are `ledger` and `parked` (read only: the ledger is
-/// copied to memory).
+/// `config`, with its state `stores`.
 pub async fn plan(
     config: &DastraSinkConfig,
     codec: &Codec,
-    ledger: &dyn StateStore,
-    parked: &dyn StateStore,
+    stores: SinkStores<'_>,
     messages: &[InboundMessage],
 ) -> anyhow::Result<Plan> {
-    let mut counts = EventCounts { messages: messages.len() as u64, ..EventCounts::default() };
+    let SinkStores { ledger, pending, parked } = stores;
+    let waiting = super::driver::pending_messages(pending);
+    let mut counts =
+        EventCounts { messages: messages.len() as u64, pending_store: waiting.len() as u64, ..EventCounts::default() };
     // The order the sink meets them in interleaves partitions as the broker delivers them; the
     // plan takes publication order (the messages' timestamps), so that the same backlog always
     // gives the same plan.
@@ -225,6 +241,8 @@ pub async fn plan(
     messages.sort_by(|a, b| {
         (a.timestamp, &a.topic, a.partition, a.offset).cmp(&(b.timestamp, &b.topic, b.partition, b.offset))
     });
+    // The waiting events first: the sink holds them before it consumes anything.
+    let messages = waiting.iter().chain(messages);
     let mut dlq: BTreeMap<String, u64> = BTreeMap::new();
     let mut events = Vec::new();
     for m in messages {
@@ -469,8 +487,8 @@ impl Plan {
         let e = &self.events;
         let _ = writeln!(
             s,
-            "backlog: {} messages, {} events decoded, {} undecodable, {} of parked keys; {} applied after coalescing",
-            e.messages, e.decoded, e.undecodable, e.parked, e.applied
+            "backlog: {} messages + {} waiting in the pending store, {} events decoded, {} undecodable, {} of parked keys; {} applied after coalescing",
+            e.messages, e.pending_store, e.decoded, e.undecodable, e.parked, e.applied
         );
         let _ = writeln!(s);
         let _ = writeln!(
