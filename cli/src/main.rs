@@ -39,6 +39,9 @@ enum Command {
     /// Inspect or redrive the dead-letter queue of a sink.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
+    /// Predict the Dastra requests of a sink's backlog (per entity type and kind, time under the
+    /// quota) without sending anything, committing offsets or writing the ledger.
+    Plan(commands::plan::PlanArgs),
     /// Serve the local Dastra API emulator.
     Emulator(commands::emulator::EmulatorArgs),
     /// Run the whole product on this machine with embedded defaults and print a summary.
@@ -62,6 +65,7 @@ fn main() -> std::process::ExitCode {
             Command::Validate { config, check_connectivity } => commands::validate(&config, check_connectivity).await,
             Command::Schemas(cmd) => commands::schemas::execute(cmd).await,
             Command::Dlq(cmd) => commands::dlq::execute(cmd).await,
+            Command::Plan(args) => commands::plan::execute(args).await,
             Command::Emulator(args) => commands::emulator::execute(args).await,
             Command::Quickstart(args) => commands::quickstart::execute(args).await,
             Command::Probe(args) => commands::probe::execute(args).await,

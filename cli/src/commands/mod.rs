@@ -2,6 +2,7 @@
 
 pub mod dlq;
 pub mod emulator;
+pub mod plan;
 pub mod probe;
 pub mod quickstart;
 pub mod run;

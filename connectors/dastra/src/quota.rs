@@ -411,6 +411,29 @@ impl QuotaLimiter {
         }
     }
 
+    /// How long `requests` back-to-back requests take under `config` with the whole quota: the
+    /// limiter's own rules (every window's sliding log, the pacer and its burst) run on a logical
+    /// clock, with Dastra answering instantly. `None` when the config never grants (a limit of 0).
+    pub fn drain_time(config: &QuotaConfig, requests: u64) -> Option<Duration> {
+        let limiter = Self::new(config);
+        let mut st = limiter.inner.lock();
+        let start = Instant::now();
+        let mut now = start;
+        let mut last = start;
+        for _ in 0..requests {
+            loop {
+                match st.readiness(now) {
+                    Readiness::Now => break,
+                    Readiness::At(t) => now = t,
+                    Readiness::Never => return None,
+                }
+            }
+            st.record(now);
+            last = now;
+        }
+        Some(last - start)
+    }
+
     /// Waits for a slot in every window, fairly (FIFO) within `priority` and after every waiter of a
     /// higher class. Cancel-safe: dropping the future gives the place up.
     pub async fn acquire(&self, priority: Priority) -> QuotaGrant {

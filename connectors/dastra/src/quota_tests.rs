@@ -378,3 +378,31 @@ async fn saturated_only_while_quota_holds_requests_back_and_for_one_window_after
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!limiter.snapshot().saturated, "the pause is over and nobody waited");
 }
+
+/// `drain_time` (what `plan` predicts) equals the time the limiter itself takes to grant the same
+/// number of back-to-back requests on the paused clock, and follows the windows.
+#[tokio::test(start_paused = true)]
+async fn drain_time_is_the_limiters_own_schedule() {
+    for (cfg, n) in [
+        (config(&[(500, 60), (10_000, 600)], 1000, 5), 1200u64),
+        (config(&[(3000, 60)], 1000, 5), 200),
+        (config(&[(10, 1)], 0, 1), 35),
+    ] {
+        let limiter = QuotaLimiter::new(&cfg);
+        let start = Instant::now();
+        let mut last = start;
+        for _ in 0..n {
+            limiter.acquire(Priority::Live).await;
+            last = Instant::now();
+        }
+        let measured = last - start;
+        let predicted = QuotaLimiter::drain_time(&cfg, n).unwrap();
+        let gap = measured.abs_diff(predicted);
+        assert!(gap <= Duration::from_millis(5), "{n} requests: limiter {measured:?}, drain_time {predicted:?}");
+    }
+    assert_eq!(QuotaLimiter::drain_time(&QuotaConfig::default(), 1), Some(Duration::ZERO));
+    // 501 requests under 500/60s (+1s): the 501st waits for the first to age out of the window.
+    let t = QuotaLimiter::drain_time(&QuotaConfig::default(), 501).unwrap();
+    assert!(t >= Duration::from_secs(61) && t < Duration::from_secs(62), "{t:?}");
+    assert_eq!(QuotaLimiter::drain_time(&config(&[(0, 60)], 0, 5), 3), None);
+}

@@ -582,6 +582,145 @@ pub(crate) fn partition_count<C: ClientContext>(
     Ok(t.partitions().len())
 }
 
+/// Where [`read_backlog`] starts in each partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BacklogStart {
+    /// The oldest message still on the broker.
+    Beginning,
+    /// The offsets group `group` committed (read, never written; a partition the group never
+    /// committed starts at the beginning, as a new group's `auto.offset.reset: earliest` would).
+    Committed(String),
+    /// The messages whose timestamp is at or after this instant (milliseconds since the epoch),
+    /// found by reading from the beginning (brokers differ in how they answer a ListOffsets by
+    /// time — librdkafka's MockCluster answers none — but every message carries its timestamp).
+    Since(i64),
+}
+
+/// Reads every message of `topics` from `start` up to the high watermark each partition had when
+/// the call began, without joining any consumer group and without committing anything: the
+/// partitions are assigned directly (no rebalance of any group) and the consumer's own group id is
+/// a throw-away one. Blocks a thread of the blocking pool.
+pub async fn read_backlog(
+    cfg: &KafkaConfig,
+    topics: &[String],
+    start: BacklogStart,
+) -> Result<Vec<InboundMessage>, BusError> {
+    let cfg = cfg.clone();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || read_backlog_blocking(&cfg, &topics, &start))
+        .await
+        .map_err(|e| BusError::InvalidMessage(format!("backlog reader task failed: {e}")))?
+}
+
+fn read_backlog_blocking(
+    cfg: &KafkaConfig,
+    topics: &[String],
+    start: &BacklogStart,
+) -> Result<Vec<InboundMessage>, BusError> {
+    let mut cc = plain_consumer_config(cfg);
+    // Committed offsets are read under the real group's id (an OffsetFetch, which neither joins the
+    // group nor writes); otherwise a throw-away id. Auto-commit is off either way and nothing here
+    // calls commit.
+    let group = match start {
+        BacklogStart::Committed(g) => g.clone(),
+        _ => format!("dastra-connect-plan-{}", std::process::id()),
+    };
+    cc.set("group.id", &group);
+    let consumer: BaseConsumer<TracingContext> =
+        cc.create_with_context(TracingContext::current()).map_err(|e| BusError::kafka("create consumer", e))?;
+    let timeout = cfg.timeout;
+    // (topic, partition, first offset to read, high watermark)
+    let mut ranges: Vec<(String, i32, i64, i64)> = Vec::new();
+    for topic in topics {
+        let count = partition_count(consumer.client(), topic, timeout)?;
+        let mut all = TopicPartitionList::new();
+        for p in 0..count as i32 {
+            all.add_partition(topic, p);
+        }
+        let committed = match start {
+            BacklogStart::Committed(_) => Some(
+                consumer
+                    .committed_offsets(all.clone(), timeout)
+                    .map_err(|e| BusError::kafka("committed offsets", e))?,
+            ),
+            _ => None,
+        };
+        for p in 0..count as i32 {
+            let (low, high) =
+                consumer.fetch_watermarks(topic, p, timeout).map_err(|e| BusError::kafka("fetch watermarks", e))?;
+            let from = match &committed {
+                Some(c) => match c.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                },
+                None => low,
+            };
+            let from = from.max(low);
+            if from < high {
+                ranges.push((topic.clone(), p, from, high));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, from, _) in &ranges {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*from)).map_err(|e| BusError::kafka("assign", e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| BusError::kafka("assign", e))?;
+    let mut remaining: HashMap<(String, i32), i64> = ranges.iter().map(|(t, p, _, h)| ((t.clone(), *p), *h)).collect();
+    let mut last_progress = std::time::Instant::now();
+    while !remaining.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last_progress = std::time::Instant::now();
+                let k = (m.topic().to_owned(), m.partition());
+                let Some(&high) = remaining.get(&k) else { continue };
+                let recent = match start {
+                    BacklogStart::Since(ms) => m.timestamp().to_millis().is_none_or(|t| t >= *ms),
+                    _ => true,
+                };
+                if m.offset() < high && recent {
+                    out.push(inbound(&m));
+                }
+                if m.offset() + 1 >= high {
+                    remaining.remove(&k);
+                }
+            }
+            Some(Err(e)) => return Err(BusError::kafka("read backlog", e)),
+            None => {
+                // Offsets with no message (transaction markers, compaction) move the position
+                // without delivering anything: a partition whose position reached its high
+                // watermark is done.
+                if let Ok(pos) = consumer.position() {
+                    for e in pos.elements() {
+                        if let (Offset::Offset(o), Some(&high)) =
+                            (e.offset(), remaining.get(&(e.topic().to_owned(), e.partition())))
+                            && o >= high
+                        {
+                            remaining.remove(&(e.topic().to_owned(), e.partition()));
+                        }
+                    }
+                }
+                if !remaining.is_empty() && last_progress.elapsed() > timeout.max(Duration::from_secs(10)) {
+                    let left: Vec<String> = remaining.keys().map(|(t, p)| format!("{t}[{p}]")).collect();
+                    return Err(BusError::config(
+                        "bus",
+                        format!(
+                            "no message for {:?} while reading the backlog of {}",
+                            last_progress.elapsed(),
+                            left.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -418,6 +418,109 @@ impl PartitionTask {
     }
 }
 
+/// Reads every message of `topics` (all partitions) from `start` up to what the stream held when
+/// the call began, through one ephemeral consumer per topic that acknowledges nothing: the durable
+/// consumers of the sink (and their ack floors), its partition leases and its stream are left as
+/// they are. [`super::kafka::BacklogStart::Committed`] reads each partition's durable consumer's
+/// ack floor (`<group>-<topic>-<p>`; a partition without one starts at the beginning).
+pub async fn read_backlog(
+    cfg: &NatsConfig,
+    topics: &[String],
+    start: &super::kafka::BacklogStart,
+) -> Result<Vec<InboundMessage>, BusError> {
+    use super::kafka::BacklogStart;
+    let client = connect(cfg).await?;
+    let js = jetstream(cfg, client);
+    let mut stream = js.get_stream(&cfg.stream).await.map_err(|e| nats_err("get stream", e))?;
+    let last = stream.info().await.map_err(|e| nats_err("stream info", e))?.state.last_sequence;
+    let mut out = Vec::new();
+    for topic in topics {
+        // First stream sequence to read, per partition.
+        let mut first: HashMap<u32, u64> = HashMap::new();
+        for p in 0..cfg.partitions {
+            let from = match start {
+                BacklogStart::Committed(group) => match stream.consumer_info(durable_name(group, topic, p)).await {
+                    Ok(info) => info.ack_floor.stream_sequence + 1,
+                    Err(e) if format!("{:?}", e.kind()).contains("NotFound") || e.to_string().contains("not found") => {
+                        1
+                    }
+                    Err(e) => return Err(nats_err("consumer info", e)),
+                },
+                _ => 1,
+            };
+            first.insert(p, from);
+        }
+        let lowest = first.values().copied().min().unwrap_or(1).max(1);
+        if lowest > last {
+            continue;
+        }
+        let config = pull::Config {
+            filter_subject: format!("{topic}.*"),
+            ack_policy: AckPolicy::None,
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: lowest },
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let consumer = stream.create_consumer(config).await.map_err(|e| nats_err("create consumer", e))?;
+        // Messages of the topic from `lowest` when the consumer was made; later ones are not read.
+        let mut left = consumer.cached_info().num_pending;
+        if left == 0 {
+            continue;
+        }
+        let mut messages = consumer.messages().await.map_err(|e| nats_err("pull", e))?;
+        while left > 0 {
+            let item = tokio::time::timeout(cfg.timeout.max(Duration::from_secs(10)), messages.next()).await.map_err(
+                |_| BusError::nats("pull", NatsErrorKind::Connection, "no message while reading the backlog"),
+            )?;
+            let Some(item) = item else { break };
+            let msg = item.map_err(|e| nats_err("pull", e))?;
+            left -= 1;
+            let Ok(info) = msg.info() else { continue };
+            let (seq, nanos) = (info.stream_sequence, info.published.unix_timestamp_nanos());
+            let subject = msg.subject.to_string();
+            let Some(partition) = subject.rsplit('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if seq < first.get(&partition).copied().unwrap_or(1) || seq > last {
+                continue;
+            }
+            let timestamp = chrono::DateTime::from_timestamp_nanos(nanos as i64);
+            if let BacklogStart::Since(ms) = start
+                && timestamp.timestamp_millis() < *ms
+            {
+                continue;
+            }
+            let mut headers = Vec::new();
+            let mut key = Bytes::new();
+            let mut tombstone = false;
+            if let Some(h) = &msg.headers {
+                for (name, values) in h.iter() {
+                    let name: &str = name.as_ref();
+                    for v in values {
+                        match name {
+                            KEY_HEADER => key = Bytes::copy_from_slice(v.as_str().as_bytes()),
+                            TOMBSTONE_HEADER => tombstone = true,
+                            _ => headers.push((name.to_owned(), v.as_str().as_bytes().to_vec())),
+                        }
+                    }
+                }
+            }
+            headers.sort_by(|a, b| a.0.cmp(&b.0));
+            out.push(InboundMessage {
+                topic: topic.clone(),
+                partition: partition as i32,
+                offset: seq as i64,
+                key,
+                payload: if tombstone { None } else { Some(msg.payload.clone()) },
+                headers,
+                timestamp: Some(timestamp),
+            });
+        }
+        let name = consumer.cached_info().name.clone();
+        // Ephemeral: it would go by itself after `inactive_threshold`; gone now is tidier.
+        let _ = stream.delete_consumer(&name).await;
+    }
+    Ok(out)
+}
+
 /// Claims, holds and renews the lease of one partition, running its consumers while held.
 struct PartitionOwner {
     partition: u32,

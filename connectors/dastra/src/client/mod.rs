@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod directory;
+pub mod dry_run;
 pub mod metrics;
 pub mod resources;
 pub mod retry;
@@ -108,6 +109,8 @@ struct Inner {
     page_size: u32,
     request_timeout: Duration,
     directory: directory::Directory,
+    /// Set by [`DastraClient::dry_run`]: nothing is sent, every call is recorded and answered here.
+    dry_run: Option<dry_run::DryRun>,
 }
 
 /// The Dastra API client. Cheap to clone; clones share connections, token cache and quota.
@@ -166,9 +169,28 @@ impl DastraClient {
                 page_size: config.page_size,
                 request_timeout: config.request_timeout,
                 directory: directory::Directory::default(),
+                dry_run: None,
             }),
             priority: Priority::Live,
         })
+    }
+
+    /// A client that sends nothing and takes no quota: every request is recorded in the returned
+    /// [`dry_run::DryRun`] and answered as Dastra is predicted to answer (see [`dry_run`]). Used by
+    /// `dastra-connect plan` to run the sink's own apply code without touching Dastra.
+    pub fn dry_run(config: &DastraClientConfig) -> Result<(Self, dry_run::DryRun), DastraError> {
+        let quota = QuotaLimiter::new(&config.quota);
+        let mut client = Self::new(config, quota, None)?;
+        let record = dry_run::DryRun::default();
+        if let Some(inner) = Arc::get_mut(&mut client.inner) {
+            inner.dry_run = Some(record.clone());
+        }
+        Ok((client, record))
+    }
+
+    /// True for a [`DastraClient::dry_run`] client (nothing is sent).
+    pub fn is_dry_run(&self) -> bool {
+        self.inner.dry_run.is_some()
     }
 
     /// A handle whose requests queue in `priority` (deletes always go as [`Priority::Urgent`]).
@@ -303,6 +325,9 @@ impl DastraClient {
     /// The retry loop. Returns the body of a 2xx answer.
     pub(crate) async fn execute(&self, call: Call) -> Result<Bytes, DastraError> {
         let inner = &self.inner;
+        if let Some(dry) = &inner.dry_run {
+            return Ok(dry.answer(&call));
+        }
         let mut attempt: u32 = 0;
         let mut reauthenticated = false;
         loop {

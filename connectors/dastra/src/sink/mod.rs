@@ -14,6 +14,7 @@ pub mod driver;
 pub mod ledger;
 pub mod objects;
 pub mod order;
+pub mod plan;
 pub mod tracker;
 
 use std::sync::{Arc, OnceLock};
@@ -65,10 +66,15 @@ impl DastraSink {
 
 /// State-store names of a sink instance.
 pub fn store_names(ctx: &ConnectorContext) -> [String; 3] {
+    store_names_of(&ctx.topics, &ctx.name)
+}
+
+/// State-store names (ledger, pending, parked) of the sink `name` under `topics`.
+pub fn store_names_of(topics: &dastra_connect_core::connector::Topics, name: &str) -> [String; 3] {
     [
-        ctx.topics.state(&format!("ledger-{}", ctx.name)),
-        ctx.topics.state(&format!("pending-{}", ctx.name)),
-        ctx.topics.state(&format!("parked-{}", ctx.name)),
+        topics.state(&format!("ledger-{name}")),
+        topics.state(&format!("pending-{name}")),
+        topics.state(&format!("parked-{name}")),
     ]
 }
 

@@ -192,7 +192,7 @@ pub(super) fn precheck(ctx: &ApplyCtx<'_>, wanted: &[Attachment]) -> Result<(), 
                 .map_err(|why| ApplyError::invalid("attachment_not_allowed", format!("{}: {why}", a.file_name)))?;
         } else if let Some(b64) = &a.content_base64 {
             inline(policy, a, b64)?;
-        } else if a.object.is_some() && ctx.objects.is_none() {
+        } else if a.object.is_some() && ctx.objects.is_none() && !ctx.client.is_dry_run() {
             return Err(unsupported(a));
         }
     }
@@ -213,6 +213,11 @@ fn unsupported(a: &Attachment) -> ApplyError {
 /// The attachment's content and its hex SHA-256, checked against the declared checksum.
 pub(super) async fn fetch(ctx: &ApplyCtx<'_>, a: &Attachment) -> Result<(Bytes, String), ApplyError> {
     let policy = &ctx.policy.attachments;
+    if ctx.client.is_dry_run() && (!a.url.is_empty() || a.object.is_some()) {
+        // A plan fetches nothing: the upload is counted, its content empty (inline content is
+        // decoded and checked as usual, it costs no I/O).
+        return Ok((Bytes::new(), a.sha256.clone().unwrap_or_default().to_ascii_lowercase()));
+    }
     let content = if !a.url.is_empty() {
         download(policy, a).await?
     } else if let Some(b64) = &a.content_base64 {

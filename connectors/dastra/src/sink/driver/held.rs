@@ -20,6 +20,26 @@ pub(super) struct PendingEntry {
     pub(super) held: bool,
 }
 
+/// The messages of the events waiting for references in `pending` (not those held behind a parked
+/// key), as they were consumed: what `plan` adds to the backlog.
+pub(super) fn waiting_messages(pending: &dyn StateStore) -> Vec<InboundMessage> {
+    pending
+        .snapshot()
+        .values()
+        .filter_map(|v| serde_json::from_slice::<PendingEntry>(v).ok())
+        .filter(|p| !p.held)
+        .map(|p| InboundMessage {
+            headers: p.raw.header_bytes(),
+            topic: p.raw.topic,
+            partition: p.raw.partition,
+            offset: p.raw.offset,
+            key: Bytes::from(p.raw.key),
+            payload: p.raw.value.map(Bytes::from),
+            timestamp: Some(p.since),
+        })
+        .collect()
+}
+
 impl PendingEntry {
     /// Whether this entry's event is newer than `sequence`.
     pub(super) fn newer_than(&self, sequence: &str) -> bool {

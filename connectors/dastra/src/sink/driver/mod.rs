@@ -39,6 +39,13 @@ use crate::quota::Priority;
 use held::PendingEntry;
 use work::{Finished, work_on};
 
+/// The events waiting for referenced entities in a sink's pending store (not those held behind a
+/// parked key), as the messages they came in: the sink applies them once what they reference is
+/// written, so `plan` counts them with the backlog.
+pub fn pending_messages(pending: &dyn StateStore) -> Vec<InboundMessage> {
+    held::waiting_messages(pending)
+}
+
 /// How often consumer lag is read from the broker (it costs requests to the brokers).
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
