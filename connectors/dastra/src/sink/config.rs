@@ -156,10 +156,10 @@ pub struct DastraSinkConfig {
     #[serde(default = "default_buffered")]
     pub max_buffered: usize,
     /// Start the keys of DSRs and deletes, then of live changes, before the keys of snapshot
-    /// sweeps and backfills already read (the quota classes), a backfill key at least every ninth
-    /// start so a backlog is never starved; a key's own events keep their order either way. `false`:
-    /// keys start in the order they were read, so a live change waits behind the backlog read
-    /// before it (up to `max_buffered` keys).
+    /// sweeps and backfills already read (the quota classes), a waiting lower class at least once
+    /// in ten starts so a backlog is never starved; a key's own events keep their order either way.
+    /// `false`: keys start in the order they were read, so a live change waits behind the backlog
+    /// read before it (up to `max_buffered` keys).
     #[serde(default = "default_lanes")]
     pub priority_lanes: bool,
     /// Largest event value accepted, in bytes; larger ones go to the DLQ (reason `too_large`)

@@ -63,7 +63,9 @@ impl Work {
 }
 
 /// After this many starts from higher lanes while a lower lane had keys waiting, the lower lane
-/// starts its oldest key: live and DSR work go first, but a backlog is never starved by them.
+/// starts its oldest key: live and DSR work go first, but a backlog is never starved by them. With
+/// all three lanes busy the live lane may take its turn first, so a backfill key waits at most
+/// `LANE_BYPASS_LIMIT + 1` starts: one start in ten at least.
 pub(super) const LANE_BYPASS_LIMIT: u32 = 8;
 
 /// Keys whose queued work may start: one FIFO lane per quota class (the class of the work, see
@@ -672,6 +674,31 @@ mod lane_tests {
         assert_eq!(live, (100..200).map(key).collect::<Vec<_>>().iter().collect::<Vec<_>>());
         let backfill: Vec<&EntityKey> = order.iter().filter(|k| valid[*k] <= 100).collect();
         assert_eq!(backfill, (0..100).map(key).collect::<Vec<_>>().iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn with_every_lane_busy_no_lane_waits_more_than_the_limit_plus_one_starts() {
+        let mut ready = ReadyKeys::new(true);
+        let mut valid = HashMap::new();
+        let mut class = HashMap::new();
+        for (n, c) in [Priority::Urgent, Priority::Live, Priority::Backfill].into_iter().enumerate() {
+            for i in 0..200 {
+                let k = key(1000 * n + i);
+                valid.insert(k.clone(), ready.push(k.clone(), c));
+                class.insert(k, c);
+            }
+        }
+        let order = drain(&mut ready, &valid);
+        assert_eq!(order.len(), 600);
+        // While the urgent lane lasts (it is never passed over), the others each get their turn.
+        let urgent_end = order.iter().rposition(|k| class[k] == Priority::Urgent).unwrap();
+        for c in [Priority::Live, Priority::Backfill] {
+            let at: Vec<usize> =
+                order[..urgent_end].iter().enumerate().filter(|(_, k)| class[*k] == c).map(|(i, _)| i).collect();
+            assert!(!at.is_empty(), "{c:?} starved");
+            let longest = std::iter::once(at[0]).chain(at.windows(2).map(|w| w[1] - w[0] - 1)).max().unwrap();
+            assert!(longest <= LANE_BYPASS_LIMIT as usize + 1, "{c:?} passed over {longest} times in a row: {at:?}");
+        }
     }
 
     #[test]
