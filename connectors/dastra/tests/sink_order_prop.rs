@@ -98,8 +98,12 @@ fn payload(v: &Version) -> Payload {
     }
 }
 
+/// Odd versions come from a snapshot sweep (quota class backfill), even ones are live changes and
+/// deletes are urgent: the driver starts keys of the three classes in different lanes.
 fn to_event(v: &Version) -> ChangeEvent {
-    event(KEYS[v.key], v.n, payload(v))
+    let mut data = payload(v);
+    data.set_snapshot(v.n % 2 == 1);
+    event(KEYS[v.key], v.n, data)
 }
 
 /// What happens between two publications.

@@ -173,6 +173,13 @@ pub struct DastraSinkConfig {
     /// Events held in memory (queued behind in-flight keys) before consuming pauses.
     #[serde(default = "default_buffered")]
     pub max_buffered: usize,
+    /// Start the keys of DSRs and deletes, then of live changes, before the keys of snapshot
+    /// sweeps and backfills already read (the quota classes), a waiting lower class at least once
+    /// in ten starts so a backlog is never starved; a key's own events keep their order either way.
+    /// `false`: keys start in the order they were read, so a live change waits behind the backlog
+    /// read before it (up to `max_buffered` keys).
+    #[serde(default = "default_lanes")]
+    pub priority_lanes: bool,
     /// Largest event value accepted, in bytes; larger ones go to the DLQ (reason `too_large`)
     /// without being decoded.
     #[serde(default = "default_max_event")]
@@ -221,6 +228,9 @@ fn default_in_flight() -> usize {
 }
 fn default_buffered() -> usize {
     20_000
+}
+fn default_lanes() -> bool {
+    true
 }
 fn default_max_event() -> usize {
     1024 * 1024

@@ -164,7 +164,7 @@ impl Driver {
         let headers = entry.raw.header_bytes();
         let value = entry.raw.value.clone().unwrap_or_default();
         if let Ok(event) = ChangeEvent::from_parts(&headers, &value, &self.shared.codec).await {
-            let work = Work { event, raw: entry.raw, offsets: Vec::new(), from_pending: true };
+            let work = Work::new(event, entry.raw, Vec::new(), true);
             let applied = self.shared.ledger.get(&key);
             let known = order::KeyVersions {
                 ledger: applied.as_ref(),

@@ -37,7 +37,7 @@ use super::tracker::Tracker;
 use crate::DastraClient;
 use crate::quota::Priority;
 use held::PendingEntry;
-use work::{Finished, work_on};
+use work::{Finished, priority_of, work_on};
 
 /// The events waiting for referenced entities in a sink's pending store (not those held behind a
 /// parked key), as the messages they came in: the sink applies them once what they reference is
@@ -57,6 +57,84 @@ pub(super) struct Work {
     offsets: Vec<(TopicPartition, i64)>,
     /// Re-driven from the pending set: its entry is removed once the work ends.
     from_pending: bool,
+    /// Its quota class ([`priority_of`]), the highest of the events it stands for: a live change
+    /// coalesced under a newer sweep event is still a live change waiting to be applied.
+    class: Priority,
+}
+
+impl Work {
+    fn new(event: ChangeEvent, raw: RawMessage, offsets: Vec<(TopicPartition, i64)>, from_pending: bool) -> Self {
+        let class = priority_of(&event);
+        Self { event, raw, offsets, from_pending, class }
+    }
+}
+
+/// After this many starts from higher lanes while a lower lane had keys waiting, the lower lane
+/// starts its oldest key: live and DSR work go first, but a backlog is never starved by them. With
+/// all three lanes busy the live lane may take its turn first, so a backfill key waits at most
+/// `LANE_BYPASS_LIMIT + 1` starts: one start in ten at least.
+pub(super) const LANE_BYPASS_LIMIT: u32 = 8;
+
+/// Keys whose queued work may start: one FIFO lane per quota class (the class of the work, see
+/// [`Work::class`]), highest first, so that a live change or a DSR starts before the keys of a
+/// sweep already read instead of behind them — bounded by [`LANE_BYPASS_LIMIT`]. With lanes off
+/// (`priority_lanes: false`) every key goes to one FIFO lane, as before.
+///
+/// What this does not change: a key has one event applied at a time and at most one queued (its
+/// newest; older ones are coalesced into it), so lanes only reorder *different* keys, whose
+/// references were never ordered by arrival (a missing one waits in the pending set). Offsets are
+/// released per event and committed up to the lowest one not yet done, whatever the start order.
+///
+/// A key's entry carries a ticket that its slot keeps; a key moved to a higher lane (a live change
+/// coalesced into its queued sweep event) gets a new ticket, and the entry left in the lower lane
+/// is stale and skipped when it comes up.
+pub(super) struct ReadyKeys {
+    lanes: [VecDeque<(EntityKey, u64)>; 3],
+    /// Per lane: starts from a higher lane while this one had entries, since it last started one.
+    passed: [u32; 3],
+    tickets: u64,
+    enabled: bool,
+}
+
+impl ReadyKeys {
+    pub(super) fn new(enabled: bool) -> Self {
+        Self { lanes: Default::default(), passed: [0; 3], tickets: 0, enabled }
+    }
+
+    /// Queues `key` in the lane of `class`; the returned ticket is the one entry of the key that
+    /// is valid from now on.
+    pub(super) fn push(&mut self, key: EntityKey, class: Priority) -> u64 {
+        let lane = if self.enabled { class as usize } else { 0 };
+        self.tickets += 1;
+        self.lanes[lane].push_back((key, self.tickets));
+        self.tickets
+    }
+
+    /// The next key to start: the oldest of the highest non-empty lane, unless a lower lane was
+    /// passed over [`LANE_BYPASS_LIMIT`] times. Entries `valid` refuses are dropped.
+    pub(super) fn pop(&mut self, mut valid: impl FnMut(&EntityKey, u64) -> bool) -> Option<EntityKey> {
+        loop {
+            for (lane, passed) in self.lanes.iter().zip(self.passed.iter_mut()) {
+                if lane.is_empty() {
+                    *passed = 0;
+                }
+            }
+            let lane = (0..3)
+                .find(|&i| !self.lanes[i].is_empty() && self.passed[i] >= LANE_BYPASS_LIMIT)
+                .or_else(|| (0..3).find(|&i| !self.lanes[i].is_empty()))?;
+            let (key, ticket) = self.lanes[lane].pop_front()?;
+            if !valid(&key, ticket) {
+                continue;
+            }
+            self.passed[lane] = 0;
+            for below in lane + 1..3 {
+                if !self.lanes[below].is_empty() {
+                    self.passed[below] += 1;
+                }
+            }
+            return Some(key);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -65,6 +143,8 @@ pub(super) struct Slot {
     running: Option<String>,
     /// The newest event waiting for the running one to end.
     queued: Option<Work>,
+    /// The ticket of the key's valid entry in [`ReadyKeys`] (set while it waits there).
+    ticket: Option<u64>,
 }
 
 /// What every worker of the sink uses: its config, the Dastra client and quota, the ledger, the
@@ -123,7 +203,7 @@ pub struct SinkStatus {
 pub struct Driver {
     shared: Arc<SinkServices>,
     slots: HashMap<EntityKey, Slot>,
-    ready: VecDeque<EntityKey>,
+    ready: ReadyKeys,
     tracker: Tracker,
     tasks: JoinSet<(EntityKey, Work, Finished)>,
     in_flight: usize,
@@ -145,10 +225,11 @@ pub struct Driver {
 impl Driver {
     /// A driver over `shared`; `status` is updated for `/status`.
     pub fn new(shared: Arc<SinkServices>, status: Arc<parking_lot::Mutex<SinkStatus>>) -> Self {
+        let lanes = shared.config.priority_lanes;
         let mut d = Self {
             shared,
             slots: HashMap::new(),
-            ready: VecDeque::new(),
+            ready: ReadyKeys::new(lanes),
             tracker: Tracker::default(),
             tasks: JoinSet::new(),
             in_flight: 0,
@@ -316,7 +397,7 @@ impl Driver {
         self.shared.metrics.events_consumed.with_label_values(&[self.label(), kind]).inc();
         let key = event.key.clone();
 
-        let work = Work { event, raw, offsets: vec![(tp, m.offset)], from_pending: false };
+        let work = Work::new(event, raw, vec![(tp, m.offset)], false);
         let mut parked = self.is_parked(&key);
         let redriven_cause = parked
             && m.headers.iter().any(|(k, v)| k == super::dlq::H_REDRIVE_REASON && v.as_slice() != b"parked".as_slice());
@@ -380,6 +461,8 @@ impl Driver {
         let slot = self.slots.entry(key.clone()).or_default();
         match slot.queued.take() {
             Some(queued) => {
+                // The lane the key waits in (if it is not running).
+                let was = queued.class;
                 let (mut newer, older) = if order::replaces_queued(&work.event.sequence, &queued.event.sequence) {
                     (work, queued)
                 } else {
@@ -387,16 +470,23 @@ impl Driver {
                 };
                 newer.offsets.extend(older.offsets);
                 newer.from_pending |= older.from_pending;
+                // A live change coalesced into a queued sweep event moves the key to the live lane
+                // (a new ticket: its entry in the lower lane is stale from now on).
+                newer.class = newer.class.min(older.class);
+                if newer.class < was && slot.running.is_none() {
+                    slot.ticket = Some(self.ready.push(key.clone(), newer.class));
+                }
                 let kind = newer.event.kind().as_str();
                 self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, "coalesced"]).inc();
                 self.shared.metrics.requests_saved.with_label_values(&[&self.shared.name, "coalesced"]).inc();
                 slot.queued = Some(newer);
             }
             None => {
+                let class = work.class;
                 slot.queued = Some(work);
                 self.buffered += 1;
                 if slot.running.is_none() {
-                    self.ready.push_back(key);
+                    slot.ticket = Some(self.ready.push(key, class));
                 }
             }
         }
@@ -410,12 +500,15 @@ impl Driver {
             return;
         }
         while self.in_flight < self.shared.config.max_in_flight {
-            let Some(key) = self.ready.pop_front() else { break };
+            let slots = &self.slots;
+            let Some(key) = self.ready.pop(|key, ticket| {
+                slots.get(key).is_some_and(|s| s.ticket == Some(ticket) && s.running.is_none() && s.queued.is_some())
+            }) else {
+                break;
+            };
             let Some(slot) = self.slots.get_mut(&key) else { continue };
-            if slot.running.is_some() {
-                continue;
-            }
             let Some(work) = slot.queued.take() else { continue };
+            slot.ticket = None;
             slot.running = Some(work.event.sequence.clone());
             self.buffered -= 1;
             self.in_flight += 1;
@@ -540,8 +633,8 @@ impl Driver {
                 diverted = slot.queued.take();
                 self.buffered -= 1;
             }
-            if slot.queued.is_some() {
-                self.ready.push_back(key.clone());
+            if let Some(queued) = &slot.queued {
+                slot.ticket = Some(self.ready.push(key.clone(), queued.class));
             } else {
                 self.slots.remove(&key);
             }
@@ -551,5 +644,92 @@ impl Driver {
         }
         self.start_ready();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    fn key(i: usize) -> EntityKey {
+        EntityKey::parse(&format!("t:asset:{i}")).unwrap()
+    }
+
+    fn drain(ready: &mut ReadyKeys, valid: &HashMap<EntityKey, u64>) -> Vec<EntityKey> {
+        std::iter::from_fn(|| ready.pop(|k, t| valid.get(k) == Some(&t))).collect()
+    }
+
+    #[test]
+    fn live_keys_start_first_and_backfill_is_never_passed_over_more_than_the_limit() {
+        let mut ready = ReadyKeys::new(true);
+        let mut valid = HashMap::new();
+        for i in 0..100 {
+            valid.insert(key(i), ready.push(key(i), Priority::Backfill));
+        }
+        for i in 100..200 {
+            valid.insert(key(i), ready.push(key(i), Priority::Live));
+        }
+        valid.insert(key(200), ready.push(key(200), Priority::Urgent));
+        let order = drain(&mut ready, &valid);
+        assert_eq!(order.len(), 201);
+        assert_eq!(order[0], key(200), "the DSR first");
+        // Then live, with one backfill key after every LANE_BYPASS_LIMIT live keys, FIFO within each lane.
+        let limit = LANE_BYPASS_LIMIT as usize;
+        let backfill_at: Vec<usize> =
+            order.iter().enumerate().filter(|(_, k)| valid[*k] <= 100).map(|(i, _)| i).collect();
+        assert_eq!(backfill_at[0], limit, "{backfill_at:?}");
+        assert!(backfill_at.windows(2).take(10).all(|w| w[1] - w[0] == limit + 1), "{backfill_at:?}");
+        let live: Vec<&EntityKey> = order.iter().filter(|k| (101..=200).contains(&valid[*k])).collect();
+        assert_eq!(live, (100..200).map(key).collect::<Vec<_>>().iter().collect::<Vec<_>>());
+        let backfill: Vec<&EntityKey> = order.iter().filter(|k| valid[*k] <= 100).collect();
+        assert_eq!(backfill, (0..100).map(key).collect::<Vec<_>>().iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn with_every_lane_busy_no_lane_waits_more_than_the_limit_plus_one_starts() {
+        let mut ready = ReadyKeys::new(true);
+        let mut valid = HashMap::new();
+        let mut class = HashMap::new();
+        for (n, c) in [Priority::Urgent, Priority::Live, Priority::Backfill].into_iter().enumerate() {
+            for i in 0..200 {
+                let k = key(1000 * n + i);
+                valid.insert(k.clone(), ready.push(k.clone(), c));
+                class.insert(k, c);
+            }
+        }
+        let order = drain(&mut ready, &valid);
+        assert_eq!(order.len(), 600);
+        // While the urgent lane lasts (it is never passed over), the others each get their turn.
+        let urgent_end = order.iter().rposition(|k| class[k] == Priority::Urgent).unwrap();
+        for c in [Priority::Live, Priority::Backfill] {
+            let at: Vec<usize> =
+                order[..urgent_end].iter().enumerate().filter(|(_, k)| class[*k] == c).map(|(i, _)| i).collect();
+            assert!(!at.is_empty(), "{c:?} starved");
+            let longest = std::iter::once(at[0]).chain(at.windows(2).map(|w| w[1] - w[0] - 1)).max().unwrap();
+            assert!(longest <= LANE_BYPASS_LIMIT as usize + 1, "{c:?} passed over {longest} times in a row: {at:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_moved_to_a_higher_lane_starts_once() {
+        let mut ready = ReadyKeys::new(true);
+        let mut valid = HashMap::new();
+        for i in 0..3 {
+            valid.insert(key(i), ready.push(key(i), Priority::Backfill));
+        }
+        // Key 1 gets a live change coalesced into its queued sweep event.
+        valid.insert(key(1), ready.push(key(1), Priority::Live));
+        assert_eq!(drain(&mut ready, &valid), vec![key(1), key(0), key(2)]);
+    }
+
+    #[test]
+    fn without_lanes_keys_start_in_the_order_they_were_read() {
+        let mut ready = ReadyKeys::new(false);
+        let mut valid = HashMap::new();
+        let classes = [Priority::Backfill, Priority::Live, Priority::Urgent, Priority::Backfill];
+        for (i, c) in classes.into_iter().enumerate() {
+            valid.insert(key(i), ready.push(key(i), c));
+        }
+        assert_eq!(drain(&mut ready, &valid), (0..4).map(key).collect::<Vec<_>>());
     }
 }

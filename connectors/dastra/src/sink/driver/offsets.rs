@@ -82,12 +82,27 @@ impl Driver {
         }
         self.slots.retain(|_, slot| slot.running.is_some() || slot.queued.is_some());
         self.buffered = self.slots.values().filter(|s| s.queued.is_some()).count();
+        // A key whose running work was abandoned and that still has queued work (a held event)
+        // waits in no lane yet: it goes back to the lane of its class.
+        let orphans: Vec<(EntityKey, Priority)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.running.is_none() && s.ticket.is_none())
+            .filter_map(|(k, s)| s.queued.as_ref().map(|w| (k.clone(), w.class)))
+            .collect();
+        for (key, class) in orphans {
+            let ticket = self.ready.push(key.clone(), class);
+            if let Some(slot) = self.slots.get_mut(&key) {
+                slot.ticket = Some(ticket);
+            }
+        }
         for tp in &tps {
             self.tracker.forget(tp);
         }
         if dropped > 0 {
             tracing::info!(connector = %self.label(), dropped, "queued events of revoked partitions left to the new owner");
         }
+        self.start_ready();
     }
 
     /// Waits for in-flight work up to `grace`; what is left is abandoned (not committed).

@@ -12,19 +12,26 @@ pub(super) struct Finished {
     pub(super) attempts: u32,
 }
 
-/// Applies one work item and records its effect in the ledger, retrying retryable failures with
-/// capped exponential backoff until they succeed or the process shuts down.
-pub(super) async fn work_on(shared: &SinkServices, work: &Work) -> Finished {
-    let priority = if work.event.kind() == dastra_connect_core::event::EntityKind::DataSubjectRequest
-        || work.event.op == dastra_connect_core::event::Op::Delete
+/// The quota class of an event: DSRs and deletes first (legal deadlines, privacy impact), then
+/// live changes, then snapshot sweeps and backfills (`data.is_snapshot()`). A work's requests wait
+/// for the quota in its class ([`Work::class`]), and the driver starts ready keys in the same order
+/// (`ReadyKeys`), so a live change does not queue behind a backlog already read.
+pub(super) fn priority_of(event: &ChangeEvent) -> Priority {
+    if event.kind() == dastra_connect_core::event::EntityKind::DataSubjectRequest
+        || event.op == dastra_connect_core::event::Op::Delete
     {
         Priority::Urgent
-    } else if work.event.data.is_snapshot() {
+    } else if event.data.is_snapshot() {
         Priority::Backfill
     } else {
         Priority::Live
-    };
-    let client = shared.client.with_priority(priority);
+    }
+}
+
+/// Applies one work item and records its effect in the ledger, retrying retryable failures with
+/// capped exponential backoff until they succeed or the process shuts down.
+pub(super) async fn work_on(shared: &SinkServices, work: &Work) -> Finished {
+    let client = shared.client.with_priority(work.class);
     let ctx = ApplyCtx {
         client: &client,
         ledger: &shared.ledger,
