@@ -24,6 +24,9 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+/// A batch to write: its generation and entries.
+type Batch = (u64, Vec<(String, Option<Bytes>)>);
+
 /// The staged writes of one ledger.
 pub(crate) struct WriteBatch {
     inner: Mutex<Inner>,
@@ -129,7 +132,7 @@ impl WriteBatch {
     }
 
     /// Takes the staged entries when they are due; otherwise how long to wait for them.
-    fn take_due(&self) -> Result<(u64, Vec<(String, Option<Bytes>)>), Option<Instant>> {
+    fn take_due(&self) -> Result<Batch, Option<Instant>> {
         let mut inner = self.inner.lock();
         let Some(since) = inner.since else { return Err(None) };
         let due = inner.urgent || inner.staged.len() >= self.max_entries || since.elapsed() >= self.max_delay;
@@ -182,5 +185,46 @@ impl WriteBatch {
             self.inner.lock().flushing.clear();
             self.flushed.send_replace(generation);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dastra_connect_core::state::MemoryStore;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn staged_entries_are_read_at_once_and_written_by_generation() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new("ledger"));
+        let batch = Arc::new(WriteBatch::new(3, Duration::from_millis(50)));
+        let flusher = tokio::spawn(batch.clone().run(store.clone()));
+        let mut flushed = batch.flushed();
+        assert_eq!(batch.stage("a", Bytes::from_static(b"1")), 1);
+        assert_eq!(batch.get("a").as_deref(), Some(&b"1"[..]), "read-your-writes");
+        assert!(store.get("a").is_none(), "not written before the delay");
+        // The delay writes generation 1.
+        flushed.changed().await.unwrap();
+        assert_eq!(*flushed.borrow_and_update(), 1);
+        assert_eq!(store.get("a").as_deref(), Some(&b"1"[..]));
+        assert!(batch.get("a").is_none());
+        // A full batch is written without waiting for the delay; a later entry of a key wins.
+        let start = Instant::now();
+        for (k, v) in [("b", "1"), ("b", "2"), ("c", "1"), ("d", "1")] {
+            assert_eq!(batch.stage(k, Bytes::from(v)), 2);
+        }
+        flushed.changed().await.unwrap();
+        assert!(start.elapsed() < Duration::from_millis(50));
+        assert_eq!(store.get("b").as_deref(), Some(&b"2"[..]));
+        // A direct write of a staged key waits until its staged entry is written; flush_all
+        // writes at once and covers everything staged.
+        assert_eq!(batch.stage("e", Bytes::from_static(b"1")), 3);
+        batch.wait_unstaged("e").await;
+        assert_eq!(store.get("e").as_deref(), Some(&b"1"[..]));
+        assert_eq!(batch.stage("f", Bytes::from_static(b"1")), 4);
+        assert_eq!(batch.flush_all().await, 4);
+        assert_eq!(store.get("f").as_deref(), Some(&b"1"[..]));
+        assert_eq!(batch.flush_all().await, 4, "nothing staged: the newest durable generation");
+        flusher.abort();
     }
 }
