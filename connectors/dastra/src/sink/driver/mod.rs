@@ -151,6 +151,9 @@ pub struct Driver {
     /// Offsets of events whose ledger entry is staged in the ledger's write batch, by the batch
     /// generation it is written in: released once that generation is durable.
     unflushed: VecDeque<(u64, Vec<(TopicPartition, i64)>)>,
+    /// Offsets in `unflushed`: they count against `max_buffered`, so that a ledger store that
+    /// stops taking writes pauses consuming instead of piling staged entries up in memory.
+    unflushed_offsets: usize,
 }
 
 impl Driver {
@@ -171,6 +174,7 @@ impl Driver {
             owned: HashSet::new(),
             running: HashMap::new(),
             unflushed: VecDeque::new(),
+            unflushed_offsets: 0,
         };
         d.rebuild_waiting();
         d
@@ -200,7 +204,7 @@ impl Driver {
             if let Some(why) = self.broken.take() {
                 break Err(anyhow::anyhow!(why));
             }
-            let can_consume = self.buffered < self.shared.config.max_buffered;
+            let can_consume = self.buffered + self.unflushed_offsets < self.shared.config.max_buffered;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
@@ -392,6 +396,7 @@ impl Driver {
     fn release_flushed(&mut self, generation: u64) {
         while self.unflushed.front().is_some_and(|(g, _)| *g <= generation) {
             if let Some((_, offsets)) = self.unflushed.pop_front() {
+                self.unflushed_offsets -= offsets.len();
                 for (tp, o) in offsets {
                     self.tracker.done(&tp, o);
                 }
@@ -517,6 +522,7 @@ impl Driver {
                     && let Some(generation) = self.shared.ledger.stage(&key, entry)
                 {
                     // Released once the batch holding the entry is durable.
+                    self.unflushed_offsets += work.offsets.len();
                     match self.unflushed.back_mut() {
                         Some((g, offsets)) if *g == generation => offsets.extend(work.offsets.iter().cloned()),
                         _ => self.unflushed.push_back((generation, work.offsets.clone())),
