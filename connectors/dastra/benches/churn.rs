@@ -22,6 +22,11 @@
 //! `BENCH_BUS=kafka` uses librdkafka's MockCluster instead of nats-server; `BENCH_QUOTA=50/2000`
 //! enforces a compressed quota (requests/milliseconds) on the emulator and the client.
 //!
+//! `BENCH_SWEEPS=n` (backlog mode) then measures a **sweep backlog**: with the churn stream drained
+//! and the sink stopped, `n` snapshot sweeps of every live entity (unchanged content, new versions:
+//! no request, one ledger version bump each) are published, and a new sink drains them; printed as
+//! sweep events/s end to end (`DASTRA_LEDGER_BATCH=0` for the sink without the ledger write batch).
+//!
 //! `cargo bench -p dastra-connect-dastra --bench churn`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -101,6 +106,37 @@ async fn run(entities: usize, mode: &str) {
     // wait_idle returns after 1.5 s without work.
     let took = started.elapsed().as_secs_f64() - 1.5;
     sink.stop().await;
+    let rounds: usize = std::env::var("BENCH_SWEEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if mode == "backlog" && rounds > 0 {
+        let before = emu.state.counters().total;
+        let sweep = support::sweeps(&events, rounds);
+        let t = Instant::now();
+        for slice in sweep.chunks(10_000) {
+            publish(publisher.as_ref(), &topics, slice).await;
+        }
+        println!("[sweep] published {} sweep events in {:.1} s", sweep.len(), t.elapsed().as_secs_f64());
+        let (own0, children0) = (cpu_seconds("self"), children_cpu_seconds());
+        let sink = RunningSink::start("sink", &bus, &topics, sink_config(&emu));
+        let started = Instant::now();
+        sink.wait_idle(Duration::from_secs(3600)).await;
+        let took = started.elapsed().as_secs_f64() - 1.5;
+        let (own, children) = (cpu_seconds("self") - own0, children_cpu_seconds() - children0);
+        sink.stop().await;
+        let per = |s: f64| s * 1e6 / sweep.len() as f64;
+        println!(
+            "[sweep] CPU while draining (1.5 s idle tail included): this process (sink, emulator, MockCluster) {own:.2} s = {:.1} µs/event; child processes (nats-server) {children:.2} s = {:.1} µs/event",
+            per(own),
+            per(children)
+        );
+        println!(
+            "[sweep] {} unchanged sweep events ({rounds} sweeps of {} entities; ledger_batch {}) drained in {took:.2} s = {:.0} events/s end to end; {} requests",
+            sweep.len(),
+            sweep.len() / rounds,
+            sink_config(&emu).ledger_batch,
+            sweep.len() as f64 / took,
+            emu.state.counters().total - before
+        );
+    }
 
     let c = emu.state.counters();
     let n = events.len() as f64;
@@ -142,4 +178,28 @@ async fn run(entities: usize, mode: &str) {
         n / took,
         entities - mix.deletes
     );
+}
+
+/// CPU seconds (user + system) of process `pid` ("self" for this one), from `/proc`; 0 elsewhere.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds of this process's child processes (the nats-server the harness spawned).
+fn children_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let mut total = 0.0;
+    for t in tasks.flatten() {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            total += cpu_seconds(pid);
+        }
+    }
+    total
 }

@@ -174,6 +174,30 @@ pub fn stream(entities: usize, mix: Mix, seed: u64) -> Vec<ChangeEvent> {
     out
 }
 
+/// `rounds` snapshot sweeps of every entity alive at the end of `events` (a nightly full export of
+/// an unchanged source): its newest content again with the snapshot flag, under versions that
+/// continue after the stream's. Each event needs no request, only its ledger version bump.
+pub fn sweeps(events: &[ChangeEvent], rounds: usize) -> Vec<ChangeEvent> {
+    let mut last: std::collections::BTreeMap<&str, &ChangeEvent> = Default::default();
+    for e in events {
+        last.insert(e.key.as_str(), e);
+    }
+    let alive: Vec<&ChangeEvent> = last.into_values().filter(|e| !e.data.is_deleted()).collect();
+    let mut version = events.len() as u64;
+    let mut out = Vec::with_capacity(alive.len() * rounds);
+    for _ in 0..rounds {
+        for e in &alive {
+            version += 1;
+            let mut data = e.data.clone();
+            data.set_snapshot(true);
+            let ev =
+                ChangeEvent::new("/bench/churn", e.key.clone(), sequence_from_u64(version), chrono::Utc::now(), data);
+            out.push(ev.unwrap());
+        }
+    }
+    out
+}
+
 /// What an oracle that saw the whole stream at once would need to send.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Oracle {

@@ -207,6 +207,17 @@ pub struct DastraSinkConfig {
     /// rolling upgrade, a possible rollback), then switch to `compact`.
     #[serde(default)]
     pub ledger_encoding: LedgerEncoding,
+    /// Ledger writes of events that need no Dastra request (an unchanged repeat whose version moves
+    /// on, a skipped delete) are batched: written together with one pipelined batch write when
+    /// this many are waiting or after `ledger_batch_delay`; their offsets are committed only once
+    /// the batch is durable. `0` writes each one on its own before its offset is released (the
+    /// behaviour of earlier builds; about 15 000 such events/s on NATS instead of bus speed).
+    #[serde(default = "default_ledger_batch")]
+    pub ledger_batch: usize,
+    /// Longest time a batched ledger write waits for its batch to fill (see `ledger_batch`).
+    #[serde(default = "default_ledger_batch_delay", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ledger_batch_delay: Duration,
 }
 
 /// How the sink writes its ledger entries.
@@ -244,6 +255,12 @@ fn default_pending() -> Duration {
 fn default_backoff() -> Duration {
     Duration::from_secs(30)
 }
+fn default_ledger_batch() -> usize {
+    1000
+}
+fn default_ledger_batch_delay() -> Duration {
+    Duration::from_millis(5)
+}
 fn default_grace() -> Duration {
     Duration::from_secs(20)
 }
@@ -278,6 +295,11 @@ impl DastraSinkConfig {
         }
         if self.max_in_flight == 0 || self.max_in_flight > 256 {
             return Err(ConfigError::new(format!("{at}.max_in_flight"), "must be 1..=256"));
+        }
+        if self.ledger_batch > 0
+            && (self.ledger_batch_delay.is_zero() || self.ledger_batch_delay > Duration::from_secs(10))
+        {
+            return Err(ConfigError::new(format!("{at}.ledger_batch_delay"), "must be between 1ms and 10s"));
         }
         if self.max_buffered < self.max_in_flight {
             return Err(ConfigError::new(format!("{at}.max_buffered"), "must be at least max_in_flight"));

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use super::config::LedgerEncoding;
 
+mod batch;
 mod codec;
 
 /// Where an entity stands.
@@ -230,12 +231,54 @@ pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, String> {
 pub struct Ledger {
     store: Arc<dyn StateStore>,
     encoding: LedgerEncoding,
+    /// Staged writes (see [`Ledger::with_batching`]); `None`: every write is awaited on its own.
+    batch: Option<Arc<batch::WriteBatch>>,
 }
 
 impl Ledger {
     /// Wraps a state store; entries are written in the compact encoding.
     pub fn new(store: Arc<dyn StateStore>) -> Self {
-        Self { store, encoding: LedgerEncoding::Compact }
+        Self { store, encoding: LedgerEncoding::Compact, batch: None }
+    }
+
+    /// Entries staged with [`Ledger::stage`] are written together, `max_entries` at a time or once
+    /// the oldest has waited `max_delay`, by the task [`Ledger::flusher`] returns. `max_entries`
+    /// 0 leaves batching off.
+    pub fn with_batching(mut self, max_entries: usize, max_delay: std::time::Duration) -> Self {
+        self.batch = (max_entries > 0).then(|| Arc::new(batch::WriteBatch::new(max_entries, max_delay)));
+        self
+    }
+
+    /// Whether writes can be staged.
+    pub fn batching(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// The task that writes the staged entries (it runs until aborted), when batching is on.
+    pub fn flusher(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.batch.clone().map(|b| b.run(self.store.clone()))
+    }
+
+    /// Stages `entry` for `key` (readable at once, written with the next batch); returns the
+    /// generation of the batch it is written in (see [`Ledger::flushed`]), or `None` when batching
+    /// is off (nothing staged: write it with [`Ledger::put`]).
+    pub fn stage(&self, key: &EntityKey, entry: &LedgerEntry) -> Option<u64> {
+        let batch = self.batch.as_ref()?;
+        Some(batch.stage(key.as_str(), self.encode(entry)))
+    }
+
+    /// Follows the newest durable batch generation (`None` when batching is off).
+    pub fn flushed(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.batch.as_ref().map(|b| b.flushed())
+    }
+
+    /// Writes every staged entry now; returns the newest durable generation (0 when batching is
+    /// off). Waits for as long as the writes keep failing.
+    pub async fn flush(&self) -> u64 {
+        match &self.batch {
+            Some(b) => b.flush_all().await,
+            None => 0,
+        }
     }
 
     /// Writes entries in `encoding` (both are always read).
@@ -255,7 +298,8 @@ impl Ledger {
     /// The entry of `key` (from the cache; no I/O). An unreadable entry counts as absent and is
     /// logged: the lookup-before-create rule keeps that safe.
     pub fn get(&self, key: &EntityKey) -> Option<LedgerEntry> {
-        let raw = self.store.get(key.as_str())?;
+        let staged = self.batch.as_ref().and_then(|b| b.get(key.as_str()));
+        let raw = staged.or_else(|| self.store.get(key.as_str()))?;
         match decode_entry(&raw) {
             Ok(e) => Some(e),
             Err(e) => {
@@ -270,8 +314,12 @@ impl Ledger {
         self.get(key).and_then(|e| e.live_id().map(str::to_owned))
     }
 
-    /// Stores `entry` durably (returns after the broker's ack).
+    /// Stores `entry` durably (returns after the broker's ack). A staged entry of the key is
+    /// written first, so that it cannot land after this newer one.
     pub async fn put(&self, key: &EntityKey, entry: &LedgerEntry) -> Result<(), StateError> {
+        if let Some(b) = &self.batch {
+            b.wait_unstaged(key.as_str()).await;
+        }
         self.store.put(key.as_str(), self.encode(entry)).await
     }
 

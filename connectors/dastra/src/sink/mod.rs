@@ -95,7 +95,10 @@ impl Connector for DastraSink {
         let ready = ctx.admin.readiness(&ctx.name);
 
         let [ledger_ns, pending_ns, parked_ns] = store_names(&ctx);
-        let ledger = sink_ledger(&ctx, &ledger_ns).await?.with_encoding(self.config.ledger_encoding);
+        let ledger = sink_ledger(&ctx, &ledger_ns)
+            .await?
+            .with_encoding(self.config.ledger_encoding)
+            .with_batching(self.config.ledger_batch, self.config.ledger_batch_delay);
         let pending = state::open(&ctx.bus, &pending_ns).await?;
         let parked = state::open(&ctx.bus, &parked_ns).await?;
         let Parts { quota, observer, client } = self.parts(&ctx)?;

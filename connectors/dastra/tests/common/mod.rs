@@ -48,6 +48,11 @@ pub fn sink_config(emu: &RunningEmulator) -> DastraSinkConfig {
     let yaml = serde_json::json!({ "dastra": dastra, "commit_interval": "200ms" });
     let mut cfg: DastraSinkConfig = serde_json::from_value(yaml).unwrap();
     cfg.dastra.auth = AuthConfig::ApiKey { api_key: Secret::new("emulator-key") };
+    // `DASTRA_LEDGER_BATCH=0` runs the tests and benches with the ledger's write batch off (each
+    // write awaited on its own, as before it existed).
+    if let Some(n) = std::env::var("DASTRA_LEDGER_BATCH").ok().and_then(|v| v.parse().ok()) {
+        cfg.ledger_batch = n;
+    }
     cfg
 }
 

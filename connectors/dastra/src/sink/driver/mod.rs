@@ -37,13 +37,30 @@ use super::tracker::Tracker;
 use crate::DastraClient;
 use crate::quota::Priority;
 use held::PendingEntry;
-use work::{Finished, priority_of, work_on};
+use work::{Finished, priority_of, stages, work_on};
 
 /// The events waiting for referenced entities in a sink's pending store (not those held behind a
 /// parked key), as the messages they came in: the sink applies them once what they reference is
 /// written, so `plan` counts them with the backlog.
 pub fn pending_messages(pending: &dyn StateStore) -> Vec<InboundMessage> {
     held::waiting_messages(pending)
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The next durable generation of the ledger's write batch (never, when batching is off).
+async fn next_flushed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
+    match rx {
+        Some(rx) => rx.changed().await.ok().map(|()| *rx.borrow_and_update()),
+        None => std::future::pending().await,
+    }
 }
 
 /// How often consumer lag is read from the broker (it costs requests to the brokers).
@@ -220,6 +237,12 @@ pub struct Driver {
     owned: HashSet<TopicPartition>,
     /// Running workers: how to stop each, and the partition its event came in on.
     running: HashMap<EntityKey, (tokio::task::AbortHandle, TopicPartition)>,
+    /// Offsets of events whose ledger entry is staged in the ledger's write batch, by the batch
+    /// generation it is written in: released once that generation is durable.
+    unflushed: VecDeque<(u64, Vec<(TopicPartition, i64)>)>,
+    /// Offsets in `unflushed`: they count against `max_buffered`, so that a ledger store that
+    /// stops taking writes pauses consuming instead of piling staged entries up in memory.
+    unflushed_offsets: usize,
 }
 
 impl Driver {
@@ -240,6 +263,8 @@ impl Driver {
             broken: None,
             owned: HashSet::new(),
             running: HashMap::new(),
+            unflushed: VecDeque::new(),
+            unflushed_offsets: 0,
         };
         d.rebuild_waiting();
         d
@@ -258,13 +283,18 @@ impl Driver {
         // Revoked partitions stay this replica's until their in-flight work is finished and
         // committed (`on_revoked`, then `handed_over`), so a new owner never starts on a key whose
         // create is still under way here.
+        // The ledger's write batch is written by a task that lives as long as this loop: when the
+        // loop is dropped without draining (a crash), staged entries are lost together with the
+        // uncommitted offsets that stand for them.
+        let _flusher = self.shared.ledger.flusher().map(|f| AbortOnDrop(tokio::spawn(f)));
+        let mut flushed = self.shared.ledger.flushed();
         let holds = sub.hold_revocations();
         tracing::debug!(connector = %self.label(), holds, "revocations held until hand-over");
         let result = loop {
             if let Some(why) = self.broken.take() {
                 break Err(anyhow::anyhow!(why));
             }
-            let can_consume = self.buffered < self.shared.config.max_buffered;
+            let can_consume = self.buffered + self.unflushed_offsets < self.shared.config.max_buffered;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
@@ -280,6 +310,7 @@ impl Driver {
                         Err(e) => break Err(anyhow::anyhow!("sink worker panicked: {e}")),
                     }
                 }
+                Some(generation) = next_flushed(&mut flushed) => self.release_flushed(generation),
                 _ = tick.tick() => {
                     self.commit(sub.as_ref()).await;
                     self.expire_pending().await;
@@ -450,6 +481,34 @@ impl Driver {
         self.shared.parked.get(key.as_str()).is_some()
     }
 
+    /// Releases the offsets of events whose ledger entry is in a batch up to `generation`, now
+    /// durable.
+    fn release_flushed(&mut self, generation: u64) {
+        while self.unflushed.front().is_some_and(|(g, _)| *g <= generation) {
+            if let Some((_, offsets)) = self.unflushed.pop_front() {
+                self.unflushed_offsets -= offsets.len();
+                for (tp, o) in offsets {
+                    self.tracker.done(&tp, o);
+                }
+            }
+        }
+    }
+
+    /// Writes the ledger's staged entries now (within `grace`) and releases their offsets; false
+    /// when the writes did not succeed in time (their offsets stay open).
+    async fn flush_staged(&mut self, grace: Duration) -> bool {
+        if self.unflushed.is_empty() || !self.shared.ledger.batching() {
+            return true;
+        }
+        match tokio::time::timeout(grace, self.shared.ledger.flush()).await {
+            Ok(generation) => {
+                self.release_flushed(generation);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn release(&mut self, work: &Work) {
         for (tp, o) in &work.offsets {
             self.tracker.done(tp, *o);
@@ -558,9 +617,20 @@ impl Driver {
                 self.wake_waiting(&key).await;
                 self.clear_pending(&key, &work).await;
             }
-            Ok(Outcome::Skipped { reason, .. }) => {
+            Ok(Outcome::Skipped { reason, entry }) => {
                 self.shared.metrics.events_skipped.with_label_values(&[&label, kind, reason.as_str()]).inc();
                 self.shared.metrics.requests_saved.with_label_values(&[&label, reason.as_str()]).inc();
+                if let Some(entry) = entry.as_ref().filter(|_| stages(&self.shared, &work))
+                    && let Some(generation) = self.shared.ledger.stage(&key, entry)
+                {
+                    // Released once the batch holding the entry is durable.
+                    self.unflushed_offsets += work.offsets.len();
+                    match self.unflushed.back_mut() {
+                        Some((g, offsets)) if *g == generation => offsets.extend(work.offsets.iter().cloned()),
+                        _ => self.unflushed.push_back((generation, work.offsets.clone())),
+                    }
+                    release = false;
+                }
                 self.wake_waiting(&key).await;
                 self.clear_pending(&key, &work).await;
             }

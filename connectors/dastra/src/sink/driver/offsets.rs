@@ -51,6 +51,12 @@ impl Driver {
                 _ => break,
             }
         }
+        // Staged ledger entries are written before the hand-over: written later, one could land
+        // after the new owner's newer entry of the same key.
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        if !self.flush_staged(left).await {
+            self.broken = Some("the ledger's staged writes could not be made durable before a hand-over".into());
+        }
         self.commit(sub).await;
         let revoked: HashSet<&TopicPartition> = tps.iter().collect();
         // Work of revoked partitions still running after the grace period (Dastra slow, quota
@@ -127,6 +133,10 @@ impl Driver {
                     break;
                 }
             }
+        }
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        if !self.flush_staged(left).await {
+            tracing::warn!(connector = %self.label(), "the ledger's staged writes did not become durable; their events will be redelivered");
         }
     }
 

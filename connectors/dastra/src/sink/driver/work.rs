@@ -44,7 +44,7 @@ pub(super) async fn work_on(shared: &SinkServices, work: &Work) -> Finished {
         attempts += 1;
         let result = apply(&ctx, &work.event).await;
         let result = match result {
-            Ok(outcome) => record(shared, &work.event.key, outcome).await,
+            Ok(outcome) => record(shared, work, outcome).await,
             Err(e) => Err(e),
         };
         match result {
@@ -58,17 +58,28 @@ pub(super) async fn work_on(shared: &SinkServices, work: &Work) -> Finished {
     }
 }
 
-/// Stores the outcome's ledger entry (durably) before the offsets may be released.
-async fn record(shared: &SinkServices, key: &EntityKey, outcome: Outcome) -> Result<Outcome, ApplyError> {
+/// Stores the outcome's ledger entry (durably) before the offsets may be released; with batching
+/// on, the entry of a skip is left to the driver (see `Driver::finish`).
+async fn record(shared: &SinkServices, work: &Work, outcome: Outcome) -> Result<Outcome, ApplyError> {
     let entry = match &outcome {
         Outcome::Applied { entry, .. } => Some(entry),
+        // Nothing but a ledger write: the driver stages it in the ledger's write batch and
+        // releases the offsets once that batch is durable.
+        Outcome::Skipped { .. } if stages(shared, work) => None,
         Outcome::Skipped { entry, .. } => entry.as_ref(),
         Outcome::Pending { .. } => None,
     };
     if let Some(entry) = entry {
-        shared.ledger.put(key, entry).await?;
+        shared.ledger.put(&work.event.key, entry).await?;
     }
     Ok(outcome)
+}
+
+/// Whether a skip's ledger entry goes to the ledger's write batch. Not for an event re-driven from
+/// the pending store: it has no offset left to hold back, and its entry must be durable before its
+/// pending entry is removed.
+pub(super) fn stages(shared: &SinkServices, work: &Work) -> bool {
+    shared.ledger.batching() && !work.from_pending
 }
 
 fn jitter(d: Duration) -> Duration {
