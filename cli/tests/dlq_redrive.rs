@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::asset_event;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -16,21 +18,9 @@ use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::bus::{OutboundMessage, TopicSpec};
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::Topics;
-use dastra_connect_core::event::enums::AssetType;
-use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
+use dastra_connect_core::event::{ChangeEvent, EntityKind};
 use dastra_connect_core::testkit::NatsServer;
 use dastra_emulator::{EmulatorConfig, FaultKind, FaultRule};
-
-fn asset_event(key: &str, v: u64, description: &str) -> ChangeEvent {
-    let data = Payload::Asset(Asset {
-        label: Some(key.rsplit(':').next().unwrap().to_owned()),
-        asset_type: Some(AssetType::Software),
-        description: Some(description.into()),
-        ..Default::default()
-    });
-    ChangeEvent::new("/connectors/t", EntityKey::parse(key).unwrap(), sequence_from_u64(v), chrono::Utc::now(), data)
-        .unwrap()
-}
 
 fn cli(args: &[&str]) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dastra-connect")).args(args).output().unwrap();

@@ -7,25 +7,15 @@
 
 mod common;
 
+use common::asset_event;
+
 use std::process::Command;
 
 use dastra_connect_core::bus::OutboundMessage;
 use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::Topics;
-use dastra_connect_core::event::enums::AssetType;
-use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, Payload, sequence_from_u64};
+use dastra_connect_core::event::ChangeEvent;
 use dastra_emulator::EmulatorConfig;
-
-fn asset_event(key: &str, v: u64, description: &str) -> ChangeEvent {
-    let data = Payload::Asset(Asset {
-        label: Some(key.rsplit(':').next().unwrap().to_owned()),
-        asset_type: Some(AssetType::Software),
-        description: Some(description.into()),
-        ..Default::default()
-    });
-    ChangeEvent::new("/connectors/t", EntityKey::parse(key).unwrap(), sequence_from_u64(v), chrono::Utc::now(), data)
-        .unwrap()
-}
 
 /// Runs the binary: (success, stdout, stderr).
 fn cli(args: &[&str]) -> (bool, String, String) {

@@ -6,7 +6,8 @@
 
 use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
-use dastra_connect_core::event::EntityKind;
+use dastra_connect_core::event::enums::AssetType;
+use dastra_connect_core::event::{Asset, ChangeEvent, EntityKey, EntityKind, Payload, sequence_from_u64};
 use dastra_connect_core::testkit::{self, MockKafka};
 
 /// The cluster (keep it alive), the YAML lines under `bus:`, and the in-process bus config.
@@ -29,4 +30,16 @@ pub fn kafka_for_sink(change_partitions: i32) -> (MockKafka, String, BusConfig) 
     let mut cfg = kafka.kafka_config();
     cfg.create_topics = false;
     (kafka, yaml, BusConfig::Kafka(cfg))
+}
+
+/// A Software Asset event for `key` at version `v` (its label: the key's last part).
+pub fn asset_event(key: &str, v: u64, description: &str) -> ChangeEvent {
+    let data = Payload::Asset(Asset {
+        label: Some(key.rsplit(':').next().unwrap().to_owned()),
+        asset_type: Some(AssetType::Software),
+        description: Some(description.into()),
+        ..Default::default()
+    });
+    ChangeEvent::new("/connectors/t", EntityKey::parse(key).unwrap(), sequence_from_u64(v), chrono::Utc::now(), data)
+        .unwrap()
 }

@@ -95,34 +95,7 @@ async fn upload(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, request: Id) -> Res
         let store = ctx.state.inner.store.lock();
         store.get(ws, "DataSubjectRequests", request).ok_or(ApiError::NotFound)?;
     }
-    let is_multipart = ctx
-        .parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let mut multipart = Multipart::from_request(rebuild(ctx), &())
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
-    let mut found = None;
-    while let Some(field) =
-        multipart.next_field().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?
-    {
-        if field.name().is_some_and(|n| n.eq_ignore_ascii_case("file")) {
-            let name = field.file_name().unwrap_or("file").to_string();
-            let bytes =
-                field.bytes().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
-            found = Some((name, bytes));
-            break;
-        }
-    }
-    let (name, bytes) = found.ok_or_else(|| ApiError::field("File", "The File field is required."))?;
-    if name.chars().count() > 355 {
-        return Err(ApiError::field("File", "The file name must be at most 355 characters."));
-    }
+    let (name, bytes) = file_part(ctx, "File", 355).await?;
     let extension = name.rsplit_once('.').map(|(_, e)| format!(".{e}"));
     let mut store = ctx.state.inner.store.lock();
     let id = Id::Uuid(store.next_uuid());
@@ -137,4 +110,39 @@ async fn upload(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, request: Id) -> Res
     store.collection_mut(ws, kind.name).ok_or(ApiError::NotFound)?.items.insert(id, Item { seq, value: value.clone() });
     drop(store);
     Ok(ok_json(render(kind, kind.output_schema, &value, false)))
+}
+
+/// The `file` part of a `multipart/form-data` upload (field name case-insensitive): its file name
+/// and bytes. Dastra's validation messages name the field `field` (`File` for DSR attachments,
+/// `file` for cloud storage) and cap the file name at `max_name` characters.
+pub(super) async fn file_part(
+    ctx: &Ctx<'_>,
+    field: &str,
+    max_name: usize,
+) -> Result<(String, axum::body::Bytes), ApiError> {
+    let is_multipart = ctx
+        .parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let invalid =
+        |e: axum::extract::multipart::MultipartError| ApiError::BadRequest(format!("Invalid multipart body: {e}"));
+    let mut multipart = Multipart::from_request(rebuild(ctx), &())
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
+    while let Some(part) = multipart.next_field().await.map_err(invalid)? {
+        if part.name().is_some_and(|n| n.eq_ignore_ascii_case("file")) {
+            let name = part.file_name().unwrap_or("file").to_string();
+            let bytes = part.bytes().await.map_err(invalid)?;
+            if name.chars().count() > max_name {
+                return Err(ApiError::field(field, format!("The file name must be at most {max_name} characters.")));
+            }
+            return Ok((name, bytes));
+        }
+    }
+    Err(ApiError::field(field, format!("The {field} field is required.")))
 }

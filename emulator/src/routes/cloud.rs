@@ -4,7 +4,6 @@
 //! and `POST …/Dastra/link/{fileId}/{type}/{objectId}` (docs/dastra-api.md §3.9, §3.13; the bodies and
 //! the provider name are inferred). Links are kept in a hidden `_links` array of the file.
 
-use axum::extract::{FromRequest, Multipart};
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -12,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::crud::{parse_id, render};
-use super::{Ctx, list, ok_empty, ok_json, rebuild};
+use super::{Ctx, list, ok_empty, ok_json};
 use crate::entities::{IdType, Kind};
 use crate::error::ApiError;
 use crate::store::{Id, Item, now_string};
@@ -101,34 +100,7 @@ pub(crate) async fn route(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind, rest: &[&
 }
 
 async fn upload(ctx: &Ctx<'_>, ws: i64, kind: &'static Kind) -> Result<Response, ApiError> {
-    let is_multipart = ctx
-        .parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let mut multipart = Multipart::from_request(rebuild(ctx), &())
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
-    let mut found = None;
-    while let Some(field) =
-        multipart.next_field().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?
-    {
-        if field.name().is_some_and(|n| n.eq_ignore_ascii_case("file")) {
-            let name = field.file_name().unwrap_or("file").to_string();
-            let bytes =
-                field.bytes().await.map_err(|e| ApiError::BadRequest(format!("Invalid multipart body: {e}")))?;
-            found = Some((name, bytes));
-            break;
-        }
-    }
-    let (name, bytes) = found.ok_or_else(|| ApiError::field("file", "The file field is required."))?;
-    if name.chars().count() > 255 {
-        return Err(ApiError::field("file", "The file name must be at most 255 characters."));
-    }
+    let (name, bytes) = super::attachments::file_part(ctx, "file", 255).await?;
     let extension = name.rsplit_once('.').map(|(_, e)| format!(".{e}"));
     let mut store = ctx.state.inner.store.lock();
     let id = Id::Uuid(store.next_uuid());
