@@ -66,12 +66,19 @@ fn live() -> Vec<ChangeEvent> {
     events
 }
 
-/// Sequence numbers of the logged requests whose body field `field` starts with `prefix`.
+/// Sequence numbers of the logged requests that write `field` with a value starting with
+/// `prefix`: a create's body field, or an update's JSON Patch operation on `/<field>` (a live change
+/// to a key whose sweep was already applied is a PATCH; one that arrived while the sweep was still
+/// queued is coalesced into it, and the create carries the live value).
 fn seqs(log: &[LoggedRequest], field: &str, prefix: &str) -> Vec<u64> {
-    log.iter()
-        .filter(|r| r.body.as_ref().and_then(|b| b[field].as_str()).is_some_and(|v| v.starts_with(prefix)))
-        .map(|r| r.seq)
-        .collect()
+    let path = format!("/{field}");
+    let writes = |b: &serde_json::Value| match b {
+        serde_json::Value::Array(ops) => ops
+            .iter()
+            .any(|op| op["path"] == path.as_str() && op["value"].as_str().is_some_and(|v| v.starts_with(prefix))),
+        _ => b[field].as_str().is_some_and(|v| v.starts_with(prefix)),
+    };
+    log.iter().filter(|r| r.body.as_ref().is_some_and(writes)).map(|r| r.seq).collect()
 }
 
 /// Entities of ours (the emulator's workspace is seeded with others), `ref` → `field`.
