@@ -44,6 +44,10 @@ pub struct FaultRule {
     /// Regex on the request path, matched case-insensitively (any when absent).
     #[serde(default)]
     pub route: Option<String>,
+    /// Regex on the request body's text (any when absent): a fault for one object inside a batch
+    /// request, e.g. `"ids":\[[^\]]*\b42\b`.
+    #[serde(default)]
+    pub body: Option<String>,
     /// Probability in [0, 1] that a matching request gets the fault (default 1).
     #[serde(default = "one")]
     pub rate: f64,
@@ -59,7 +63,7 @@ fn one() -> f64 {
 impl FaultRule {
     /// A rule applying `kind` to every request.
     pub fn always(kind: FaultKind) -> Self {
-        Self { kind, method: None, route: None, rate: 1.0, count: None }
+        Self { kind, method: None, route: None, body: None, rate: 1.0, count: None }
     }
 
     /// Builder: restrict to a method.
@@ -71,6 +75,12 @@ impl FaultRule {
     /// Builder: restrict to a path regex.
     pub fn route(mut self, regex: &str) -> Self {
         self.route = Some(regex.to_string());
+        self
+    }
+
+    /// Builder: restrict to requests whose body matches a regex.
+    pub fn body(mut self, regex: &str) -> Self {
+        self.body = Some(regex.to_string());
         self
     }
 
@@ -90,6 +100,7 @@ impl FaultRule {
 struct Active {
     rule: FaultRule,
     route: Option<regex::Regex>,
+    body: Option<regex::Regex>,
     hits: u64,
 }
 
@@ -155,7 +166,11 @@ impl Faults {
             ),
             None => None,
         };
-        self.rules.push(Active { rule, route, hits: 0 });
+        let body = match &rule.body {
+            Some(r) => Some(regex::Regex::new(r).map_err(|e| format!("body regex: {e}"))?),
+            None => None,
+        };
+        self.rules.push(Active { rule, route, body, hits: 0 });
         Ok(())
     }
 
@@ -171,7 +186,7 @@ impl Faults {
     }
 
     /// Decides the faults of one request.
-    pub fn decide(&mut self, method: &str, path: &str) -> Decision {
+    pub fn decide(&mut self, method: &str, path: &str, body: &[u8]) -> Decision {
         let mut d = Decision::default();
         for a in &mut self.rules {
             if a.rule.count.is_some_and(|c| a.hits >= c) {
@@ -181,6 +196,9 @@ impl Faults {
                 continue;
             }
             if a.route.as_ref().is_some_and(|r| !r.is_match(path)) {
+                continue;
+            }
+            if a.body.as_ref().is_some_and(|r| !r.is_match(&String::from_utf8_lossy(body))) {
                 continue;
             }
             if a.rule.rate < 1.0 && self.rng.random::<f64>() >= a.rule.rate {
@@ -208,11 +226,22 @@ mod tests {
     fn rules_match_and_retire() -> Result<(), String> {
         let mut f = Faults::new(1);
         f.add(FaultRule::always(FaultKind::Error { status: 503 }).method("POST").route("/assets$").count(2))?;
-        assert_eq!(f.decide("GET", "/v1/ws/1/Assets").error, None);
-        assert_eq!(f.decide("POST", "/v1/ws/1/Assets").error, Some(503));
-        assert_eq!(f.decide("post", "/v1/ws/1/assets").error, Some(503));
-        assert_eq!(f.decide("POST", "/v1/ws/1/Assets").error, None, "count exhausted");
+        assert_eq!(f.decide("GET", "/v1/ws/1/Assets", b"").error, None);
+        assert_eq!(f.decide("POST", "/v1/ws/1/Assets", b"").error, Some(503));
+        assert_eq!(f.decide("post", "/v1/ws/1/assets", b"").error, Some(503));
+        assert_eq!(f.decide("POST", "/v1/ws/1/Assets", b"").error, None, "count exhausted");
         assert!(f.add(FaultRule::always(FaultKind::DropConnection).route("(")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_body_regex_picks_one_object_of_a_batch() -> Result<(), String> {
+        let mut f = Faults::new(1);
+        f.add(FaultRule::always(FaultKind::Error { status: 400 }).method("PATCH").body(r#""ids":\[[^\]]*\b42\b"#))?;
+        assert_eq!(f.decide("PATCH", "/v1/ws/1/Assets", br#"{"ids":[7,42,9],"patch":[]}"#).error, Some(400));
+        assert_eq!(f.decide("PATCH", "/v1/ws/1/Assets", br#"{"ids":[7,420],"patch":[]}"#).error, None);
+        assert_eq!(f.decide("PATCH", "/v1/ws/1/Assets", b"").error, None);
+        assert!(f.add(FaultRule::always(FaultKind::DropConnection).body("(")).is_err());
         Ok(())
     }
 
@@ -221,7 +250,7 @@ mod tests {
         let run = |seed| -> Result<Vec<bool>, String> {
             let mut f = Faults::new(seed);
             f.add(FaultRule::always(FaultKind::Error { status: 500 }).rate(0.5))?;
-            Ok((0..64).map(|_| f.decide("GET", "/x").error.is_some()).collect())
+            Ok((0..64).map(|_| f.decide("GET", "/x", b"").error.is_some()).collect())
         };
         assert_eq!(run(7)?, run(7)?);
         let hits = run(7)?.iter().filter(|b| **b).count();

@@ -155,7 +155,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     let seeded = Arc::new(MemoryStore::new("bench"));
     let ledger = Ledger::new(seeded.clone());
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None, batcher: None };
     let codec = Codec::single_object();
 
     let mix = Mix::churn(entities);
@@ -182,7 +182,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
         let copy = MemoryStore::new("bench");
         copy.put_batch(seeded.snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect()).await.unwrap();
         let fork = Ledger::new(Arc::new(copy));
-        let fork_ctx = ApplyCtx { client: &client, ledger: &fork, policy: &policy, objects: None };
+        let fork_ctx = ApplyCtx { client: &client, ledger: &fork, policy: &policy, objects: None, batcher: None };
         let before = emu.state.counters().total;
         let t = run(&fork_ctx, &fork, &codec, &repeat_msgs).await;
         rounds.push((t, emu.state.counters().total - before));
@@ -201,7 +201,7 @@ async fn bench(emu: &dastra_emulator::RunningEmulator) {
     // Same ledger: the repeats are now stale for the churn pass's older versions, as they would be
     // on a redelivery; the churn pass carries its own, newer, changes.
     let ledger = Ledger::new(Arc::new(MemoryStore::new("bench")));
-    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &policy, objects: None, batcher: None };
     let _ = run(&ctx, &ledger, &codec, &seed_msgs).await;
     let before = emu.state.counters().total;
     let t = run(&ctx, &ledger, &codec, &rest_msgs).await;

@@ -25,8 +25,8 @@ impl TransportKind {
     }
 }
 
-/// An error of a Dastra call.
-#[derive(Debug, thiserror::Error)]
+/// An error of a Dastra call. `Clone`: one failed batch request is every member's answer.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DastraError {
     /// Dastra answered with a non-success status (after any retries).
     #[error("Dastra answered {status} to {route} after {attempts} attempt(s): {excerpt}")]

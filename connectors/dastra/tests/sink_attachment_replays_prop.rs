@@ -73,7 +73,7 @@ fn uploads_equal_content_changes() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (rig, files) = rt.block_on(async { (ApplyRig::start("ledger-attachment-prop").await, file_server().await) });
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &rig.client, ledger: &rig.ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client: &rig.client, ledger: &rig.ledger, policy: &policy, objects: None, batcher: None };
     let case = AtomicU64::new(0);
     let mut runner = TestRunner::new(Config { cases: 24, ..Config::default() });
     let versions = prop::collection::vec((0usize..3, source()), 1..7);

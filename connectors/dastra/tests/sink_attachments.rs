@@ -77,7 +77,7 @@ async fn attachment_urls_outside_the_policy_are_refused_without_being_fetched_or
     };
     let run = |policy: &SinkPolicy, key: &str, url: &str| {
         let (policy, event) = (policy.clone(), event(key, 1, dsr_with(url)));
-        async move { apply(&ApplyCtx { client, ledger, policy: &policy, objects: None }, &event).await }
+        async move { apply(&ApplyCtx { client, ledger, policy: &policy, objects: None, batcher: None }, &event).await }
     };
     let refused = |r: Result<_, ApplyError>| match r {
         Err(e) => {

@@ -36,7 +36,7 @@ async fn repeats_cost_nothing_until_a_reference_changes_its_dastra_id() {
     let rig = ApplyRig::start("ledger-fingerprint").await;
     let (emu, client, ledger) = (&rig.emu, &rig.client, &rig.ledger);
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client, ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client, ledger, policy: &policy, objects: None, batcher: None };
 
     step(&ctx, &event("cmdb:asset:crm", 1, asset("CRM"))).await;
     let created = step(&ctx, &event("grc:processing:payroll", 1, processing(false))).await;
@@ -82,7 +82,7 @@ async fn the_actor_matching_policy_is_part_of_an_actors_fingerprint() {
     let e1 = event("vm:actor:acme", 1, actor.clone());
     let mut e2 = event("vm:actor:acme", 2, actor);
     let fp = |policy: &SinkPolicy, e: &ChangeEvent| {
-        source_fingerprint(&ApplyCtx { client, ledger, policy, objects: None }, e).unwrap()
+        source_fingerprint(&ApplyCtx { client, ledger, policy, objects: None, batcher: None }, e).unwrap()
     };
     assert_eq!(fp(&natural, &e1), fp(&natural, &e2), "the version is not content");
     e2.data.set_snapshot(true);

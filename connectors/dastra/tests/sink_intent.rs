@@ -38,7 +38,7 @@ async fn an_intent_resolves_with_the_attempted_version_never_an_older_one() {
     let quota = dastra_connect_dastra::QuotaLimiter::new(&config.dastra.quota);
     let client = dastra_connect_dastra::DastraClient::new(&config.dastra, quota, None).unwrap();
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &client, ledger: &rig.ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client: &client, ledger: &rig.ledger, policy: &policy, objects: None, batcher: None };
     for a in ["a0", "a1", "a2"] {
         step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, software_asset(a))).await;
     }

@@ -47,7 +47,7 @@ async fn a_generic_link_is_one_post_and_its_id_is_looked_up_only_when_needed() {
     let rig = ApplyRig::start("ledger-link-requests").await;
     let emu = &rig.emu;
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &rig.client, ledger: &rig.ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client: &rig.client, ledger: &rig.ledger, policy: &policy, objects: None, batcher: None };
     for a in ["a0", "a1", "a2"] {
         step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, software_asset(a))).await;
     }
@@ -102,7 +102,7 @@ async fn after_a_crash_between_the_post_and_the_ledger_write_the_lookup_still_ha
     let quota = dastra_connect_dastra::QuotaLimiter::new(&config.dastra.quota);
     let client = dastra_connect_dastra::DastraClient::new(&config.dastra, quota, None).unwrap();
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &client, ledger: &rig.ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client: &client, ledger: &rig.ledger, policy: &policy, objects: None, batcher: None };
     for a in ["a0", "a1"] {
         step(&ctx, &event(&format!("cmdb:asset:{a}"), 1, software_asset(a))).await;
     }

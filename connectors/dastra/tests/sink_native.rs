@@ -33,7 +33,7 @@ fn answer(state: DataSubjectRequestState) -> Payload {
 async fn a_dastra_key_updates_the_request_itself_and_never_creates_one() {
     let rig = ApplyRig::start("ledger-native").await;
     let policy = SinkPolicy::default();
-    let ctx = ApplyCtx { client: &rig.client, ledger: &rig.ledger, policy: &policy, objects: None };
+    let ctx = ApplyCtx { client: &rig.client, ledger: &rig.ledger, policy: &policy, objects: None, batcher: None };
     let dsr = emu_post(
         &rig.emu,
         "/v1/ws/1/DataSubjectRequests",

@@ -24,6 +24,7 @@ use dastra_connect_core::event::{Asset, DataProcessing, EntityKey, Payload};
 use dastra_connect_core::state::{self, StateError, StateStore};
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_core::testkit::NatsServer;
+use dastra_connect_dastra::sink::apply::RequestBatcher;
 use dastra_connect_dastra::sink::driver::{Driver, SinkServices, SinkStatus};
 use dastra_connect_dastra::sink::ledger::Ledger;
 use dastra_connect_dastra::{DastraClient, QuotaLimiter};
@@ -111,6 +112,7 @@ async fn run_driver(
         quota,
         total_partitions: 6 * kinds.len() as u32,
         objects: None,
+        batcher: RequestBatcher::new(config.batch_window, config.batch_max),
         config,
     });
     let subscriber = bus.subscriber("sink", &kinds).await.unwrap();

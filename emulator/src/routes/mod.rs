@@ -200,7 +200,7 @@ async fn process(state: &EmulatorState, parts: &Parts, body: Bytes, entry: &mut 
         return Outcome::Answer(ApiError::TooManyRequests { retry_after }.into_response());
     }
 
-    let decision = state.inner.faults.lock().decide(parts.method.as_str(), path);
+    let decision = state.inner.faults.lock().decide(parts.method.as_str(), path, &body);
     entry.faults = decision.labels();
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;

@@ -27,7 +27,7 @@ use self::retry::{RetryPolicy, Safety, Verdict, classify_status, classify_transp
 use crate::config::DastraClientConfig;
 use crate::error::{DastraError, Redactor, TransportKind};
 use crate::model::{AttachmentUpload, ProblemDetails};
-use crate::quota::{Priority, QuotaLimiter};
+use crate::quota::{Priority, QuotaGrant, QuotaLimiter};
 
 /// How one attempt ended, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +118,9 @@ struct Inner {
 pub struct DastraClient {
     inner: Arc<Inner>,
     priority: Priority,
+    /// A quota slot already granted to this handle ([`DastraClient::reserve`]): its next call's
+    /// first attempt uses it instead of waiting again.
+    prepaid: Option<Arc<parking_lot::Mutex<Option<QuotaGrant>>>>,
 }
 
 impl std::fmt::Debug for DastraClient {
@@ -172,6 +175,7 @@ impl DastraClient {
                 dry_run: None,
             }),
             priority: Priority::Live,
+            prepaid: None,
         })
     }
 
@@ -195,7 +199,25 @@ impl DastraClient {
 
     /// A handle whose requests queue in `priority` (deletes always go as [`Priority::Urgent`]).
     pub fn with_priority(&self, priority: Priority) -> Self {
-        Self { inner: self.inner.clone(), priority }
+        Self { inner: self.inner.clone(), priority, prepaid: None }
+    }
+
+    /// Waits for one request's quota slot in `priority` and answers a handle whose next call sends
+    /// at once on that slot (later attempts of it wait as usual). The sink's request batcher
+    /// waits for the slot before it seals a batch, so members keep joining while the quota holds
+    /// the request back, and a member given up in the meantime is left out of the request.
+    /// Dropping the handle unused wastes the slot. A dry-run client answers at once.
+    pub async fn reserve(&self, priority: Priority) -> Self {
+        let grant = if self.is_dry_run() {
+            QuotaGrant { waited: Duration::ZERO }
+        } else {
+            self.inner.quota.acquire(priority).await
+        };
+        Self { inner: self.inner.clone(), priority, prepaid: Some(Arc::new(parking_lot::Mutex::new(Some(grant)))) }
+    }
+
+    fn take_prepaid(&self) -> Option<QuotaGrant> {
+        self.prepaid.as_ref().and_then(|p| p.lock().take())
     }
 
     /// The priority class of this handle.
@@ -332,7 +354,10 @@ impl DastraClient {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
-            let grant = inner.quota.acquire(call.priority).await;
+            let grant = match self.take_prepaid() {
+                Some(grant) if attempt == 1 => grant,
+                _ => inner.quota.acquire(call.priority).await,
+            };
             let auth = match inner.auth.header(&inner.http, &inner.redactor).await {
                 Ok(a) => a,
                 Err(e) if e_is_retryable_token(&e) && inner.retry.may_retry(attempt) => {

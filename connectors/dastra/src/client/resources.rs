@@ -389,6 +389,16 @@ impl DastraClient {
         ids: &[R::Id],
         ops: &[PatchOperation],
     ) -> Result<(), DastraError> {
+        self.batch_patch_unchecked::<R>(ids, ops).await
+    }
+
+    /// [`Self::batch_patch`] for a resource the caller knows has the route (the sink's batcher,
+    /// generic over its own resource trait).
+    pub(crate) async fn batch_patch_unchecked<R: Resource>(
+        &self,
+        ids: &[R::Id],
+        ops: &[PatchOperation],
+    ) -> Result<(), DastraError> {
         let mut c = self.call(Method::PATCH, "PATCH", R::ROUTES.batch_patch, self.ws_path(R::PATH));
         c.payload = Self::json_body(c.route, &BatchPatch { ids: ids.to_vec(), patch: ops.to_vec() })?;
         c.safety = patch_safety(ops);
@@ -398,6 +408,11 @@ impl DastraClient {
     /// `POST <collection>/batch-delete` with the ids as a JSON array (2024 route; the 2022 form was
     /// `DELETE <collection>` with the same body). Urgent class.
     pub async fn batch_delete<R: BatchDeletable>(&self, ids: &[R::Id]) -> Result<(), DastraError> {
+        self.batch_delete_unchecked::<R>(ids).await
+    }
+
+    /// [`Self::batch_delete`] for a resource the caller knows has the route.
+    pub(crate) async fn batch_delete_unchecked<R: Resource>(&self, ids: &[R::Id]) -> Result<(), DastraError> {
         let mut c =
             self.call(Method::POST, "POST", R::ROUTES.batch_delete, self.ws_path(&format!("{}/batch-delete", R::PATH)));
         c.payload = Self::json_body(c.route, ids)?;

@@ -218,6 +218,18 @@ pub struct DastraSinkConfig {
     #[serde(default = "default_ledger_batch_delay", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub ledger_batch_delay: Duration,
+    /// Deletes of one entity type, and identical JSON Patches of one type, from keys worked on at
+    /// the same time are sent as one `POST <collection>/batch-delete` / `PATCH <collection>`
+    /// (Assets, Actors, Contracts, DataFields, DataProcessings, Tasks). A delete or patch waits up
+    /// to this long for others to join it, then for its quota slot (members keep joining while
+    /// the quota holds the request back). A batch is at most `batch_max` members and at most
+    /// `max_in_flight` (keys worked on at once). `0s`: every request on its own route.
+    #[serde(default = "default_batch_window", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub batch_window: Duration,
+    /// Most members of one batch request.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
 }
 
 /// How the sink writes its ledger entries.
@@ -261,6 +273,12 @@ fn default_ledger_batch() -> usize {
 fn default_ledger_batch_delay() -> Duration {
     Duration::from_millis(5)
 }
+fn default_batch_window() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_batch_max() -> usize {
+    100
+}
 fn default_grace() -> Duration {
     Duration::from_secs(20)
 }
@@ -300,6 +318,12 @@ impl DastraSinkConfig {
             && (self.ledger_batch_delay.is_zero() || self.ledger_batch_delay > Duration::from_secs(10))
         {
             return Err(ConfigError::new(format!("{at}.ledger_batch_delay"), "must be between 1ms and 10s"));
+        }
+        if self.batch_window > Duration::from_secs(10) {
+            return Err(ConfigError::new(format!("{at}.batch_window"), "must be at most 10s (0s turns batching off)"));
+        }
+        if self.batch_max == 0 || self.batch_max > 1000 {
+            return Err(ConfigError::new(format!("{at}.batch_max"), "must be 1..=1000"));
         }
         if self.max_buffered < self.max_in_flight {
             return Err(ConfigError::new(format!("{at}.max_buffered"), "must be at least max_in_flight"));

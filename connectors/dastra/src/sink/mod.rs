@@ -135,6 +135,7 @@ impl Connector for DastraSink {
                 })
             });
         }
+        let batcher = apply::RequestBatcher::new(self.config.batch_window, self.config.batch_max);
         let shared = Arc::new(driver::SinkServices {
             name: ctx.name.clone(),
             config: self.config,
@@ -149,6 +150,7 @@ impl Connector for DastraSink {
             quota,
             total_partitions,
             objects,
+            batcher,
         });
         ready.set(true);
         let result = driver::Driver::new(shared, status).run(subscriber, shutdown).await;

@@ -14,6 +14,9 @@
 //!   Dastra answers (the case under the quota): an event of an idle key starts at once while fewer
 //!   than `max_in_flight` started events are still sending; every later event of a key waits in
 //!   its slot, where the newest replaces it.
+//! - Batching (`batch_window`) likewise: a delete, or a patch, joins the identical one of a key
+//!   started fewer than `max_in_flight` keys before it (a request waiting for the quota behind
+//!   the others in flight), up to `batch_max` members.
 //! - The time is the quota's: Dastra answering instantly, no 429, no retry.
 //! - Events already waiting in the sink's pending store (for a reference) are planned first, as
 //!   the sink holds them before consuming; those held behind a parked key are not.
@@ -33,7 +36,7 @@ use dastra_connect_core::state;
 use dastra_connect_core::state::{MemoryStore, StateStore};
 use serde::Serialize;
 
-use super::apply::{ApplyCtx, Outcome, apply};
+use super::apply::{ApplyCtx, Outcome, RequestBatcher, apply};
 use super::config::DastraSinkConfig;
 use super::ledger::{EntryState, Ledger, decode_entry};
 use super::order;
@@ -123,11 +126,12 @@ pub struct Savings {
 }
 
 /// The assumptions printed with every plan.
-pub const ESTIMATES: [&str; 4] = [
+pub const ESTIMATES: [&str; 5] = [
     "lookups find what the ledger knows Dastra holds (generic links by their ends) and nothing else (Dastra may hold records the ledger lost), and an area named by `areaRef` exists",
     "no entity was deleted in Dastra by a person since the ledger recorded it (each such PATCH would be followed by a POST)",
     "coalescing as in a backlog consumed faster than Dastra answers: the first event of up to `max_in_flight` keys is applied at once, the later events of every key are coalesced into its newest",
     "time: under the quota windows with Dastra answering instantly, no 429 and no retry",
+    "batching as in such a backlog: a delete, or a patch, joins the identical one (same type, same operations) of a key started fewer than `max_in_flight` keys before it, up to `batch_max` members; Dastra refuses no batch",
 ];
 
 struct Sim {
@@ -340,7 +344,11 @@ async fn simulate(
         }
     }
     // Object-store attachments are not fetched in a plan (see `content::fetch`).
-    let ctx = ApplyCtx { client: &client, ledger: &ledger, policy: &config.policy, objects: None };
+    // Batching as the sink does it among the keys started together (not in the plain count).
+    let batcher = (coalesce && !config.batch_window.is_zero())
+        .then(|| RequestBatcher::planning(config.batch_max, config.max_in_flight));
+    let ctx =
+        ApplyCtx { client: &client, ledger: &ledger, policy: &config.policy, objects: None, batcher: batcher.as_ref() };
     let mut sim = Sim {
         by_entity: BTreeMap::new(),
         by_route: BTreeMap::new(),
@@ -359,6 +367,13 @@ async fn simulate(
     let mut queued: HashMap<EntityKey, ChangeEvent> = HashMap::new();
     let mut queue_order: VecDeque<EntityKey> = VecDeque::new();
     let mut inputs: VecDeque<ChangeEvent> = events.iter().cloned().collect();
+    let started = |sent: u64| {
+        if sent > 0
+            && let Some(b) = &batcher
+        {
+            b.key_started();
+        }
+    };
     loop {
         let event = match inputs.pop_front() {
             Some(e) => e,
@@ -368,7 +383,8 @@ async fn simulate(
                 match queue_order.pop_front() {
                     Some(k) => match queued.remove(&k) {
                         Some(e) => {
-                            let (_, woken) = sim.run(&ctx, &dry, &ledger, &e).await?;
+                            let (sent, woken) = sim.run(&ctx, &dry, &ledger, &e).await?;
+                            started(sent);
                             inputs.extend(woken);
                             continue;
                         }
@@ -399,12 +415,20 @@ async fn simulate(
             continue;
         }
         let (sent, woken) = sim.run(&ctx, &dry, &ledger, &event).await?;
+        started(sent);
         if coalesce && sent > 0 {
             running.insert(event.key.clone());
         }
         inputs.extend(woken);
     }
     sim.waiting = sim.pending.len() as u64;
+    // A single request others joined is sent on the batch route.
+    for (single, batch, n) in batcher.map(|b| b.batched_routes()).unwrap_or_default() {
+        if let Some(c) = sim.by_route.get_mut(single) {
+            *c = c.saturating_sub(n);
+        }
+        *sim.by_route.entry(batch.to_owned()).or_default() += n;
+    }
     Ok(sim)
 }
 
@@ -432,6 +456,8 @@ impl Sim {
         self.applied += 1;
         let result = apply(ctx, event).await;
         let sent = dry.take();
+        // Requests that joined another key's batch: nothing more is sent, but the key is started.
+        let joined = ctx.batcher.map_or(0, RequestBatcher::take_joined);
         let kind = event.kind().as_str();
         for r in &sent {
             *self.by_entity.entry(kind).or_default().entry(request_kind(r.method, r.route)).or_default() += 1;
@@ -476,7 +502,7 @@ impl Sim {
                 }
             }
         }
-        Ok((sent.len() as u64, woken))
+        Ok((sent.len() as u64 + joined, woken))
     }
 }
 

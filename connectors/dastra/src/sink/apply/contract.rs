@@ -14,6 +14,7 @@ use crate::sink::config::DeletePolicy;
 use crate::sink::ledger::LedgerEntry;
 
 impl SinkResource for Contracts {
+    const BATCH_ROUTES: bool = true;
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -42,7 +43,7 @@ pub(super) async fn apply(
             let id = uuid_id(&id_text)?;
             match policy {
                 DeletePolicy::Archive => ctx.client.archive::<Contracts>(&id).await?,
-                _ => ctx.client.delete::<Contracts>(&id).await?,
+                _ => ctx.delete::<Contracts>(&id_text).await?,
             }
             Ok(1)
         })

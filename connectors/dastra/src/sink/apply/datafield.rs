@@ -17,6 +17,7 @@ use crate::model::Filter;
 use crate::sink::ledger::LedgerEntry;
 
 impl SinkResource for DataFields {
+    const BATCH_ROUTES: bool = true;
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }

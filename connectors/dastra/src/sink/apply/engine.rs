@@ -23,6 +23,9 @@ pub trait SinkResource: Resource + Patchable {
     fn read_id(read: &Self::Read) -> Option<String>;
     /// Parses an id stored in the ledger.
     fn parse_id(text: &str) -> Option<Self::Id>;
+    /// Dastra has `POST <collection>/batch-delete` and `PATCH <collection>` for it (the sink's
+    /// batcher groups its deletes and identical patches).
+    const BATCH_ROUTES: bool = false;
 }
 
 /// One upsert: the entity, its source version, and the DTO content to send (as JSON, with the
@@ -100,11 +103,11 @@ where
     }
 
     if let Some(id_text) = existing_id {
-        let id = R::parse_id(&id_text)
+        R::parse_id(&id_text)
             .ok_or_else(|| ApplyError::invalid("ledger_bad_id", format!("ledger id {id_text:?} is not a Dastra id")))?;
         let ops = patch_ops(&input.content, &fields, previous_fields.as_ref());
         requests += 1;
-        let result = if ops.is_empty() { Ok(()) } else { ctx.client.patch::<R>(&id, &ops).await };
+        let result = if ops.is_empty() { Ok(()) } else { ctx.patch::<R>(&id_text, &ops).await };
         match result {
             Ok(()) => return Ok(Outcome::Applied { entry: recorded(id_text, kept_links), requests }),
             // Deleted in Dastra by a person: the source still has it, so it is created again.

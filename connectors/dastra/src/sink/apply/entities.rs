@@ -19,6 +19,7 @@ use crate::sink::config::{ActorKey, DeletePolicy};
 use crate::sink::ledger::{EntryState, LedgerEntry};
 
 impl SinkResource for Assets {
+    const BATCH_ROUTES: bool = true;
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -31,6 +32,7 @@ impl SinkResource for Assets {
 }
 
 impl SinkResource for Actors {
+    const BATCH_ROUTES: bool = true;
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -237,10 +239,10 @@ where
     Fut: std::future::Future<Output = Result<Option<String>, crate::error::DastraError>>,
 {
     remove(ctx, event, current, find, |id_text, _policy| async move {
-        let id = R::parse_id(&id_text)
+        R::parse_id(&id_text)
             .ok_or_else(|| ApplyError::invalid("ledger_bad_id", format!("ledger id {id_text:?} is not a Dastra id")))?;
-        // The client treats a 404 as already gone.
-        ctx.client.delete::<R>(&id).await?;
+        // A 404 is already gone.
+        ctx.delete::<R>(&id_text).await?;
         Ok(1)
     })
     .await

@@ -6,6 +6,7 @@
 //! The driver ([`super::driver`]) calls [`apply`] for one key at a time, so per-key order holds and no
 //! two requests for one entity race.
 
+mod batcher;
 pub mod content;
 mod contract;
 mod datafield;
@@ -29,6 +30,7 @@ use super::ledger::{EntryState, Ledger, LedgerEntry};
 use crate::DastraClient;
 use crate::error::DastraError;
 
+pub use batcher::RequestBatcher;
 pub use content::{MAX_ATTACHMENT_BYTES, ObjectError, ObjectStore};
 pub use engine::{SinkResource, patch_ops, upsert};
 pub use native::SYSTEM as NATIVE_SYSTEM;
@@ -44,6 +46,31 @@ pub struct ApplyCtx<'a> {
     pub policy: &'a SinkPolicy,
     /// The bus-side object store attachments may name (NATS only; `None` on Kafka).
     pub objects: Option<&'a dyn ObjectStore>,
+    /// Groups deletes and identical patches of keys worked on at once into Dastra's batch routes;
+    /// `None`: every request on its own route (`plan`, and `batch_window = 0`).
+    pub batcher: Option<&'a RequestBatcher>,
+}
+
+impl ApplyCtx<'_> {
+    /// Deletes the entity `id` of `R` (a 404 is success), through the batcher when there is one.
+    pub(crate) async fn delete<R: SinkResource>(&self, id: &str) -> Result<(), DastraError> {
+        match self.batcher {
+            Some(b) => b.delete::<R>(self.client, id).await,
+            None => batcher::delete_one::<R>(self.client, id).await,
+        }
+    }
+
+    /// Patches the entity `id` of `R`, through the batcher when there is one.
+    pub(crate) async fn patch<R: SinkResource>(
+        &self,
+        id: &str,
+        ops: &[crate::model::PatchOperation],
+    ) -> Result<(), DastraError> {
+        match self.batcher {
+            Some(b) => b.patch::<R>(self.client, id, ops).await,
+            None => batcher::patch_one::<R>(self.client, id, ops).await,
+        }
+    }
 }
 
 /// Why an event needed no request.

@@ -21,6 +21,7 @@ use crate::sink::config::DeletePolicy;
 use crate::sink::ledger::LedgerEntry;
 
 impl SinkResource for DataProcessings {
+    const BATCH_ROUTES: bool = true;
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -64,7 +65,7 @@ pub(super) async fn apply(
             let id = uuid_id(&id_text)?;
             match policy {
                 DeletePolicy::Archive => ctx.client.archive::<DataProcessings>(&id).await?,
-                _ => ctx.client.delete::<DataProcessings>(&id).await?,
+                _ => ctx.delete::<DataProcessings>(&id_text).await?,
             }
             Ok(1)
         })

@@ -24,6 +24,7 @@ use crate::sink::ledger::LedgerEntry;
 pub const TASK_KEY_FIELD: &str = "dastraConnectKey";
 
 impl SinkResource for Tasks {
+    const BATCH_ROUTES: bool = true;
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -55,7 +56,7 @@ pub(super) async fn apply(
             let id = int_id(&id_text)?;
             match policy {
                 DeletePolicy::Archive => ctx.client.archive_task(id, true).await?,
-                _ => ctx.client.delete::<Tasks>(&id).await?,
+                _ => ctx.delete::<Tasks>(&id_text).await?,
             }
             Ok(1)
         })

@@ -193,6 +193,8 @@ pub struct SinkServices {
     pub total_partitions: u32,
     /// The bus-side object store attachments may name (NATS; `None` on Kafka).
     pub objects: Option<Arc<dyn crate::sink::apply::ObjectStore>>,
+    /// Groups deletes and identical patches into Dastra's batch routes (`batch_window`).
+    pub batcher: crate::sink::apply::RequestBatcher,
 }
 
 /// Live counters for `/status`.

@@ -37,6 +37,7 @@ pub(super) async fn work_on(shared: &SinkServices, work: &Work) -> Finished {
         ledger: &shared.ledger,
         policy: &shared.config.policy,
         objects: shared.objects.as_deref(),
+        batcher: Some(&shared.batcher),
     };
     let mut attempts = 0u32;
     let mut delay = Duration::from_millis(200);
