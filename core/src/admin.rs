@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 use crate::telemetry::Metrics;
 
 type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+type ConditionFn = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Shared state of the admin server: metrics, readiness flags, health results and status providers.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct Admin {
     ready: Arc<RwLock<BTreeMap<String, Arc<AtomicBool>>>>,
     health: Arc<RwLock<BTreeMap<String, Arc<RwLock<HealthState>>>>>,
     status: Arc<RwLock<BTreeMap<String, StatusFn>>>,
+    /// Readiness conditions a component reports itself (see [`Admin::ready_condition`]).
+    conditions: Arc<RwLock<BTreeMap<String, ConditionFn>>>,
     started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -75,6 +78,7 @@ impl Admin {
             ready: Default::default(),
             health: Default::default(),
             status: Default::default(),
+            conditions: Default::default(),
             started: chrono::Utc::now(),
         }
     }
@@ -98,6 +102,14 @@ impl Admin {
     pub fn health(&self, component: &str) -> Health {
         let mut map = self.health.write();
         Health(map.entry(component.to_owned()).or_default().clone())
+    }
+
+    /// Registers a condition of `component`'s readiness, read at every `/readyz` (and `/status`):
+    /// while it answers a reason, the started component is not ready, with that reason. For what a
+    /// component sees in its own work rather than through a health check (its state store refusing
+    /// writes for a while); replaces an earlier one.
+    pub fn ready_condition(&self, component: &str, f: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        self.conditions.write().insert(component.to_owned(), Arc::new(f));
     }
 
     /// Registers a function whose JSON result appears under `component` in `/status`.
@@ -135,13 +147,18 @@ impl Admin {
             return vec!["no connector has registered yet".to_owned()];
         }
         let health = self.health.read();
+        let conditions = self.conditions.read();
         let mut out = Vec::new();
         for (name, flag) in ready.iter() {
             match health.get(name).map(|h| h.read().clone()) {
                 Some(HealthState { ok: false, error: Some(e), .. }) => out.push(format!("{name}: {e}")),
                 Some(HealthState { ok: false, .. }) => out.push(format!("{name}: health not checked yet")),
                 _ if !flag.load(Ordering::Acquire) => out.push(format!("{name}: starting")),
-                _ => {}
+                _ => {
+                    if let Some(why) = conditions.get(name).and_then(|f| f()) {
+                        out.push(format!("{name}: {why}"));
+                    }
+                }
             }
         }
         out
@@ -228,6 +245,22 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&status).unwrap();
         assert_eq!(v["sink"]["partitions"][1], 1);
         assert_eq!(v["ready"], true);
+    }
+
+    #[tokio::test]
+    async fn a_condition_makes_a_started_component_not_ready_while_it_holds() {
+        let admin = Admin::new(Metrics::new());
+        let failing = Arc::new(AtomicBool::new(true));
+        let f = failing.clone();
+        admin.ready_condition("sink", move || f.load(Ordering::SeqCst).then(|| "ledger writes failing".to_owned()));
+        let r = admin.readiness("sink");
+        assert_eq!(admin.not_ready(), vec!["sink: starting"], "not started yet: that is the reason");
+        r.set(true);
+        let (code, body) = get(admin.router(), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("sink: ledger writes failing"), "{body}");
+        failing.store(false, Ordering::SeqCst);
+        assert_eq!(get(admin.router(), "/readyz").await.0, StatusCode::OK, "read at every request");
     }
 
     #[tokio::test]

@@ -63,6 +63,9 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// Entries in the sink ledger. Labels: connector.
     pub ledger_entries: IntGaugeVec,
+    /// Failed attempts to write a batch of ledger entries (each retry counts); the events of the
+    /// batch stay uncommitted until one succeeds. Labels: connector.
+    pub ledger_batch_write_failures: IntCounterVec,
     /// Webhooks received from Dastra. Labels: connector, event, status.
     pub webhooks_received: IntCounterVec,
 }
@@ -207,6 +210,12 @@ impl Metrics {
                 &["connector", "topic", "partition"],
             ),
             ledger_entries: igauge(&r, "ledger_entries", "Entries in the sink ledger.", &["connector"]),
+            ledger_batch_write_failures: counter(
+                &r,
+                "ledger_batch_write_failures_total",
+                "Failed attempts to write a batch of sink ledger entries (retried until one succeeds).",
+                &["connector"],
+            ),
             webhooks_received: counter(
                 &r,
                 "webhooks_received_total",

@@ -226,6 +226,24 @@ pub fn decode_entry(bytes: &[u8]) -> Result<LedgerEntry, String> {
     }
 }
 
+/// The ledger's batch writes have been failing (see [`Ledger::write_failure`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WriteFailure {
+    /// For how long, without a success in between.
+    #[serde(rename = "failing_for_s", serialize_with = "as_secs")]
+    pub failing_for: std::time::Duration,
+    /// When the first of them failed.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Failed attempts since then.
+    pub attempts: u64,
+    /// The last error (the store's, never a secret).
+    pub error: String,
+}
+
+fn as_secs<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
+}
+
 /// Typed access to the ledger's state store.
 #[derive(Clone)]
 pub struct Ledger {
@@ -254,9 +272,33 @@ impl Ledger {
         self.batch.is_some()
     }
 
-    /// The task that writes the staged entries (it runs until aborted), when batching is on.
-    pub fn flusher(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        self.batch.clone().map(|b| b.run(self.store.clone()))
+    /// The task that writes the staged entries (it runs until aborted or [`Ledger::abandon`]),
+    /// when batching is on. Every failed batch write calls `on_failure` (the driver counts them).
+    pub fn flusher(
+        &self,
+        on_failure: impl Fn() + Send + 'static,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.batch.clone().map(|b| b.run(self.store.clone(), on_failure))
+    }
+
+    /// Gives up the entries staged and not yet durable: no batch write starts any more (the
+    /// flusher ends), the one under way is waited for, and the staged entries are dropped (a later
+    /// [`Ledger::stage`] drops its entry at once). Their events' offsets are never released, so
+    /// they are applied again by the next owner, as after a crash. Returns how many were dropped
+    /// (0 when batching is off). For a sink giving partitions up while the writes fail: written
+    /// later, a staged entry could land after the new owner's newer entry of the same key.
+    pub async fn abandon(&self) -> usize {
+        match &self.batch {
+            Some(b) => b.abandon().await,
+            None => 0,
+        }
+    }
+
+    /// Batch writes failing without a success since: for how long, since when, how many
+    /// attempts, and the last error. `None` while they succeed (or batching is off).
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        let f = self.batch.as_ref()?.failing()?;
+        Some(WriteFailure { failing_for: f.since.elapsed(), since: f.since_utc, attempts: f.attempts, error: f.error })
     }
 
     /// Stages `entry` for `key` (readable at once, written with the next batch); returns the

@@ -152,6 +152,12 @@ impl Connector for DastraSink {
             objects,
             batcher,
         });
+        {
+            // Batch writes of the ledger failing for a while make the sink not ready (read at each
+            // `/readyz`): it runs on, but commits nothing of what it staged.
+            let ledger = shared.ledger.clone();
+            ctx.admin.ready_condition(&ctx.name, move || driver::ledger_not_ready(&ledger));
+        }
         ready.set(true);
         let result = driver::Driver::new(shared, status).run(subscriber, shutdown).await;
         ready.set(false);

@@ -63,6 +63,9 @@ async fn next_flushed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Opt
     }
 }
 
+/// How long [`Driver::abandon_staged`] waits for the ledger batch write under way.
+const ABANDON_WAIT: Duration = Duration::from_secs(30);
+
 /// How often consumer lag is read from the broker (it costs requests to the brokers).
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
@@ -216,6 +219,30 @@ pub struct SinkStatus {
     pub parked: usize,
     /// The first parked keys with the reason code they were parked for (at most 50).
     pub parked_keys: Vec<(String, String)>,
+    /// While the ledger's batch writes keep failing: since when, how often, the last error
+    /// (`null` while they succeed). Their events stay uncommitted meanwhile; after
+    /// [`LEDGER_FAILING_NOT_READY_AFTER`] the sink reports itself not ready.
+    pub ledger_writes_failing: Option<super::ledger::WriteFailure>,
+}
+
+/// How long the ledger's batch writes may fail without a success before the sink reports itself
+/// not ready (`/readyz` 503, with the reason). One failed attempt is a blip the flusher's retry
+/// (after 50 ms, doubling up to 5 s) absorbs; failing for this long, about six attempts in a row,
+/// means the bus refuses the ledger's writes, and the sink makes no progress: its events stay
+/// uncommitted and consuming pauses once `max_buffered` is reached.
+pub const LEDGER_FAILING_NOT_READY_AFTER: Duration = Duration::from_secs(10);
+
+/// Why the sink is not ready because of its ledger (see [`LEDGER_FAILING_NOT_READY_AFTER`]), if it
+/// is not: what `/readyz` shows, read at each request. The sink registers it with
+/// `Admin::ready_condition`.
+pub fn ledger_not_ready(ledger: &Ledger) -> Option<String> {
+    let f = ledger.write_failure().filter(|f| f.failing_for >= LEDGER_FAILING_NOT_READY_AFTER)?;
+    Some(format!(
+        "ledger writes failing for {}s ({} attempts; last error: {})",
+        f.failing_for.as_secs(),
+        f.attempts,
+        f.error
+    ))
 }
 
 /// The loop's state.
@@ -288,7 +315,11 @@ impl Driver {
         // The ledger's write batch is written by a task that lives as long as this loop: when the
         // loop is dropped without draining (a crash), staged entries are lost together with the
         // uncommitted offsets that stand for them.
-        let _flusher = self.shared.ledger.flusher().map(|f| AbortOnDrop(tokio::spawn(f)));
+        // If the staged entries cannot be made durable before partitions are given up, they are
+        // abandoned instead (`abandon_staged`): the flusher ends and nothing staged here lands
+        // after the hand-over.
+        let failures = self.shared.metrics.ledger_batch_write_failures.with_label_values(&[&self.shared.name]);
+        let _flusher = self.shared.ledger.flusher(move || failures.inc()).map(|f| AbortOnDrop(tokio::spawn(f)));
         let mut flushed = self.shared.ledger.flushed();
         let holds = sub.hold_revocations();
         tracing::debug!(connector = %self.label(), holds, "revocations held until hand-over");
@@ -494,6 +525,28 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Gives up the ledger's staged entries that could not be made durable (see
+    /// [`Ledger::abandon`]): the sink is about to give partitions up (a hand-over, the end of `run`),
+    /// and a staged entry written after that could land over a newer entry of the new owner. Their
+    /// offsets stay uncommitted, so their events are applied again by whoever owns the partition
+    /// next; nothing is staged from now on, so the sink must stop (the caller sets `broken` or is
+    /// already stopping).
+    pub(super) async fn abandon_staged(&mut self) {
+        // The attempt under way is bounded by the bus client's own timeouts; this only guards
+        // against a store that never answers.
+        let dropped = match tokio::time::timeout(ABANDON_WAIT, self.shared.ledger.abandon()).await {
+            Ok(n) => n,
+            Err(_) => {
+                tracing::error!(connector = %self.label(), "a ledger batch write still under way after {}s: it may land after the partitions were given up", ABANDON_WAIT.as_secs());
+                0
+            }
+        };
+        let offsets = self.unflushed_offsets;
+        self.unflushed.clear();
+        self.unflushed_offsets = 0;
+        tracing::warn!(connector = %self.label(), entries = dropped, offsets, "the ledger's staged writes were abandoned (never durable; their events are applied again by the next owner)");
     }
 
     /// Writes the ledger's staged entries now (within `grace`) and releases their offsets; false

@@ -54,9 +54,7 @@ impl Driver {
         // Staged ledger entries are written before the hand-over: written later, one could land
         // after the new owner's newer entry of the same key.
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-        if !self.flush_staged(left).await {
-            self.broken = Some("the ledger's staged writes could not be made durable before a hand-over".into());
-        }
+        let flushed = self.flush_staged(left).await;
         self.commit(sub).await;
         let revoked: HashSet<&TopicPartition> = tps.iter().collect();
         // Work of revoked partitions still running after the grace period (Dastra slow, quota
@@ -75,6 +73,15 @@ impl Driver {
         }
         if !stale.is_empty() {
             tracing::warn!(connector = %self.label(), abandoned = stale.len(), "grace period over: in-flight work of revoked partitions abandoned (the new owner applies it again)");
+        }
+        if !flushed {
+            // Not written in time, they must not be written at all once the partitions are handed
+            // over (the caller does that next). After the stale workers are stopped: a worker
+            // waiting for a staged entry of its key is released by the abandon, and must not go on
+            // to write. The flusher ends with it, so the sink stops: the events of the abandoned
+            // entries (their offsets never committed) are applied again by the next owner.
+            self.abandon_staged().await;
+            self.broken = Some("the ledger's staged writes could not be made durable before a hand-over".into());
         }
         // Queued events of revoked partitions belong to the new owner, who reads them again from
         // the committed offset; that includes those queued behind a key still running here (held
@@ -136,7 +143,9 @@ impl Driver {
         }
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         if !self.flush_staged(left).await {
+            // The partitions are given up when `run` returns: nothing staged may land after that.
             tracing::warn!(connector = %self.label(), "the ledger's staged writes did not become durable; their events will be redelivered");
+            self.abandon_staged().await;
         }
     }
 
@@ -162,6 +171,7 @@ impl Driver {
             .into_iter()
             .map(|(tp, n)| (format!("{}[{}]", tp.topic, tp.partition), n))
             .collect();
+        s.ledger_writes_failing = self.shared.ledger.write_failure();
         s.pending = self.shared.pending.len();
         s.parked = self.shared.parked.len();
         s.parked_keys = self
