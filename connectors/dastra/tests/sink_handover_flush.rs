@@ -35,6 +35,7 @@ use dastra_connect_core::event::{Asset, ChangeEvent, Payload, sequence_from_u64}
 use dastra_connect_core::state::{self, StateError, StateStore};
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_dastra::sink::DastraSinkConfig;
+use dastra_connect_dastra::sink::apply::RequestBatcher;
 use dastra_connect_dastra::sink::driver::{
     Driver, LEDGER_FAILING_NOT_READY_AFTER, SinkServices, SinkStatus, ledger_not_ready,
 };
@@ -150,6 +151,7 @@ async fn start_flaky(bus: &BusConfig, topics: &Topics, partitions: u32, config: 
         quota,
         total_partitions: partitions * kinds.len() as u32,
         objects: None,
+        batcher: RequestBatcher::new(config.batch_window, config.batch_max),
         config,
     });
     let subscriber = bus.subscriber("sink", &kinds).await.unwrap();

@@ -247,7 +247,7 @@ fn all_entities() -> Vec<String> {
     EntityKind::ALL.iter().map(|k| k.as_str().to_owned()).collect()
 }
 fn default_in_flight() -> usize {
-    8
+    32
 }
 fn default_buffered() -> usize {
     20_000
@@ -274,7 +274,7 @@ fn default_ledger_batch_delay() -> Duration {
     Duration::from_millis(5)
 }
 fn default_batch_window() -> Duration {
-    Duration::from_millis(20)
+    Duration::from_millis(5)
 }
 fn default_batch_max() -> usize {
     100

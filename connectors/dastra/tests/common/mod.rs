@@ -53,6 +53,11 @@ pub fn sink_config(emu: &RunningEmulator) -> DastraSinkConfig {
     if let Some(n) = std::env::var("DASTRA_LEDGER_BATCH").ok().and_then(|v| v.parse().ok()) {
         cfg.ledger_batch = n;
     }
+    // `DASTRA_BATCH_WINDOW_MS=0` runs them with Dastra's batch routes unused (every request on its
+    // own route, as before the request batcher).
+    if let Some(ms) = std::env::var("DASTRA_BATCH_WINDOW_MS").ok().and_then(|v| v.parse().ok()) {
+        cfg.batch_window = Duration::from_millis(ms);
+    }
     cfg
 }
 
