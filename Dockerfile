@@ -5,7 +5,8 @@
 #   docker run --rm --read-only --tmpfs /tmp -p 9090:9090 -v $PWD/my.yaml:/etc/dastra-connect/config.yaml:ro dastra-connect:dev
 #
 # Build prerequisites (all present in the official rust:*-bookworm image used below): a C toolchain
-# and make (librdkafka is compiled from source by rdkafka-sys, aws-lc by aws-lc-sys), pkg-config and
+# and make (librdkafka is compiled from source by rdkafka-sys, aws-lc by aws-lc-sys, mimalloc by
+# libmimalloc-sys), pkg-config and
 # the OpenSSL headers (libssl-dev: rdkafka's `ssl` feature links the system OpenSSL for Kafka TLS;
 # HTTPS to Dastra uses rustls and needs no OpenSSL), zlib headers (zlib1g-dev). The runtime image
 # therefore needs libssl3, zlib and CA certificates.

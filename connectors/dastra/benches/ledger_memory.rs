@@ -106,6 +106,11 @@ async fn on_bus(what: &str, bus: dastra_connect_core::bus::BusConfig, namespace:
     std::hint::black_box((&writer, &reader));
 }
 
+/// The allocator of the `dastra-connect` binary (`cli/src/main.rs`), so that the figures are the
+/// process's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let n: usize = std::env::var("BENCH_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

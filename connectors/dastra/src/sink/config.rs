@@ -247,7 +247,7 @@ fn all_entities() -> Vec<String> {
     EntityKind::ALL.iter().map(|k| k.as_str().to_owned()).collect()
 }
 fn default_in_flight() -> usize {
-    32
+    8
 }
 fn default_buffered() -> usize {
     20_000
