@@ -38,9 +38,11 @@ use serde::Serialize;
 
 use super::apply::{ApplyCtx, Outcome, RequestBatcher, apply};
 use super::config::DastraSinkConfig;
+use super::driver::priority_of;
 use super::ledger::{EntryState, Ledger, decode_entry};
 use super::order;
 use crate::client::dry_run::DryRun;
+use crate::quota::Priority;
 use crate::{DastraClient, QuotaLimiter};
 
 /// The four kinds of request the plan counts.
@@ -347,8 +349,9 @@ async fn simulate(
     // Batching as the sink does it among the keys started together (not in the plain count).
     let batcher = (coalesce && !config.batch_window.is_zero())
         .then(|| RequestBatcher::planning(config.batch_max, config.max_in_flight));
-    let ctx =
-        ApplyCtx { client: &client, ledger: &ledger, policy: &config.policy, objects: None, batcher: batcher.as_ref() };
+    // Each event's requests in its quota class; without lanes the keys start in read order, one
+    // class for the batching span.
+    let class_of = |e: &ChangeEvent| if config.priority_lanes { priority_of(e) } else { Priority::Live };
     let mut sim = Sim {
         by_entity: BTreeMap::new(),
         by_route: BTreeMap::new(),
@@ -367,11 +370,11 @@ async fn simulate(
     let mut queued: HashMap<EntityKey, ChangeEvent> = HashMap::new();
     let mut queue_order: VecDeque<EntityKey> = VecDeque::new();
     let mut inputs: VecDeque<ChangeEvent> = events.iter().cloned().collect();
-    let started = |sent: u64| {
+    let started = |sent: u64, class: Priority| {
         if sent > 0
             && let Some(b) = &batcher
         {
-            b.key_started();
+            b.key_started(class);
         }
     };
     loop {
@@ -383,8 +386,12 @@ async fn simulate(
                 match queue_order.pop_front() {
                     Some(k) => match queued.remove(&k) {
                         Some(e) => {
-                            let (sent, woken) = sim.run(&ctx, &dry, &ledger, &e).await?;
-                            started(sent);
+                            let class = class_of(&e);
+                            let client = client.with_priority(class);
+                            let (sent, woken) = sim
+                                .run(&plan_ctx(&client, &ledger, config, batcher.as_ref()), &dry, &ledger, &e)
+                                .await?;
+                            started(sent, class);
                             inputs.extend(woken);
                             continue;
                         }
@@ -414,8 +421,11 @@ async fn simulate(
             queued.insert(event.key.clone(), event);
             continue;
         }
-        let (sent, woken) = sim.run(&ctx, &dry, &ledger, &event).await?;
-        started(sent);
+        let class = class_of(&event);
+        let client = client.with_priority(class);
+        let (sent, woken) =
+            sim.run(&plan_ctx(&client, &ledger, config, batcher.as_ref()), &dry, &ledger, &event).await?;
+        started(sent, class);
         if coalesce && sent > 0 {
             running.insert(event.key.clone());
         }
@@ -430,6 +440,16 @@ async fn simulate(
         *sim.by_route.entry(batch.to_owned()).or_default() += n;
     }
     Ok(sim)
+}
+
+/// The apply context of one planned event (its client carries the event's quota class).
+fn plan_ctx<'a>(
+    client: &'a DastraClient,
+    ledger: &'a Ledger,
+    config: &'a DastraSinkConfig,
+    batcher: Option<&'a RequestBatcher>,
+) -> ApplyCtx<'a> {
+    ApplyCtx { client, ledger, policy: &config.policy, objects: None, batcher }
 }
 
 impl Sim {

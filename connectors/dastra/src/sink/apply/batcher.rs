@@ -80,8 +80,8 @@ pub struct RequestBatcher {
 /// What a plan counts of batching (see [`RequestBatcher::planning`]).
 #[derive(Default)]
 struct PlanWave {
-    /// Keys started so far ([`RequestBatcher::key_started`]).
-    started: u64,
+    /// Keys started so far, per quota class ([`RequestBatcher::key_started`]).
+    started: [u64; 3],
     /// How many starts after its leader's a group still takes members.
     span: u64,
     /// Each open group: the start index of its leader, and its members.
@@ -122,20 +122,22 @@ impl RequestBatcher {
 
     /// A batcher for `plan`, which applies one key after the other through a dry-run client:
     /// nothing waits; the first delete or patch of a group is sent (recorded) on its own route,
-    /// and a later identical one joins it (and sends nothing) when fewer than `span` keys were
-    /// started since the group's leader and the group has fewer than `max` members. With a
-    /// backlog consumed faster than Dastra answers, the leader's request waits for the quota
-    /// behind at most `max_in_flight - 1` others (one per key in flight), each of which frees its
-    /// key's place for one more key: `span = max_in_flight`.
+    /// and a later identical one joins it (and sends nothing) when fewer than `span` keys of its
+    /// quota class were started since the group's leader and the group has fewer than `max`
+    /// members. With a backlog consumed faster than Dastra answers, the leader's request waits for
+    /// the quota behind at most `max_in_flight - 1` others (one per key in flight), each of which
+    /// frees its key's place for one more key: `span = max_in_flight`. Per class, because the
+    /// driver's priority lanes start the waiting keys of one class together.
     pub fn planning(max: usize, span: usize) -> Self {
         let wave = PlanWave { span: span.max(1) as u64, ..PlanWave::default() };
         Self { plan: Some(Mutex::new(wave)), ..Self::new(Duration::ZERO, max) }
     }
 
-    /// Plan: one more key was started (it sent a request or joined a group).
-    pub fn key_started(&self) {
+    /// Plan: one more key of quota class `class` was started (it sent a request or joined a
+    /// group).
+    pub fn key_started(&self, class: Priority) {
         if let Some(p) = &self.plan {
-            p.lock().started += 1;
+            p.lock().started[class.index()] += 1;
         }
     }
 
@@ -188,7 +190,7 @@ impl RequestBatcher {
             let joined = {
                 let mut guard = plan.lock();
                 let p = &mut *guard;
-                let now = p.started;
+                let now = p.started[key.priority.index()];
                 match p.groups.get_mut(&key) {
                     Some((lead, n)) if *n < self.max && now - *lead < p.span => {
                         *n += 1;

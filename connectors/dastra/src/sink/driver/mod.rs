@@ -12,6 +12,8 @@ mod held;
 mod offsets;
 mod work;
 
+pub(crate) use work::priority_of;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +39,7 @@ use super::tracker::Tracker;
 use crate::DastraClient;
 use crate::quota::Priority;
 use held::PendingEntry;
-use work::{Finished, priority_of, stages, work_on};
+use work::{Finished, stages, work_on};
 
 /// The events waiting for referenced entities in a sink's pending store (not those held behind a
 /// parked key), as the messages they came in: the sink applies them once what they reference is

@@ -16,7 +16,7 @@ pub(super) struct Finished {
 /// live changes, then snapshot sweeps and backfills (`data.is_snapshot()`). A work's requests wait
 /// for the quota in its class ([`Work::class`]), and the driver starts ready keys in the same order
 /// (`ReadyKeys`), so a live change does not queue behind a backlog already read.
-pub(super) fn priority_of(event: &ChangeEvent) -> Priority {
+pub(crate) fn priority_of(event: &ChangeEvent) -> Priority {
     if event.kind() == dastra_connect_core::event::EntityKind::DataSubjectRequest
         || event.op == dastra_connect_core::event::Op::Delete
     {
