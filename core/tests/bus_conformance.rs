@@ -593,3 +593,45 @@ async fn pause_and_resume_kafka_mock() {
 async fn pause_and_resume_nats() {
     pause_and_resume(Env::nats().await).await;
 }
+
+/// A member that closes gracefully (a rolling restart) leaves its group: the next member of the
+/// group is assigned its partitions at the next rebalance, not after the old member's session
+/// timeout (set to 60 s here, so "before 30 s" can only mean it left). On tansu only: librdkafka's
+/// MockCluster coordinator takes the leave but assigns the new member only once the departed
+/// member's session has expired (measured: no assignment within 30 s), so it cannot tell.
+async fn closed_member_leaves_its_group(env: Env) {
+    let topic = unique_topic("leave");
+    env.create_topic(&topic).await;
+    let BusConfig::Kafka(mut k) = env.bus() else { unreachable!("Kafka only") };
+    k.properties.insert("session.timeout.ms".into(), "60000".into());
+    k.properties.insert("heartbeat.interval.ms".into(), "1000".into());
+    let bus = BusConfig::Kafka(k);
+    let publisher = bus.publisher().await.expect("publisher");
+    publisher.publish(msg(&topic, "k0", 0)).await.expect("publish");
+    let group = unique("g");
+    let mut first = bus.subscriber(&group, std::slice::from_ref(&topic)).await.expect("subscriber");
+    let got = collect_until(&mut first, Duration::from_secs(60), |g| !g.is_empty()).await;
+    commit_all(first.as_ref(), &got).await;
+    first.close().await.expect("close");
+
+    let started = Instant::now();
+    let mut second = bus.subscriber(&group, std::slice::from_ref(&topic)).await.expect("subscriber");
+    loop {
+        let left = Duration::from_secs(30).saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, second.next_event()).await {
+            Ok(Ok(SubscriberEvent::Assigned(tps))) if !tps.is_empty() => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("consume failed: {e}"),
+            Err(_) => panic!(
+                "the second member got no partitions in 30 s: the closed member did not leave its group (its session of 60 s had to expire)"
+            ),
+        }
+    }
+    eprintln!("closed member's partitions reassigned after {:?}", started.elapsed());
+    second.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_member_leaves_its_group_tansu() {
+    closed_member_leaves_its_group(Env::tansu().await).await;
+}
