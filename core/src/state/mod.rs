@@ -13,15 +13,17 @@
 //! Use one namespace (topic / bucket) per purpose, e.g. `dastra-connect.ledger.<connector>` and
 //! `dastra-connect.checkpoints.<connector>`.
 
+mod cache;
 mod kafka;
 mod nats;
 
-use std::collections::{BTreeMap, HashSet};
+use cache::Cache;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::RwLock;
 
 pub use kafka::KafkaStateStore;
 pub use nats::{NatsKvStore, bucket_name, decode_key, encode_key};
@@ -118,132 +120,6 @@ pub async fn open(bus: &BusConfig, namespace: &str) -> Result<Arc<dyn StateStore
     })
 }
 
-/// One cached key in a single exact-size allocation: `[key length (LEB128)][key][position (i64
-/// LE)][1 = value, 0 = deleted][value]`. A ledger of millions of entities lives here: the key, the
-/// value and the position in their own heap blocks behind a `String` and a `Bytes` (and the NATS
-/// message buffer a received value keeps alive) cost more than the entry itself; one block and a
-/// 16-byte table slot is what is left.
-#[derive(Debug)]
-struct Slot(Box<[u8]>);
-
-impl Slot {
-    fn new(key: &str, position: i64, value: Option<&[u8]>) -> Self {
-        let mut out = Vec::with_capacity(key.len() + value.map_or(0, <[u8]>::len) + 12);
-        let mut len = key.len();
-        while len >= 0x80 {
-            out.push((len as u8) | 0x80);
-            len >>= 7;
-        }
-        out.push(len as u8);
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(&position.to_le_bytes());
-        match value {
-            Some(v) => {
-                out.push(1);
-                out.extend_from_slice(v);
-            }
-            None => out.push(0),
-        }
-        Self(out.into_boxed_slice())
-    }
-
-    /// Where the key starts and ends.
-    fn key_range(&self) -> (usize, usize) {
-        let (mut len, mut shift, mut at) = (0usize, 0u32, 0usize);
-        while let Some(b) = self.0.get(at) {
-            len |= usize::from(b & 0x7F) << shift;
-            at += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        (at, at + len)
-    }
-
-    fn key(&self) -> &[u8] {
-        let (start, end) = self.key_range();
-        &self.0[start..end]
-    }
-
-    fn position(&self) -> i64 {
-        let (_, end) = self.key_range();
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(&self.0[end..end + 8]);
-        i64::from_le_bytes(raw)
-    }
-
-    fn value(&self) -> Option<&[u8]> {
-        let (_, end) = self.key_range();
-        (self.0[end + 8] == 1).then(|| &self.0[end + 9..])
-    }
-}
-
-impl PartialEq for Slot {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Slot {}
-
-impl std::hash::Hash for Slot {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for Slot {
-    fn borrow(&self) -> &[u8] {
-        self.key()
-    }
-}
-
-/// The local cache shared by both implementations: last write (highest position) wins per key.
-#[derive(Debug, Default)]
-pub(crate) struct Cache {
-    slots: RwLock<HashSet<Slot>>,
-    /// The highest position applied (NATS: the stream sequence of the newest write seen).
-    high: std::sync::atomic::AtomicI64,
-}
-
-impl Cache {
-    /// Applies a write seen at `position`; ignored when the cache already holds a newer one.
-    pub(crate) fn apply(&self, key: &str, position: i64, value: Option<Bytes>) {
-        self.high.fetch_max(position, std::sync::atomic::Ordering::SeqCst);
-        let mut slots = self.slots.write();
-        if slots.get(key.as_bytes()).is_some_and(|slot| slot.position() >= position) {
-            return;
-        }
-        slots.replace(Slot::new(key, position, value.as_deref()));
-    }
-
-    /// The highest position applied so far.
-    pub(crate) fn high(&self) -> i64 {
-        self.high.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
-        self.slots.read().get(key.as_bytes()).and_then(|s| s.value().map(Bytes::copy_from_slice))
-    }
-
-    pub(crate) fn snapshot(&self) -> BTreeMap<String, Bytes> {
-        self.slots
-            .read()
-            .iter()
-            .filter_map(|s| {
-                let value = s.value()?;
-                let key = std::str::from_utf8(s.key()).ok()?;
-                Some((key.to_owned(), Bytes::copy_from_slice(value)))
-            })
-            .collect()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.slots.read().iter().filter(|s| s.value().is_some()).count()
-    }
-}
-
 /// A [`StateStore`] held in this process only, with the same cache as the bus-backed stores: for
 /// benchmarks and tests that measure or exercise the cache without a broker. Not durable.
 #[derive(Debug, Default)]
@@ -304,31 +180,4 @@ pub(crate) fn check_key(key: &str) -> Result<(), StateError> {
         return Err(StateError::InvalidKey("the key must not be empty".into()));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cache_keeps_the_newest_write_per_key() {
-        let c = Cache::default();
-        c.apply("k", 5, Some(Bytes::from_static(b"v5")));
-        c.apply("k", 3, Some(Bytes::from_static(b"v3")));
-        assert_eq!(c.get("k").as_deref(), Some(&b"v5"[..]));
-        c.apply("k", 7, None);
-        assert_eq!(c.get("k"), None);
-        c.apply("k", 6, Some(Bytes::from_static(b"v6")));
-        assert_eq!(c.get("k"), None, "an older write must not resurrect a deleted key");
-        assert_eq!(c.len(), 0);
-        c.apply("j", 1, Some(Bytes::from_static(b"x")));
-        assert_eq!(c.snapshot().len(), 1);
-        // Keys of any length (the length prefix takes more than one byte past 127), empty values.
-        let long = "k".repeat(300);
-        c.apply(&long, 2, Some(Bytes::new()));
-        c.apply(&long, 1, Some(Bytes::from_static(b"older")));
-        assert_eq!(c.get(&long).as_deref(), Some(&b""[..]));
-        assert_eq!(c.snapshot().keys().cloned().collect::<Vec<_>>(), vec!["j".to_owned(), long]);
-        assert_eq!(c.len(), 2);
-    }
 }
