@@ -18,11 +18,11 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-struct HeaderExtractor<'a>(&'a [(String, Vec<u8>)]);
+struct HeaderExtractor<'a, V>(&'a [(String, V)]);
 
-impl Extractor for HeaderExtractor<'_> {
+impl<V: AsRef<[u8]>> Extractor for HeaderExtractor<'_, V> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).and_then(|(_, v)| std::str::from_utf8(v).ok())
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).and_then(|(_, v)| std::str::from_utf8(v.as_ref()).ok())
     }
     fn keys(&self) -> Vec<&str> {
         self.0.iter().map(|(k, _)| k.as_str()).collect()
@@ -42,8 +42,8 @@ pub fn inject(span: &tracing::Span, headers: &mut Vec<(String, Vec<u8>)>) -> boo
 }
 
 /// Makes the trace context found in `headers` (if any) the parent of `span`. Returns whether a valid
-/// remote context was found.
-pub fn extract_into(span: &tracing::Span, headers: &[(String, Vec<u8>)]) -> bool {
+/// remote context was found. Header values as bytes or as text.
+pub fn extract_into<V: AsRef<[u8]>>(span: &tracing::Span, headers: &[(String, V)]) -> bool {
     let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     if !cx.span().span_context().is_valid() {
         return false;

@@ -24,21 +24,29 @@ pub struct RawMessage {
     pub key: Vec<u8>,
     /// Value (`None` for a tombstone).
     #[serde(with = "b64opt")]
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
     /// Headers.
     pub headers: Vec<(String, String)>,
 }
 
 impl RawMessage {
-    /// From a consumed message (headers that are not UTF-8 are kept lossily).
-    pub fn from_inbound(m: &InboundMessage) -> Self {
+    /// From a consumed message, taken over without copying its value, topic or headers (headers
+    /// that are not UTF-8 are kept lossily).
+    pub fn from_inbound(m: InboundMessage) -> Self {
         Self {
-            topic: m.topic.clone(),
+            topic: m.topic,
             partition: m.partition,
             offset: m.offset,
             key: m.key.to_vec(),
-            value: m.payload.as_ref().map(|p| p.to_vec()),
-            headers: m.headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
+            value: m.payload,
+            headers: m
+                .headers
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    (k, v)
+                })
+                .collect(),
         }
     }
 
@@ -64,7 +72,7 @@ pub struct DlqReason {
 /// The DLQ message for `raw`.
 pub fn dlq_message(dlq_topic: &str, connector: &str, raw: &RawMessage, why: &DlqReason) -> OutboundMessage {
     let mut msg = match &raw.value {
-        Some(v) => OutboundMessage::new(dlq_topic, Bytes::from(raw.key.clone()), Bytes::from(v.clone())),
+        Some(v) => OutboundMessage::new(dlq_topic, Bytes::from(raw.key.clone()), v.clone()),
         None => OutboundMessage::tombstone(dlq_topic, Bytes::from(raw.key.clone())),
     };
     for (k, v) in &raw.headers {
@@ -107,15 +115,15 @@ mod b64opt {
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(v: &Option<bytes::Bytes>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => s.serialize_some(&STANDARD.encode(v)),
             None => s.serialize_none(),
         }
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bytes::Bytes>, D::Error> {
         match Option::<String>::deserialize(d)? {
-            Some(t) => STANDARD.decode(t).map(Some).map_err(serde::de::Error::custom),
+            Some(t) => STANDARD.decode(t).map(|v| Some(v.into())).map_err(serde::de::Error::custom),
             None => Ok(None),
         }
     }

@@ -34,7 +34,7 @@ pub(super) fn waiting_messages(pending: &dyn StateStore) -> Vec<InboundMessage> 
             partition: p.raw.partition,
             offset: p.raw.offset,
             key: Bytes::from(p.raw.key),
-            payload: p.raw.value.map(Bytes::from),
+            payload: p.raw.value,
             timestamp: Some(p.since),
         })
         .collect()

@@ -424,15 +424,15 @@ impl Driver {
 
     async fn on_message(&mut self, m: InboundMessage) {
         let tp = m.topic_partition();
-        self.tracker.seen(&tp, m.offset);
-        let raw = RawMessage::from_inbound(&m);
+        let offset = m.offset;
+        self.tracker.seen(&tp, offset);
         let Some(value) = m.payload.as_ref() else {
             // Tombstones on change topics carry no event (compaction leftovers): nothing to do.
-            self.tracker.done(&tp, m.offset);
+            self.tracker.done(&tp, offset);
             return;
         };
-        if value.len() > self.shared.config.max_event_bytes {
-            let why = DlqReason {
+        let refused = if value.len() > self.shared.config.max_event_bytes {
+            Err(DlqReason {
                 code: "too_large".into(),
                 error: format!(
                     "event of {} bytes exceeds max_event_bytes ({})",
@@ -441,20 +441,26 @@ impl Driver {
                 ),
                 status: None,
                 attempts: 0,
-            };
-            self.shared.metrics.dlq_events.with_label_values(&[self.label(), "too_large"]).inc();
-            if self.dead_letter(&raw, &why).await {
-                self.tracker.done(&tp, m.offset);
-            }
-            return;
-        }
-        let event = match ChangeEvent::from_parts(&m.headers, value, &self.shared.codec).await {
+            })
+        } else {
+            ChangeEvent::from_parts(&m.headers, value, &self.shared.codec).await.map_err(|e| DlqReason {
+                code: e.code().to_owned(),
+                error: e.to_string(),
+                status: None,
+                attempts: 0,
+            })
+        };
+        let redriven =
+            m.headers.iter().any(|(k, v)| k == super::dlq::H_REDRIVE_REASON && v.as_slice() != b"parked".as_slice());
+        // The message is kept as it came (for the DLQ, the pending store, a park), taken over
+        // without a copy once nothing else reads it.
+        let raw = RawMessage::from_inbound(m);
+        let event = match refused {
             Ok(e) => e,
-            Err(e) => {
-                let why = DlqReason { code: e.code().to_owned(), error: e.to_string(), status: None, attempts: 0 };
-                self.shared.metrics.dlq_events.with_label_values(&[self.label(), e.code()]).inc();
+            Err(why) => {
+                self.shared.metrics.dlq_events.with_label_values(&[self.label(), &why.code]).inc();
                 if self.dead_letter(&raw, &why).await {
-                    self.tracker.done(&tp, m.offset);
+                    self.tracker.done(&tp, offset);
                 }
                 return;
             }
@@ -463,10 +469,9 @@ impl Driver {
         self.shared.metrics.events_consumed.with_label_values(&[self.label(), kind]).inc();
         let key = event.key.clone();
 
-        let work = Work::new(event, raw, vec![(tp, m.offset)], false);
+        let work = Work::new(event, raw, vec![(tp, offset)], false);
         let mut parked = self.is_parked(&key);
-        let redriven_cause = parked
-            && m.headers.iter().any(|(k, v)| k == super::dlq::H_REDRIVE_REASON && v.as_slice() != b"parked".as_slice());
+        let redriven_cause = parked && redriven;
         if redriven_cause {
             // The record that parked the key, re-sent by `dlq redrive`: the key is un-parked here
             // (the command un-parks it too, but this process may not have seen that yet).
@@ -632,7 +637,9 @@ impl Driver {
             // One span per applied event, child of the source's trace (`traceparent` header), so a
             // trace runs from the source's poll through the bus to the Dastra requests.
             let span = tracing::info_span!("dastra_sink.apply", connector = %shared.name, key = %key, sequence = %work.event.sequence);
-            dastra_connect_core::telemetry::propagation::extract_into(&span, &work.raw.header_bytes());
+            if !span.is_disabled() {
+                dastra_connect_core::telemetry::propagation::extract_into(&span, &work.raw.headers);
+            }
             let partition = TopicPartition::new(work.raw.topic.clone(), work.raw.partition);
             let handle = self.tasks.spawn(
                 {
