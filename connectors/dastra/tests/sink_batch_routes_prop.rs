@@ -24,10 +24,8 @@ use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::AssetType;
 use dastra_connect_core::event::{Asset, ChangeEvent, Payload};
-use dastra_connect_dastra::sink::ledger::decode_entry;
 use dastra_emulator::{FaultKind, FaultRule, RunningEmulator};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
 
 const KEYS: usize = 12;
@@ -90,12 +88,6 @@ fn scenario() -> impl Strategy<Value = Vec<Step>> {
         steps.insert(0, Step::Owner((0..KEYS).collect(), 0));
         steps
     })
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Bus {
-    Nats,
-    Kafka,
 }
 
 #[derive(Default)]
@@ -175,31 +167,13 @@ async fn check_final(bus: &BusConfig, topics: &Topics, emu: &RunningEmulator, mo
             None => {}
         }
     }
-    let store = dastra_connect_core::state::open(bus, &topics.state("ledger-sink")).await.unwrap();
-    store.sync().await.unwrap();
-    let ledger: BTreeMap<String, Option<String>> = store
-        .snapshot()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("aux:"))
-        .map(|(k, v)| (k, decode_entry(&v).unwrap().version))
-        .collect();
+    let ledger = durable_ledger(bus, topics).await;
     for (k, seq) in &model.newest {
         if ledger.get(k).cloned().flatten().as_deref() != Some(seq.as_str()) {
             errors.push(format!("{k}: ledger holds {:?}, newest event {seq}", ledger.get(k)));
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
-}
-
-async fn broker_bus(bus_kind: Bus, topics: &Topics) -> (Broker, BusConfig) {
-    let broker = match bus_kind {
-        Bus::Nats => Broker::nats().await,
-        Bus::Kafka => Broker::kafka(),
-    };
-    let mut bus = broker.bus(topics, "sink").await;
-    short_sessions(&mut bus);
-    ensure(&bus, topics).await;
-    (broker, bus)
 }
 
 async fn run(bus_kind: Bus, steps: &[Step]) -> Result<(), String> {
@@ -252,30 +226,14 @@ async fn run(bus_kind: Bus, steps: &[Step]) -> Result<(), String> {
 }
 
 fn property(bus: Bus) {
-    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let cases = env("DASTRA_PROPTEST_CASES", 3) as u32;
-    let seed = env("DASTRA_PROPTEST_SEED", 0xba7c_0016);
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config { cases, max_shrink_iters: 4, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let n = std::sync::atomic::AtomicU32::new(0);
-    let result = runner.run(&scenario(), |steps| {
-        let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let started = std::time::Instant::now();
-        let outcome = rt.block_on(run(bus, &steps));
-        eprintln!(
-            "{bus:?} case {n}: {} steps, {:.1} s, {}",
-            steps.len(),
-            started.elapsed().as_secs_f64(),
-            if outcome.is_ok() { "ok" } else { "FAILED" }
-        );
-        outcome.map_err(|e| TestCaseError::fail(format!("{e}\nscenario: {steps:#?}")))
-    });
-    if let Err(e) = result {
-        panic!("seed {seed:#x}: {e}");
-    }
+    common::property(
+        &format!("{bus:?}"),
+        3,
+        0xba7c_0016,
+        scenario(),
+        |steps| format!("{} steps", steps.len()),
+        async |steps| run(bus, steps).await,
+    );
 }
 
 #[test]

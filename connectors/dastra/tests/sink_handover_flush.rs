@@ -20,74 +20,21 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use common::*;
 use dastra_connect_core::admin::Admin;
-use dastra_connect_core::bus::{BusConfig, BusError};
-use dastra_connect_core::codec::Codec;
+use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::AssetType;
 use dastra_connect_core::event::{Asset, ChangeEvent, Payload, sequence_from_u64};
-use dastra_connect_core::state::{self, StateError, StateStore};
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_dastra::sink::DastraSinkConfig;
-use dastra_connect_dastra::sink::apply::RequestBatcher;
-use dastra_connect_dastra::sink::driver::{
-    Driver, LEDGER_FAILING_NOT_READY_AFTER, SinkServices, SinkStatus, ledger_not_ready,
-};
-use dastra_connect_dastra::sink::ledger::{Ledger, decode_entry};
-use dastra_connect_dastra::{DastraClient, QuotaLimiter};
+use dastra_connect_dastra::sink::driver::{Driver, LEDGER_FAILING_NOT_READY_AFTER, SinkStatus, ledger_not_ready};
+use dastra_connect_dastra::sink::ledger::Ledger;
 use dastra_emulator::RunningEmulator;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// A real store whose batch writes fail while `failing` is set, as when the broker times out;
-/// single writes go through (the creates of the first events are recorded).
-struct FlakyBatches {
-    inner: Arc<dyn StateStore>,
-    failing: Arc<AtomicBool>,
-    /// Batch writes refused so far.
-    refused: Arc<AtomicU64>,
-}
-
-#[async_trait]
-impl StateStore for FlakyBatches {
-    fn get(&self, key: &str) -> Option<Bytes> {
-        self.inner.get(key)
-    }
-    async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError> {
-        self.inner.put(key, value).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.inner.delete(key).await
-    }
-    async fn put_batch(&self, entries: Vec<(String, Option<Bytes>)>) -> Result<(), StateError> {
-        if self.failing.load(Ordering::SeqCst) {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(StateError::Bus {
-                namespace: self.inner.namespace().to_owned(),
-                source: BusError::Timeout { what: "ledger batch ack".into(), after: Duration::from_secs(5) },
-            });
-        }
-        self.inner.put_batch(entries).await
-    }
-    fn snapshot(&self) -> BTreeMap<String, Bytes> {
-        self.inner.snapshot()
-    }
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-    fn namespace(&self) -> &str {
-        self.inner.namespace()
-    }
-    async fn sync(&self) -> Result<(), StateError> {
-        self.inner.sync().await
-    }
-}
 
 const KEYS: usize = 12;
 
@@ -114,8 +61,9 @@ fn events(version: u64, content: u64, snapshot: bool) -> Vec<ChangeEvent> {
 struct FlakyReplica {
     task: JoinHandle<anyhow::Result<()>>,
     status: Arc<parking_lot::Mutex<SinkStatus>>,
-    failing: Arc<AtomicBool>,
-    refused: Arc<AtomicU64>,
+    /// Its ledger's store: batch writes fail while it is failing (the broker timing out); single
+    /// writes go through (the creates of the first events are recorded).
+    store: Arc<FailingStore>,
     metrics: Metrics,
     /// The ledger it writes (shared with the test, to read the staged state).
     ledger: Ledger,
@@ -125,36 +73,15 @@ struct FlakyReplica {
 }
 
 async fn start_flaky(bus: &BusConfig, topics: &Topics, partitions: u32, config: DastraSinkConfig) -> FlakyReplica {
-    let [ledger_ns, pending_ns, parked_ns] =
-        ["ledger", "pending", "parked"].map(|s| topics.state(&format!("{s}-sink")));
-    let failing = Arc::new(AtomicBool::new(false));
-    let refused = Arc::new(AtomicU64::new(0));
-    let store: Arc<dyn StateStore> = Arc::new(FlakyBatches {
-        inner: state::open(bus, &ledger_ns).await.unwrap(),
-        failing: failing.clone(),
-        refused: refused.clone(),
-    });
-    let ledger = Ledger::new(store).with_batching(config.ledger_batch, config.ledger_batch_delay);
-    let quota = QuotaLimiter::new(&config.dastra.quota);
-    let kinds: Vec<String> = config.kinds().into_iter().map(|k| topics.changes(k)).collect();
-    let metrics = Metrics::new();
-    let shared = Arc::new(SinkServices {
-        name: "sink".into(),
-        client: DastraClient::new(&config.dastra, quota.clone(), None).unwrap(),
+    let store = FailingStore::new(sink_store(bus, topics, "ledger").await, &[Write::PutBatch], "ledger batch ack");
+    let ledger = Ledger::new(store.clone()).with_batching(config.ledger_batch, config.ledger_batch_delay);
+    let stores = DriverStores {
         ledger: ledger.clone(),
-        pending: state::open(bus, &pending_ns).await.unwrap(),
-        parked: state::open(bus, &parked_ns).await.unwrap(),
-        publisher: bus.publisher().await.unwrap(),
-        dlq_topic: topics.dlq(),
-        codec: Codec::single_object(),
-        metrics: metrics.clone(),
-        quota,
-        total_partitions: partitions * kinds.len() as u32,
-        objects: None,
-        batcher: RequestBatcher::new(config.batch_window, config.batch_max),
-        config,
-    });
-    let subscriber = bus.subscriber("sink", &kinds).await.unwrap();
+        pending: sink_store(bus, topics, "pending").await,
+        parked: sink_store(bus, topics, "parked").await,
+    };
+    let metrics = Metrics::new();
+    let (shared, subscriber) = driver_services(bus, topics, config, partitions, stores, metrics.clone()).await;
     let status = Arc::new(parking_lot::Mutex::new(SinkStatus::default()));
     let driver = Driver::new(shared, status.clone());
     // As `DastraSink::run` does around the driver.
@@ -164,19 +91,7 @@ async fn start_flaky(bus: &BusConfig, topics: &Topics, partitions: u32, config: 
     admin.readiness("sink").set(true);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(driver.run(subscriber, shutdown.clone()));
-    FlakyReplica { task, status, failing, refused, metrics, ledger, admin, shutdown }
-}
-
-/// Key → version, of the ledger as the bus holds it now (a fresh reader).
-async fn durable_ledger(bus: &BusConfig, topics: &Topics) -> BTreeMap<String, Option<String>> {
-    let store = state::open(bus, &topics.state("ledger-sink")).await.unwrap();
-    store.sync().await.unwrap();
-    store
-        .snapshot()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("aux:"))
-        .map(|(k, v)| (k, decode_entry(&v).unwrap().version))
-        .collect()
+    FlakyReplica { task, status, store, metrics, ledger, admin, shutdown }
 }
 
 /// Waits until `check` holds, polling every 100 ms, or panics with `what` after `timeout`.
@@ -224,13 +139,13 @@ async fn entries_staged_before_a_hand_over_never_land_after_it() {
     .await;
 
     // The ledger's batch writes start failing; a sweep (version 2, unchanged) is staged in A.
-    a.failing.store(true, Ordering::SeqCst);
+    a.store.fail(true);
     publish(publisher.as_ref(), &topics, &events(2, 1, true)).await;
     let v2 = Some(sequence_from_u64(2));
     wait_for("the sweep to be staged and its batch write refused", Duration::from_secs(60), async || {
         (0..KEYS).all(|k| {
             a.ledger.get(&dastra_connect_core::event::EntityKey::parse(&key(k)).unwrap()).and_then(|e| e.version) == v2
-        }) && a.refused.load(Ordering::SeqCst) > 0
+        }) && a.store.refused() > 0
     })
     .await;
 
@@ -250,11 +165,11 @@ async fn entries_staged_before_a_hand_over_never_land_after_it() {
     let newer: Vec<String> =
         durable_ledger(&bus, &topics).await.into_iter().filter(|(_, v)| *v == v3).map(|(k, _)| k).collect();
     eprintln!("B recorded version 3 of {} keys: {newer:?}", newer.len());
-    assert!(!a.task.is_finished() || a.refused.load(Ordering::SeqCst) > 0);
+    assert!(!a.task.is_finished() || a.store.refused() > 0);
 
     // A's store recovers. Whatever A still does, its staged sweep (version 2) must not land over
     // B's version 3.
-    a.failing.store(false, Ordering::SeqCst);
+    a.store.fail(false);
     let ended = tokio::time::timeout(Duration::from_secs(60), a.task).await.expect("A never stopped").unwrap();
     let after = durable_ledger(&bus, &topics).await;
     let regressed: Vec<String> = newer
@@ -306,7 +221,7 @@ async fn failing_ledger_batch_writes_are_counted_shown_and_make_the_sink_not_rea
     assert!(a.admin.not_ready().is_empty(), "{:?}", a.admin.not_ready());
 
     // The batch writes fail: counted at once, shown in /status, ready still (a blip is retried).
-    a.failing.store(true, Ordering::SeqCst);
+    a.store.fail(true);
     publish(publisher.as_ref(), &topics, &events(3, 1, true)).await;
     wait_for("a failed batch write to be counted", Duration::from_secs(60), async || failures() > 0).await;
     wait_for("/status to show the failing writes", Duration::from_secs(10), async || {
@@ -331,7 +246,7 @@ async fn failing_ledger_batch_writes_are_counted_shown_and_make_the_sink_not_rea
     assert!(!a.task.is_finished(), "the sink runs on while its ledger writes fail");
 
     // They succeed again: ready, nothing shown, the sweep is durable (and so committed).
-    a.failing.store(false, Ordering::SeqCst);
+    a.store.fail(false);
     let v3 = Some(sequence_from_u64(3));
     wait_for("the sweep to be written after the recovery", Duration::from_secs(60), async || {
         let l = durable_ledger(&bus, &topics).await;
@@ -345,7 +260,7 @@ async fn failing_ledger_batch_writes_are_counted_shown_and_make_the_sink_not_rea
     })
     .await;
     let counted = failures();
-    assert_eq!(counted, a.refused.load(Ordering::SeqCst), "every refused batch write counted once");
+    assert_eq!(counted, a.store.refused(), "every refused batch write counted once");
     a.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(30), a.task).await.unwrap().unwrap().unwrap();
 }

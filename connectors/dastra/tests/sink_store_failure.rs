@@ -8,74 +8,21 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use common::*;
-use dastra_connect_core::bus::{BusConfig, BusError};
-use dastra_connect_core::codec::Codec;
+use dastra_connect_core::bus::BusConfig;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::{AssetType, ProcessingType};
 use dastra_connect_core::event::{Asset, DataProcessing, EntityKey, Payload};
-use dastra_connect_core::state::{self, StateError, StateStore};
+use dastra_connect_core::state::StateStore;
 use dastra_connect_core::telemetry::Metrics;
 use dastra_connect_core::testkit::NatsServer;
-use dastra_connect_dastra::sink::apply::RequestBatcher;
-use dastra_connect_dastra::sink::driver::{Driver, SinkServices, SinkStatus};
+use dastra_connect_dastra::sink::driver::{Driver, SinkStatus};
 use dastra_connect_dastra::sink::ledger::Ledger;
-use dastra_connect_dastra::{DastraClient, QuotaLimiter};
 use dastra_emulator::{FaultKind, FaultRule};
 use tokio_util::sync::CancellationToken;
-
-/// A real store whose writes fail while `failing` is set, as when the broker times out.
-struct Flaky {
-    inner: Arc<dyn StateStore>,
-    failing: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn refuse(&self) -> Result<(), StateError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StateError::Bus {
-                namespace: self.inner.namespace().to_owned(),
-                source: BusError::Timeout { what: "KV put ack".into(), after: Duration::from_secs(5) },
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl StateStore for Flaky {
-    fn get(&self, key: &str) -> Option<Bytes> {
-        self.inner.get(key)
-    }
-    async fn put(&self, key: &str, value: Bytes) -> Result<(), StateError> {
-        self.refuse()?;
-        self.inner.put(key, value).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.refuse()?;
-        self.inner.delete(key).await
-    }
-    async fn put_batch(&self, entries: Vec<(String, Option<Bytes>)>) -> Result<(), StateError> {
-        self.refuse()?;
-        self.inner.put_batch(entries).await
-    }
-    fn snapshot(&self) -> BTreeMap<String, Bytes> {
-        self.inner.snapshot()
-    }
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-    fn namespace(&self) -> &str {
-        self.inner.namespace()
-    }
-}
 
 /// Which store fails.
 #[derive(Clone, Copy, PartialEq)]
@@ -91,31 +38,18 @@ async fn run_driver(
     emu: &dastra_emulator::RunningEmulator,
     failing: Failing,
 ) -> anyhow::Result<()> {
-    let [ledger_ns, pending_ns, parked_ns] =
-        ["ledger", "pending", "parked"].map(|s| topics.state(&format!("{s}-sink")));
+    // Every write of the store fails, as when the broker times out.
     let flaky = |inner: Arc<dyn StateStore>, on: bool| -> Arc<dyn StateStore> {
-        Arc::new(Flaky { inner, failing: Arc::new(AtomicBool::new(on)) })
+        let store = FailingStore::new(inner, &[Write::Put, Write::PutBatch, Write::Delete], "KV put ack");
+        store.fail(on);
+        store
     };
-    let config = sink_config(emu);
-    let quota = QuotaLimiter::new(&config.dastra.quota);
-    let kinds: Vec<String> = config.kinds().into_iter().map(|k| topics.changes(k)).collect();
-    let shared = Arc::new(SinkServices {
-        name: "sink".into(),
-        client: DastraClient::new(&config.dastra, quota.clone(), None).unwrap(),
-        ledger: Ledger::new(state::open(bus, &ledger_ns).await.unwrap()),
-        pending: flaky(state::open(bus, &pending_ns).await.unwrap(), failing == Failing::Pending),
-        parked: flaky(state::open(bus, &parked_ns).await.unwrap(), failing == Failing::Parked),
-        publisher: bus.publisher().await.unwrap(),
-        dlq_topic: topics.dlq(),
-        codec: Codec::single_object(),
-        metrics: Metrics::new(),
-        quota,
-        total_partitions: 6 * kinds.len() as u32,
-        objects: None,
-        batcher: RequestBatcher::new(config.batch_window, config.batch_max),
-        config,
-    });
-    let subscriber = bus.subscriber("sink", &kinds).await.unwrap();
+    let stores = DriverStores {
+        ledger: Ledger::new(sink_store(bus, topics, "ledger").await),
+        pending: flaky(sink_store(bus, topics, "pending").await, failing == Failing::Pending),
+        parked: flaky(sink_store(bus, topics, "parked").await, failing == Failing::Parked),
+    };
+    let (shared, subscriber) = driver_services(bus, topics, sink_config(emu), 6, stores, Metrics::new()).await;
     let driver = Driver::new(shared, Arc::new(parking_lot::Mutex::new(SinkStatus::default())));
     let shutdown = CancellationToken::new();
     match tokio::time::timeout(Duration::from_secs(60), driver.run(subscriber, shutdown.clone())).await {

@@ -27,10 +27,8 @@ use dastra_connect_core::codec::Codec;
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::AssetType;
 use dastra_connect_core::event::{Asset, ChangeEvent, EntityKind, Payload, cmp_sequence};
-use dastra_connect_dastra::sink::ledger::decode_entry;
 use dastra_emulator::RunningEmulator;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 const KEYS: usize = 6;
 
@@ -98,12 +96,6 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         })
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Bus {
-    Nats,
-    Kafka,
-}
-
 /// The model: per key the content revision and the sequence of its newest event.
 #[derive(Default)]
 struct Model {
@@ -156,18 +148,6 @@ async fn start(bus: &BusConfig, topics: &Topics, emu: &RunningEmulator, s: &Scen
     let sink = RunningSink::start("sink", bus, topics, sink_cfg(emu, s));
     sink.wait_assigned(Duration::from_secs(60)).await;
     sink
-}
-
-/// The version of every key in the ledger as the bus holds it now.
-async fn durable_ledger(bus: &BusConfig, topics: &Topics) -> BTreeMap<String, Option<String>> {
-    let store = dastra_connect_core::state::open(bus, &topics.state("ledger-sink")).await.unwrap();
-    store.sync().await.unwrap();
-    store
-        .snapshot()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("aux:"))
-        .map(|(k, v)| (k, decode_entry(&v).unwrap().version))
-        .collect()
 }
 
 /// The events a member of the sink's group is given again: everything not committed. Read until
@@ -244,13 +224,7 @@ async fn check_final(bus: &BusConfig, topics: &Topics, emu: &RunningEmulator, mo
 
 async fn run(bus_kind: Bus, s: &Scenario) -> Result<(), String> {
     let topics = Topics::default();
-    let broker = match bus_kind {
-        Bus::Nats => Broker::nats().await,
-        Bus::Kafka => Broker::kafka(),
-    };
-    let mut bus = broker.bus(&topics, "sink").await;
-    short_sessions(&mut bus);
-    ensure(&bus, &topics).await;
+    let (_broker, bus) = broker_bus(bus_kind, &topics).await;
     let emu = emulator().await;
     let publisher = bus.publisher().await.unwrap();
     let mut model = Model::default();
@@ -281,32 +255,14 @@ async fn run(bus_kind: Bus, s: &Scenario) -> Result<(), String> {
 }
 
 fn property(bus: Bus) {
-    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let cases = env("DASTRA_PROPTEST_CASES", 4) as u32;
-    let seed = env("DASTRA_PROPTEST_SEED", 0x5eed_0016);
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config { cases, max_shrink_iters: 4, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let n = std::sync::atomic::AtomicU32::new(0);
-    let result = runner.run(&scenario(), |s| {
-        let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let started = std::time::Instant::now();
-        let outcome = rt.block_on(run(bus, &s));
-        eprintln!(
-            "{bus:?} case {n}: {} steps, batch {} / {} ms, {:.1} s, {}",
-            s.steps.len(),
-            s.batch,
-            s.delay_ms,
-            started.elapsed().as_secs_f64(),
-            if outcome.is_ok() { "ok" } else { "FAILED" }
-        );
-        outcome.map_err(|e| TestCaseError::fail(format!("{e}\nscenario: {s:#?}")))
-    });
-    if let Err(e) = result {
-        panic!("seed {seed:#x}: {e}");
-    }
+    common::property(
+        &format!("{bus:?}"),
+        4,
+        0x5eed_0016,
+        scenario(),
+        |s| format!("{} steps, batch {} / {} ms", s.steps.len(), s.batch, s.delay_ms),
+        async |s| run(bus, s).await,
+    );
 }
 
 #[test]

@@ -336,6 +336,48 @@ impl DastraSinkConfig {
 mod tests {
     use super::*;
 
+    /// A valid sink config (defaults for all but the Dastra essentials).
+    fn valid() -> DastraSinkConfig {
+        let dastra = serde_json::json!({"workspace_id": 1, "auth": {"type": "api_key", "api_key": "k"}});
+        let cfg: DastraSinkConfig = serde_json::from_value(serde_json::json!({ "dastra": dastra })).unwrap();
+        assert!(cfg.validate("connectors.sink").is_ok());
+        cfg
+    }
+
+    /// The key and the reason `validate` refuses `cfg` with.
+    fn refused(cfg: &DastraSinkConfig) -> (String, String) {
+        let e = cfg.validate("connectors.sink").expect_err("refused");
+        (e.path, e.reason)
+    }
+
+    #[test]
+    fn a_batch_window_over_ten_seconds_is_refused_with_its_key() {
+        let mut cfg = valid();
+        cfg.batch_window = Duration::from_secs(10);
+        assert!(cfg.validate("connectors.sink").is_ok(), "10s is the bound");
+        cfg.batch_window = Duration::from_millis(10_001);
+        let (key, reason) = refused(&cfg);
+        assert_eq!(key, "connectors.sink.batch_window");
+        assert!(reason.contains("at most 10s"), "{reason}");
+        cfg.batch_window = Duration::ZERO;
+        assert!(cfg.validate("connectors.sink").is_ok(), "0s turns batching off");
+    }
+
+    #[test]
+    fn a_batch_max_outside_1_to_1000_is_refused_with_its_key() {
+        let mut cfg = valid();
+        for ok in [1, 1000] {
+            cfg.batch_max = ok;
+            assert!(cfg.validate("connectors.sink").is_ok(), "batch_max {ok}");
+        }
+        for bad in [0, 1001] {
+            cfg.batch_max = bad;
+            let (key, reason) = refused(&cfg);
+            assert_eq!(key, "connectors.sink.batch_max", "batch_max {bad}");
+            assert!(reason.contains("1..=1000"), "batch_max {bad}: {reason}");
+        }
+    }
+
     #[test]
     fn attachment_urls_are_checked_against_the_policy() {
         let any = AttachmentPolicy::default();

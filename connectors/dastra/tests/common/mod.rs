@@ -1,5 +1,6 @@
 //! Shared harness of the sink tests: a bus (real nats-server or MockCluster), the emulator, a running
-//! sink connector, event builders, and "wait until the sink is idle".
+//! sink connector, event builders, "wait until the sink is idle", the real driver over stores
+//! that fail on demand (`driver`), and the runner of the property tests (`prop`).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,6 +19,15 @@ use dastra_connect_dastra::{AuthConfig, DastraClientConfig};
 use dastra_emulator::{EmulatorConfig, RunningEmulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod driver;
+mod prop;
+
+// Not every test binary that includes this module uses them.
+#[allow(unused_imports)]
+pub use driver::*;
+#[allow(unused_imports)]
+pub use prop::*;
 
 // Not every test binary that includes this module uses all of them.
 #[allow(unused_imports)]

@@ -155,7 +155,7 @@ impl RequestBatcher {
     /// Deletes the entity `id` of `R` (a 404 is success: already gone), in a `batch-delete` with
     /// other keys' deletes of `R` when there are some.
     pub async fn delete<R: SinkResource>(&self, client: &DastraClient, id: &str) -> Result<(), DastraError> {
-        if !R::BATCH_ROUTES {
+        if !self.groups::<R>() {
             return single::<R>(client, &Op::Delete, id).await;
         }
         // Deletes always queue as urgent (the client's rule for DELETE).
@@ -167,15 +167,22 @@ impl RequestBatcher {
     pub async fn patch<R: SinkResource>(
         &self,
         client: &DastraClient,
-        id: &str,
+        id: &R::Id,
         ops: &[PatchOperation],
     ) -> Result<(), DastraError> {
+        if !self.groups::<R>() {
+            return client.patch::<R>(id, ops).await;
+        }
+        // The patch's JSON text is its group key.
         let text = serde_json::to_string(ops)
             .map_err(|e| DastraError::Build { route: R::ROUTES.patch, detail: e.to_string() })?;
-        if !R::BATCH_ROUTES {
-            return single::<R>(client, &Op::Patch(text), id).await;
-        }
-        self.submit::<R>(client, Op::Patch(text), client.priority(), id).await
+        self.submit::<R>(client, Op::Patch(text), client.priority(), &id.to_string()).await
+    }
+
+    /// Whether requests of `R` can join a group: `R` has batch routes, and there is a window to
+    /// group in (or a plan counting groups).
+    fn groups<R: SinkResource>(&self) -> bool {
+        R::BATCH_ROUTES && (self.plan.is_some() || !(self.window.is_zero() || self.max == 1))
     }
 
     async fn submit<R: SinkResource>(
@@ -212,9 +219,6 @@ impl RequestBatcher {
                 }
             };
             return if joined { Ok(()) } else { single::<R>(client, &key.op, id).await };
-        }
-        if self.window.is_zero() || self.max == 1 {
-            return single::<R>(client, &op, id).await;
         }
         let key = GroupKey { collection: R::PATH, op, priority };
         let (tx, rx) = oneshot::channel();
@@ -357,13 +361,4 @@ fn ops_of<R: SinkResource>(text: &str) -> Result<Vec<PatchOperation>, DastraErro
 /// [`RequestBatcher::delete`] without a batcher: `DELETE <collection>/{id}`.
 pub(super) async fn delete_one<R: SinkResource>(client: &DastraClient, id: &str) -> Result<(), DastraError> {
     single::<R>(client, &Op::Delete, id).await
-}
-
-/// [`RequestBatcher::patch`] without a batcher: `PATCH <collection>/{id}`.
-pub(super) async fn patch_one<R: SinkResource>(
-    client: &DastraClient,
-    id: &str,
-    ops: &[PatchOperation],
-) -> Result<(), DastraError> {
-    client.patch::<R>(&typed::<R>(id)?, ops).await
 }

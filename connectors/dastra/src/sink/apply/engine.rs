@@ -103,11 +103,11 @@ where
     }
 
     if let Some(id_text) = existing_id {
-        R::parse_id(&id_text)
+        let id = R::parse_id(&id_text)
             .ok_or_else(|| ApplyError::invalid("ledger_bad_id", format!("ledger id {id_text:?} is not a Dastra id")))?;
         let ops = patch_ops(&input.content, &fields, previous_fields.as_ref());
         requests += 1;
-        let result = if ops.is_empty() { Ok(()) } else { ctx.patch::<R>(&id_text, &ops).await };
+        let result = if ops.is_empty() { Ok(()) } else { ctx.patch::<R>(&id, &ops).await };
         match result {
             Ok(()) => return Ok(Outcome::Applied { entry: recorded(id_text, kept_links), requests }),
             // Deleted in Dastra by a person: the source still has it, so it is created again.

@@ -63,12 +63,12 @@ impl ApplyCtx<'_> {
     /// Patches the entity `id` of `R`, through the batcher when there is one.
     pub(crate) async fn patch<R: SinkResource>(
         &self,
-        id: &str,
+        id: &R::Id,
         ops: &[crate::model::PatchOperation],
     ) -> Result<(), DastraError> {
         match self.batcher {
             Some(b) => b.patch::<R>(self.client, id, ops).await,
-            None => batcher::patch_one::<R>(self.client, id, ops).await,
+            None => self.client.patch::<R>(id, ops).await,
         }
     }
 }
