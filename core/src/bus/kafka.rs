@@ -564,7 +564,8 @@ pub(crate) fn plain_consumer_config(cfg: &KafkaConfig) -> ClientConfig {
     if !cfg.properties.contains_key("queued.max.messages.kbytes") {
         // librdkafka prefetches up to 64 MiB by default, in its own (C) heap: a store loading a
         // large topic kept that much of freed buffers in the process for good (measured: +32 B
-        // per ledger entry at 1 M entries). 4 MiB keeps loading as fast (`ledger_memory` bench).
+        // per ledger entry at 1 M entries). 8 MiB: 140 B per entry, 1 M entries loaded in 9.3 s
+        // instead of 6.3 s (4 MiB: 149 B, 12.2 s; 16 MiB: 164 B, 5.7 s; BENCHMARKS.md §5c).
         cc.set("queued.max.messages.kbytes", "8192");
     }
     cc
