@@ -11,6 +11,7 @@ mod error;
 pub mod registry;
 pub mod schemas;
 mod structured;
+pub mod varint;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -24,6 +24,8 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
+use crate::codec::varint;
+
 /// The size of a page blocks are appended to. A block larger than this gets a page of its own.
 pub(crate) const PAGE: usize = 256 * 1024;
 
@@ -126,44 +128,19 @@ struct Block<'a> {
     len: usize,
 }
 
-fn read_varint(bytes: &[u8], at: &mut usize) -> u64 {
-    let (mut v, mut shift) = (0u64, 0u32);
-    while let Some(&b) = bytes.get(*at) {
-        *at += 1;
-        v |= u64::from(b & 0x7F) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    v
-}
-
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
+/// A varint in a block this cache wrote itself.
+fn read_trusted(bytes: &[u8], at: &mut usize) -> u64 {
+    varint::read(bytes, at).unwrap_or_default()
 }
 
 fn parse(bytes: &[u8], offset: usize) -> Block<'_> {
     let mut at = offset;
-    let rest = read_varint(bytes, &mut at) as usize;
+    let rest = read_trusted(bytes, &mut at) as usize;
     let len = at - offset + rest;
-    let key_len = read_varint(bytes, &mut at) as usize;
+    let key_len = read_trusted(bytes, &mut at) as usize;
     let key = &bytes[at..at + key_len];
     at += key_len;
-    let position = read_varint(bytes, &mut at) as i64;
+    let position = read_trusted(bytes, &mut at) as i64;
     let value = (bytes[at] == 1).then(|| &bytes[at + 1..offset + len]);
     Block { key, position, value, len }
 }
@@ -237,8 +214,8 @@ impl Arena {
     /// handle the caller still holds.
     fn append(&mut self, key: &[u8], position: i64, value: Option<&[u8]>) -> Handle {
         let body =
-            varint_len(key.len() as u64) + key.len() + varint_len(position as u64) + 1 + value.map_or(0, <[u8]>::len);
-        let len = varint_len(body as u64) + body;
+            varint::len(key.len() as u64) + key.len() + varint::len(position as u64) + 1 + value.map_or(0, <[u8]>::len);
+        let len = varint::len(body as u64) + body;
         let page = if len > self.page {
             self.take_page(len)
         } else {
@@ -254,10 +231,10 @@ impl Arena {
         };
         let out = &mut self.pages[page].bytes;
         let offset = out.len();
-        write_varint(out, body as u64);
-        write_varint(out, key.len() as u64);
+        varint::put(out, body as u64);
+        varint::put(out, key.len() as u64);
         out.extend_from_slice(key);
-        write_varint(out, position as u64);
+        varint::put(out, position as u64);
         match value {
             Some(v) => {
                 out.push(1);

@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use dastra_connect_core::codec::varint::{self, VarintError};
+
 use super::{EntryState, FieldHashes, LedgerEntry};
 
 /// The first byte of an entry in format 1.
@@ -242,14 +244,6 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -260,13 +254,13 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     if digits && let Ok(v) = s.parse::<u64>() {
         if s == "0" || !s.starts_with('0') {
             out.push(T_DECIMAL);
-            put_varint(out, v);
+            varint::put(out, v);
             return;
         }
         if s.len() <= usize::from(u8::MAX) {
             out.push(T_PADDED);
             out.push(s.len() as u8);
-            put_varint(out, v);
+            varint::put(out, v);
             return;
         }
     }
@@ -288,7 +282,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(T_TEXT);
-    put_varint(out, s.len() as u64);
+    varint::put(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -310,7 +304,7 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
         Some(i) => out.push(i),
         None => {
             out.push(INLINE_NAME);
-            put_varint(out, name.len() as u64);
+            varint::put(out, name.len() as u64);
             out.extend_from_slice(name.as_bytes());
         }
     }
@@ -318,7 +312,7 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
 
 /// The section of `name → string` pairs (count, then the pairs in the map's order).
 pub(super) fn encode_pairs<'a>(out: &mut Vec<u8>, len: usize, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
-    put_varint(out, len as u64);
+    varint::put(out, len as u64);
     for (k, v) in pairs {
         put_name(out, k);
         put_str(out, v);
@@ -370,15 +364,10 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7F).checked_shl(shift).ok_or(DecodeError("varint overflow"))?;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError("varint overflow"))
+        varint::read(self.bytes, &mut self.at).map_err(|e| match e {
+            VarintError::Truncated => DecodeError("truncated"),
+            VarintError::Overflow => DecodeError("varint overflow"),
+        })
     }
 
     fn length(&mut self) -> Result<usize, DecodeError> {
