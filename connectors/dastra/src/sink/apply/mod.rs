@@ -194,17 +194,34 @@ pub async fn apply(ctx: &ApplyCtx<'_>, event: &ChangeEvent) -> Result<Outcome, A
         return Ok(Outcome::Skipped { reason: SkipReason::Stale, entry: None });
     }
     let src = fingerprint::source_fingerprint(ctx, event);
-    if let Some(src) = &src
-        && let Some(mut entry) =
-            current.take_if(|cur| cur.state == EntryState::Live && cur.src.as_deref() == Some(src.as_str()))
-    {
-        // The same source content as what was last sent, against the same references: nothing to
-        // map, nothing to send; only the version moves on.
-        entry.version = Some(event.sequence.clone());
-        return Ok(Outcome::Skipped { reason: SkipReason::Unchanged, entry: Some(entry) });
+    if let Some(outcome) = repeat_of(src.as_deref(), event, &mut current) {
+        return Ok(outcome);
     }
     let outcome = entities::apply_entity(ctx, event, current).await?;
     Ok(with_fingerprint(outcome, src))
+}
+
+/// What [`apply`] answers, without a request or an await, for an event that repeats the source
+/// content last sent for a live entity (snapshot sweeps, re-publishing sources): `Skipped` with
+/// the entry moved on to the event's version. `None`: the event needs [`apply`]. `current` is the
+/// key's ledger entry, already checked not to make the event stale. The driver answers such
+/// events itself instead of starting a worker for them.
+pub fn repeat(ctx: &ApplyCtx<'_>, event: &ChangeEvent, current: LedgerEntry) -> Option<Outcome> {
+    // Only an entry that can match is worth the fingerprint.
+    if current.state != EntryState::Live || current.src.is_none() {
+        return None;
+    }
+    let src = fingerprint::source_fingerprint(ctx, event)?;
+    repeat_of(Some(&src), event, &mut Some(current))
+}
+
+fn repeat_of(src: Option<&str>, event: &ChangeEvent, current: &mut Option<LedgerEntry>) -> Option<Outcome> {
+    let src = src?;
+    let mut entry = current.take_if(|cur| cur.state == EntryState::Live && cur.src.as_deref() == Some(src))?;
+    // The same source content as what was last sent, against the same references: nothing to
+    // map, nothing to send; only the version moves on.
+    entry.version = Some(event.sequence.clone());
+    Some(Outcome::Skipped { reason: SkipReason::Unchanged, entry: Some(entry) })
 }
 
 /// Records the event's fingerprint with the entry of a live entity whose content is now this

@@ -1,6 +1,8 @@
 //! The sink's main loop, per process: consume → decode (bad input → DLQ) → coalesce by entity key →
 //! apply (one key at a time, at most `max_in_flight` keys at once) → record in the ledger → release
-//! the offsets → commit up to the watermark. Pending references and parked keys are kept in state
+//! the offsets → commit up to the watermark. An event that only repeats what Dastra holds (a
+//! sweep's) is answered by the loop itself, without a worker, when nothing else of its key is queued
+//! or running. Pending references and parked keys are kept in state
 //! stores on the bus, so no event is ever dropped by a restart.
 //!
 //! This file is the algorithm (the loop, admission through [`super::order`], coalescing, starting
@@ -30,10 +32,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::apply::{ApplyCtx, ApplyError, Outcome, apply};
+use super::apply::{ApplyCtx, ApplyError, Outcome, SkipReason, apply};
 use super::config::{DastraSinkConfig, ParkedPolicy};
 use super::dlq::{DlqReason, RawMessage, dlq_message};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, LedgerEntry};
 use super::order;
 use super::tracker::Tracker;
 use crate::DastraClient;
@@ -482,11 +484,17 @@ impl Driver {
             parked = false;
             tracing::info!(connector = %self.label(), key = %key, "key un-parked by a redriven record");
         }
-        if self.superseded(&key, &work, order::Origin::Bus) {
+        let current = self.shared.ledger.get(&key);
+        if self.superseded(&key, &work, order::Origin::Bus, current.as_ref()) {
             return;
         }
         if parked {
             self.divert_parked(&key, work).await;
+            return;
+        }
+        if let Some(current) = current
+            && self.answer_repeat(&key, &work, current).await
+        {
             return;
         }
         self.submit(key, work);
@@ -495,11 +503,16 @@ impl Driver {
     /// Asks the ordering rule ([`order::admit`]) about `work`; a superseded event is counted as
     /// stale and its offsets are released. `InProgress` (a pending entry being applied now) is
     /// reported as superseded too: nothing is to be done with it here.
-    fn superseded(&mut self, key: &EntityKey, work: &Work, origin: order::Origin) -> bool {
-        let ledger = self.shared.ledger.get(key);
+    fn superseded(
+        &mut self,
+        key: &EntityKey,
+        work: &Work,
+        origin: order::Origin,
+        ledger: Option<&LedgerEntry>,
+    ) -> bool {
         let pending = self.pending_entry(key.as_str());
         let known = order::KeyVersions {
-            ledger: ledger.as_ref(),
+            ledger,
             pending: pending.as_ref().and_then(|p| p.sequence.as_deref()),
             running: self.slots.get(key).and_then(|s| s.running.as_deref()),
         };
@@ -682,21 +695,7 @@ impl Driver {
                 self.clear_pending(&key, &work).await;
             }
             Ok(Outcome::Skipped { reason, entry }) => {
-                self.shared.metrics.events_skipped.with_label_values(&[&label, kind, reason.as_str()]).inc();
-                self.shared.metrics.requests_saved.with_label_values(&[&label, reason.as_str()]).inc();
-                if let Some(entry) = entry.as_ref().filter(|_| stages(&self.shared, &work))
-                    && let Some(generation) = self.shared.ledger.stage(&key, entry)
-                {
-                    // Released once the batch holding the entry is durable.
-                    self.unflushed_offsets += work.offsets.len();
-                    match self.unflushed.back_mut() {
-                        Some((g, offsets)) if *g == generation => offsets.extend(work.offsets.iter().cloned()),
-                        _ => self.unflushed.push_back((generation, work.offsets.clone())),
-                    }
-                    release = false;
-                }
-                self.wake_waiting(&key).await;
-                self.clear_pending(&key, &work).await;
+                release = self.skipped(&key, &work, reason, entry).await;
             }
             Ok(Outcome::Pending { missing })
                 if !order::may_replace_pending(
@@ -778,6 +777,59 @@ impl Driver {
         }
         self.start_ready();
         Ok(())
+    }
+}
+
+impl Driver {
+    /// The bookkeeping of a skip, from a worker or answered at once ([`Driver::on_message`]):
+    /// counted; its ledger entry (the version moved on) staged in the ledger's write batch, whose
+    /// durability releases the offsets later (answers false), or the offsets are the caller's to
+    /// release now (true); then what waited on the key is woken and a pending event it replaces is
+    /// cleared.
+    async fn skipped(&mut self, key: &EntityKey, work: &Work, reason: SkipReason, entry: Option<LedgerEntry>) -> bool {
+        let kind = work.event.kind().as_str();
+        self.shared.metrics.events_skipped.with_label_values(&[&self.shared.name, kind, reason.as_str()]).inc();
+        self.shared.metrics.requests_saved.with_label_values(&[&self.shared.name, reason.as_str()]).inc();
+        let mut release = true;
+        if let Some(entry) = entry.as_ref().filter(|_| stages(&self.shared, work))
+            && let Some(generation) = self.shared.ledger.stage(key, entry)
+        {
+            // Released once the batch holding the entry is durable.
+            self.unflushed_offsets += work.offsets.len();
+            match self.unflushed.back_mut() {
+                Some((g, offsets)) if *g == generation => offsets.extend(work.offsets.iter().cloned()),
+                _ => self.unflushed.push_back((generation, work.offsets.clone())),
+            }
+            release = false;
+        }
+        self.wake_waiting(key).await;
+        self.clear_pending(key, work).await;
+        release
+    }
+
+    /// Answers at once, without a worker, an event that only repeats what Dastra already holds
+    /// (a snapshot sweep's commonest event): the same outcome a worker's [`apply`] reaches, when
+    /// nothing else of the key is queued or running and its entry goes to the ledger's write batch
+    /// (a worker would leave it to the driver too). `current` is the key's ledger entry, already
+    /// found not to make the event stale. Answers whether the event was handled.
+    async fn answer_repeat(&mut self, key: &EntityKey, work: &Work, current: LedgerEntry) -> bool {
+        if self.broken.is_some() || self.slots.contains_key(key) || !stages(&self.shared, work) {
+            return false;
+        }
+        let ctx = ApplyCtx {
+            client: &self.shared.client,
+            ledger: &self.shared.ledger,
+            policy: &self.shared.config.policy,
+            objects: self.shared.objects.as_deref(),
+            batcher: None,
+        };
+        let Some(Outcome::Skipped { reason, entry }) = super::apply::repeat(&ctx, &work.event, current) else {
+            return false;
+        };
+        if self.skipped(key, work, reason, entry).await {
+            self.release(work);
+        }
+        true
     }
 }
 
