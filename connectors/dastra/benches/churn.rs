@@ -26,6 +26,9 @@
 //! and the sink stopped, `n` snapshot sweeps of every live entity (unchanged content, new versions:
 //! no request, one ledger version bump each) are published, and a new sink drains them; printed as
 //! sweep events/s end to end (`DASTRA_LEDGER_BATCH=0` for the sink without the ledger write batch).
+//! `BENCH_ENTITIES=50000 BENCH_SWEEPS=2` is a nightly sweep's shape (little coalescing). On the
+//! MockCluster keep the default size: it drops a partition's oldest records beyond 5 MiB.
+//! `TEST_LOG=1 RUST_LOG=info` prints the sinks' logs.
 //!
 //! `cargo bench -p dastra-connect-dastra --bench churn`
 
@@ -48,6 +51,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `TEST_LOG=1 RUST_LOG=info` shows the sinks' logs (as in the sink tests).
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
     let entities: usize = std::env::var("BENCH_ENTITIES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let modes = std::env::var("BENCH_MODE").unwrap_or_else(|_| "backlog,live".into());
     for mode in modes.split(',') {
