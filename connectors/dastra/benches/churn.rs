@@ -20,7 +20,12 @@
 //! `BENCH_LIVE_RATE` events/s (default 20 000: faster than the sink drains, so it still coalesces;
 //! 2 000 shows a sink that keeps up). `BENCH_ENTITIES` scales the stream (default 10 000);
 //! `BENCH_BUS=kafka` uses librdkafka's MockCluster instead of nats-server; `BENCH_QUOTA=50/2000`
-//! enforces a compressed quota (requests/milliseconds) on the emulator and the client.
+//! enforces a compressed quota (requests/milliseconds) on the emulator and the client;
+//! `BENCH_MAX_BUFFERED` sets the sink's `max_buffered` (default 20 000 keys) and
+//! `BENCH_READ_AHEAD_MS` its `read_ahead` (default 100; 0 as before it existed);
+//! `BENCH_MAX_ACK_PENDING` the NATS consumers' `max_ack_pending` (default 20 000 per partition: a
+//! backlog read ahead waits unacknowledged, so this bounds it too). The run also prints
+//! the process's peak resident set (stream, emulator and sink together).
 //!
 //! `BENCH_SWEEPS=n` (backlog mode) then measures a **sweep backlog**: with the churn stream drained
 //! and the sink stopped, `n` snapshot sweeps of every live entity (unchanged content, new versions:
@@ -68,12 +73,26 @@ async fn run(entities: usize, mode: &str) {
         _ => Broker::nats().await,
     };
     let topics = Topics::default();
-    let bus = broker.bus(&topics, "sink").await;
+    let mut bus = broker.bus(&topics, "sink").await;
+    if let (dastra_connect_core::bus::BusConfig::Nats(n), Some(max)) =
+        (&mut bus, std::env::var("BENCH_MAX_ACK_PENDING").ok().and_then(|v| v.parse().ok()))
+    {
+        n.max_ack_pending = max;
+        println!("[{mode}] NATS max_ack_pending {max} per partition");
+    }
     ensure(&bus, &topics).await;
     let emu = common::emulator().await;
     let mut cfg = sink_config(&emu);
     // "Quota disabled": one window no run can reach (the client needs at least one).
     cfg.dastra.quota.windows = vec![QuotaWindow { limit: 1_000_000, per: Duration::from_secs(1) }];
+    if let Some(n) = std::env::var("BENCH_MAX_BUFFERED").ok().and_then(|v| v.parse().ok()) {
+        cfg.max_buffered = n;
+        println!("[{mode}] max_buffered {n}");
+    }
+    if let Some(ms) = std::env::var("BENCH_READ_AHEAD_MS").ok().and_then(|v| v.parse().ok()) {
+        cfg.read_ahead = Duration::from_millis(ms);
+        println!("[{mode}] read_ahead {ms} ms");
+    }
     let quota: Option<(u32, u64)> = std::env::var("BENCH_QUOTA")
         .ok()
         .and_then(|q| q.split_once('/').and_then(|(l, p)| Some((l.parse().ok()?, p.parse().ok()?))));
@@ -197,10 +216,21 @@ async fn run(entities: usize, mode: &str) {
         c.too_many_requests
     );
     println!(
-        "[{mode}] drained in {took:.1} s ({:.0} events/s end to end); emulator now holds {assets} assets, {actors} actors (expected {} live)",
+        "[{mode}] drained in {took:.1} s ({:.0} events/s end to end); emulator now holds {assets} assets, {actors} actors (expected {} live); peak RSS of this process so far {} MiB",
         n / took,
-        entities - mix.deletes
+        entities - mix.deletes,
+        peak_rss_kib() / 1024
     );
+}
+
+/// This process's peak resident set (`VmHWM`), in KiB; 0 where `/proc` is missing.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU seconds (user + system) of process `pid` ("self" for this one), from `/proc`; 0 elsewhere.

@@ -230,6 +230,15 @@ pub struct DastraSinkConfig {
     /// Most members of one batch request.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// Read-ahead in a backlog: while events keep coming, keys that could start wait for up to
+    /// this long (and up to `max_buffered` events read), so that the later events of a key
+    /// coalesce into one request instead of costing one each after the first was applied. The
+    /// waiting keys start once no event came for 5 ms (the backlog is read), once `max_buffered`
+    /// keys wait, or at the limit; a live event's key starts 5 ms after it is read. `0s`: a key
+    /// starts as soon as it is read (earlier builds).
+    #[serde(default = "default_read_ahead", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub read_ahead: Duration,
 }
 
 /// How the sink writes its ledger entries.
@@ -275,6 +284,9 @@ fn default_ledger_batch_delay() -> Duration {
 }
 fn default_batch_window() -> Duration {
     Duration::from_millis(5)
+}
+fn default_read_ahead() -> Duration {
+    Duration::from_millis(100)
 }
 fn default_batch_max() -> usize {
     100
@@ -322,6 +334,9 @@ impl DastraSinkConfig {
         if self.batch_window > Duration::from_secs(10) {
             return Err(ConfigError::new(format!("{at}.batch_window"), "must be at most 10s (0s turns batching off)"));
         }
+        if self.read_ahead > Duration::from_secs(10) {
+            return Err(ConfigError::new(format!("{at}.read_ahead"), "must be at most 10s (0s turns it off)"));
+        }
         if self.batch_max == 0 || self.batch_max > 1000 {
             return Err(ConfigError::new(format!("{at}.batch_max"), "must be 1..=1000"));
         }
@@ -348,6 +363,18 @@ mod tests {
     fn refused(cfg: &DastraSinkConfig) -> (String, String) {
         let e = cfg.validate("connectors.sink").expect_err("refused");
         (e.path, e.reason)
+    }
+
+    #[test]
+    fn a_read_ahead_over_ten_seconds_is_refused_with_its_key() {
+        let mut cfg = valid();
+        assert_eq!(cfg.read_ahead, Duration::from_millis(100), "the default");
+        cfg.read_ahead = Duration::from_millis(10_001);
+        let (key, reason) = refused(&cfg);
+        assert_eq!(key, "connectors.sink.read_ahead");
+        assert!(reason.contains("at most 10s"), "{reason}");
+        cfg.read_ahead = Duration::ZERO;
+        assert!(cfg.validate("connectors.sink").is_ok(), "0s turns it off");
     }
 
     #[test]

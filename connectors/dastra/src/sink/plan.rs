@@ -131,7 +131,7 @@ pub struct Savings {
 pub const ESTIMATES: [&str; 5] = [
     "lookups find what the ledger knows Dastra holds (generic links by their ends) and nothing else (Dastra may hold records the ledger lost), and an area named by `areaRef` exists",
     "no entity was deleted in Dastra by a person since the ledger recorded it (each such PATCH would be followed by a POST)",
-    "coalescing as in a backlog consumed faster than Dastra answers: the first event of up to `max_in_flight` keys is applied at once, the later events of every key are coalesced into its newest",
+    "coalescing as in a backlog consumed faster than Dastra answers: with `read_ahead` on, a key's events are coalesced into its newest while at most `max_buffered` keys wait (the oldest starts when a new one comes); with it off, the first event of up to `max_in_flight` keys is applied at once and the later events of every key are coalesced into its newest",
     "time: under the quota windows with Dastra answering instantly, no 429 and no retry",
     "batching as in such a backlog: a delete, or a patch, joins the identical one (same type, same operations) of a key started fewer than `max_in_flight` keys before it, up to `batch_max` members; Dastra refuses no batch",
 ];
@@ -318,10 +318,11 @@ pub async fn plan(
 
 /// Applies the backlog's `events` with the sink's `apply` through a dry-run client, on a copy of
 /// `base`. With `coalesce`, as the driver does with a backlog consumed faster than Dastra answers:
-/// an event whose key is idle starts at once while fewer than `in_flight` started events are still
-/// sending (an event that sends nothing frees its place at once); any other event waits in its
-/// key's slot, where a newer one replaces it ([`order::replaces_queued`]); the waiting ones run
-/// after the backlog is consumed, in the order their keys were queued. Without `coalesce`, every
+/// an event waits in its key's slot, where a newer one replaces it ([`order::replaces_queued`]);
+/// with `read_ahead` on, a key starts when `max_buffered` keys wait and another comes (the oldest
+/// first), the others once the backlog is consumed, in the order their keys were queued; with it
+/// off, an event whose key is idle starts at once while fewer than `in_flight` started events are
+/// still sending (an event that sends nothing frees its place at once). Without `coalesce`, every
 /// event is applied in turn. Pending events are re-driven when an entity they wait for is written.
 async fn simulate(
     config: &DastraSinkConfig,
@@ -366,67 +367,71 @@ async fn simulate(
         failed: HashSet::new(),
     };
     let in_flight = if coalesce { config.max_in_flight.max(1) } else { usize::MAX };
+    // With read-ahead (`read_ahead` > 0) the driver reads a backlog before starting its keys: every
+    // event waits in its key's slot; a key starts when `max_buffered` keys wait and a new one
+    // comes, or once the backlog is consumed. Without it, the first events of up to `in_flight`
+    // keys start at once and hold their places while Dastra is slower than the backlog is read.
+    let reads_ahead = coalesce && !config.read_ahead.is_zero();
+    let window = config.max_buffered.max(1);
     let mut running: HashSet<EntityKey> = HashSet::new();
     let mut queued: HashMap<EntityKey, ChangeEvent> = HashMap::new();
     let mut queue_order: VecDeque<EntityKey> = VecDeque::new();
     let mut inputs: VecDeque<ChangeEvent> = events.iter().cloned().collect();
-    let started = |sent: u64, class: Priority| {
+    loop {
+        // The next event to apply, if any now; `None` reads on.
+        let to_run: Option<(ChangeEvent, bool)> = match inputs.pop_front() {
+            None => {
+                // The backlog is consumed: what started has finished; the queued events run.
+                running.clear();
+                match queue_order.pop_front() {
+                    Some(k) => queued.remove(&k).map(|e| (e, false)),
+                    None => break,
+                }
+            }
+            Some(event) if coalesce && (running.contains(&event.key) || queued.contains_key(&event.key)) => {
+                match queued.get_mut(&event.key) {
+                    Some(q) => {
+                        sim.coalesced += 1;
+                        if order::replaces_queued(&event.sequence, &q.sequence) {
+                            *q = event;
+                        }
+                    }
+                    None => {
+                        queue_order.push_back(event.key.clone());
+                        queued.insert(event.key.clone(), event);
+                    }
+                }
+                None
+            }
+            Some(event) if reads_ahead => {
+                // The window is full: its oldest key starts to make room.
+                let oldest = if queued.len() >= window {
+                    std::iter::from_fn(|| queue_order.pop_front()).find_map(|k| queued.remove(&k))
+                } else {
+                    None
+                };
+                queue_order.push_back(event.key.clone());
+                queued.insert(event.key.clone(), event);
+                oldest.map(|e| (e, false))
+            }
+            Some(event) if running.len() >= in_flight => {
+                queue_order.push_back(event.key.clone());
+                queued.insert(event.key.clone(), event);
+                None
+            }
+            Some(event) => Some((event, coalesce)),
+        };
+        let Some((event, holds_place)) = to_run else { continue };
+        let class = class_of(&event);
+        let client = client.with_priority(class);
+        let (sent, woken) =
+            sim.run(&plan_ctx(&client, &ledger, config, batcher.as_ref()), &dry, &ledger, &event).await?;
         if sent > 0
             && let Some(b) = &batcher
         {
             b.key_started(class);
         }
-    };
-    loop {
-        let event = match inputs.pop_front() {
-            Some(e) => e,
-            None => {
-                // The backlog is consumed: what started has finished; the queued events run.
-                running.clear();
-                match queue_order.pop_front() {
-                    Some(k) => match queued.remove(&k) {
-                        Some(e) => {
-                            let class = class_of(&e);
-                            let client = client.with_priority(class);
-                            let (sent, woken) = sim
-                                .run(&plan_ctx(&client, &ledger, config, batcher.as_ref()), &dry, &ledger, &e)
-                                .await?;
-                            started(sent, class);
-                            inputs.extend(woken);
-                            continue;
-                        }
-                        None => continue,
-                    },
-                    None => break,
-                }
-            }
-        };
-        if coalesce && (running.contains(&event.key) || queued.contains_key(&event.key)) {
-            match queued.get_mut(&event.key) {
-                Some(q) => {
-                    sim.coalesced += 1;
-                    if order::replaces_queued(&event.sequence, &q.sequence) {
-                        *q = event;
-                    }
-                }
-                None => {
-                    queue_order.push_back(event.key.clone());
-                    queued.insert(event.key.clone(), event);
-                }
-            }
-            continue;
-        }
-        if running.len() >= in_flight {
-            queue_order.push_back(event.key.clone());
-            queued.insert(event.key.clone(), event);
-            continue;
-        }
-        let class = class_of(&event);
-        let client = client.with_priority(class);
-        let (sent, woken) =
-            sim.run(&plan_ctx(&client, &ledger, config, batcher.as_ref()), &dry, &ledger, &event).await?;
-        started(sent, class);
-        if coalesce && sent > 0 {
+        if holds_place && sent > 0 {
             running.insert(event.key.clone());
         }
         inputs.extend(woken);

@@ -73,6 +73,12 @@ const ABANDON_WAIT: Duration = Duration::from_secs(30);
 /// How often consumer lag is read from the broker (it costs requests to the brokers).
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
+/// Read-ahead (`read_ahead`): the events read so far count as the whole backlog when no other
+/// came for this long. A bus client hands a backlog over in fetched batches with short gaps
+/// between them; starting the waiting keys at the first gap would apply a key's first event before
+/// its later ones in the next batch are read. A live event waits this long before its key starts.
+pub(super) const READ_AHEAD_IDLE: Duration = Duration::from_millis(5);
+
 /// One unit of work: the newest event of a key, the message it came in, and every offset it
 /// stands for (coalesced older events included).
 pub(super) struct Work {
@@ -132,6 +138,11 @@ impl ReadyKeys {
         self.tickets += 1;
         self.lanes[lane].push_back((key, self.tickets));
         self.tickets
+    }
+
+    /// Whether no key waits (stale entries count as waiting: `pop` drops them).
+    pub(super) fn is_empty(&self) -> bool {
+        self.lanes.iter().all(VecDeque::is_empty)
     }
 
     /// The next key to start: the oldest of the highest non-empty lane, unless a lower lane was
@@ -276,6 +287,12 @@ pub struct Driver {
     /// Offsets in `unflushed`: they count against `max_buffered`, so that a ledger store that
     /// stops taking writes pauses consuming instead of piling staged entries up in memory.
     unflushed_offsets: usize,
+    /// Read-ahead (see [`Driver::reads_ahead`]): since when keys that could start wait because
+    /// more events were ready to be read, and how many events were read meanwhile.
+    holding_since: Option<Instant>,
+    read_while_holding: usize,
+    /// When the last event was read.
+    last_read: Instant,
 }
 
 impl Driver {
@@ -298,6 +315,9 @@ impl Driver {
             running: HashMap::new(),
             unflushed: VecDeque::new(),
             unflushed_offsets: 0,
+            holding_since: None,
+            read_while_holding: 0,
+            last_read: Instant::now(),
         };
         d.rebuild_waiting();
         d
@@ -327,11 +347,23 @@ impl Driver {
         let mut flushed = self.shared.ledger.flushed();
         let holds = sub.hold_revocations();
         tracing::debug!(connector = %self.label(), holds, "revocations held until hand-over");
+        // When the waiting keys start (see `reads_ahead`).
+        let start_at = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(start_at);
         let result = loop {
             if let Some(why) = self.broken.take() {
                 break Err(anyhow::anyhow!(why));
             }
             let can_consume = self.buffered + self.unflushed_offsets < self.shared.config.max_buffered;
+            let startable = self.startable();
+            let reads_ahead = can_consume && startable && self.reads_ahead();
+            let read = can_consume && (!startable || reads_ahead);
+            if reads_ahead {
+                let at = self.last_read + self.shared.config.read_ahead.min(READ_AHEAD_IDLE);
+                if start_at.deadline().into_std() != at {
+                    start_at.as_mut().reset(at.into());
+                }
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
@@ -358,7 +390,12 @@ impl Driver {
                         self.read_lag(sub.as_ref()).await;
                     }
                 }
-                event = sub.next_event(), if can_consume => {
+                event = sub.next_event(), if read => {
+                    self.last_read = Instant::now();
+                    if startable {
+                        self.holding_since.get_or_insert(self.last_read);
+                        self.read_while_holding += 1;
+                    }
                     match event {
                         Ok(SubscriberEvent::Message(m)) => self.on_message(m).await,
                         Ok(SubscriberEvent::Assigned(tps)) => {
@@ -394,6 +431,10 @@ impl Driver {
                         }
                     }
                 }
+                // Reading ahead is over (or off): the waiting keys start at once ...
+                _ = std::future::ready(()), if startable && !reads_ahead => self.start_ready(),
+                // ... or once no event came for a moment (the backlog is read).
+                _ = &mut start_at, if reads_ahead => self.start_ready(),
             }
         };
         self.drain(self.shared.config.shutdown_grace).await;
@@ -590,7 +631,24 @@ impl Driver {
         }
     }
 
-    /// Queues or starts work for a key, coalescing with what is already queued.
+    /// Whether a waiting key could start now.
+    fn startable(&self) -> bool {
+        self.broken.is_none() && self.in_flight < self.shared.config.max_in_flight && !self.ready.is_empty()
+    }
+
+    /// Whether the loop goes on reading while keys could start: for at most `read_ahead` and
+    /// `max_buffered` events, and only while events keep coming (the keys start once none came for
+    /// [`READ_AHEAD_IDLE`]). In a backlog the later events of a key read meanwhile are coalesced
+    /// into its queued one, instead of costing a request each after its first one was applied; a
+    /// live event, read as it arrives, starts after [`READ_AHEAD_IDLE`].
+    fn reads_ahead(&self) -> bool {
+        let limit = self.shared.config.read_ahead;
+        !limit.is_zero()
+            && self.read_while_holding < self.shared.config.max_buffered
+            && self.holding_since.is_none_or(|t| t.elapsed() < limit)
+    }
+
+    /// Queues work for a key, coalescing with what is already queued; the loop starts it.
     fn submit(&mut self, key: EntityKey, work: Work) {
         let slot = self.slots.entry(key.clone()).or_default();
         match slot.queued.take() {
@@ -624,10 +682,11 @@ impl Driver {
                 }
             }
         }
-        self.start_ready();
     }
 
     fn start_ready(&mut self) {
+        self.holding_since = None;
+        self.read_while_holding = 0;
         // Stopping: nothing new starts (queued work stays uncommitted and is redelivered), so that
         // nothing can overtake the event whose failure stopped the loop.
         if self.broken.is_some() {
@@ -775,7 +834,8 @@ impl Driver {
         if let Some(queued) = diverted {
             self.divert_parked(&key, queued).await;
         }
-        self.start_ready();
+        // The loop starts waiting keys (`reads_ahead`); a revocation's or the shutdown's drain
+        // starts none.
         Ok(())
     }
 }

@@ -115,7 +115,6 @@ impl Driver {
         if dropped > 0 {
             tracing::info!(connector = %self.label(), dropped, "queued events of revoked partitions left to the new owner");
         }
-        self.start_ready();
     }
 
     /// Waits for in-flight work up to `grace`; what is left is abandoned (not committed).
