@@ -263,7 +263,9 @@ pub struct NatsConfig {
     #[serde(default = "default_ack_wait", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub ack_wait: Duration,
-    /// How many delivered-but-unacked messages a partition consumer may have.
+    /// How many delivered-but-unacked messages a partition consumer may have. A sink's events
+    /// stay unacknowledged until applied, so this also bounds how far it reads ahead in a backlog
+    /// (the Dastra sink's `read_ahead` and `max_buffered`).
     #[serde(default = "default_max_ack_pending")]
     pub max_ack_pending: i64,
     /// Timeout of JetStream requests and publish acks.
