@@ -21,6 +21,9 @@ use crate::model::{
 };
 use crate::quota::Priority;
 
+/// Route template of a task's own archive / restore (Tasks have no `archive/{id}`).
+pub const TASK_ARCHIVE_ROUTE: &str = "POST /v1/ws/{workspaceId}/Tasks/{id}/archive";
+
 /// Route templates (method + path with placeholders) of one collection: metric labels and error text.
 #[derive(Debug, Clone, Copy)]
 pub struct Routes {
@@ -427,9 +430,28 @@ impl DastraClient {
         self.call_unit(c).await
     }
 
-    /// `POST <collection>/archive/{id}`.
+    /// `POST <collection>/archive/{id}`. A 404 is success: a person deleted the record already, and
+    /// an archive is a removal.
     pub async fn archive<R: Archivable>(&self, id: &R::Id) -> Result<(), DastraError> {
         let c = self.call(Method::POST, "POST", R::ROUTES.archive, self.ws_path(&format!("{}/archive/{id}", R::PATH)));
+        match self.call_unit(c).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Archives many records of a collection in one request: `POST <collection>/<path>` with the ids
+    /// as a JSON array, on the route template `route` — `DataProcessings/archive` (SPEC-2022),
+    /// `Contracts/archive` and `Tasks/batch-archive` (EPLIST-2024, body inferred to be the same
+    /// array; docs/dastra-api.md). For a resource the caller knows has the route.
+    pub(crate) async fn batch_archive_unchecked<R: Resource>(
+        &self,
+        route: &'static str,
+        path: &str,
+        ids: &[R::Id],
+    ) -> Result<(), DastraError> {
+        let mut c = self.call(Method::POST, "POST", route, self.ws_path(&format!("{}/{path}", R::PATH)));
+        c.payload = Self::json_body(c.route, ids)?;
         self.call_unit(c).await
     }
 
@@ -588,16 +610,15 @@ impl DastraClient {
 
     // ---- Tasks ---------------------------------------------------------------------------
 
-    /// `POST Tasks/{id}/archive` with `{archived}` (true archives, false restores).
+    /// `POST Tasks/{id}/archive` with `{archived}` (true archives, false restores). A 404 when
+    /// archiving is success (the task is gone already); when restoring it is the caller's to handle.
     pub async fn archive_task(&self, id: i32, archived: bool) -> Result<(), DastraError> {
-        let mut c = self.call(
-            Method::POST,
-            "POST",
-            "POST /v1/ws/{workspaceId}/Tasks/{id}/archive",
-            self.ws_path(&format!("Tasks/{id}/archive")),
-        );
+        let mut c = self.call(Method::POST, "POST", TASK_ARCHIVE_ROUTE, self.ws_path(&format!("Tasks/{id}/archive")));
         c.payload = Self::json_body(c.route, &ArchivePayload { archived })?;
-        self.call_unit(c).await
+        match self.call_unit(c).await {
+            Err(e) if archived && e.is_not_found() => Ok(()),
+            other => other,
+        }
     }
 
     // ---- Generic relationships -----------------------------------------------------------

@@ -14,8 +14,8 @@
 //!   Dastra answers (the case under the quota): an event of an idle key starts at once while fewer
 //!   than `max_in_flight` started events are still sending; every later event of a key waits in
 //!   its slot, where the newest replaces it.
-//! - Batching (`batch_window`) likewise: a delete, or a patch, joins the identical one of a key
-//!   started fewer than `max_in_flight` keys before it (a request waiting for the quota behind
+//! - Batching (`batch_window`) likewise: a delete, an archive or a patch joins the identical one of
+//!   a key started fewer than `max_in_flight` keys before it (a request waiting for the quota behind
 //!   the others in flight), up to `batch_max` members.
 //! - The time is the quota's: Dastra answering instantly, no 429, no retry.
 //! - Events already waiting in the sink's pending store (for a reference) are planned first, as
@@ -58,7 +58,9 @@ pub fn request_kind(method: &str, route: &str) -> &'static str {
         "GET" => "lookup",
         "DELETE" => "delete",
         "PATCH" | "PUT" => "patch",
-        _ if route.contains("/archive") || route.ends_with("/batch-delete") => "delete",
+        _ if route.contains("/archive") || route.ends_with("/batch-archive") || route.ends_with("/batch-delete") => {
+            "delete"
+        }
         _ if route.contains("/restore/") || route.ends_with("/workflow") || route.ends_with("/close") => "patch",
         _ => "create",
     }
@@ -133,7 +135,7 @@ pub const ESTIMATES: [&str; 5] = [
     "no entity was deleted in Dastra by a person since the ledger recorded it (each such PATCH would be followed by a POST)",
     "coalescing as in a backlog consumed faster than Dastra answers: with `read_ahead` on, a key's events are coalesced into its newest while at most `max_buffered` keys wait (the oldest starts when a new one comes); with it off, the first event of up to `max_in_flight` keys is applied at once and the later events of every key are coalesced into its newest",
     "time: under the quota windows with Dastra answering instantly, no 429 and no retry",
-    "batching as in such a backlog: a delete, or a patch, joins the identical one (same type, same operations) of a key started fewer than `max_in_flight` keys before it, up to `batch_max` members; Dastra refuses no batch",
+    "batching as in such a backlog: a delete, an archive or a patch joins the identical one (same type, same operations) of a key started fewer than `max_in_flight` keys before it, up to `batch_max` members; Dastra refuses no batch",
 ];
 
 struct Sim {
@@ -606,6 +608,9 @@ mod tests {
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Assets"), "create");
         assert_eq!(request_kind("PATCH", "PATCH /v1/ws/{workspaceId}/Assets/{id}"), "patch");
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Contracts/archive/{id}"), "delete");
+        assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/DataProcessings/archive"), "delete");
+        assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Tasks/batch-archive"), "delete");
+        assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Tasks/{id}/archive"), "delete");
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Contracts/restore/{id}"), "patch");
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/DataSubjectRequests/workflow"), "patch");
         assert_eq!(request_kind("GET", "GET /v1/ws/{workspaceId}/Areas"), "lookup");

@@ -1,12 +1,14 @@
 //! Dastra's batch routes, where they pay: deletes of one entity type from keys worked on at the
-//! same time become one `POST <collection>/batch-delete`, and identical JSON Patches of one type one
-//! `PATCH <collection>` with `{ids, patch}` (a sweep that changes an owner on 300 assets, a source
-//! that removes 1 000 CIs).
+//! same time become one `POST <collection>/batch-delete`, archives (the `archive` delete policy)
+//! one `POST <collection>/archive` (DataProcessings, Contracts) or `POST Tasks/batch-archive`, and
+//! identical JSON Patches of one type one `PATCH <collection>` with `{ids, patch}` (a sweep that
+//! changes an owner on 300 assets, a source that removes 1 000 CIs or retires 200 processings).
 //!
 //! Every key still awaits its own answer: a worker hands its request to a group and gets back the
 //! result of the request that carried it, so the ledger entry of a key is written only after that
 //! key's own change is in Dastra — the crash guarantees are the single requests' (a replay deletes
-//! again and gets a 404, which is success; a patch sets the same values again).
+//! again and gets a 404, which is success; an archive archives again; a patch sets the same values
+//! again).
 //!
 //! How a group forms and is sent (the first member leads, in its own worker, no task of its own):
 //! 1. the leader waits up to `window` (or until the group has `max` members),
@@ -18,7 +20,8 @@
 //!    request: `DELETE …/{id}`, `PATCH …/{id}`).
 //! 4. A batch Dastra refuses (a 4xx other than 408/429) is split in halves, each sent again, down
 //!    to single requests: the member Dastra refuses gets its own refusal (a 400 → DLQ, a 404 on a
-//!    patch → created again, exactly as without batching) and the others their success. A
+//!    patch → created again, a 404 on a delete or an archive → already gone, exactly as without
+//!    batching) and the others their success. A
 //!    transient failure (after the client's retries) is every member's answer, retried by each
 //!    worker as usual.
 //!
@@ -45,6 +48,8 @@ use dastra_connect_core::ErrorClass;
 enum Op {
     /// `POST <collection>/batch-delete`.
     Delete,
+    /// The resource's batch archive ([`SinkResource::BATCH_ARCHIVE`]).
+    Archive,
     /// `PATCH <collection>` with this patch (its JSON text is the group key).
     Patch(String),
 }
@@ -162,6 +167,15 @@ impl RequestBatcher {
         self.submit::<R>(client, Op::Delete, Priority::Urgent, id).await
     }
 
+    /// Archives the entity `id` of `R` (a 404 is success: already gone), in one batch archive with
+    /// other keys' archives of `R` when Dastra has one for `R` and there are some.
+    pub async fn archive<R: SinkResource>(&self, client: &DastraClient, id: &str) -> Result<(), DastraError> {
+        if R::BATCH_ARCHIVE.is_none() || !self.groups::<R>() {
+            return single::<R>(client, &Op::Archive, id).await;
+        }
+        self.submit::<R>(client, Op::Archive, client.priority(), id).await
+    }
+
     /// Applies `ops` to the entity `id` of `R`, in one `PATCH <collection>` with other keys'
     /// identical patches of `R` when there are some.
     pub async fn patch<R: SinkResource>(
@@ -206,6 +220,7 @@ impl RequestBatcher {
                         if second {
                             let routes = match key.op {
                                 Op::Delete => (R::ROUTES.delete, R::ROUTES.batch_delete),
+                                Op::Archive => (R::ARCHIVE_ROUTE, batch_archive_route::<R>()),
                                 Op::Patch(_) => (R::ROUTES.patch, R::ROUTES.batch_patch),
                             };
                             *p.batched.entry(routes).or_default() += 1;
@@ -343,19 +358,36 @@ async fn single<R: SinkResource>(client: &DastraClient, op: &Op, id: &str) -> Re
     let id = typed::<R>(id)?;
     match op {
         Op::Delete => client.delete::<R>(&id).await,
+        Op::Archive => R::archive_one(client, &id).await,
         Op::Patch(text) => client.patch::<R>(&id, &ops_of::<R>(text)?).await,
     }
+}
+
+/// The route template of `R`'s batch archive (its single archive when it has none).
+fn batch_archive_route<R: SinkResource>() -> &'static str {
+    R::BATCH_ARCHIVE.map_or(R::ARCHIVE_ROUTE, |(route, _)| route)
 }
 
 async fn batch<R: SinkResource>(client: &DastraClient, op: &Op, ids: &[R::Id]) -> Result<(), DastraError> {
     match op {
         Op::Delete => client.batch_delete_unchecked::<R>(ids).await,
+        Op::Archive => match R::BATCH_ARCHIVE {
+            Some((route, path)) => client.batch_archive_unchecked::<R>(route, path, ids).await,
+            None => {
+                Err(DastraError::Build { route: R::ARCHIVE_ROUTE, detail: format!("{} has no batch archive", R::PATH) })
+            }
+        },
         Op::Patch(text) => client.batch_patch_unchecked::<R>(ids, &ops_of::<R>(text)?).await,
     }
 }
 
 fn ops_of<R: SinkResource>(text: &str) -> Result<Vec<PatchOperation>, DastraError> {
     serde_json::from_str(text).map_err(|e| DastraError::Build { route: R::ROUTES.patch, detail: e.to_string() })
+}
+
+/// [`RequestBatcher::archive`] without a batcher: the record's own archive route.
+pub(super) async fn archive_one<R: SinkResource>(client: &DastraClient, id: &str) -> Result<(), DastraError> {
+    single::<R>(client, &Op::Archive, id).await
 }
 
 /// [`RequestBatcher::delete`] without a batcher: `DELETE <collection>/{id}`.

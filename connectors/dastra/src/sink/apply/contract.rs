@@ -15,6 +15,14 @@ use crate::sink::ledger::LedgerEntry;
 
 impl SinkResource for Contracts {
     const BATCH_ROUTES: bool = true;
+    const BATCH_ARCHIVE: Option<(&'static str, &'static str)> =
+        Some(("POST /v1/ws/{workspaceId}/Contracts/archive", "archive"));
+    fn archive_one<'a>(
+        client: &'a crate::DastraClient,
+        id: &'a Self::Id,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+        Box::pin(client.archive::<Self>(id))
+    }
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -40,9 +48,8 @@ pub(super) async fn apply(
     };
     if c.deleted {
         return remove(ctx, event, current, find, |id_text, policy| async move {
-            let id = uuid_id(&id_text)?;
             match policy {
-                DeletePolicy::Archive => ctx.client.archive::<Contracts>(&id).await?,
+                DeletePolicy::Archive => ctx.archive::<Contracts>(&id_text).await?,
                 _ => ctx.delete::<Contracts>(&id_text).await?,
             }
             Ok(1)

@@ -5,11 +5,13 @@
 use std::future::Future;
 
 use dastra_connect_core::event::EntityKey;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{ApplyCtx, ApplyError, Outcome, SkipReason};
+use crate::DastraClient;
 use crate::client::resources::{Patchable, Resource};
 use crate::error::DastraError;
 use crate::model::PatchOperation;
@@ -26,6 +28,19 @@ pub trait SinkResource: Resource + Patchable {
     /// Dastra has `POST <collection>/batch-delete` and `PATCH <collection>` for it (the sink's
     /// batcher groups its deletes and identical patches).
     const BATCH_ROUTES: bool = false;
+    /// Dastra archives many of it in one request: `(route template, path under the collection)`
+    /// of `POST <collection>/archive` (DataProcessings, Contracts) or `POST Tasks/batch-archive`,
+    /// the ids as a JSON array. `None`: every archive goes alone.
+    const BATCH_ARCHIVE: Option<(&'static str, &'static str)> = None;
+    /// Route template of its own archive of one record (the plan's single route).
+    const ARCHIVE_ROUTE: &'static str = <Self as Resource>::ROUTES.archive;
+    /// Archives one record on its own route (a 404 is success: a person deleted it already).
+    fn archive_one<'a>(client: &'a DastraClient, id: &'a Self::Id) -> BoxFuture<'a, Result<(), DastraError>> {
+        let _ = (client, id);
+        Box::pin(async {
+            Err(DastraError::Build { route: Self::ARCHIVE_ROUTE, detail: format!("{} has no archive", Self::PATH) })
+        })
+    }
 }
 
 /// One upsert: the entity, its source version, and the DTO content to send (as JSON, with the

@@ -60,6 +60,14 @@ impl ApplyCtx<'_> {
         }
     }
 
+    /// Archives the entity `id` of `R` (a 404 is success), through the batcher when there is one.
+    pub(crate) async fn archive<R: SinkResource>(&self, id: &str) -> Result<(), DastraError> {
+        match self.batcher {
+            Some(b) => b.archive::<R>(self.client, id).await,
+            None => batcher::archive_one::<R>(self.client, id).await,
+        }
+    }
+
     /// Patches the entity `id` of `R`, through the batcher when there is one.
     pub(crate) async fn patch<R: SinkResource>(
         &self,

@@ -22,6 +22,14 @@ use crate::sink::ledger::LedgerEntry;
 
 impl SinkResource for DataProcessings {
     const BATCH_ROUTES: bool = true;
+    const BATCH_ARCHIVE: Option<(&'static str, &'static str)> =
+        Some(("POST /v1/ws/{workspaceId}/DataProcessings/archive", "archive"));
+    fn archive_one<'a>(
+        client: &'a crate::DastraClient,
+        id: &'a Self::Id,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+        Box::pin(client.archive::<Self>(id))
+    }
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -62,9 +70,8 @@ pub(super) async fn apply(
             Ok(found.first().and_then(DataProcessings::read_id))
         };
         return remove(ctx, event, current, find, |id_text, policy| async move {
-            let id = uuid_id(&id_text)?;
             match policy {
-                DeletePolicy::Archive => ctx.client.archive::<DataProcessings>(&id).await?,
+                DeletePolicy::Archive => ctx.archive::<DataProcessings>(&id_text).await?,
                 _ => ctx.delete::<DataProcessings>(&id_text).await?,
             }
             Ok(1)

@@ -25,6 +25,15 @@ pub const TASK_KEY_FIELD: &str = "dastraConnectKey";
 
 impl SinkResource for Tasks {
     const BATCH_ROUTES: bool = true;
+    const BATCH_ARCHIVE: Option<(&'static str, &'static str)> =
+        Some(("POST /v1/ws/{workspaceId}/Tasks/batch-archive", "batch-archive"));
+    const ARCHIVE_ROUTE: &'static str = crate::client::resources::TASK_ARCHIVE_ROUTE;
+    fn archive_one<'a>(
+        client: &'a crate::DastraClient,
+        id: &'a Self::Id,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+        Box::pin(client.archive_task(*id, true))
+    }
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -53,9 +62,8 @@ pub(super) async fn apply(
     };
     if t.deleted {
         return remove(ctx, event, current, find, |id_text, policy| async move {
-            let id = int_id(&id_text)?;
             match policy {
-                DeletePolicy::Archive => ctx.client.archive_task(id, true).await?,
+                DeletePolicy::Archive => ctx.archive::<Tasks>(&id_text).await?,
                 _ => ctx.delete::<Tasks>(&id_text).await?,
             }
             Ok(1)
