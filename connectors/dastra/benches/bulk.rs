@@ -1,6 +1,7 @@
 //! Prints what Dastra's batch routes save on the two bulk changes of issue #16: one owner change
 //! applied to 300 assets (identical JSON Patches: `PATCH Assets` with `{ids, patch}`), and a
-//! source that removes 1 000 assets (`POST Assets/batch-delete`). The REAL sink (driver, ledger on
+//! source that removes 1 000 assets (`POST Assets/batch-delete`); and on a third: 200 processings
+//! retired under the `archive` delete policy (`POST DataProcessings/archive`). The REAL sink (driver, ledger on
 //! nats-server, apply, client) against the emulator, which counts the requests.
 //!
 //! For each sink setting — batching off (`batch_window = 0s`), the defaults, and a larger
@@ -22,13 +23,23 @@ use std::time::{Duration, Instant};
 use common::{Broker, RunningSink, SinkBus, ensure, event, publish, sink_config};
 use dastra_connect_core::connector::Topics;
 use dastra_connect_core::event::enums::AssetType;
-use dastra_connect_core::event::{Asset, Payload};
+use dastra_connect_core::event::{Asset, DataProcessing, Payload};
 use dastra_connect_dastra::QuotaWindow;
 use dastra_connect_dastra::sink::DastraSinkConfig;
+use dastra_connect_dastra::sink::config::DeletePolicy;
 use dastra_emulator::RunningEmulator;
 
 const ASSETS: usize = 1_000;
 const OWNER_CHANGES: usize = 300;
+const PROCESSINGS: usize = 200;
+
+fn processing(k: usize, retired: bool) -> Payload {
+    Payload::DataProcessing(DataProcessing {
+        deleted: retired,
+        label: Some(format!("Bulk processing {k}")),
+        ..Default::default()
+    })
+}
 
 fn asset(k: usize, owner: Option<u32>) -> Payload {
     match owner {
@@ -93,12 +104,14 @@ async fn main() {
         .unwrap_or((100, 1000));
     let settings = [
         Setting { name: "batching off (`batch_window: 0s`), 32 in flight", window: Duration::ZERO, in_flight: 32 },
-        Setting { name: "5 ms window, 8 in flight", window: Duration::from_millis(5), in_flight: 8 },
-        Setting { name: "defaults: 5 ms window, 32 in flight", window: Duration::from_millis(5), in_flight: 32 },
+        Setting { name: "defaults: 5 ms window, 8 in flight", window: Duration::from_millis(5), in_flight: 8 },
+        Setting { name: "5 ms window, 32 in flight", window: Duration::from_millis(5), in_flight: 32 },
         Setting { name: "5 ms window, 100 in flight", window: Duration::from_millis(5), in_flight: 100 },
     ];
-    println!("| setting | quota | owner change on {OWNER_CHANGES} assets | delete of {ASSETS} assets |");
-    println!("|---|---|---:|---:|");
+    println!(
+        "| setting | quota | owner change on {OWNER_CHANGES} assets | delete of {ASSETS} assets | archive of {PROCESSINGS} processings |"
+    );
+    println!("|---|---|---:|---:|---:|");
     for q in [None, Some(quota)] {
         for s in &settings {
             let broker = Broker::nats().await;
@@ -126,9 +139,32 @@ async fn main() {
             let deletes: Vec<_> = (0..ASSETS).map(|k| next(k, None)).collect();
             let (delete_requests, delete_s) = measure(&bus, &topics, &emu, config(&emu, q, s), &deletes).await;
             assert_eq!(emu.state.entities(1, "Assets").len(), 0);
+            emu.state.set_quota(vec![]);
+            let mut pseq = seq;
+            let mut pnext = |k: usize, retired: bool| {
+                pseq += 1;
+                event(&format!("bulk:processing:{k}"), pseq, processing(k, retired))
+            };
+            let created: Vec<_> = (0..PROCESSINGS).map(|k| pnext(k, false)).collect();
+            measure(&bus, &topics, &emu, config(&emu, None, &fast), &created).await;
+            assert_eq!(emu.state.entities(1, "DataProcessings").len(), PROCESSINGS);
+            if let Some((limit, ms)) = q {
+                emu.state.set_quota(vec![dastra_emulator::QuotaWindow { limit, period: Duration::from_millis(ms) }]);
+            }
+            let retired: Vec<_> = (0..PROCESSINGS).map(|k| pnext(k, true)).collect();
+            let mut archiving = config(&emu, q, s);
+            archiving.policy.deletes.insert("processing".into(), DeletePolicy::Archive);
+            let (archive_requests, archive_s) = measure(&bus, &topics, &emu, archiving, &retired).await;
+            let archived = emu
+                .state
+                .entities(1, "DataProcessings")
+                .iter()
+                .filter(|p| p["archived"] == serde_json::json!(true))
+                .count();
+            assert_eq!(archived, PROCESSINGS);
             let quota_label = q.map_or_else(|| "off".to_owned(), |(l, ms)| format!("{l}/{ms}ms"));
             println!(
-                "| {} | {quota_label} | {patch_requests} requests, {patch_s:.1} s | {delete_requests} requests, {delete_s:.1} s |",
+                "| {} | {quota_label} | {patch_requests} requests, {patch_s:.1} s | {delete_requests} requests, {delete_s:.1} s | {archive_requests} requests, {archive_s:.1} s |",
                 s.name
             );
         }
