@@ -1,7 +1,8 @@
 //! Prints what Dastra's batch routes save on the two bulk changes of issue #16: one owner change
 //! applied to 300 assets (identical JSON Patches: `PATCH Assets` with `{ids, patch}`), and a
-//! source that removes 1 000 assets (`POST Assets/batch-delete`); and on a third: 200 processings
-//! retired under the `archive` delete policy (`POST DataProcessings/archive`). The REAL sink (driver, ledger on
+//! source that removes 1 000 assets (`POST Assets/batch-delete`); and on two more: 200 processings
+//! retired under the `archive` delete policy (`POST DataProcessings/archive`), then coming back at
+//! the source (`POST DataProcessings/restore`, then each one's PATCH of its new version). The REAL sink (driver, ledger on
 //! nats-server, apply, client) against the emulator, which counts the requests.
 //!
 //! For each sink setting — batching off (`batch_window = 0s`), the defaults, and a larger
@@ -33,10 +34,10 @@ const ASSETS: usize = 1_000;
 const OWNER_CHANGES: usize = 300;
 const PROCESSINGS: usize = 200;
 
-fn processing(k: usize, retired: bool) -> Payload {
+fn processing(k: usize, retired: bool, version: u32) -> Payload {
     Payload::DataProcessing(DataProcessing {
         deleted: retired,
-        label: Some(format!("Bulk processing {k}")),
+        label: Some(format!("Bulk processing {k} v{version}")),
         ..Default::default()
     })
 }
@@ -109,9 +110,9 @@ async fn main() {
         Setting { name: "5 ms window, 100 in flight", window: Duration::from_millis(5), in_flight: 100 },
     ];
     println!(
-        "| setting | quota | owner change on {OWNER_CHANGES} assets | delete of {ASSETS} assets | archive of {PROCESSINGS} processings |"
+        "| setting | quota | owner change on {OWNER_CHANGES} assets | delete of {ASSETS} assets | archive of {PROCESSINGS} processings | the {PROCESSINGS} come back |"
     );
-    println!("|---|---|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|");
     for q in [None, Some(quota)] {
         for s in &settings {
             let broker = Broker::nats().await;
@@ -141,30 +142,35 @@ async fn main() {
             assert_eq!(emu.state.entities(1, "Assets").len(), 0);
             emu.state.set_quota(vec![]);
             let mut pseq = seq;
-            let mut pnext = |k: usize, retired: bool| {
+            let mut pnext = |k: usize, retired: bool, version: u32| {
                 pseq += 1;
-                event(&format!("bulk:processing:{k}"), pseq, processing(k, retired))
+                event(&format!("bulk:processing:{k}"), pseq, processing(k, retired, version))
             };
-            let created: Vec<_> = (0..PROCESSINGS).map(|k| pnext(k, false)).collect();
+            let created: Vec<_> = (0..PROCESSINGS).map(|k| pnext(k, false, 1)).collect();
             measure(&bus, &topics, &emu, config(&emu, None, &fast), &created).await;
             assert_eq!(emu.state.entities(1, "DataProcessings").len(), PROCESSINGS);
             if let Some((limit, ms)) = q {
                 emu.state.set_quota(vec![dastra_emulator::QuotaWindow { limit, period: Duration::from_millis(ms) }]);
             }
-            let retired: Vec<_> = (0..PROCESSINGS).map(|k| pnext(k, true)).collect();
+            let retired: Vec<_> = (0..PROCESSINGS).map(|k| pnext(k, true, 1)).collect();
             let mut archiving = config(&emu, q, s);
             archiving.policy.deletes.insert("processing".into(), DeletePolicy::Archive);
-            let (archive_requests, archive_s) = measure(&bus, &topics, &emu, archiving, &retired).await;
-            let archived = emu
-                .state
-                .entities(1, "DataProcessings")
-                .iter()
-                .filter(|p| p["archived"] == serde_json::json!(true))
-                .count();
-            assert_eq!(archived, PROCESSINGS);
+            let (archive_requests, archive_s) = measure(&bus, &topics, &emu, archiving.clone(), &retired).await;
+            let archived = |emu: &RunningEmulator| {
+                emu.state
+                    .entities(1, "DataProcessings")
+                    .iter()
+                    .filter(|p| p["archived"] == serde_json::json!(true))
+                    .count()
+            };
+            assert_eq!(archived(&emu), PROCESSINGS);
+            let back: Vec<_> = (0..PROCESSINGS).map(|k| pnext(k, false, 2)).collect();
+            let (back_requests, back_s) = measure(&bus, &topics, &emu, archiving, &back).await;
+            assert_eq!(archived(&emu), 0);
+            assert_eq!(emu.state.entities(1, "DataProcessings").len(), PROCESSINGS);
             let quota_label = q.map_or_else(|| "off".to_owned(), |(l, ms)| format!("{l}/{ms}ms"));
             println!(
-                "| {} | {quota_label} | {patch_requests} requests, {patch_s:.1} s | {delete_requests} requests, {delete_s:.1} s | {archive_requests} requests, {archive_s:.1} s |",
+                "| {} | {quota_label} | {patch_requests} requests, {patch_s:.1} s | {delete_requests} requests, {delete_s:.1} s | {archive_requests} requests, {archive_s:.1} s | {back_requests} requests, {back_s:.1} s |",
                 s.name
             );
         }

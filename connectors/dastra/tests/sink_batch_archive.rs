@@ -4,8 +4,9 @@
 //! `…/archive/{id}` each. A record a person already deleted in Dastra makes the batch fail (the
 //! emulator archives all ids or none): the batch is split, the others are archived, and the
 //! deleted one's own archive answers 404, which is "already gone" — no DLQ. A sink restart in
-//! between must not lose anything, and keys that come back at the source are restored (or created
-//! again, for the one a person deleted), never duplicated. Real driver, nats-server and
+//! between must not lose anything, and keys that come back at the source are restored through the
+//! batch restores (`POST DataProcessings/restore`, `POST Contracts/restore`, `POST
+//! Tasks/batch-restore`), or created again for the one a person deleted, never duplicated. Real driver, nats-server and
 //! MockCluster, the emulator as Dastra.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -194,22 +195,50 @@ async fn scenario(bus_kind: Bus) {
         .collect::<Vec<_>>();
     assert!(dlq.is_empty(), "nothing reaches the DLQ (a 404 on an archive is already gone): {dlq:?}");
 
-    // After a restart, processing 0 and 2 and task 1 come back at the source.
+    // After a restart, processings 0–3 (2 is the one a person deleted), every contract and tasks
+    // 1 and 3 come back at the source: restored in batch restores, the deleted one created again.
     let sink = RunningSink::start("sink", &bus, &topics, config());
     sink.wait_assigned(Duration::from_secs(60)).await;
-    let mut back = events("processing", &[0, 2], false, "v2");
-    back.extend(events("task", &[1], false, "v2"));
+    let mark = emu.state.request_log().last().map_or(0, |r| r.seq);
+    let mut back = events("processing", &[0, 1, 2, 3], false, "v2");
+    back.extend(events("contract", &all, false, "v2"));
+    back.extend(events("task", &[1, 3], false, "v2"));
     publish(publisher.as_ref(), &topics, &back).await;
-    sink.wait_idle(Duration::from_secs(120)).await;
+    sink.wait_consumed("sink", back.len() as u64, Duration::from_secs(120)).await;
     sink.stop().await;
-    for (family, collection, i) in
-        [("processing", "DataProcessings", 0), ("processing", "DataProcessings", 2), ("task", "Tasks", 1)]
-    {
-        let found = records(&emu, collection, &key(family, i));
-        assert_eq!(found.len(), 1, "{family} {i} came back once: {found:?}");
-        assert_eq!(found[0]["archived"], false, "{family} {i} restored: {found:?}");
-        assert_eq!(found[0]["label"], format!("v2 {family} {i}"), "{family} {i}: {found:?}");
+    let came_back = |family: &str, i: usize| back.iter().any(|e| e.key.as_str() == key(family, i));
+    for (family, _, collection) in FAMILIES {
+        for i in 0..N {
+            let found = records(&emu, collection, &key(family, i));
+            assert_eq!(found.len(), 1, "{family} {i} exists once: {found:?}");
+            let back = came_back(family, i);
+            assert_eq!(found[0]["archived"], !back, "{family} {i}: {found:?}");
+            let label = format!("{} {family} {i}", if back { "v2" } else { "v1" });
+            assert_eq!(found[0]["label"], label, "{family} {i}: {found:?}");
+        }
     }
+    let log: Vec<_> = emu.state.request_log().into_iter().filter(|r| r.seq > mark).collect();
+    let summary: Vec<String> = log.iter().map(|r| format!("{} {} {}", r.method, r.route, r.status)).collect();
+    let restored = |route: &str| -> (usize, usize) {
+        let sizes: Vec<usize> = log
+            .iter()
+            .filter(|r| r.method == "POST" && r.route.ends_with(route) && r.status == 200)
+            .map(|r| r.body.as_ref().and_then(Value::as_array).map_or(0, Vec::len))
+            .collect();
+        (sizes.iter().sum(), sizes.iter().copied().max().unwrap_or(0))
+    };
+    let count = |line: &str| summary.iter().filter(|l| *l == line).count();
+    assert_eq!(restored("/Contracts/restore"), (N, N), "one batch restore for the contracts: {summary:#?}");
+    assert_eq!(restored("/Tasks/batch-restore"), (2, 2), "one batch restore for the tasks: {summary:#?}");
+    let (batched, _) = restored("/DataProcessings/restore");
+    let alone = count("POST /v1/ws/{workspaceId}/DataProcessings/restore/{id} 200");
+    assert_eq!(batched + alone, 3, "three processings restored, each once: {summary:#?}");
+    assert_eq!(count("POST /v1/ws/{workspaceId}/DataProcessings/restore/{id} 404"), 1, "{summary:#?}");
+    assert_eq!(
+        count("POST /v1/ws/{workspaceId}/DataProcessings 200"),
+        1,
+        "the deleted one created again: {summary:#?}"
+    );
     let ledger = durable_ledger(&bus, &topics).await;
     for e in created.iter().chain(&retired).chain(&back) {
         let newest = created

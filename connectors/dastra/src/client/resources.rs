@@ -440,11 +440,12 @@ impl DastraClient {
         }
     }
 
-    /// Archives many records of a collection in one request: `POST <collection>/<path>` with the ids
-    /// as a JSON array, on the route template `route` — `DataProcessings/archive` (SPEC-2022),
-    /// `Contracts/archive` and `Tasks/batch-archive` (EPLIST-2024, body inferred to be the same
+    /// Archives or restores many records of a collection in one request: `POST
+    /// <collection>/<path>` with the ids as a JSON array, on the route template `route` —
+    /// `DataProcessings/archive` and `…/restore` (SPEC-2022), `Contracts/archive`, `…/restore`,
+    /// `Tasks/batch-archive` and `Tasks/batch-restore` (EPLIST-2024, body inferred to be the same
     /// array; docs/dastra-api.md). For a resource the caller knows has the route.
-    pub(crate) async fn batch_archive_unchecked<R: Resource>(
+    pub(crate) async fn batch_ids_unchecked<R: Resource>(
         &self,
         route: &'static str,
         path: &str,

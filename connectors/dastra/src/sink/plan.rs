@@ -61,7 +61,13 @@ pub fn request_kind(method: &str, route: &str) -> &'static str {
         _ if route.contains("/archive") || route.ends_with("/batch-archive") || route.ends_with("/batch-delete") => {
             "delete"
         }
-        _ if route.contains("/restore/") || route.ends_with("/workflow") || route.ends_with("/close") => "patch",
+        _ if route.contains("/restore")
+            || route.ends_with("/batch-restore")
+            || route.ends_with("/workflow")
+            || route.ends_with("/close") =>
+        {
+            "patch"
+        }
         _ => "create",
     }
 }
@@ -611,6 +617,8 @@ mod tests {
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/DataProcessings/archive"), "delete");
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Tasks/batch-archive"), "delete");
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Tasks/{id}/archive"), "delete");
+        assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/DataProcessings/restore"), "patch");
+        assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Tasks/batch-restore"), "patch");
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/Contracts/restore/{id}"), "patch");
         assert_eq!(request_kind("POST", "POST /v1/ws/{workspaceId}/DataSubjectRequests/workflow"), "patch");
         assert_eq!(request_kind("GET", "GET /v1/ws/{workspaceId}/Areas"), "lookup");

@@ -1,6 +1,8 @@
 //! Dastra's batch routes, where they pay: deletes of one entity type from keys worked on at the
 //! same time become one `POST <collection>/batch-delete`, archives (the `archive` delete policy)
-//! one `POST <collection>/archive` (DataProcessings, Contracts) or `POST Tasks/batch-archive`, and
+//! one `POST <collection>/archive` (DataProcessings, Contracts) or `POST Tasks/batch-archive`, the
+//! restores of archived entities coming back one `POST <collection>/restore` or `POST
+//! Tasks/batch-restore`, and
 //! identical JSON Patches of one type one `PATCH <collection>` with `{ids, patch}` (a sweep that
 //! changes an owner on 300 assets, a source that removes 1 000 CIs or retires 200 processings).
 //!
@@ -20,8 +22,8 @@
 //!    request: `DELETE …/{id}`, `PATCH …/{id}`).
 //! 4. A batch Dastra refuses (a 4xx other than 408/429) is split in halves, each sent again, down
 //!    to single requests: the member Dastra refuses gets its own refusal (a 400 → DLQ, a 404 on a
-//!    patch → created again, a 404 on a delete or an archive → already gone, exactly as without
-//!    batching) and the others their success. A
+//!    patch or a restore → created again, a 404 on a delete or an archive → already gone, exactly
+//!    as without batching) and the others their success. A
 //!    transient failure (after the client's retries) is every member's answer, retried by each
 //!    worker as usual.
 //!
@@ -50,6 +52,8 @@ enum Op {
     Delete,
     /// The resource's batch archive ([`SinkResource::BATCH_ARCHIVE`]).
     Archive,
+    /// The resource's batch restore ([`SinkResource::BATCH_RESTORE`]).
+    Restore,
     /// `PATCH <collection>` with this patch (its JSON text is the group key).
     Patch(String),
 }
@@ -176,6 +180,16 @@ impl RequestBatcher {
         self.submit::<R>(client, Op::Archive, client.priority(), id).await
     }
 
+    /// Restores the archived entity `id` of `R`, in one batch restore with other keys' restores of
+    /// `R` when Dastra has one for `R` and there are some. A 404 (the record is gone) is the
+    /// member's answer: its caller creates the record again.
+    pub async fn restore<R: SinkResource>(&self, client: &DastraClient, id: &str) -> Result<(), DastraError> {
+        if R::BATCH_RESTORE.is_none() || !self.groups::<R>() {
+            return single::<R>(client, &Op::Restore, id).await;
+        }
+        self.submit::<R>(client, Op::Restore, client.priority(), id).await
+    }
+
     /// Applies `ops` to the entity `id` of `R`, in one `PATCH <collection>` with other keys'
     /// identical patches of `R` when there are some.
     pub async fn patch<R: SinkResource>(
@@ -220,7 +234,8 @@ impl RequestBatcher {
                         if second {
                             let routes = match key.op {
                                 Op::Delete => (R::ROUTES.delete, R::ROUTES.batch_delete),
-                                Op::Archive => (R::ARCHIVE_ROUTE, batch_archive_route::<R>()),
+                                Op::Archive => (R::ARCHIVE_ROUTE, batch_route::<R>(&Op::Archive)),
+                                Op::Restore => (R::RESTORE_ROUTE, batch_route::<R>(&Op::Restore)),
                                 Op::Patch(_) => (R::ROUTES.patch, R::ROUTES.batch_patch),
                             };
                             *p.batched.entry(routes).or_default() += 1;
@@ -359,23 +374,35 @@ async fn single<R: SinkResource>(client: &DastraClient, op: &Op, id: &str) -> Re
     match op {
         Op::Delete => client.delete::<R>(&id).await,
         Op::Archive => R::archive_one(client, &id).await,
+        Op::Restore => R::restore_one(client, &id).await,
         Op::Patch(text) => client.patch::<R>(&id, &ops_of::<R>(text)?).await,
     }
 }
 
-/// The route template of `R`'s batch archive (its single archive when it has none).
-fn batch_archive_route<R: SinkResource>() -> &'static str {
-    R::BATCH_ARCHIVE.map_or(R::ARCHIVE_ROUTE, |(route, _)| route)
+/// `(route template, path under the collection)` of `R`'s batch archive or restore.
+fn ids_route<R: SinkResource>(op: &Op) -> Option<(&'static str, &'static str)> {
+    match op {
+        Op::Archive => R::BATCH_ARCHIVE,
+        Op::Restore => R::BATCH_RESTORE,
+        Op::Delete | Op::Patch(_) => None,
+    }
+}
+
+/// The route template of `R`'s batch archive or restore (the single route when it has none).
+fn batch_route<R: SinkResource>(op: &Op) -> &'static str {
+    let single = if *op == Op::Restore { R::RESTORE_ROUTE } else { R::ARCHIVE_ROUTE };
+    ids_route::<R>(op).map_or(single, |(route, _)| route)
 }
 
 async fn batch<R: SinkResource>(client: &DastraClient, op: &Op, ids: &[R::Id]) -> Result<(), DastraError> {
     match op {
         Op::Delete => client.batch_delete_unchecked::<R>(ids).await,
-        Op::Archive => match R::BATCH_ARCHIVE {
-            Some((route, path)) => client.batch_archive_unchecked::<R>(route, path, ids).await,
-            None => {
-                Err(DastraError::Build { route: R::ARCHIVE_ROUTE, detail: format!("{} has no batch archive", R::PATH) })
-            }
+        Op::Archive | Op::Restore => match ids_route::<R>(op) {
+            Some((route, path)) => client.batch_ids_unchecked::<R>(route, path, ids).await,
+            None => Err(DastraError::Build {
+                route: batch_route::<R>(op),
+                detail: format!("{} has no such batch route", R::PATH),
+            }),
         },
         Op::Patch(text) => client.batch_patch_unchecked::<R>(ids, &ops_of::<R>(text)?).await,
     }
@@ -388,6 +415,11 @@ fn ops_of<R: SinkResource>(text: &str) -> Result<Vec<PatchOperation>, DastraErro
 /// [`RequestBatcher::archive`] without a batcher: the record's own archive route.
 pub(super) async fn archive_one<R: SinkResource>(client: &DastraClient, id: &str) -> Result<(), DastraError> {
     single::<R>(client, &Op::Archive, id).await
+}
+
+/// [`RequestBatcher::restore`] without a batcher: the record's own restore route.
+pub(super) async fn restore_one<R: SinkResource>(client: &DastraClient, id: &str) -> Result<(), DastraError> {
+    single::<R>(client, &Op::Restore, id).await
 }
 
 /// [`RequestBatcher::delete`] without a batcher: `DELETE <collection>/{id}`.

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::engine::{SinkResource, UpsertInput, upsert};
 use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
-use super::refs::{Refs, area_id, instant, int_id, uuid_id};
+use super::refs::{Refs, area_id, instant, int_id};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{Contracts, ExternalKeyed};
 use crate::sink::config::DeletePolicy;
@@ -22,6 +22,14 @@ impl SinkResource for Contracts {
         id: &'a Self::Id,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
         Box::pin(client.archive::<Self>(id))
+    }
+    const BATCH_RESTORE: Option<(&'static str, &'static str)> =
+        Some(("POST /v1/ws/{workspaceId}/Contracts/restore", "restore"));
+    fn restore_one<'a>(
+        client: &'a crate::DastraClient,
+        id: &'a Self::Id,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+        Box::pin(client.restore::<Self>(id))
     }
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
@@ -84,8 +92,7 @@ pub(super) async fn apply(
         m.insert("areaId".into(), Value::from(area_id(ctx, Some(r)).await?));
     }
     let content = through_dto::<crate::model::Contract>(m)?;
-    let (current, restored) =
-        revive(current, |id| async move { Ok(ctx.client.restore::<Contracts>(&uuid_id(&id)?).await?) }).await?;
+    let (current, restored) = revive(current, |id| async move { Ok(ctx.restore::<Contracts>(&id).await?) }).await?;
     let revived = current.clone();
     let input =
         UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false, hash_view: None };

@@ -34,11 +34,23 @@ pub trait SinkResource: Resource + Patchable {
     const BATCH_ARCHIVE: Option<(&'static str, &'static str)> = None;
     /// Route template of its own archive of one record (the plan's single route).
     const ARCHIVE_ROUTE: &'static str = <Self as Resource>::ROUTES.archive;
+    /// Dastra restores many of it in one request, like [`Self::BATCH_ARCHIVE`]: `POST
+    /// <collection>/restore` (DataProcessings, Contracts) or `POST Tasks/batch-restore`.
+    const BATCH_RESTORE: Option<(&'static str, &'static str)> = None;
+    /// Route template of its own restore of one record.
+    const RESTORE_ROUTE: &'static str = <Self as Resource>::ROUTES.restore;
     /// Archives one record on its own route (a 404 is success: a person deleted it already).
     fn archive_one<'a>(client: &'a DastraClient, id: &'a Self::Id) -> BoxFuture<'a, Result<(), DastraError>> {
         let _ = (client, id);
         Box::pin(async {
             Err(DastraError::Build { route: Self::ARCHIVE_ROUTE, detail: format!("{} has no archive", Self::PATH) })
+        })
+    }
+    /// Restores one archived record on its own route (a 404 is the caller's: the record is gone).
+    fn restore_one<'a>(client: &'a DastraClient, id: &'a Self::Id) -> BoxFuture<'a, Result<(), DastraError>> {
+        let _ = (client, id);
+        Box::pin(async {
+            Err(DastraError::Build { route: Self::RESTORE_ROUTE, detail: format!("{} has no restore", Self::PATH) })
         })
     }
 }

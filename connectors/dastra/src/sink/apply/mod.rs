@@ -68,6 +68,15 @@ impl ApplyCtx<'_> {
         }
     }
 
+    /// Restores the archived entity `id` of `R`, through the batcher when there is one (a 404 is
+    /// returned: the record is gone, the caller creates it).
+    pub(crate) async fn restore<R: SinkResource>(&self, id: &str) -> Result<(), DastraError> {
+        match self.batcher {
+            Some(b) => b.restore::<R>(self.client, id).await,
+            None => batcher::restore_one::<R>(self.client, id).await,
+        }
+    }
+
     /// Patches the entity `id` of `R`, through the batcher when there is one.
     pub(crate) async fn patch<R: SinkResource>(
         &self,

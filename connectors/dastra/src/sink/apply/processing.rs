@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::dataset::{id_and_label, ids_only};
 use super::engine::{SinkResource, UpsertInput, upsert};
 use super::entities::{payload_json, plus_requests, remove, revive, through_dto};
-use super::refs::{Refs, area_id, int_id, uuid_id};
+use super::refs::{Refs, area_id, int_id};
 use super::{ApplyCtx, ApplyError, Outcome};
 use crate::client::resources::{Assets, DataProcessings, DataRetentionRules, ExternalKeyed};
 use crate::model::Filter;
@@ -29,6 +29,14 @@ impl SinkResource for DataProcessings {
         id: &'a Self::Id,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
         Box::pin(client.archive::<Self>(id))
+    }
+    const BATCH_RESTORE: Option<(&'static str, &'static str)> =
+        Some(("POST /v1/ws/{workspaceId}/DataProcessings/restore", "restore"));
+    fn restore_one<'a>(
+        client: &'a crate::DastraClient,
+        id: &'a Self::Id,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+        Box::pin(client.restore::<Self>(id))
     }
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
@@ -167,7 +175,7 @@ pub(super) async fn apply(
         }
     };
     let (current, restored) =
-        revive(current, |id| async move { Ok(ctx.client.restore::<DataProcessings>(&uuid_id(&id)?).await?) }).await?;
+        revive(current, |id| async move { Ok(ctx.restore::<DataProcessings>(&id).await?) }).await?;
     let revived = current.clone();
     // Hashes see the asset and dataset ids only: the labels and types copied from their entries are
     // not this processing's content (a renamed asset does not make its processings "changed").

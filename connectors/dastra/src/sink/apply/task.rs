@@ -34,6 +34,15 @@ impl SinkResource for Tasks {
     ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
         Box::pin(client.archive_task(*id, true))
     }
+    const BATCH_RESTORE: Option<(&'static str, &'static str)> =
+        Some(("POST /v1/ws/{workspaceId}/Tasks/batch-restore", "batch-restore"));
+    const RESTORE_ROUTE: &'static str = crate::client::resources::TASK_ARCHIVE_ROUTE;
+    fn restore_one<'a>(
+        client: &'a crate::DastraClient,
+        id: &'a Self::Id,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+        Box::pin(client.archive_task(*id, false))
+    }
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }
@@ -106,8 +115,7 @@ pub(super) async fn apply(
     extra.insert(TASK_KEY_FIELD.into(), Value::String(key.as_str().to_owned()));
     m.insert("additionalDatas".into(), Value::Object(extra));
     let content = through_dto::<crate::model::Task>(m)?;
-    let (current, restored) =
-        revive(current, |id| async move { Ok(ctx.client.archive_task(int_id(&id)?, false).await?) }).await?;
+    let (current, restored) = revive(current, |id| async move { Ok(ctx.restore::<Tasks>(&id).await?) }).await?;
     let revived = current.clone();
     let input =
         UpsertInput { key, sequence: &event.sequence, content, current, partial_create: false, hash_view: None };
