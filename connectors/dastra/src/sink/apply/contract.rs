@@ -15,22 +15,7 @@ use crate::sink::ledger::LedgerEntry;
 
 impl SinkResource for Contracts {
     const BATCH_ROUTES: bool = true;
-    const BATCH_ARCHIVE: Option<(&'static str, &'static str)> =
-        Some(("POST /v1/ws/{workspaceId}/Contracts/archive", "archive"));
-    fn archive_one<'a>(
-        client: &'a crate::DastraClient,
-        id: &'a Self::Id,
-    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
-        Box::pin(client.archive::<Self>(id))
-    }
-    const BATCH_RESTORE: Option<(&'static str, &'static str)> =
-        Some(("POST /v1/ws/{workspaceId}/Contracts/restore", "restore"));
-    fn restore_one<'a>(
-        client: &'a crate::DastraClient,
-        id: &'a Self::Id,
-    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
-        Box::pin(client.restore::<Self>(id))
-    }
+    super::engine::archive_routes!("Contracts");
     fn created_id(c: &Self::Created) -> Option<String> {
         c.id.map(|i| i.to_string())
     }

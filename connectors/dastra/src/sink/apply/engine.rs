@@ -55,6 +55,31 @@ pub trait SinkResource: Resource + Patchable {
     }
 }
 
+/// The [`SinkResource`] items of a collection that Dastra archives and restores with `POST
+/// <collection>/archive/{id}`, `…/restore/{id}` and their batch forms `POST <collection>/archive`,
+/// `…/restore` (DataProcessings, Contracts).
+macro_rules! archive_routes {
+    ($c:literal) => {
+        const BATCH_ARCHIVE: Option<(&'static str, &'static str)> =
+            Some((concat!("POST /v1/ws/{workspaceId}/", $c, "/archive"), "archive"));
+        const BATCH_RESTORE: Option<(&'static str, &'static str)> =
+            Some((concat!("POST /v1/ws/{workspaceId}/", $c, "/restore"), "restore"));
+        fn archive_one<'a>(
+            client: &'a crate::DastraClient,
+            id: &'a Self::Id,
+        ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+            Box::pin(client.archive::<Self>(id))
+        }
+        fn restore_one<'a>(
+            client: &'a crate::DastraClient,
+            id: &'a Self::Id,
+        ) -> futures::future::BoxFuture<'a, Result<(), crate::error::DastraError>> {
+            Box::pin(client.restore::<Self>(id))
+        }
+    };
+}
+pub(super) use archive_routes;
+
 /// One upsert: the entity, its source version, and the DTO content to send (as JSON, with the
 /// external key field already set).
 pub struct UpsertInput<'a> {
