@@ -1,10 +1,10 @@
-//! Dastra's batch routes, where they pay: deletes of one entity type from keys worked on at the
-//! same time become one `POST <collection>/batch-delete`, archives (the `archive` delete policy)
-//! one `POST <collection>/archive` (DataProcessings, Contracts) or `POST Tasks/batch-archive`, the
-//! restores of archived entities coming back one `POST <collection>/restore` or `POST
-//! Tasks/batch-restore`, and
-//! identical JSON Patches of one type one `PATCH <collection>` with `{ids, patch}` (a sweep that
-//! changes an owner on 300 assets, a source that removes 1 000 CIs or retires 200 processings).
+//! Dastra's batch routes, where they pay. Of keys worked on at the same time, the deletes of one
+//! entity type become one `POST <collection>/batch-delete`; the archives (the `archive` delete
+//! policy) one `POST <collection>/archive` (DataProcessings, Contracts) or `POST
+//! Tasks/batch-archive`; the restores of archived entities coming back one `POST
+//! <collection>/restore` or `POST Tasks/batch-restore`; and identical JSON Patches of one type one
+//! `PATCH <collection>` with `{ids, patch}` (a sweep that changes an owner on 300 assets, a source
+//! that removes 1 000 CIs or retires 200 processings).
 //!
 //! Every key still awaits its own answer: a worker hands its request to a group and gets back the
 //! result of the request that carried it, so the ledger entry of a key is written only after that
@@ -23,9 +23,8 @@
 //! 4. A batch Dastra refuses (a 4xx other than 408/429) is split in halves, each sent again, down
 //!    to single requests: the member Dastra refuses gets its own refusal (a 400 → DLQ, a 404 on a
 //!    patch or a restore → created again, a 404 on a delete or an archive → already gone, exactly
-//!    as without batching) and the others their success. A
-//!    transient failure (after the client's retries) is every member's answer, retried by each
-//!    worker as usual.
+//!    as without batching) and the others their success. A transient failure (after the client's
+//!    retries) is every member's answer, retried by each worker as usual.
 //!
 //! If the leader's worker is given up while it leads, the members it holds get "abandoned" (a
 //! retryable error) and their workers send again.
