@@ -116,14 +116,7 @@ async fn scenario(bus_kind: Bus) {
 
     // A person deletes processing 2 in Dastra; then the source retires every one of them.
     let gone = records(&emu, "DataProcessings", &key("processing", 2))[0]["id"].as_str().unwrap().to_owned();
-    let status = reqwest::Client::new()
-        .delete(emu.url(&format!("/v1/ws/1/DataProcessings/{gone}")))
-        .header("X-API-Key", "emulator-key")
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success(), "person's delete answered {status}");
+    emu_delete(&emu, &format!("/v1/ws/1/DataProcessings/{gone}")).await;
     let mark = emu.state.request_log().last().map_or(0, |r| r.seq);
     let mut retired = Vec::new();
     for (family, _, _) in FAMILIES {

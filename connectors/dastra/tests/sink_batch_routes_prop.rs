@@ -138,14 +138,7 @@ fn records(emu: &RunningEmulator, k: usize) -> Vec<Value> {
 async fn person_deletes(emu: &RunningEmulator, k: usize) {
     for r in records(emu, k) {
         let id = r["id"].as_i64().unwrap();
-        let status = reqwest::Client::new()
-            .delete(emu.url(&format!("/v1/ws/1/Assets/{id}")))
-            .header("X-API-Key", "emulator-key")
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "person's delete answered {status}");
+        emu_delete(emu, &format!("/v1/ws/1/Assets/{id}")).await;
     }
 }
 

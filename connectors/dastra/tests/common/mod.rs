@@ -333,6 +333,14 @@ pub async fn emu_post(emu: &RunningEmulator, path: &str, body: serde_json::Value
         .unwrap()
 }
 
+/// What a person does in Dastra's UI: `DELETE <path>` on the emulator with its API key, which must
+/// succeed.
+pub async fn emu_delete(emu: &RunningEmulator, path: &str) {
+    let status =
+        reqwest::Client::new().delete(emu.url(path)).header("X-API-Key", "emulator-key").send().await.unwrap().status();
+    assert!(status.is_success(), "DELETE {path} answered {status}");
+}
+
 /// Subscribes a webhook in workspace 1 to `events`, posting to the receiver on `port`; its signature key.
 pub async fn subscribe_webhook(emu: &RunningEmulator, port: u16, events: &[&str]) -> String {
     let url = format!("http://127.0.0.1:{port}/webhooks/dastra");
